@@ -1,0 +1,172 @@
+package dev.ferry.core.machine;
+
+import dev.ferry.core.cpu.CpuEngine;
+import dev.ferry.core.memory.GuestMemory;
+import dev.ferry.core.migration.MigrationRegistry;
+
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.concurrent.CopyOnWriteArrayList;
+
+/**
+ * A VM: guest memory, vCPUs, devices (through their registrations) and the run state. Owns the
+ * memory and the CPU engine and closes them.
+ *
+ * <p>Run-state changes are serialized on this object's monitor: {@link #vmStop} pauses the vCPUs,
+ * then runs the VM-change-state handlers (prepare stage for all, then the main stage, both in
+ * descending priority); {@link #vmStart} runs the handlers (ascending priority) and then resumes
+ * the vCPUs — QEMU's order.
+ */
+public final class Machine implements AutoCloseable {
+    private final String name;
+    private final GuestMemory memory;
+    private final CpuEngine cpus;
+    private final MigrationRegistry migration = new MigrationRegistry();
+    private final List<HandlerEntry> handlers = new CopyOnWriteArrayList<>();
+    private final List<RunStateListener> listeners = new CopyOnWriteArrayList<>();
+    private final List<AutoCloseable> devices = new CopyOnWriteArrayList<>();
+    private volatile RunState runState;
+    private int handlerSeq;
+
+    private record HandlerEntry(VmChangeStateHandler handler, int priority, int seq) {
+    }
+
+    public Machine(String name, GuestMemory memory, CpuEngine cpus, RunState initial) {
+        this.name = name;
+        this.memory = memory;
+        this.cpus = cpus;
+        this.runState = initial;
+    }
+
+    public String name() {
+        return name;
+    }
+
+    public GuestMemory memory() {
+        return memory;
+    }
+
+    public CpuEngine cpus() {
+        return cpus;
+    }
+
+    public MigrationRegistry migration() {
+        return migration;
+    }
+
+    public RunState runState() {
+        return runState;
+    }
+
+    public boolean isRunning() {
+        return runState == RunState.RUNNING;
+    }
+
+    /** A device whose resources the machine closes (in reverse order) when it closes. */
+    public void addDevice(AutoCloseable device) {
+        devices.add(device);
+    }
+
+    public synchronized void addVmChangeStateHandler(VmChangeStateHandler h, int priority) {
+        handlers.add(new HandlerEntry(h, priority, handlerSeq++));
+    }
+
+    public void removeVmChangeStateHandler(VmChangeStateHandler h) {
+        handlers.removeIf(e -> e.handler == h);
+    }
+
+    public void addRunStateListener(RunStateListener l) {
+        listeners.add(l);
+    }
+
+    /** Sets the state without running handlers (used for inmigrate/postmigrate bookkeeping). */
+    public synchronized void setRunState(RunState s) {
+        RunState prev = runState;
+        runState = s;
+        if (prev != s) {
+            for (RunStateListener l : listeners) {
+                l.runStateChanged(prev, s);
+            }
+        }
+    }
+
+    /**
+     * Stops the VM into {@code state} (paused, finish-migrate, ...). If the VM was not running,
+     * only the state changes. Handler failures are collected; the VM ends up stopped regardless
+     * and the failures are thrown together.
+     */
+    public synchronized void vmStop(RunState state) throws VmStateChangeException {
+        if (state.isRunning()) {
+            throw new IllegalArgumentException("vmStop into " + state);
+        }
+        if (!runState.isRunning()) {
+            setRunState(state);
+            return;
+        }
+        cpus.pause();
+        setRunState(state);
+        notifyHandlers(false, state);
+    }
+
+    /** Starts the VM; on handler failure the VM still runs and the failures are thrown. */
+    public synchronized void vmStart() throws VmStateChangeException {
+        if (runState.isRunning()) {
+            return;
+        }
+        VmStateChangeException failure = null;
+        try {
+            notifyHandlers(true, RunState.RUNNING);
+        } catch (VmStateChangeException e) {
+            failure = e;
+        }
+        setRunState(RunState.RUNNING);
+        cpus.resume();
+        if (failure != null) {
+            throw failure;
+        }
+    }
+
+    private void notifyHandlers(boolean running, RunState state) throws VmStateChangeException {
+        List<HandlerEntry> order = new ArrayList<>(handlers);
+        Comparator<HandlerEntry> asc = Comparator.comparingInt(HandlerEntry::priority)
+                .thenComparingInt(HandlerEntry::seq);
+        order.sort(running ? asc : asc.reversed());
+        List<String> failures = new ArrayList<>();
+        Throwable first = null;
+        for (HandlerEntry e : order) {
+            try {
+                e.handler.prepare(running, state);
+            } catch (VmStateChangeException | RuntimeException ex) {
+                failures.add(ex.getMessage());
+                first = first == null ? ex : first;
+            }
+        }
+        for (HandlerEntry e : order) {
+            try {
+                e.handler.onChange(running, state);
+            } catch (VmStateChangeException | RuntimeException ex) {
+                failures.add(ex.getMessage());
+                first = first == null ? ex : first;
+            }
+        }
+        if (!failures.isEmpty()) {
+            throw new VmStateChangeException(String.join("; ", failures), first);
+        }
+    }
+
+    @Override
+    public void close() {
+        cpus.close();
+        List<AutoCloseable> rev = new ArrayList<>(devices);
+        java.util.Collections.reverse(rev);
+        for (AutoCloseable d : rev) {
+            try {
+                d.close();
+            } catch (Exception e) {
+                org.slf4j.LoggerFactory.getLogger(Machine.class).warn("{}: closing device failed: {}", name, e.toString());
+            }
+        }
+        memory.close();
+    }
+}

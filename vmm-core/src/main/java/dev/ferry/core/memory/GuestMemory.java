@@ -1,0 +1,224 @@
+package dev.ferry.core.memory;
+
+import dev.ferry.core.sys.NativeMemory;
+
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The guest's RAM: memfd-backed regions by guest-physical address. Every access is checked: an
+ * address outside every region, or a range that crosses a region's end, is a
+ * {@link GuestMemoryException}. Writes made through this API are the VMM's own writes (device
+ * models, the soft engine); while {@link #writeLog()} is started they are recorded in a bitmap so
+ * that migration sees them — KVM's log never does.
+ *
+ * <p>Thread-safe for concurrent access to distinct bytes, like real RAM. Owns its regions.
+ */
+public final class GuestMemory implements AutoCloseable {
+    private final List<GuestRegion> regions;
+    private final GuestRegion[] byIndex;
+    private final VmmWriteLog writeLog = new VmmWriteLog();
+    private volatile boolean logging;
+
+    private GuestMemory(List<GuestRegion> regions) {
+        this.regions = List.copyOf(regions);
+        this.byIndex = regions.toArray(new GuestRegion[0]);
+    }
+
+    /** One region {@code "pc.ram"} of {@code size} bytes at guest-physical 0. */
+    public static GuestMemory ofSize(long size) {
+        return builder().region("pc.ram", 0, size).build();
+    }
+
+    public static Builder builder() {
+        return new Builder();
+    }
+
+    public List<GuestRegion> regions() {
+        return regions;
+    }
+
+    public long totalSize() {
+        long t = 0;
+        for (GuestRegion r : byIndex) {
+            t += r.size();
+        }
+        return t;
+    }
+
+    public GuestRegion region(String name) {
+        for (GuestRegion r : byIndex) {
+            if (r.name().equals(name)) {
+                return r;
+            }
+        }
+        return null;
+    }
+
+    /** The region holding {@code [gpa, gpa + length)}; throws if no single region does. */
+    public GuestRegion regionFor(long gpa, long length) {
+        if (length < 0) {
+            throw new GuestMemoryException("negative length " + length + " at gpa 0x" + Long.toHexString(gpa));
+        }
+        for (GuestRegion r : byIndex) {
+            if (r.contains(gpa)) {
+                if (length > r.size() - (gpa - r.gpaBase())) {
+                    throw new GuestMemoryException("guest access [0x" + Long.toHexString(gpa) + ", +" + length
+                            + ") crosses the end of " + r);
+                }
+                return r;
+            }
+        }
+        throw new GuestMemoryException("guest-physical address 0x" + Long.toHexString(gpa) + " is not RAM (regions: "
+                + regions + ")");
+    }
+
+    /** Host address for {@code [gpa, gpa + length)}, checked. */
+    public long hostAddress(Gpa gpa, long length) {
+        GuestRegion r = regionFor(gpa.raw(), length);
+        return r.hostAddress(gpa.raw() - r.gpaBase());
+    }
+
+    public byte readByte(Gpa gpa) {
+        return NativeMemory.getByte(hostAddress(gpa, 1));
+    }
+
+    public int readInt(Gpa gpa) {
+        return NativeMemory.getInt(hostAddress(gpa, 4));
+    }
+
+    public long readLong(Gpa gpa) {
+        return NativeMemory.getLong(hostAddress(gpa, 8));
+    }
+
+    public void read(Gpa gpa, byte[] dst, int offset, int length) {
+        NativeMemory.copyToArray(hostAddress(gpa, length), dst, offset, length);
+    }
+
+    public void writeByte(Gpa gpa, byte v) {
+        long a = hostAddress(gpa, 1);
+        NativeMemory.putByte(a, v);
+        logged(gpa.raw(), 1);
+    }
+
+    public void writeInt(Gpa gpa, int v) {
+        long a = hostAddress(gpa, 4);
+        NativeMemory.putInt(a, v);
+        logged(gpa.raw(), 4);
+    }
+
+    public void writeLong(Gpa gpa, long v) {
+        long a = hostAddress(gpa, 8);
+        NativeMemory.putLong(a, v);
+        logged(gpa.raw(), 8);
+    }
+
+    public void write(Gpa gpa, byte[] src, int offset, int length) {
+        long a = hostAddress(gpa, length);
+        NativeMemory.copyFromArray(src, offset, a, length);
+        logged(gpa.raw(), length);
+    }
+
+    public void fill(Gpa gpa, long length, byte value) {
+        long a = hostAddress(gpa, length);
+        NativeMemory.fill(a, length, value);
+        logged(gpa.raw(), length);
+    }
+
+    /**
+     * Records a write the caller made directly at a host address inside the guest (a device model
+     * writing a page it obtained with {@link #hostAddress}). The soft engine and DMA models call this.
+     */
+    public void markWritten(Gpa gpa, long length) {
+        logged(gpa.raw(), length);
+    }
+
+    private void logged(long gpa, long length) {
+        if (logging) {
+            GuestRegion r = regionFor(gpa, length);
+            r.vmmWrites().markBytes(gpa - r.gpaBase(), length);
+        }
+    }
+
+    /** The log of writes made through this API. */
+    public DirtyLogSource writeLog() {
+        return writeLog;
+    }
+
+    /** A 64-bit digest of all regions' contents (see {@link MemoryDigest}). */
+    public long digest() {
+        long h = 0;
+        for (GuestRegion r : byIndex) {
+            h = MemoryDigest.combine(h, MemoryDigest.of(r.hostAddress(0), r.size()));
+        }
+        return h;
+    }
+
+    @Override
+    public void close() {
+        for (GuestRegion r : byIndex) {
+            r.close();
+        }
+    }
+
+    private final class VmmWriteLog implements DirtyLogSource {
+        @Override
+        public String name() {
+            return "vmm-writes";
+        }
+
+        @Override
+        public void start() {
+            for (GuestRegion r : byIndex) {
+                r.vmmWrites().clearAll();
+            }
+            logging = true;
+        }
+
+        @Override
+        public void sync(DirtyPages target) {
+            for (GuestRegion r : byIndex) {
+                target.bitmap(r).drainFrom(r.vmmWrites());
+            }
+        }
+
+        @Override
+        public void stop() {
+            logging = false;
+        }
+    }
+
+    public static final class Builder {
+        private final List<long[]> specs = new ArrayList<>();
+        private final List<String> names = new ArrayList<>();
+
+        public Builder region(String name, long gpaBase, long size) {
+            names.add(name);
+            specs.add(new long[] {gpaBase, size});
+            return this;
+        }
+
+        public GuestMemory build() {
+            List<GuestRegion> built = new ArrayList<>();
+            try {
+                for (int i = 0; i < specs.size(); i++) {
+                    long base = specs.get(i)[0];
+                    long size = specs.get(i)[1];
+                    for (GuestRegion r : built) {
+                        if (base < r.gpaBase() + r.size() && r.gpaBase() < base + size) {
+                            throw new IllegalArgumentException("region " + names.get(i) + " overlaps " + r);
+                        }
+                        if (r.name().equals(names.get(i))) {
+                            throw new IllegalArgumentException("duplicate region name " + names.get(i));
+                        }
+                    }
+                    built.add(new GuestRegion(names.get(i), i, base, size));
+                }
+            } catch (RuntimeException e) {
+                built.forEach(GuestRegion::close);
+                throw e;
+            }
+            return new GuestMemory(built);
+        }
+    }
+}

@@ -1,0 +1,116 @@
+package dev.ferry.core.memory;
+
+import dev.ferry.core.sys.Fd;
+import dev.ferry.core.sys.Linux;
+import dev.ferry.core.sys.Mapping;
+import dev.ferry.core.sys.Sys;
+
+/**
+ * One contiguous piece of guest RAM: a memfd (shareable with vhost-user back-ends, registrable
+ * as a KVM slot) mapped shared into this process. Owns the memfd, the mapping and the bitmap of
+ * the VMM's own writes; {@link GuestMemory} owns the regions.
+ */
+public final class GuestRegion implements AutoCloseable {
+    private final String name;
+    private final int index;
+    private final long gpaBase;
+    private final long size;
+    private final Fd memfd;
+    private final Mapping mapping;
+    private final long host;
+    private final DirtyBitmap vmmWrites;
+
+    GuestRegion(String name, int index, long gpaBase, long size) {
+        if (size <= 0 || (size & (Linux.PAGE_SIZE - 1)) != 0 || (gpaBase & (Linux.PAGE_SIZE - 1)) != 0) {
+            throw new IllegalArgumentException(name + ": base and size must be non-zero multiples of 4 KiB (base 0x"
+                    + Long.toHexString(gpaBase) + ", size " + size + ")");
+        }
+        this.name = name;
+        this.index = index;
+        this.gpaBase = gpaBase;
+        this.size = size;
+        Fd fd = Sys.memfdCreate("ferry-" + name, Linux.MFD_CLOEXEC);
+        Mapping m = null;
+        try {
+            Sys.ftruncate(fd, size);
+            m = Mapping.shared(fd, 0, size);
+            this.vmmWrites = new DirtyBitmap(size >>> DirtyBitmap.PAGE_SHIFT);
+        } catch (RuntimeException e) {
+            if (m != null) {
+                m.close();
+            }
+            fd.close();
+            throw e;
+        }
+        this.memfd = fd;
+        this.mapping = m;
+        this.host = m.address();
+    }
+
+    /** The RAM block name, as in the migration stream (e.g. {@code "pc.ram"}). */
+    public String name() {
+        return name;
+    }
+
+    public int index() {
+        return index;
+    }
+
+    public Gpa base() {
+        return new Gpa(gpaBase);
+    }
+
+    public long gpaBase() {
+        return gpaBase;
+    }
+
+    public long size() {
+        return size;
+    }
+
+    public long pages() {
+        return size >>> DirtyBitmap.PAGE_SHIFT;
+    }
+
+    public boolean contains(long gpa) {
+        return gpa - gpaBase >= 0 && gpa - gpaBase < size;
+    }
+
+    /** The memfd backing this region, for sharing (vhost-user) or slots (KVM). Still owned here. */
+    public Fd memfd() {
+        return memfd;
+    }
+
+    /** The host address of the region's first byte. */
+    public HostAddress hostBase() {
+        return new HostAddress(host);
+    }
+
+    /**
+     * Host address of byte {@code offset} of this region, for bulk page access by the migration
+     * sender and receiver, which check their offsets against {@link #size()} once per run.
+     */
+    public long hostAddress(long offset) {
+        if (offset < 0 || offset > size) {
+            throw new GuestMemoryException(name + ": offset 0x" + Long.toHexString(offset) + " outside region of "
+                    + size + " bytes");
+        }
+        return host + offset;
+    }
+
+    DirtyBitmap vmmWrites() {
+        return vmmWrites;
+    }
+
+    @Override
+    public void close() {
+        mapping.close();
+        memfd.close();
+        vmmWrites.close();
+    }
+
+    @Override
+    public String toString() {
+        return name + " [0x" + Long.toHexString(gpaBase) + ", +0x" + Long.toHexString(size) + ")";
+    }
+}

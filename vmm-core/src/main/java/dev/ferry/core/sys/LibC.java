@@ -1,0 +1,52 @@
+package dev.ferry.core.sys;
+
+import jnr.ffi.annotations.In;
+import jnr.ffi.annotations.Out;
+import jnr.ffi.types.size_t;
+import jnr.ffi.types.ssize_t;
+
+/**
+ * Raw libc bindings: the bottom layer, never used outside {@code sys}. Pointers travel as plain
+ * {@code long} addresses so calls allocate nothing; errno is captured by jnr-ffi after each call.
+ */
+public interface LibC {
+    int memfd_create(String name, int flags);
+
+    int ftruncate(int fd, long length);
+
+    long mmap(long addr, @size_t long length, int prot, int flags, int fd, long offset);
+
+    int munmap(long addr, @size_t long length);
+
+    int madvise(long addr, @size_t long length, int advice);
+
+    int ioctl(int fd, @size_t long request, long argp);
+
+    int eventfd(int initval, int flags);
+
+    int poll(long fds, long nfds, int timeout);
+
+    int close(int fd);
+
+    int dup(int fd);
+
+    @ssize_t long read(int fd, long buf, @size_t long count);
+
+    @ssize_t long write(int fd, long buf, @size_t long count);
+
+    @ssize_t long pread(int fd, long buf, @size_t long count, long offset);
+
+    int open(String path, int flags, int mode);
+
+    int fcntl(int fd, int cmd, int arg);
+
+    String strerror(int errnum);
+
+    int pipe2(@Out int[] fds, int flags);
+
+    int getpid();
+
+    long syscall(long number, long a1, long a2, long a3);
+
+    int fstat(int fd, @Out @In byte[] statbuf);
+}

@@ -1,0 +1,179 @@
+package dev.ferry.core.sys;
+
+import jnr.ffi.LibraryLoader;
+import jnr.ffi.Runtime;
+
+/**
+ * The middle layer: each libc call once, with errno turned into a {@link NativeCallException}
+ * that names the call. Everything else in Ferry calls the kernel through here (or through
+ * {@link Fd}, {@link Mapping} and friends, which call here).
+ *
+ * <p>Thread-safe: jnr-ffi stores errno per thread.
+ */
+public final class Sys {
+    private static final LibC LIBC = LibraryLoader.create(LibC.class).load("c");
+    private static final Runtime RUNTIME = Runtime.getRuntime(LIBC);
+
+    private Sys() {
+    }
+
+    /** The raw binding, for the few callers in {@code sys}-like layers (KVM, VFIO) that need it. */
+    public static LibC libc() {
+        return LIBC;
+    }
+
+    public static int errno() {
+        return RUNTIME.getLastError();
+    }
+
+    static String strerror(int errno) {
+        try {
+            return LIBC.strerror(errno);
+        } catch (RuntimeException | LinkageError e) {
+            return "unknown error";
+        }
+    }
+
+    private static NativeCallException fail(String call, String detail) {
+        return new NativeCallException(call, errno(), detail);
+    }
+
+    public static Fd memfdCreate(String name, int flags) {
+        int fd = LIBC.memfd_create(name, flags);
+        if (fd < 0) {
+            throw fail("memfd_create", name);
+        }
+        return new Fd(fd, "memfd:" + name);
+    }
+
+    public static void ftruncate(Fd fd, long length) {
+        if (LIBC.ftruncate(fd.get(), length) < 0) {
+            throw fail("ftruncate", fd + ", length=" + length);
+        }
+    }
+
+    /** Maps {@code length} bytes; returns the address. Prefer {@link Mapping}, which owns the result. */
+    public static long mmap(long addr, long length, int prot, int flags, int fd, long offset) {
+        long p = LIBC.mmap(addr, length, prot, flags, fd, offset);
+        if (p == Linux.MAP_FAILED) {
+            throw fail("mmap", "length=" + length + ", prot=" + prot + ", flags=0x" + Integer.toHexString(flags)
+                    + ", fd=" + fd + ", offset=" + offset);
+        }
+        return p;
+    }
+
+    public static void munmap(long addr, long length) {
+        if (LIBC.munmap(addr, length) < 0) {
+            throw fail("munmap", "0x" + Long.toHexString(addr) + ", length=" + length);
+        }
+    }
+
+    public static void madvise(long addr, long length, int advice) {
+        if (LIBC.madvise(addr, length, advice) < 0) {
+            throw fail("madvise", "length=" + length + ", advice=" + advice);
+        }
+    }
+
+    /**
+     * ioctl with a pointer (or integer) argument. {@code name} is the request's symbolic name, used
+     * in the error. Returns the non-negative result.
+     */
+    public static int ioctl(Fd fd, long request, long arg, String name) {
+        int r;
+        do {
+            r = LIBC.ioctl(fd.get(), request, arg);
+        } while (r < 0 && errno() == Errno.EINTR);
+        if (r < 0) {
+            throw fail(name, fd.toString());
+        }
+        return r;
+    }
+
+    /** ioctl that reports failure as a negative errno instead of throwing (for expected errors). */
+    public static int ioctlErrno(Fd fd, long request, long arg) {
+        int r;
+        do {
+            r = LIBC.ioctl(fd.get(), request, arg);
+        } while (r < 0 && errno() == Errno.EINTR);
+        return r < 0 ? -errno() : r;
+    }
+
+    public static Fd eventfd(int initval, int flags) {
+        int fd = LIBC.eventfd(initval, flags);
+        if (fd < 0) {
+            throw fail("eventfd", null);
+        }
+        return new Fd(fd, "eventfd");
+    }
+
+    public static Fd open(String path, int flags) {
+        int fd = LIBC.open(path, flags, 0);
+        if (fd < 0) {
+            throw fail("open", path);
+        }
+        return new Fd(fd, path);
+    }
+
+    public static Fd dup(Fd fd) {
+        int r = LIBC.dup(fd.get());
+        if (r < 0) {
+            throw fail("dup", fd.toString());
+        }
+        return new Fd(r, fd.description());
+    }
+
+    /** read(2) into native memory; returns the byte count, 0 at EOF; retries EINTR. */
+    public static long read(Fd fd, long buf, long count) {
+        long n;
+        do {
+            n = LIBC.read(fd.get(), buf, count);
+        } while (n < 0 && errno() == Errno.EINTR);
+        if (n < 0) {
+            throw fail("read", fd.toString());
+        }
+        return n;
+    }
+
+    /** write(2) from native memory; returns the byte count; retries EINTR. */
+    public static long write(Fd fd, long buf, long count) {
+        long n;
+        do {
+            n = LIBC.write(fd.get(), buf, count);
+        } while (n < 0 && errno() == Errno.EINTR);
+        if (n < 0) {
+            throw fail("write", fd.toString());
+        }
+        return n;
+    }
+
+    /** Pipe with both ends owned: {@code [read end, write end]}. */
+    public static Fd[] pipe(int flags) {
+        int[] fds = new int[2];
+        if (LIBC.pipe2(fds, flags) < 0) {
+            throw fail("pipe2", null);
+        }
+        return new Fd[] {new Fd(fds[0], "pipe:r"), new Fd(fds[1], "pipe:w")};
+    }
+
+    /**
+     * poll(2) on a native {@code struct pollfd} array; returns the number of ready fds, 0 on
+     * timeout. EINTR returns 0 too (callers loop).
+     */
+    public static int poll(long pollfds, int nfds, int timeoutMillis) {
+        int r = LIBC.poll(pollfds, nfds, timeoutMillis);
+        if (r < 0) {
+            if (errno() == Errno.EINTR) {
+                return 0;
+            }
+            throw fail("poll", "nfds=" + nfds);
+        }
+        return r;
+    }
+
+    /** Closes a raw fd number; only {@link Fd} calls this. */
+    static void close(int fd, String description) {
+        if (LIBC.close(fd) < 0 && errno() != Errno.EINTR) {
+            throw fail("close", description + " (fd " + fd + ")");
+        }
+    }
+}
