@@ -1,0 +1,416 @@
+package dev.ferry.migration;
+
+import dev.ferry.core.machine.Machine;
+import dev.ferry.core.machine.RunState;
+import dev.ferry.core.migration.LiveSaveHandler;
+import dev.ferry.core.migration.LoadContext;
+import dev.ferry.core.migration.MigrationException;
+import dev.ferry.core.migration.SaveEntry;
+import dev.ferry.migration.ram.RamMigration;
+import dev.ferry.migration.stream.ChannelLoadStream;
+import dev.ferry.migration.stream.ChannelSaveStream;
+import dev.ferry.migration.stream.BandwidthLimiter;
+import dev.ferry.migration.stream.Qevm;
+import dev.ferry.migration.transport.MigrationConnection;
+import dev.ferry.migration.transport.MigrationListener;
+import dev.ferry.migration.transport.MigrationTransports;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.io.EOFException;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeoutException;
+
+/**
+ * One incoming migration: QEMU's {@code process_incoming_migration}. The VM waits in
+ * {@code inmigrate}; the incoming thread accepts the connection, checks the header, calls every
+ * live handler's load setup, then reads sections until EOF, checking each footer. On success it
+ * starts the VM (or leaves it paused) and sends SHUT(0) on the return path; on any error it says
+ * what was wrong in {@link MigrationInfo#errorDesc()}, sends SHUT(1) and leaves the VM stopped.
+ *
+ * <p>The input is hostile: magic, version, section types, section ids, idstrs, versions,
+ * footers and lengths are all checked; nothing read from the stream sizes an allocation beyond
+ * fixed caps.
+ */
+public final class DestinationMigration implements LoadContext {
+    private static final Logger LOG = LoggerFactory.getLogger(DestinationMigration.class);
+    private final Machine machine;
+    private final MigrationTransports transports;
+    private final MigrationCapabilities caps;
+    private final MigrationEventSink events;
+    private final boolean autostart;
+    private final RamMigration ram;
+    private volatile MigrationStatus status = MigrationStatus.NONE;
+    private volatile String errorDesc;
+    private volatile MigrationListener listener;
+    private volatile MigrationConnection connection;
+    private volatile long startNanos;
+    private volatile long endNanos;
+    private volatile Long memoryDigestAtLoad;
+    private final Object rpLock = new Object();
+    private ChannelSaveStream rpOut;
+    private int ackPending;
+    private boolean ackSent;
+    private Thread thread;
+    private volatile boolean closing;
+
+    public DestinationMigration(Machine machine, MigrationTransports transports, MigrationCapabilities caps,
+                                MigrationEventSink events, boolean autostart) {
+        this.machine = machine;
+        this.transports = transports;
+        this.caps = caps;
+        this.events = caps.events() ? events : MigrationEventSink.NONE;
+        this.autostart = autostart;
+        this.ram = RamMigration.attach(machine);
+    }
+
+    /**
+     * Binds {@code uri} and starts waiting for the source on the incoming thread. Returns the
+     * bound URI (the real port when port 0 was asked).
+     */
+    public synchronized String listen(String uri) throws IOException {
+        if (status != MigrationStatus.NONE) {
+            throw new IllegalStateException("incoming migration already started");
+        }
+        machine.setRunState(RunState.INMIGRATE);
+        listener = transports.listen(uri);
+        setStatus(MigrationStatus.SETUP);
+        thread = new Thread(this::run, "ferry-incoming");
+        thread.setDaemon(true);
+        thread.start();
+        return listener.boundUri();
+    }
+
+    public MigrationStatus status() {
+        return status;
+    }
+
+    public String errorDesc() {
+        return errorDesc;
+    }
+
+    /** The digest of guest memory taken when loading finished, before the VM started. */
+    public Long memoryDigestAtLoad() {
+        return memoryDigestAtLoad;
+    }
+
+    public MigrationInfo info() {
+        long end = endNanos != 0 ? endNanos : System.nanoTime();
+        long total = startNanos == 0 ? 0 : (end - startNanos) / 1_000_000;
+        var rc = ram.counters();
+        MigrationInfo.Ram r = new MigrationInfo.Ram(rc.transferred(), 0, machine.memory().totalSize(), 0,
+                rc.normal(), rc.normalBytes(), 0, 0, 0, rc.pageSize(), 0, 0, 0);
+        return new MigrationInfo(status, total, 0, 0, 0, 0, errorDesc, List.of(), r, List.of());
+    }
+
+    public MigrationStatus await(Duration timeout) throws InterruptedException, TimeoutException {
+        Thread t;
+        synchronized (this) {
+            t = thread;
+        }
+        if (t != null) {
+            t.join(timeout.toMillis());
+            if (t.isAlive()) {
+                throw new TimeoutException("incoming migration still " + status.qapiName() + " after " + timeout);
+            }
+        }
+        return status;
+    }
+
+    /** Aborts the incoming migration (e.g. the VMM quits); the status ends as failed. */
+    public void abort() {
+        closing = true;
+        MigrationListener l = listener;
+        if (l != null) {
+            l.close();
+        }
+        MigrationConnection c = connection;
+        if (c != null) {
+            c.close();
+        }
+    }
+
+    private void setStatus(MigrationStatus s) {
+        if (status != s) {
+            status = s;
+            events.status(s);
+        }
+    }
+
+    @Override
+    public void approveSwitchover() {
+        synchronized (rpLock) {
+            if (ackPending > 0) {
+                ackPending--;
+            }
+            if (ackPending == 0) {
+                sendSwitchoverAck();
+            }
+        }
+    }
+
+    private void sendSwitchoverAck() {
+        if (ackSent || rpOut == null) {
+            return;
+        }
+        ackSent = true;
+        try {
+            rpOut.putBe16(ReturnPath.MSG_SWITCHOVER_ACK);
+            rpOut.putBe16(0);
+            rpOut.flush();
+        } catch (IOException e) {
+            LOG.warn("sending switchover-ack failed: {}", e.toString());
+        }
+    }
+
+    private void run() {
+        List<LiveSaveHandler> setupDone = new ArrayList<>();
+        String failure = null;
+        try {
+            MigrationConnection conn;
+            try {
+                conn = listener.accept(Duration.ofDays(365));
+            } finally {
+                listener.close();
+            }
+            connection = conn;
+            startNanos = System.nanoTime();
+            try (ChannelLoadStream in = new ChannelLoadStream(conn)) {
+                load(in, setupDone);
+            }
+        } catch (MigrationException e) {
+            failure = e.getMessage();
+        } catch (EOFException e) {
+            failure = "the migration stream ended early: " + e.getMessage();
+        } catch (IOException e) {
+            failure = closing ? "incoming migration aborted" : "reading the migration stream failed: " + e.getMessage();
+        } catch (RuntimeException e) {
+            LOG.warn("incoming migration failed", e);
+            failure = "internal error: " + e;
+        }
+        finish(failure, setupDone);
+    }
+
+    private void load(ChannelLoadStream in, List<LiveSaveHandler> setupDone) throws IOException, MigrationException {
+        int magic = in.getBe32();
+        if (magic != Qevm.FILE_MAGIC) {
+            throw new MigrationException(String.format("not a migration stream: magic 0x%08x, expected 0x%08x (QEVM)",
+                    magic, Qevm.FILE_MAGIC));
+        }
+        int version = in.getBe32();
+        if (version != Qevm.FILE_VERSION) {
+            throw new MigrationException("unsupported migration stream version " + version + " (expected 3)");
+        }
+        List<SaveEntry> entries = machine.migration().entries();
+        synchronized (rpLock) {
+            for (SaveEntry e : entries) {
+                if (e instanceof SaveEntry.Live live && caps.switchoverAck() && live.handler().switchoverAckNeeded()) {
+                    ackPending++;
+                }
+            }
+        }
+        for (SaveEntry e : entries) {
+            if (e instanceof SaveEntry.Live live) {
+                setupDone.add(live.handler());
+                live.handler().loadSetup(this);
+            }
+        }
+        setStatus(MigrationStatus.ACTIVE);
+        Map<Integer, SaveEntry> sections = new HashMap<>();
+        Map<Integer, Integer> versions = new HashMap<>();
+        while (true) {
+            long offset = in.bytesRead();
+            int type = in.getU8();
+            switch (type) {
+                case Qevm.EOF -> {
+                    readVmdesc(in);
+                    return;
+                }
+                case Qevm.CONFIGURATION -> {
+                    int len = in.getBe32();
+                    if (len < 0 || len > Qevm.MAX_CONFIGURATION_LENGTH) {
+                        throw new MigrationException("configuration section of " + (len & 0xffffffffL) + " bytes");
+                    }
+                    in.skip(len);
+                }
+                case Qevm.SECTION_START, Qevm.SECTION_FULL -> {
+                    int id = in.getBe32();
+                    int n = in.getU8();
+                    byte[] name = new byte[n];
+                    in.getBytes(name, 0, n);
+                    String idstr = new String(name, StandardCharsets.UTF_8);
+                    int instance = in.getBe32();
+                    int ver = in.getBe32();
+                    SaveEntry e = find(entries, idstr, instance);
+                    if (ver > e.version() || ver < 1) {
+                        throw new MigrationException("section '" + idstr + "' instance " + instance + ": stream version "
+                                + ver + ", this VM supports up to " + e.version());
+                    }
+                    if (type == Qevm.SECTION_START) {
+                        if (!(e instanceof SaveEntry.Live)) {
+                            throw new MigrationException("section '" + idstr + "' is not iterable but came as SECTION_START");
+                        }
+                        if (sections.containsKey(id)) {
+                            throw new MigrationException("section id " + id + " started twice");
+                        }
+                        sections.put(id, e);
+                        versions.put(id, ver);
+                    }
+                    loadSection(e, in, ver);
+                    footer(in, id, idstr);
+                }
+                case Qevm.SECTION_PART, Qevm.SECTION_END -> {
+                    int id = in.getBe32();
+                    SaveEntry e = sections.get(id);
+                    if (e == null) {
+                        throw new MigrationException(Qevm.sectionTypeName(type) + " for unknown section id " + id);
+                    }
+                    loadSection(e, in, versions.get(id));
+                    footer(in, id, e.idstr());
+                }
+                case Qevm.COMMAND -> command(in);
+                default -> throw new MigrationException(String.format(
+                        "unknown section type 0x%02x at stream offset %d", type, offset));
+            }
+        }
+    }
+
+    private SaveEntry find(List<SaveEntry> entries, String idstr, int instance) throws MigrationException {
+        for (SaveEntry e : entries) {
+            if (e.idstr().equals(idstr) && e.instanceId() == instance) {
+                return e;
+            }
+        }
+        throw new MigrationException("unknown section '" + idstr + "' instance " + instance
+                + ": this VM has no such device");
+    }
+
+    private void loadSection(SaveEntry e, ChannelLoadStream in, int version) throws IOException, MigrationException {
+        if (e instanceof SaveEntry.Live live) {
+            live.handler().loadState(in, version);
+        } else if (e instanceof SaveEntry.VmState<?> vs) {
+            vs.load(in, version);
+        }
+    }
+
+    private void footer(ChannelLoadStream in, int id, String idstr) throws IOException, MigrationException {
+        int t = in.getU8();
+        if (t != Qevm.SECTION_FOOTER) {
+            throw new MigrationException(String.format("section '%s' (id %d): expected footer 0x7e, found 0x%02x after %d bytes"
+                    + " — the section data does not match this VM's layout", idstr, id, t, in.bytesRead() - 1));
+        }
+        int fid = in.getBe32();
+        if (fid != id) {
+            throw new MigrationException("section '" + idstr + "': footer names section " + fid + ", expected " + id);
+        }
+    }
+
+    private void command(ChannelLoadStream in) throws IOException, MigrationException {
+        int cmd = in.getBe16();
+        int len = in.getBe16();
+        if (len > Qevm.MAX_COMMAND_LENGTH) {
+            throw new MigrationException("command " + cmd + " with " + len + " bytes");
+        }
+        switch (cmd) {
+            case Qevm.CMD_OPEN_RETURN_PATH -> {
+                in.skip(len);
+                if (!connection.hasReturnPath()) {
+                    throw new MigrationException("the source asked for a return path this transport lacks");
+                }
+                synchronized (rpLock) {
+                    rpOut = new ChannelSaveStream(connection, new BandwidthLimiter(0, System::nanoTime));
+                    if (caps.switchoverAck() && ackPending == 0) {
+                        sendSwitchoverAck();
+                    }
+                }
+            }
+            case Qevm.CMD_PING -> {
+                if (len != 4) {
+                    throw new MigrationException("PING command with " + len + " bytes");
+                }
+                int v = in.getBe32();
+                synchronized (rpLock) {
+                    if (rpOut != null) {
+                        rpOut.putBe16(ReturnPath.MSG_PONG);
+                        rpOut.putBe16(4);
+                        rpOut.putBe32(v);
+                        rpOut.flush();
+                    }
+                }
+            }
+            default -> throw new MigrationException("unsupported migration command " + cmd);
+        }
+    }
+
+    /** Reads the optional trailing vmdesc; Ferry does not need it, but must not leave it unread. */
+    private void readVmdesc(ChannelLoadStream in) throws IOException, MigrationException {
+        if (connection.hasReturnPath()) {
+            int t = in.getU8();
+            if (t != Qevm.VMDESCRIPTION) {
+                throw new MigrationException(String.format("expected the vmdesc after EOF, found 0x%02x", t));
+            }
+            int len = in.getBe32();
+            if (len < 0 || len > Qevm.MAX_VMDESC_LENGTH) {
+                throw new MigrationException("vmdesc of " + (len & 0xffffffffL) + " bytes");
+            }
+            in.skip(len);
+        }
+    }
+
+    private void finish(String failure, List<LiveSaveHandler> setupDone) {
+        boolean ok = failure == null;
+        for (LiveSaveHandler h : setupDone) {
+            try {
+                h.loadCleanup(ok);
+            } catch (RuntimeException e) {
+                LOG.warn("load cleanup of {} failed: {}", h.idstr(), e.toString());
+            }
+        }
+        if (ok) {
+            memoryDigestAtLoad = machine.memory().digest();
+            try {
+                if (autostart) {
+                    machine.vmStart();
+                } else {
+                    machine.setRunState(RunState.PAUSED);
+                }
+            } catch (dev.ferry.core.machine.VmStateChangeException e) {
+                failure = "starting the VM after migration failed: " + e.getMessage();
+                ok = false;
+            }
+        }
+        synchronized (rpLock) {
+            if (rpOut != null) {
+                try {
+                    rpOut.putBe16(ReturnPath.MSG_SHUT);
+                    rpOut.putBe16(4);
+                    rpOut.putBe32(ok ? 0 : 1);
+                    rpOut.drain();
+                } catch (IOException e) {
+                    LOG.warn("sending SHUT on the return path failed: {}", e.toString());
+                }
+                rpOut.close();
+            }
+        }
+        MigrationConnection c = connection;
+        if (c != null) {
+            c.close();
+        }
+        MigrationListener l = listener;
+        if (l != null) {
+            l.close();
+        }
+        endNanos = System.nanoTime();
+        if (!ok) {
+            errorDesc = failure;
+            LOG.warn("{}: incoming migration failed: {}", machine.name(), failure);
+        }
+        setStatus(ok ? MigrationStatus.COMPLETED : MigrationStatus.FAILED);
+    }
+}

@@ -1,0 +1,65 @@
+package dev.ferry.migration;
+
+/**
+ * The tunables of qapi {@code MigrationParameters} that Ferry honours, with QEMU's defaults
+ * (downtime-limit 300 ms, max-bandwidth 128 MiB/s, throttle 20 % + 10 % up to 99 %, trigger at
+ * 50 %). Immutable; QMP's migrate-set-parameters builds a new one.
+ *
+ * @param maxBandwidth bytes per second; 0 means unlimited (Ferry's extension; QEMU has no "off")
+ */
+public record MigrationParameters(long downtimeLimitMs, long maxBandwidth, int cpuThrottleInitial,
+                                  int cpuThrottleIncrement, int maxCpuThrottle, int throttleTriggerThreshold,
+                                  long returnPathTimeoutMs) {
+    public static final long MAX_THROTTLE = 128L << 20;
+
+    public MigrationParameters {
+        if (downtimeLimitMs < 0 || downtimeLimitMs > 2_000_000) {
+            throw new IllegalArgumentException("downtime-limit must be in 0..2000000 ms, got " + downtimeLimitMs);
+        }
+        if (maxBandwidth < 0) {
+            throw new IllegalArgumentException("max-bandwidth must not be negative, got " + maxBandwidth);
+        }
+        checkPercent("cpu-throttle-initial", cpuThrottleInitial, 1, 99);
+        checkPercent("cpu-throttle-increment", cpuThrottleIncrement, 1, 99);
+        checkPercent("max-cpu-throttle", maxCpuThrottle, 1, 99);
+        checkPercent("throttle-trigger-threshold", throttleTriggerThreshold, 1, 100);
+        if (returnPathTimeoutMs <= 0) {
+            throw new IllegalArgumentException("return-path timeout must be positive");
+        }
+    }
+
+    private static void checkPercent(String name, int v, int lo, int hi) {
+        if (v < lo || v > hi) {
+            throw new IllegalArgumentException(name + " must be in " + lo + ".." + hi + ", got " + v);
+        }
+    }
+
+    public static MigrationParameters defaults() {
+        return new MigrationParameters(300, MAX_THROTTLE, 20, 10, 99, 50, 60_000);
+    }
+
+    public MigrationParameters withDowntimeLimitMs(long v) {
+        return new MigrationParameters(v, maxBandwidth, cpuThrottleInitial, cpuThrottleIncrement, maxCpuThrottle,
+                throttleTriggerThreshold, returnPathTimeoutMs);
+    }
+
+    public MigrationParameters withMaxBandwidth(long v) {
+        return new MigrationParameters(downtimeLimitMs, v, cpuThrottleInitial, cpuThrottleIncrement, maxCpuThrottle,
+                throttleTriggerThreshold, returnPathTimeoutMs);
+    }
+
+    public MigrationParameters withThrottle(int initial, int increment, int max) {
+        return new MigrationParameters(downtimeLimitMs, maxBandwidth, initial, increment, max,
+                throttleTriggerThreshold, returnPathTimeoutMs);
+    }
+
+    public MigrationParameters withThrottleTriggerThreshold(int v) {
+        return new MigrationParameters(downtimeLimitMs, maxBandwidth, cpuThrottleInitial, cpuThrottleIncrement,
+                maxCpuThrottle, v, returnPathTimeoutMs);
+    }
+
+    public MigrationParameters withReturnPathTimeoutMs(long v) {
+        return new MigrationParameters(downtimeLimitMs, maxBandwidth, cpuThrottleInitial, cpuThrottleIncrement,
+                maxCpuThrottle, throttleTriggerThreshold, v);
+    }
+}

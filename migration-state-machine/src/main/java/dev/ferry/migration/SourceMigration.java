@@ -1,0 +1,441 @@
+package dev.ferry.migration;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.ferry.core.machine.Machine;
+import dev.ferry.core.machine.RunState;
+import dev.ferry.core.migration.LiveSaveHandler;
+import dev.ferry.core.migration.MigrationBlocker;
+import dev.ferry.core.migration.MigrationEvent;
+import dev.ferry.core.migration.MigrationException;
+import dev.ferry.core.migration.MigrationNotifier;
+import dev.ferry.core.migration.SaveEntry;
+import dev.ferry.migration.ram.RamCounters;
+import dev.ferry.migration.ram.RamMigration;
+import dev.ferry.migration.stream.BandwidthLimiter;
+import dev.ferry.migration.stream.ChannelSaveStream;
+import dev.ferry.migration.stream.Qevm;
+import dev.ferry.migration.stream.SectionWriter;
+import dev.ferry.migration.transport.MigrationConnection;
+import dev.ferry.migration.transport.MigrationTransports;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.io.IOException;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.function.LongSupplier;
+
+/**
+ * One outgoing migration of a {@link Machine}: QEMU's migration thread. {@link #start} checks
+ * blockers and starts the thread; the thread connects, sends every live handler's setup, iterates
+ * until the pending bytes fit {@code bandwidth × downtime-limit} (and the destination approved
+ * switchover when asked to), stops the VM, sends the rest and the device states, and waits for
+ * the destination's "loaded and running" on the return path before it reports completed.
+ *
+ * <p>Any failure or cancel, in any phase, ends with the source VM running (restarted if the
+ * migration had stopped it), every handler cleaned up, the failed/cancelled notifiers run, the
+ * connection closed, and the reason in {@link MigrationInfo#errorDesc()}. The status becomes
+ * final only after all of that, so a caller that sees it may rely on it.
+ */
+public final class SourceMigration {
+    private static final Logger LOG = LoggerFactory.getLogger(SourceMigration.class);
+    private static final ObjectMapper JSON = new ObjectMapper();
+    /** Written in the CONFIGURATION section. */
+    public static final String MACHINE_TYPE = "ferry";
+
+    private final Machine machine;
+    private final MigrationTransports transports;
+    private final MigrationParameters params;
+    private final MigrationCapabilities caps;
+    private final MigrationEventSink events;
+    private final LongSupplier clock;
+    private final RamMigration ram;
+    private final SourceProgress progress;
+    private final BandwidthLimiter limiter;
+    private volatile MigrationStatus status = MigrationStatus.NONE;
+    private volatile boolean cancelRequested;
+    private volatile MigrationConnection connection;
+    private volatile String errorDesc;
+    private Thread thread;
+
+    public SourceMigration(Machine machine, MigrationTransports transports, MigrationParameters params,
+                           MigrationCapabilities caps, MigrationEventSink events) {
+        this(machine, transports, params, caps, events, System::nanoTime);
+    }
+
+    public SourceMigration(Machine machine, MigrationTransports transports, MigrationParameters params,
+                           MigrationCapabilities caps, MigrationEventSink events, LongSupplier nanoClock) {
+        caps.validate();
+        this.machine = machine;
+        this.transports = transports;
+        this.params = params;
+        this.caps = caps;
+        this.events = caps.events() ? events : MigrationEventSink.NONE;
+        this.clock = nanoClock;
+        this.ram = RamMigration.attach(machine);
+        this.progress = new SourceProgress(nanoClock);
+        this.limiter = new BandwidthLimiter(params.maxBandwidth(), nanoClock);
+    }
+
+    /**
+     * Starts migrating to {@code uri} on a new thread. Throws {@link MigrationException} at once
+     * if a blocker forbids migration or the VM is not in a state that can migrate.
+     */
+    public synchronized void start(String uri) throws MigrationException {
+        if (status != MigrationStatus.NONE) {
+            throw new IllegalStateException("this migration was already started (status " + status.qapiName() + ")");
+        }
+        List<MigrationBlocker> blockers = machine.migration().blockers();
+        if (!blockers.isEmpty()) {
+            StringBuilder sb = new StringBuilder("migration is blocked: ");
+            for (int i = 0; i < blockers.size(); i++) {
+                sb.append(i == 0 ? "" : "; ").append(blockers.get(i).reason());
+            }
+            throw new MigrationException(sb.toString());
+        }
+        RunState rs = machine.runState();
+        if (rs != RunState.RUNNING && rs != RunState.PAUSED && rs != RunState.PRELAUNCH) {
+            throw new MigrationException("cannot migrate a VM in run state " + rs.qapiName());
+        }
+        progress.begin();
+        setStatus(MigrationStatus.SETUP);
+        thread = new Thread(() -> run(uri), "ferry-migration");
+        thread.setDaemon(true);
+        thread.start();
+    }
+
+    /** migrate_cancel: the migration ends as cancelled with the source running (no-op once final). */
+    public void cancel() {
+        synchronized (this) {
+            if (!status.isRunning()) {
+                return;
+            }
+            cancelRequested = true;
+            setStatus(MigrationStatus.CANCELLING);
+        }
+        MigrationConnection c = connection;
+        if (c != null) {
+            c.close();
+        }
+    }
+
+    /** Changes max-bandwidth while the migration runs. */
+    public void setMaxBandwidth(long bytesPerSecond) {
+        limiter.setBytesPerSecond(bytesPerSecond);
+    }
+
+    public MigrationStatus status() {
+        return status;
+    }
+
+    /** Waits until the migration reached a final state; returns it. */
+    public MigrationStatus await(Duration timeout) throws InterruptedException, TimeoutException {
+        Thread t;
+        synchronized (this) {
+            t = thread;
+        }
+        if (t == null) {
+            return status;
+        }
+        t.join(timeout.toMillis());
+        if (t.isAlive()) {
+            throw new TimeoutException("migration still " + status.qapiName() + " after " + timeout);
+        }
+        return status;
+    }
+
+    public MigrationInfo info() {
+        RamCounters rc = ram.counters();
+        return progress.snapshot(status, errorDesc, machine.cpus().throttlePercentage(), rc);
+    }
+
+    private synchronized void setStatus(MigrationStatus s) {
+        if (status == s) {
+            return;
+        }
+        if (status == MigrationStatus.CANCELLING && !s.isFinal()) {
+            return;
+        }
+        status = s;
+        events.status(s);
+    }
+
+    private void checkCancel() throws MigrationException {
+        if (cancelRequested) {
+            throw new MigrationException("migration cancelled by the user");
+        }
+    }
+
+    private void run(String uri) {
+        List<LiveSaveHandler> setupDone = new ArrayList<>();
+        boolean stoppedVm = false;
+        RunState runStateBefore = machine.runState();
+        ChannelSaveStream out = null;
+        ReturnPathReader rp = null;
+        String failure = null;
+        Throwable failureCause = null;
+        try {
+            notifyAll(MigrationEvent.SETUP, true);
+            checkCancel();
+            MigrationConnection conn = transports.connect(uri);
+            connection = conn;
+            if (cancelRequested) {
+                conn.close();
+            }
+            checkCancel();
+            out = new ChannelSaveStream(conn, limiter);
+            SectionWriter w = new SectionWriter(out);
+            w.fileHeader();
+            w.configuration(MACHINE_TYPE);
+            boolean useReturnPath = caps.returnPath() && conn.hasReturnPath();
+            if (useReturnPath) {
+                w.command(Qevm.CMD_OPEN_RETURN_PATH, new byte[0]);
+                rp = new ReturnPathReader(conn);
+                rp.start();
+            }
+            List<SaveEntry> entries = machine.migration().entries();
+            Map<SaveEntry, Integer> ids = new LinkedHashMap<>();
+            for (SaveEntry e : entries) {
+                ids.put(e, ids.size());
+            }
+            for (SaveEntry e : entries) {
+                if (e instanceof SaveEntry.Live live) {
+                    checkCancel();
+                    int id = ids.get(e);
+                    long before = out.bytesWritten();
+                    w.sectionHeader(Qevm.SECTION_START, id, e.idstr(), e.instanceId(), e.version());
+                    setupDone.add(live.handler());
+                    live.handler().saveSetup(out);
+                    w.footer(id);
+                    progress.addPrecopy(e, out.bytesWritten() - before);
+                }
+            }
+            out.flush();
+            progress.setupDone();
+            setStatus(MigrationStatus.ACTIVE);
+
+            AutoConverge ac = new AutoConverge(machine.cpus(), caps.autoConverge(), params, clock.getAsLong(),
+                    out.bytesWritten());
+            ChannelSaveStream o = out;
+            ram.setSyncListener((count, newly) -> {
+                ac.afterSync(newly, clock.getAsLong(), o.bytesWritten());
+                progress.dirtyPagesRate(ac.dirtyPagesRate());
+                events.pass(count);
+            });
+            boolean ackNeeded = caps.switchoverAck() && useReturnPath
+                    && setupDone.stream().anyMatch(LiveSaveHandler::switchoverAckNeeded);
+            iterate(entries, ids, w, out, rp, ackNeeded);
+
+            // Switchover: stop the VM, send what is left, then the device states.
+            checkCancel();
+            progress.downtimeStarts();
+            stoppedVm = machine.runState().isRunning();
+            try {
+                machine.vmStop(RunState.FINISH_MIGRATE);
+            } catch (dev.ferry.core.machine.VmStateChangeException e) {
+                throw new MigrationException("stopping the VM for switchover failed: " + e.getMessage(), e);
+            }
+            setStatus(MigrationStatus.DEVICE);
+            List<Object> devices = new ArrayList<>();
+            for (SaveEntry e : entries) {
+                checkCancel();
+                int id = ids.get(e);
+                long before = out.bytesWritten();
+                long t0 = clock.getAsLong();
+                if (e instanceof SaveEntry.Live live) {
+                    w.sectionHeader(Qevm.SECTION_END, id);
+                    live.handler().saveComplete(out);
+                    w.footer(id);
+                    progress.addDowntime(e, out.bytesWritten() - before, clock.getAsLong() - t0);
+                }
+            }
+            for (SaveEntry e : entries) {
+                if (e instanceof SaveEntry.VmState<?> vs) {
+                    checkCancel();
+                    int id = ids.get(e);
+                    long before = out.bytesWritten();
+                    long t0 = clock.getAsLong();
+                    w.sectionHeader(Qevm.SECTION_FULL, id, e.idstr(), e.instanceId(), e.version());
+                    vs.save(out);
+                    w.footer(id);
+                    progress.addDowntime(e, out.bytesWritten() - before, clock.getAsLong() - t0);
+                    Map<String, Object> d = new LinkedHashMap<>();
+                    d.put("name", e.idstr());
+                    d.put("instance_id", e.instanceId());
+                    d.putAll(vs.describe());
+                    devices.add(d);
+                }
+            }
+            w.eof();
+            Map<String, Object> vmdesc = new LinkedHashMap<>();
+            vmdesc.put("page_size", 4096);
+            vmdesc.put("devices", devices);
+            w.vmdesc(JSON.writeValueAsBytes(vmdesc));
+            out.drain();
+            if (rp != null) {
+                awaitDestination(rp);
+            }
+            progress.downtimeEnds();
+            machine.setRunState(RunState.POSTMIGRATE);
+        } catch (MigrationException e) {
+            failure = e.getMessage();
+            failureCause = e;
+        } catch (IOException e) {
+            failure = cancelRequested ? "migration cancelled by the user" : "migration stream to " + uri + " failed: " + e.getMessage();
+            failureCause = e;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            failure = "migration thread interrupted";
+            failureCause = e;
+        } catch (NotifierFailure e) {
+            failure = e.getMessage();
+            failureCause = e;
+        } catch (RuntimeException | Error e) {
+            failure = "internal error: " + e;
+            failureCause = e;
+        }
+        finish(failure, failureCause, stoppedVm, runStateBefore, setupDone, out, rp);
+    }
+
+    private void iterate(List<SaveEntry> entries, Map<SaveEntry, Integer> ids, SectionWriter w, ChannelSaveStream out,
+                         ReturnPathReader rp, boolean ackNeeded)
+            throws IOException, MigrationException, InterruptedException {
+        long downtimeLimit = params.downtimeLimitMs();
+        progress.newWindow(out.bytesWritten());
+        while (true) {
+            checkCancel();
+            long pending = 0;
+            for (SaveEntry e : entries) {
+                if (e instanceof SaveEntry.Live live) {
+                    pending += live.handler().pendingEstimate();
+                }
+            }
+            long threshold = progress.thresholdBytes(downtimeLimit);
+            if (pending < threshold || pending == 0) {
+                pending = 0;
+                for (SaveEntry e : entries) {
+                    if (e instanceof SaveEntry.Live live) {
+                        pending += live.handler().pendingExact();
+                    }
+                }
+            }
+            progress.pending(pending);
+            boolean acked = !ackNeeded || rp.switchoverAcked();
+            if ((pending == 0 || pending < threshold) && acked) {
+                return;
+            }
+            for (SaveEntry e : entries) {
+                if (e instanceof SaveEntry.Live live) {
+                    if (out.rateLimitReached()) {
+                        break;
+                    }
+                    int id = ids.get(e);
+                    long before = out.bytesWritten();
+                    w.sectionHeader(Qevm.SECTION_PART, id);
+                    live.handler().saveIterate(out);
+                    w.footer(id);
+                    progress.addPrecopy(e, out.bytesWritten() - before);
+                }
+            }
+            out.flush();
+            limiter.awaitNextWindow();
+            progress.updateWindow(out.bytesWritten(), downtimeLimit, ram.counters());
+        }
+    }
+
+    private void awaitDestination(ReturnPathReader rp) throws MigrationException, InterruptedException {
+        try {
+            int code = rp.shut().get(params.returnPathTimeoutMs(), TimeUnit.MILLISECONDS);
+            if (code != 0) {
+                throw new MigrationException("the destination failed to load the migration stream (it reported "
+                        + code + "); see the destination's query-migrate");
+            }
+        } catch (ExecutionException e) {
+            checkCancel();
+            throw new MigrationException("the destination did not confirm it runs: " + e.getCause().getMessage(), e);
+        } catch (TimeoutException e) {
+            throw new MigrationException("the destination did not confirm it runs within "
+                    + params.returnPathTimeoutMs() + " ms");
+        }
+    }
+
+    private void finish(String failure, Throwable cause, boolean stoppedVm, RunState runStateBefore,
+                        List<LiveSaveHandler> setupDone, ChannelSaveStream out, ReturnPathReader rp) {
+        boolean ok = failure == null;
+        ram.setSyncListener((c, n) -> { });
+        if (!ok) {
+            if (cause != null && !(cause instanceof MigrationException) && !cancelRequested) {
+                LOG.warn("{}: migration failed", machine.name(), cause);
+            }
+            if (stoppedVm) {
+                try {
+                    machine.vmStart();
+                } catch (dev.ferry.core.machine.VmStateChangeException e) {
+                    failure += "; restarting the source VM reported: " + e.getMessage();
+                }
+            } else if (machine.runState() == RunState.FINISH_MIGRATE) {
+                machine.setRunState(runStateBefore);
+            }
+        }
+        machine.cpus().setThrottlePercentage(0);
+        for (LiveSaveHandler h : setupDone) {
+            try {
+                h.saveCleanup(ok);
+            } catch (RuntimeException e) {
+                LOG.warn("{}: cleanup of {} failed: {}", machine.name(), h.idstr(), e.toString());
+            }
+        }
+        if (out != null) {
+            out.close();
+        }
+        MigrationConnection c = connection;
+        if (c != null) {
+            c.close();
+        }
+        if (rp != null) {
+            try {
+                rp.join();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
+        MigrationEvent ev = ok ? MigrationEvent.COMPLETED
+                : cancelRequested ? MigrationEvent.CANCELLED : MigrationEvent.FAILED;
+        notifyAll(ev, false);
+        if (!ok) {
+            errorDesc = cancelRequested ? "migration cancelled by the user"
+                    + (failure.startsWith("migration cancelled") ? "" : " (" + failure + ")") : failure;
+        }
+        progress.end();
+        setStatus(ok ? MigrationStatus.COMPLETED : cancelRequested ? MigrationStatus.CANCELLED : MigrationStatus.FAILED);
+    }
+
+    /** Runs the notifiers; for SETUP a failure aborts the migration, otherwise it is logged. */
+    private void notifyAll(MigrationEvent ev, boolean propagate) {
+        for (MigrationNotifier n : machine.migration().notifiers()) {
+            try {
+                n.onMigrationEvent(ev);
+            } catch (MigrationException | RuntimeException e) {
+                if (propagate) {
+                    throw new NotifierFailure(e);
+                }
+                LOG.warn("{}: migration notifier for {} failed: {}", machine.name(), ev, e.toString());
+            }
+        }
+    }
+
+    /** Carries a SETUP notifier's veto out of {@link #notifyAll}. */
+    private static final class NotifierFailure extends RuntimeException {
+        private static final long serialVersionUID = 1L;
+
+        NotifierFailure(Exception cause) {
+            super("migration setup refused: " + cause.getMessage(), cause);
+        }
+    }
+}

@@ -1,0 +1,128 @@
+package dev.ferry.migration;
+
+import dev.ferry.core.migration.SaveEntry;
+import dev.ferry.migration.ram.RamCounters;
+
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.function.LongSupplier;
+
+/**
+ * Time and byte accounting of one outgoing migration, as QEMU's {@code migration_update_counters}
+ * does it: bandwidth measured over ~100 ms windows gives the switchover threshold
+ * ({@code bandwidth × downtime-limit}) and the expected downtime. Written by the migration
+ * thread; {@link #snapshot} may be called from any thread.
+ */
+final class SourceProgress {
+    private final LongSupplier clock;
+    private volatile long start;
+    private volatile long setupNanos = -1;
+    private volatile long end = -1;
+    private volatile long downtimeStart = -1;
+    private volatile long downtimeNanos = -1;
+    private long windowStart;
+    private long windowBytes;
+    private volatile double bytesPerMs;
+    private volatile double mbps;
+    private volatile long expectedDowntimeMs;
+    private volatile long pending;
+    private volatile long dirtyPagesRate;
+    private volatile long pagesPerSecond;
+    private long windowPages;
+    private final Map<String, long[]> devices = new LinkedHashMap<>();
+
+    SourceProgress(LongSupplier clock) {
+        this.clock = clock;
+    }
+
+    void begin() {
+        start = clock.getAsLong();
+    }
+
+    void setupDone() {
+        setupNanos = clock.getAsLong() - start;
+    }
+
+    void newWindow(long bytes) {
+        windowStart = clock.getAsLong();
+        windowBytes = bytes;
+    }
+
+    /** Closes the window after ≥ 100 ms and recomputes bandwidth, threshold and expected downtime. */
+    void updateWindow(long bytes, long downtimeLimitMs, RamCounters ram) {
+        long now = clock.getAsLong();
+        long elapsed = now - windowStart;
+        if (elapsed < 100_000_000L) {
+            return;
+        }
+        double ms = elapsed / 1e6;
+        long sent = bytes - windowBytes;
+        bytesPerMs = sent / ms;
+        mbps = sent * 8.0 / 1e6 / (ms / 1000.0);
+        long pages = ram.normal() + ram.duplicate();
+        pagesPerSecond = (long) ((pages - windowPages) / (ms / 1000.0));
+        windowPages = pages;
+        if (bytesPerMs > 0 && sent > 10_000) {
+            expectedDowntimeMs = (long) (pending / bytesPerMs);
+        }
+        windowStart = now;
+        windowBytes = bytes;
+    }
+
+    long thresholdBytes(long downtimeLimitMs) {
+        return (long) (bytesPerMs * downtimeLimitMs);
+    }
+
+    void pending(long p) {
+        pending = p;
+    }
+
+    void dirtyPagesRate(long r) {
+        dirtyPagesRate = r;
+    }
+
+    void downtimeStarts() {
+        downtimeStart = clock.getAsLong();
+    }
+
+    void downtimeEnds() {
+        downtimeNanos = clock.getAsLong() - downtimeStart;
+    }
+
+    void end() {
+        end = clock.getAsLong();
+    }
+
+    synchronized void addPrecopy(SaveEntry e, long bytes) {
+        device(e)[0] += bytes;
+    }
+
+    synchronized void addDowntime(SaveEntry e, long bytes, long nanos) {
+        long[] d = device(e);
+        d[1] += bytes;
+        d[2] += nanos;
+    }
+
+    private long[] device(SaveEntry e) {
+        return devices.computeIfAbsent(e.idstr() + "\u0000" + e.instanceId(), k -> new long[3]);
+    }
+
+    synchronized MigrationInfo snapshot(MigrationStatus status, String errorDesc, int throttle, RamCounters rc) {
+        long now = end >= 0 ? end : clock.getAsLong();
+        long total = start == 0 ? 0 : (now - start) / 1_000_000;
+        List<DeviceStats> ds = new ArrayList<>();
+        for (Map.Entry<String, long[]> en : devices.entrySet()) {
+            String[] k = en.getKey().split("\u0000");
+            long[] v = en.getValue();
+            ds.add(new DeviceStats(k[0], Integer.parseInt(k[1]), v[0], v[1], v[2]));
+        }
+        MigrationInfo.Ram ram = new MigrationInfo.Ram(rc.transferred(), rc.remaining(), rc.total(), rc.duplicate(),
+                rc.normal(), rc.normalBytes(), dirtyPagesRate, mbps, rc.dirtySyncCount(), rc.pageSize(),
+                pagesPerSecond, rc.precopyBytes(), rc.downtimeBytes());
+        return new MigrationInfo(status, total, setupNanos < 0 ? 0 : setupNanos / 1_000_000,
+                downtimeNanos < 0 ? 0 : downtimeNanos / 1_000_000, expectedDowntimeMs, throttle, errorDesc,
+                List.of(), ram, List.copyOf(ds));
+    }
+}

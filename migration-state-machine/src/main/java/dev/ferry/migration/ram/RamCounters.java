@@ -1,0 +1,65 @@
+package dev.ferry.migration.ram;
+
+/**
+ * RAM migration counters as {@code query-migrate}'s "ram" object reports them. Written by the
+ * migration thread, read by any thread (QMP); fields are volatile, each read is a consistent value
+ * but not a consistent set.
+ */
+public final class RamCounters {
+    volatile long total;
+    volatile long normalPages;
+    volatile long zeroPages;
+    volatile long bytesTransferred;
+    volatile long precopyBytes;
+    volatile long downtimeBytes;
+    volatile long remainingPages;
+    volatile long dirtySyncCount;
+    volatile long dirtyPagesRate;
+    volatile long dirtyBytesLastSync;
+
+    public long total() {
+        return total;
+    }
+
+    public long normal() {
+        return normalPages;
+    }
+
+    public long normalBytes() {
+        return normalPages * RamFlags.PAGE_SIZE;
+    }
+
+    /** Zero pages sent as ZERO records (QEMU's "duplicate"). */
+    public long duplicate() {
+        return zeroPages;
+    }
+
+    public long transferred() {
+        return bytesTransferred;
+    }
+
+    public long precopyBytes() {
+        return precopyBytes;
+    }
+
+    public long downtimeBytes() {
+        return downtimeBytes;
+    }
+
+    public long remaining() {
+        return remainingPages * RamFlags.PAGE_SIZE;
+    }
+
+    public long dirtySyncCount() {
+        return dirtySyncCount;
+    }
+
+    /** Pages dirtied per second, measured over at least one second between syncs. */
+    public long dirtyPagesRate() {
+        return dirtyPagesRate;
+    }
+
+    public long pageSize() {
+        return RamFlags.PAGE_SIZE;
+    }
+}

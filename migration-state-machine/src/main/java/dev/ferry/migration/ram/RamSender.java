@@ -1,0 +1,214 @@
+package dev.ferry.migration.ram;
+
+import dev.ferry.core.memory.DirtyBitmap;
+import dev.ferry.core.memory.DirtyLogSource;
+import dev.ferry.core.memory.DirtyPages;
+import dev.ferry.core.memory.Gpa;
+import dev.ferry.core.memory.GuestMemory;
+import dev.ferry.core.memory.GuestRegion;
+import dev.ferry.core.migration.SaveStream;
+import dev.ferry.core.sys.NativeMemory;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.Supplier;
+
+/**
+ * The source half of RAM migration. Keeps one migration bitmap per region (off-heap), fed by
+ * every {@link DirtyLogSource} at each sync; walks it a 64-page word at a time and sends each
+ * dirty page as a ZERO record (all-zero page) or a PAGE record copied native-to-native into the
+ * stream. No allocation or syscall per page. Migration thread only.
+ */
+final class RamSender implements DirtyPages {
+    static final long MAX_STEP_NANOS = 50_000_000L;
+    private final GuestMemory memory;
+    private final Supplier<List<DirtyLogSource>> sources;
+    private final RamCounters counters;
+    private final DirtySyncListener syncListener;
+    private final List<GuestRegion> regions;
+    private final byte[][] idstrs;
+    private DirtyBitmap[] bitmaps;
+    private List<DirtyLogSource> started = List.of();
+    private int cursorRegion;
+    private long cursorWord;
+    private GuestRegion lastSent;
+    private long remainingPages;
+
+    RamSender(GuestMemory memory, Supplier<List<DirtyLogSource>> sources, RamCounters counters,
+              DirtySyncListener syncListener) {
+        this.memory = memory;
+        this.sources = sources;
+        this.counters = counters;
+        this.syncListener = syncListener;
+        this.regions = memory.regions();
+        this.idstrs = new byte[regions.size()][];
+        for (int i = 0; i < regions.size(); i++) {
+            idstrs[i] = regions.get(i).name().getBytes(StandardCharsets.UTF_8);
+            if (idstrs[i].length == 0 || idstrs[i].length > 127) {
+                throw new IllegalArgumentException("RAM block name must be 1..127 bytes: '" + regions.get(i).name() + "'");
+            }
+        }
+    }
+
+    /** Marks all RAM dirty, starts every dirty-log source, writes MEM_SIZE and EOS. */
+    void setup(SaveStream out) throws IOException {
+        bitmaps = new DirtyBitmap[regions.size()];
+        for (int i = 0; i < bitmaps.length; i++) {
+            bitmaps[i] = new DirtyBitmap(regions.get(i).pages());
+            bitmaps[i].setAll();
+        }
+        List<DirtyLogSource> all = new ArrayList<>();
+        all.add(memory.writeLog());
+        all.addAll(sources.get());
+        List<DirtyLogSource> ok = new ArrayList<>();
+        try {
+            for (DirtyLogSource s : all) {
+                s.start();
+                ok.add(s);
+            }
+        } finally {
+            started = ok;
+        }
+        remainingPages = memory.totalSize() / RamFlags.PAGE_SIZE;
+        counters.total = memory.totalSize();
+        counters.remainingPages = remainingPages;
+        out.putBe64(memory.totalSize() | RamFlags.MEM_SIZE);
+        for (int i = 0; i < regions.size(); i++) {
+            out.putU8(idstrs[i].length);
+            out.putBytes(idstrs[i]);
+            out.putBe64(regions.get(i).size());
+        }
+        out.putBe64(RamFlags.EOS);
+    }
+
+    /** Collects every source's log into the migration bitmaps. */
+    void sync() {
+        long before = remainingPages;
+        for (DirtyLogSource s : started) {
+            s.sync(this);
+        }
+        long now = 0;
+        for (DirtyBitmap b : bitmaps) {
+            now += b.count();
+        }
+        remainingPages = now;
+        counters.remainingPages = now;
+        counters.dirtySyncCount++;
+        syncListener.afterSync(counters.dirtySyncCount, Math.max(0, now - before));
+    }
+
+    long remainingBytes() {
+        return remainingPages * RamFlags.PAGE_SIZE;
+    }
+
+    /**
+     * Sends dirty pages until none are left, or — unless {@code ignoreLimit} — the rate limit is
+     * reached or {@value #MAX_STEP_NANOS} ns passed (QEMU's MAX_WAIT, so cancel and bandwidth
+     * accounting stay responsive). Ends the section with EOS. Returns true when no dirty page is
+     * left.
+     */
+    boolean send(SaveStream out, boolean ignoreLimit) throws IOException {
+        long deadline = System.nanoTime() + MAX_STEP_NANOS;
+        int emptyRegions = 0;
+        while (remainingPages > 0) {
+            DirtyBitmap bm = bitmaps[cursorRegion];
+            GuestRegion region = regions.get(cursorRegion);
+            long words = bm.words();
+            boolean found = false;
+            while (cursorWord < words) {
+                if (bm.getWord(cursorWord) == 0) {
+                    cursorWord++;
+                    continue;
+                }
+                found = true;
+                long bits = bm.getAndClearWord(cursorWord);
+                long base = cursorWord << 6;
+                while (bits != 0) {
+                    int bit = Long.numberOfTrailingZeros(bits);
+                    bits &= bits - 1;
+                    sendPage(out, region, base + bit);
+                    remainingPages--;
+                    if (!ignoreLimit && bits != 0 && out.rateLimitReached()) {
+                        bm.orWord(cursorWord, bits);
+                        return endSection(out);
+                    }
+                }
+                cursorWord++;
+                if (!ignoreLimit && (out.rateLimitReached() || System.nanoTime() - deadline > 0)) {
+                    return endSection(out);
+                }
+            }
+            cursorWord = 0;
+            cursorRegion = (cursorRegion + 1) % bitmaps.length;
+            emptyRegions = found ? 0 : emptyRegions + 1;
+            if (emptyRegions > bitmaps.length) {
+                remainingPages = 0; // a full lap found nothing: the count was an over-estimate
+            }
+        }
+        return endSection(out);
+    }
+
+    private boolean endSection(SaveStream out) throws IOException {
+        counters.remainingPages = Math.max(0, remainingPages);
+        out.putBe64(RamFlags.EOS);
+        return remainingPages <= 0;
+    }
+
+    private void sendPage(SaveStream out, GuestRegion region, long page) throws IOException {
+        long offset = page << DirtyBitmap.PAGE_SHIFT;
+        long host = region.hostAddress(offset);
+        boolean cont = region == lastSent;
+        if (NativeMemory.isZero(host, RamFlags.PAGE_SIZE)) {
+            header(out, region, offset | RamFlags.ZERO, cont);
+            out.putU8(0);
+            counters.zeroPages++;
+        } else {
+            header(out, region, offset | RamFlags.PAGE, cont);
+            out.putNative(host, RamFlags.PAGE_SIZE);
+            counters.normalPages++;
+        }
+    }
+
+    private void header(SaveStream out, GuestRegion region, long record, boolean cont) throws IOException {
+        if (cont) {
+            out.putBe64(record | RamFlags.CONTINUE);
+        } else {
+            out.putBe64(record);
+            byte[] id = idstrs[region.index()];
+            out.putU8(id.length);
+            out.putBytes(id);
+            lastSent = region;
+        }
+    }
+
+    /** Stops every started source and frees the bitmaps. Idempotent. */
+    void cleanup() {
+        for (DirtyLogSource s : started) {
+            try {
+                s.stop();
+            } catch (RuntimeException e) {
+                org.slf4j.LoggerFactory.getLogger(RamSender.class).warn("stopping dirty log {} failed: {}", s.name(), e.toString());
+            }
+        }
+        started = List.of();
+        if (bitmaps != null) {
+            for (DirtyBitmap b : bitmaps) {
+                b.close();
+            }
+            bitmaps = null;
+        }
+    }
+
+    @Override
+    public DirtyBitmap bitmap(GuestRegion region) {
+        return bitmaps[region.index()];
+    }
+
+    @Override
+    public void mark(Gpa gpa, long length) {
+        GuestRegion r = memory.regionFor(gpa.raw(), length);
+        bitmaps[r.index()].markBytes(gpa.raw() - r.gpaBase(), length);
+    }
+}
