@@ -53,12 +53,15 @@ public final class DestinationMigration implements LoadContext {
     private volatile long startNanos;
     private volatile long endNanos;
     private volatile Long memoryDigestAtLoad;
+    private volatile boolean digestAtLoad;
     private final Object rpLock = new Object();
     private ChannelSaveStream rpOut;
     private int ackPending;
     private boolean ackSent;
     private Thread thread;
     private volatile boolean closing;
+    /** Registered with the machine while the thread runs, so closing the machine ends us first. */
+    private final AutoCloseable activity = this::shutdown;
 
     public DestinationMigration(Machine machine, MigrationTransports transports, MigrationCapabilities caps,
                                 MigrationEventSink events, boolean autostart) {
@@ -80,6 +83,7 @@ public final class DestinationMigration implements LoadContext {
         }
         machine.setRunState(RunState.INMIGRATE);
         listener = transports.listen(uri);
+        machine.addActivity(activity);
         setStatus(MigrationStatus.SETUP);
         thread = new Thread(this::run, "ferry-incoming");
         thread.setDaemon(true);
@@ -95,7 +99,15 @@ public final class DestinationMigration implements LoadContext {
         return errorDesc;
     }
 
-    /** The digest of guest memory taken when loading finished, before the VM started. */
+    /**
+     * Asks for a digest of guest memory when loading finished, before the VM starts — for tests
+     * and the demo's verification. It runs inside the downtime window, so it is off by default.
+     */
+    public void digestMemoryAtLoad(boolean v) {
+        this.digestAtLoad = v;
+    }
+
+    /** The digest taken when loading finished (null unless asked for and the load succeeded). */
     public Long memoryDigestAtLoad() {
         return memoryDigestAtLoad;
     }
@@ -133,6 +145,17 @@ public final class DestinationMigration implements LoadContext {
         MigrationConnection c = connection;
         if (c != null) {
             c.close();
+        }
+    }
+
+    private void shutdown() throws InterruptedException {
+        abort();
+        Thread t;
+        synchronized (this) {
+            t = thread;
+        }
+        if (t != null && t != Thread.currentThread()) {
+            t.join(30_000);
         }
     }
 
@@ -224,11 +247,13 @@ public final class DestinationMigration implements LoadContext {
         setStatus(MigrationStatus.ACTIVE);
         Map<Integer, SaveEntry> sections = new HashMap<>();
         Map<Integer, Integer> versions = new HashMap<>();
+        java.util.Set<SaveEntry> complete = new java.util.HashSet<>();
         while (true) {
             long offset = in.bytesRead();
             int type = in.getU8();
             switch (type) {
                 case Qevm.EOF -> {
+                    requireComplete(entries, complete);
                     readVmdesc(in);
                     return;
                 }
@@ -264,6 +289,9 @@ public final class DestinationMigration implements LoadContext {
                     }
                     loadSection(e, in, ver);
                     footer(in, id, idstr);
+                    if (type == Qevm.SECTION_FULL) {
+                        complete.add(e);
+                    }
                 }
                 case Qevm.SECTION_PART, Qevm.SECTION_END -> {
                     int id = in.getBe32();
@@ -271,13 +299,37 @@ public final class DestinationMigration implements LoadContext {
                     if (e == null) {
                         throw new MigrationException(Qevm.sectionTypeName(type) + " for unknown section id " + id);
                     }
+                    if (complete.contains(e)) {
+                        throw new MigrationException(Qevm.sectionTypeName(type) + " for section '" + e.idstr()
+                                + "' after its END");
+                    }
                     loadSection(e, in, versions.get(id));
                     footer(in, id, e.idstr());
+                    if (type == Qevm.SECTION_END) {
+                        complete.add(e);
+                    }
                 }
                 case Qevm.COMMAND -> command(in);
                 default -> throw new MigrationException(String.format(
                         "unknown section type 0x%02x at stream offset %d", type, offset));
             }
+        }
+    }
+
+    /**
+     * Refuses a stream that reached EOF without every participant's whole state: starting a VM
+     * whose RAM or device state never arrived would run a guest on garbage.
+     */
+    private static void requireComplete(List<SaveEntry> entries, java.util.Set<SaveEntry> complete)
+            throws MigrationException {
+        List<String> missing = new ArrayList<>();
+        for (SaveEntry e : entries) {
+            if (!complete.contains(e)) {
+                missing.add("'" + e.idstr() + "' instance " + e.instanceId());
+            }
+        }
+        if (!missing.isEmpty()) {
+            throw new MigrationException("the stream ended (EOF) without the complete state of " + String.join(", ", missing));
         }
     }
 
@@ -313,13 +365,12 @@ public final class DestinationMigration implements LoadContext {
 
     private void command(ChannelLoadStream in) throws IOException, MigrationException {
         int cmd = in.getBe16();
-        int len = in.getBe16();
-        if (len > Qevm.MAX_COMMAND_LENGTH) {
-            throw new MigrationException("command " + cmd + " with " + len + " bytes");
-        }
+        int len = in.getBe16(); // each command checks its exact payload length; unknown ones are refused
         switch (cmd) {
             case Qevm.CMD_OPEN_RETURN_PATH -> {
-                in.skip(len);
+                if (len != 0) { // QEMU's mig_cmd_args: no payload; never skip sections as "payload"
+                    throw new MigrationException("OPEN_RETURN_PATH command with " + len + " bytes");
+                }
                 if (!connection.hasReturnPath()) {
                     throw new MigrationException("the source asked for a return path this transport lacks");
                 }
@@ -344,6 +395,11 @@ public final class DestinationMigration implements LoadContext {
                     }
                 }
             }
+            case Qevm.CMD_SWITCHOVER_START -> {
+                if (len != 0) {
+                    throw new MigrationException("SWITCHOVER_START command with " + len + " bytes");
+                }
+            }
             default -> throw new MigrationException("unsupported migration command " + cmd);
         }
     }
@@ -365,6 +421,7 @@ public final class DestinationMigration implements LoadContext {
 
     private void finish(String failure, List<LiveSaveHandler> setupDone) {
         boolean ok = failure == null;
+        long t0 = System.nanoTime();
         for (LiveSaveHandler h : setupDone) {
             try {
                 h.loadCleanup(ok);
@@ -372,8 +429,17 @@ public final class DestinationMigration implements LoadContext {
                 LOG.warn("load cleanup of {} failed: {}", h.idstr(), e.toString());
             }
         }
+        if (ok && closing) {
+            ok = false;
+            failure = "incoming migration aborted";
+        }
         if (ok) {
-            memoryDigestAtLoad = machine.memory().digest();
+            long t1 = System.nanoTime();
+            if (digestAtLoad) {
+                memoryDigestAtLoad = machine.memory().digest();
+            }
+            LOG.debug("{}: load cleanup {} µs, digest {} µs", machine.name(), (t1 - t0) / 1000,
+                    (System.nanoTime() - t1) / 1000);
             try {
                 if (autostart) {
                     machine.vmStart();
@@ -385,6 +451,7 @@ public final class DestinationMigration implements LoadContext {
                 ok = false;
             }
         }
+        LOG.debug("{}: VM started {} µs after EOF", machine.name(), (System.nanoTime() - t0) / 1000);
         synchronized (rpLock) {
             if (rpOut != null) {
                 try {
@@ -407,6 +474,7 @@ public final class DestinationMigration implements LoadContext {
             l.close();
         }
         endNanos = System.nanoTime();
+        machine.removeActivity(activity);
         if (!ok) {
             errorDesc = failure;
             LOG.warn("{}: incoming migration failed: {}", machine.name(), failure);

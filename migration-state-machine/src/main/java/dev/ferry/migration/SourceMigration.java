@@ -62,7 +62,10 @@ public final class SourceMigration {
     private volatile boolean cancelRequested;
     private volatile MigrationConnection connection;
     private volatile String errorDesc;
+    private volatile int finalThrottle;
     private Thread thread;
+    /** Registered with the machine while the thread runs, so closing the machine ends us first. */
+    private final AutoCloseable activity = this::shutdown;
 
     public SourceMigration(Machine machine, MigrationTransports transports, MigrationParameters params,
                            MigrationCapabilities caps, MigrationEventSink events) {
@@ -105,6 +108,7 @@ public final class SourceMigration {
         }
         progress.begin();
         setStatus(MigrationStatus.SETUP);
+        machine.addActivity(activity);
         thread = new Thread(() -> run(uri), "ferry-migration");
         thread.setDaemon(true);
         thread.start();
@@ -122,6 +126,18 @@ public final class SourceMigration {
         MigrationConnection c = connection;
         if (c != null) {
             c.close();
+        }
+    }
+
+    /** Cancels and waits for the migration thread to end (the machine is closing). */
+    private void shutdown() throws InterruptedException {
+        cancel();
+        Thread t;
+        synchronized (this) {
+            t = thread;
+        }
+        if (t != null && t != Thread.currentThread()) {
+            t.join(30_000);
         }
     }
 
@@ -152,7 +168,9 @@ public final class SourceMigration {
 
     public MigrationInfo info() {
         RamCounters rc = ram.counters();
-        return progress.snapshot(status, errorDesc, machine.cpus().throttlePercentage(), rc);
+        MigrationStatus st = status;
+        int throttle = st.isFinal() ? finalThrottle : machine.cpus().throttlePercentage();
+        return progress.snapshot(st, errorDesc, throttle, rc);
     }
 
     private synchronized void setStatus(MigrationStatus s) {
@@ -241,6 +259,7 @@ public final class SourceMigration {
             } catch (dev.ferry.core.machine.VmStateChangeException e) {
                 throw new MigrationException("stopping the VM for switchover failed: " + e.getMessage(), e);
             }
+            long stopped = clock.getAsLong();
             setStatus(MigrationStatus.DEVICE);
             List<Object> devices = new ArrayList<>();
             for (SaveEntry e : entries) {
@@ -277,10 +296,15 @@ public final class SourceMigration {
             vmdesc.put("page_size", 4096);
             vmdesc.put("devices", devices);
             w.vmdesc(JSON.writeValueAsBytes(vmdesc));
+            long sent = clock.getAsLong();
             out.drain();
+            long drained = clock.getAsLong();
             if (rp != null) {
                 awaitDestination(rp);
             }
+            LOG.debug("{}: switchover: VM stopped in {} µs, state sent {} µs later, drained {} µs, destination ack {} µs",
+                    machine.name(), (stopped - progress.downtimeStartNanos()) / 1000, (sent - stopped) / 1000, (drained - sent) / 1000,
+                    (clock.getAsLong() - drained) / 1000);
             progress.downtimeEnds();
             machine.setRunState(RunState.POSTMIGRATE);
         } catch (MigrationException e) {
@@ -328,6 +352,7 @@ public final class SourceMigration {
             progress.pending(pending);
             boolean acked = !ackNeeded || rp.switchoverAcked();
             if ((pending == 0 || pending < threshold) && acked) {
+                LOG.debug("{}: switchover with {} bytes pending, threshold {} bytes", machine.name(), pending, threshold);
                 return;
             }
             for (SaveEntry e : entries) {
@@ -383,6 +408,7 @@ public final class SourceMigration {
                 machine.setRunState(runStateBefore);
             }
         }
+        finalThrottle = machine.cpus().throttlePercentage();
         machine.cpus().setThrottlePercentage(0);
         for (LiveSaveHandler h : setupDone) {
             try {
@@ -413,6 +439,7 @@ public final class SourceMigration {
                     + (failure.startsWith("migration cancelled") ? "" : " (" + failure + ")") : failure;
         }
         progress.end();
+        machine.removeActivity(activity);
         setStatus(ok ? MigrationStatus.COMPLETED : cancelRequested ? MigrationStatus.CANCELLED : MigrationStatus.FAILED);
     }
 

@@ -87,6 +87,10 @@ final class SourceProgress {
         downtimeStart = clock.getAsLong();
     }
 
+    long downtimeStartNanos() {
+        return downtimeStart;
+    }
+
     void downtimeEnds() {
         downtimeNanos = clock.getAsLong() - downtimeStart;
     }

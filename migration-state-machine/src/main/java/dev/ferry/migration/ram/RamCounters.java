@@ -17,6 +17,20 @@ public final class RamCounters {
     volatile long dirtyPagesRate;
     volatile long dirtyBytesLastSync;
 
+    /** Zeroes everything at the start of a migration, as QEMU does. Migration thread. */
+    void reset() {
+        total = 0;
+        normalPages = 0;
+        zeroPages = 0;
+        bytesTransferred = 0;
+        precopyBytes = 0;
+        downtimeBytes = 0;
+        remainingPages = 0;
+        dirtySyncCount = 0;
+        dirtyPagesRate = 0;
+        dirtyBytesLastSync = 0;
+    }
+
     public long total() {
         return total;
     }

@@ -71,6 +71,8 @@ public final class RamMigration implements LiveSaveHandler {
 
     @Override
     public void saveSetup(SaveStream out) throws IOException {
+        counters.reset();
+        inDowntime = false;
         sender = new RamSender(memory, registry::dirtyLogSources, counters, (c, n) -> syncListener.afterSync(c, n));
         long before = out.bytesWritten();
         sender.setup(out);
@@ -125,6 +127,7 @@ public final class RamMigration implements LiveSaveHandler {
 
     @Override
     public void loadSetup(LoadContext context) {
+        counters.reset();
         receiver = new RamReceiver(memory);
     }
 
@@ -138,7 +141,10 @@ public final class RamMigration implements LiveSaveHandler {
 
     @Override
     public void loadCleanup(boolean succeeded) {
-        receiver = null;
+        if (receiver != null) {
+            receiver.close();
+            receiver = null;
+        }
     }
 
     @Override

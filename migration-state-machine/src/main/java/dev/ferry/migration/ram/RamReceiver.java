@@ -1,7 +1,9 @@
 package dev.ferry.migration.ram;
 
+import dev.ferry.core.memory.DirtyBitmap;
 import dev.ferry.core.memory.GuestMemory;
 import dev.ferry.core.memory.GuestRegion;
+import dev.ferry.core.memory.PageResidency;
 import dev.ferry.core.migration.LoadStream;
 import dev.ferry.core.migration.MigrationException;
 import dev.ferry.core.sys.NativeMemory;
@@ -14,15 +16,30 @@ import java.nio.charset.StandardCharsets;
  * the stream's native chunks into guest memory. The input is hostile: block names, sizes,
  * offsets and flags are all checked before use. Incoming thread only.
  */
-final class RamReceiver {
+final class RamReceiver implements AutoCloseable {
     private final GuestMemory memory;
     private final byte[] name = new byte[255];
     private GuestRegion last;
     private long pagesLoaded;
     private boolean sizesChecked;
+    /** Pages this load wrote; every other page is as it was at setup (zero unless resident). */
+    private final DirtyBitmap[] touched;
+    private final PageResidency residency = new PageResidency();
 
     RamReceiver(GuestMemory memory) {
         this.memory = memory;
+        this.touched = new DirtyBitmap[memory.regions().size()];
+        for (int i = 0; i < touched.length; i++) {
+            touched[i] = new DirtyBitmap(memory.regions().get(i).pages());
+        }
+    }
+
+    @Override
+    public void close() {
+        residency.close();
+        for (DirtyBitmap b : touched) {
+            b.close();
+        }
     }
 
     long pagesLoaded() {
@@ -44,14 +61,20 @@ final class RamReceiver {
             if ((flags & RamFlags.ZERO) != 0) {
                 long host = page(in, flags, offset);
                 int fill = in.getU8();
-                if (fill != 0 || !NativeMemory.isZero(host, RamFlags.PAGE_SIZE)) {
+                long page = offset >>> DirtyBitmap.PAGE_SHIFT;
+                // Skip pages that are already zero without touching them: a page neither written
+                // by this load nor resident before it is a hole in the memfd.
+                boolean mayHoldData = touched[last.index()].get(page) || residency.mayHoldData(last, page);
+                if (fill != 0 || (mayHoldData && !NativeMemory.isZero(host, RamFlags.PAGE_SIZE))) {
                     NativeMemory.fill(host, RamFlags.PAGE_SIZE, (byte) fill);
+                    touched[last.index()].set(page);
                 }
                 pagesLoaded++;
                 flags &= ~(RamFlags.ZERO | RamFlags.CONTINUE);
             } else if ((flags & RamFlags.PAGE) != 0) {
                 long host = page(in, flags, offset);
                 in.getNative(host, RamFlags.PAGE_SIZE);
+                touched[last.index()].set(offset >>> DirtyBitmap.PAGE_SHIFT);
                 pagesLoaded++;
                 flags &= ~(RamFlags.PAGE | RamFlags.CONTINUE);
             }
@@ -104,7 +127,7 @@ final class RamReceiver {
             r = block(in);
             last = r;
         }
-        if (offset > r.size() - RamFlags.PAGE_SIZE) {
+        if (offset < 0 || offset > r.size() - RamFlags.PAGE_SIZE) { // negative: bit 63 set in the stream
             throw new MigrationException("ram: page offset 0x" + Long.toHexString(offset) + " outside block '"
                     + r.name() + "' of " + r.size() + " bytes");
         }

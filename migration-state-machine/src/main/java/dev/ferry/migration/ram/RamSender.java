@@ -6,6 +6,7 @@ import dev.ferry.core.memory.DirtyPages;
 import dev.ferry.core.memory.Gpa;
 import dev.ferry.core.memory.GuestMemory;
 import dev.ferry.core.memory.GuestRegion;
+import dev.ferry.core.memory.PageResidency;
 import dev.ferry.core.migration.SaveStream;
 import dev.ferry.core.sys.NativeMemory;
 
@@ -35,6 +36,7 @@ final class RamSender implements DirtyPages {
     private long cursorWord;
     private GuestRegion lastSent;
     private long remainingPages;
+    private final PageResidency residency = new PageResidency();
 
     RamSender(GuestMemory memory, Supplier<List<DirtyLogSource>> sources, RamCounters counters,
               DirtySyncListener syncListener) {
@@ -112,6 +114,7 @@ final class RamSender implements DirtyPages {
     boolean send(SaveStream out, boolean ignoreLimit) throws IOException {
         long deadline = System.nanoTime() + MAX_STEP_NANOS;
         int emptyRegions = 0;
+        residency.invalidate();
         while (remainingPages > 0) {
             DirtyBitmap bm = bitmaps[cursorRegion];
             GuestRegion region = regions.get(cursorRegion);
@@ -160,7 +163,9 @@ final class RamSender implements DirtyPages {
         long offset = page << DirtyBitmap.PAGE_SHIFT;
         long host = region.hostAddress(offset);
         boolean cont = region == lastSent;
-        if (NativeMemory.isZero(host, RamFlags.PAGE_SIZE)) {
+        // A page the memfd never backed is zero; reading it would make the kernel allocate it. If
+        // the guest writes it after the residency window was read, the dirty log has it.
+        if (!residency.mayHoldData(region, page) || NativeMemory.isZero(host, RamFlags.PAGE_SIZE)) {
             header(out, region, offset | RamFlags.ZERO, cont);
             out.putU8(0);
             counters.zeroPages++;
@@ -193,6 +198,7 @@ final class RamSender implements DirtyPages {
             }
         }
         started = List.of();
+        residency.close();
         if (bitmaps != null) {
             for (DirtyBitmap b : bitmaps) {
                 b.close();

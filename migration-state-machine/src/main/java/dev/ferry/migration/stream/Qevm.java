@@ -33,11 +33,12 @@ public final class Qevm {
     /** MIG_CMD_* values carried in COMMAND sections. */
     public static final int CMD_OPEN_RETURN_PATH = 1;
     public static final int CMD_PING = 2;
+    /** QEMU 10 sends it before switchover; it carries nothing Ferry needs. */
+    public static final int CMD_SWITCHOVER_START = 11;
 
     /** Limits applied to hostile input. */
     public static final int MAX_CONFIGURATION_LENGTH = 256;
     public static final int MAX_VMDESC_LENGTH = 16 << 20;
-    public static final int MAX_COMMAND_LENGTH = 64 << 10;
 
     private Qevm() {
     }

@@ -26,6 +26,7 @@ public final class Machine implements AutoCloseable {
     private final List<HandlerEntry> handlers = new CopyOnWriteArrayList<>();
     private final List<RunStateListener> listeners = new CopyOnWriteArrayList<>();
     private final List<AutoCloseable> devices = new CopyOnWriteArrayList<>();
+    private final List<AutoCloseable> activities = new CopyOnWriteArrayList<>();
     private volatile RunState runState;
     private int handlerSeq;
 
@@ -66,6 +67,19 @@ public final class Machine implements AutoCloseable {
     /** A device whose resources the machine closes (in reverse order) when it closes. */
     public void addDevice(AutoCloseable device) {
         devices.add(device);
+    }
+
+    /**
+     * Something running against this machine from its own thread (a migration) that must end
+     * before anything else closes: {@link #close()} closes activities first, then the vCPUs, the
+     * devices and the memory. Its {@code close()} must stop its thread before it returns.
+     */
+    public void addActivity(AutoCloseable activity) {
+        activities.add(activity);
+    }
+
+    public void removeActivity(AutoCloseable activity) {
+        activities.remove(activity);
     }
 
     public synchronized void addVmChangeStateHandler(VmChangeStateHandler h, int priority) {
@@ -157,6 +171,13 @@ public final class Machine implements AutoCloseable {
 
     @Override
     public void close() {
+        for (AutoCloseable a : activities) {
+            try {
+                a.close();
+            } catch (Exception e) {
+                org.slf4j.LoggerFactory.getLogger(Machine.class).warn("{}: stopping {} failed: {}", name, a, e.toString());
+            }
+        }
         cpus.close();
         List<AutoCloseable> rev = new ArrayList<>(devices);
         java.util.Collections.reverse(rev);

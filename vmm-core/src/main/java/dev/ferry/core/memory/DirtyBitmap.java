@@ -61,15 +61,18 @@ public final class DirtyBitmap implements AutoCloseable {
     }
 
     public long getWord(long word) {
+        checkWord(word);
         return NativeMemory.getLongVolatile(base + word * 8);
     }
 
     /** Reads a word and clears it in one atomic step. */
     public long getAndClearWord(long word) {
+        checkWord(word);
         return NativeMemory.getAndSetLong(base + word * 8, 0);
     }
 
     public void orWord(long word, long bits) {
+        checkWord(word);
         if (bits != 0) {
             NativeMemory.getAndOrLong(base + word * 8, bits);
         }
@@ -118,6 +121,12 @@ public final class DirtyBitmap implements AutoCloseable {
     private void check(long page) {
         if (page < 0 || page >= pages) {
             throw new IndexOutOfBoundsException("page " + page + " outside bitmap of " + pages + " pages");
+        }
+    }
+
+    private void checkWord(long word) {
+        if (word < 0 || word >= words) {
+            throw new IndexOutOfBoundsException("word " + word + " outside bitmap of " + words + " words");
         }
     }
 

@@ -145,11 +145,22 @@ public final class GuestMemory implements AutoCloseable {
         return writeLog;
     }
 
-    /** A 64-bit digest of all regions' contents (see {@link MemoryDigest}). */
+    /**
+     * A 64-bit digest of all regions' contents, page by page (see {@link MemoryDigest}). Pages the
+     * memfd never backed count as zero pages without being read, so the digest neither allocates
+     * them nor costs time for them: equal contents give equal digests whatever is resident.
+     */
     public long digest() {
         long h = 0;
-        for (GuestRegion r : byIndex) {
-            h = MemoryDigest.combine(h, MemoryDigest.of(r.hostAddress(0), r.size()));
+        try (PageResidency residency = new PageResidency()) {
+            for (GuestRegion r : byIndex) {
+                long base = r.hostAddress(0);
+                for (long p = 0, n = r.pages(); p < n; p++) {
+                    long ph = residency.mayHoldData(r, p) ? MemoryDigest.of(base + (p << DirtyBitmap.PAGE_SHIFT), 4096)
+                            : MemoryDigest.ZERO_PAGE;
+                    h = MemoryDigest.combine(h, ph);
+                }
+            }
         }
         return h;
     }
@@ -191,6 +202,13 @@ public final class GuestMemory implements AutoCloseable {
     public static final class Builder {
         private final List<long[]> specs = new ArrayList<>();
         private final List<String> names = new ArrayList<>();
+        private boolean prealloc;
+
+        /** Allocate all guest RAM up front (QEMU's {@code prealloc=on}); default off (sparse). */
+        public Builder prealloc(boolean v) {
+            this.prealloc = v;
+            return this;
+        }
 
         public Builder region(String name, long gpaBase, long size) {
             names.add(name);
@@ -212,7 +230,11 @@ public final class GuestMemory implements AutoCloseable {
                             throw new IllegalArgumentException("duplicate region name " + names.get(i));
                         }
                     }
-                    built.add(new GuestRegion(names.get(i), i, base, size));
+                    GuestRegion r = new GuestRegion(names.get(i), i, base, size);
+                    built.add(r);
+                    if (prealloc) {
+                        r.preallocate();
+                    }
                 }
             } catch (RuntimeException e) {
                 built.forEach(GuestRegion::close);

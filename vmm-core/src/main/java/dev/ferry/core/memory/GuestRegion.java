@@ -98,6 +98,28 @@ public final class GuestRegion implements AutoCloseable {
         return host + offset;
     }
 
+    /**
+     * Allocates every page of the region now (QEMU's {@code prealloc=on}), so that neither the
+     * guest nor an incoming migration pays a page fault per first touch. One
+     * {@code MADV_POPULATE_WRITE} per 256 MiB; on kernels without it, one write per page.
+     */
+    void preallocate() {
+        long chunk = 256L << 20;
+        for (long off = 0; off < size; off += chunk) {
+            long len = Math.min(chunk, size - off);
+            try {
+                Sys.madvise(host + off, len, Linux.MADV_POPULATE_WRITE);
+            } catch (dev.ferry.core.sys.NativeCallException e) {
+                if (e.errno() != dev.ferry.core.sys.Errno.EINVAL) {
+                    throw e;
+                }
+                for (long p = off; p < off + len; p += Linux.PAGE_SIZE) {
+                    dev.ferry.core.sys.NativeMemory.putByte(host + p, dev.ferry.core.sys.NativeMemory.getByte(host + p));
+                }
+            }
+        }
+    }
+
     DirtyBitmap vmmWrites() {
         return vmmWrites;
     }

@@ -11,6 +11,18 @@ public final class MemoryDigest {
     private static final long P1 = 0x9E3779B185EBCA87L;
     private static final long P2 = 0xC2B2AE3D27D4EB4FL;
 
+    /** The digest of one 4 KiB page of zeros. */
+    public static final long ZERO_PAGE;
+
+    static {
+        long zeros = NativeMemory.allocate(4096);
+        try {
+            ZERO_PAGE = of(zeros, 4096);
+        } finally {
+            NativeMemory.free(zeros);
+        }
+    }
+
     private MemoryDigest() {
     }
 

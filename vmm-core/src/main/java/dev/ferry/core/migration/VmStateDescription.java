@@ -92,7 +92,7 @@ public final class VmStateDescription<T> {
                 f.load(obj, in);
             }
         }
-        while (!subsections.isEmpty() && in.peekU8() == SUBSECTION) {
+        while (!subsections.isEmpty() && subsectionFollows(in)) {
             in.getU8();
             int len = in.getU8();
             byte[] n = new byte[len];
@@ -101,6 +101,19 @@ public final class VmStateDescription<T> {
             Subsection<T> sub = subsections.stream().filter(s -> s.description().name.equals(subName)).findFirst()
                     .orElseThrow(() -> new MigrationException(name + ": unknown subsection '" + subName + "'"));
             sub.description().load(obj, in, in.getBe32());
+        }
+    }
+
+    /**
+     * True when the next byte starts a subsection. The end of the input is not an error here: a
+     * description whose subsections were all not needed ends with its last field (QEMU's
+     * {@code qemu_peek_byte} reads 0 at the end too); a truncated subsection still fails below.
+     */
+    private static boolean subsectionFollows(LoadStream in) throws IOException {
+        try {
+            return in.peekU8() == SUBSECTION;
+        } catch (java.io.EOFException e) {
+            return false;
         }
     }
 

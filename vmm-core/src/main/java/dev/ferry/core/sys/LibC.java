@@ -14,9 +14,20 @@ public interface LibC {
 
     int ftruncate(int fd, long length);
 
-    long mmap(long addr, @size_t long length, int prot, int flags, int fd, long offset);
+    /**
+     * {@code addr} is a {@link jnr.ffi.Pointer} (null for "anywhere") on purpose: with only
+     * primitive parameters jnr-ffi 2.2 takes its fast path, which passes a six-argument call's
+     * last argument as garbage on x86-64 — glibc then sees an unaligned offset and fails with
+     * EINVAL before any syscall. A Pointer parameter selects the generic invoker. Every other
+     * binding here has at most five arguments; a new six-argument one needs the same care.
+     */
+    long mmap(jnr.ffi.Pointer addr, @size_t long length, int prot, int flags, int fd, long offset);
 
     int munmap(long addr, @size_t long length);
+
+    int mincore(long addr, @size_t long length, long vec);
+
+    long lseek(int fd, long offset, int whence);
 
     int madvise(long addr, @size_t long length, int advice);
 

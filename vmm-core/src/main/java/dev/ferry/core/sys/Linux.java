@@ -18,6 +18,8 @@ public final class Linux {
     public static final long MAP_FAILED = -1L;
     public static final int MADV_DONTNEED = 4;
     public static final int MADV_REMOVE = 9;
+    /** Linux 5.14+: populate (allocate, write-fault) page tables for a range in one call. */
+    public static final int MADV_POPULATE_WRITE = 23;
 
     public static final int EFD_CLOEXEC = 02000000;
     public static final int EFD_NONBLOCK = 04000;
@@ -40,6 +42,9 @@ public final class Linux {
     public static final int F_GETFD = 1;
     public static final int F_GETFL = 3;
     public static final int F_SETFL = 4;
+
+    public static final int SEEK_DATA = 3;
+    public static final int SEEK_HOLE = 4;
 
     public static final long PAGE_SIZE = 4096;
 

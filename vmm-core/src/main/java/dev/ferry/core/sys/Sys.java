@@ -54,7 +54,7 @@ public final class Sys {
 
     /** Maps {@code length} bytes; returns the address. Prefer {@link Mapping}, which owns the result. */
     public static long mmap(long addr, long length, int prot, int flags, int fd, long offset) {
-        long p = LIBC.mmap(addr, length, prot, flags, fd, offset);
+        long p = LIBC.mmap(addr == 0 ? null : jnr.ffi.Pointer.wrap(RUNTIME, addr), length, prot, flags, fd, offset);
         if (p == Linux.MAP_FAILED) {
             throw fail("mmap", "length=" + length + ", prot=" + prot + ", flags=0x" + Integer.toHexString(flags)
                     + ", fd=" + fd + ", offset=" + offset);
@@ -66,6 +66,33 @@ public final class Sys {
         if (LIBC.munmap(addr, length) < 0) {
             throw fail("munmap", "0x" + Long.toHexString(addr) + ", length=" + length);
         }
+    }
+
+    /**
+     * Residency of {@code length} bytes at {@code addr} (page aligned): one byte per page into
+     * {@code vec}, bit 0 set when the page is in memory. For a shared memfd mapping a page that is
+     * not resident is a hole — or, when the host swaps, a page swapped out: see
+     * {@link #seekData}.
+     */
+    public static void mincore(long addr, long length, long vec) {
+        if (LIBC.mincore(addr, length, vec) < 0) {
+            throw fail("mincore", "0x" + Long.toHexString(addr) + ", length=" + length);
+        }
+    }
+
+    /**
+     * {@code lseek(fd, offset, SEEK_DATA)}: the first offset at or after {@code offset} that holds
+     * data (on tmpfs/memfd, swapped-out pages count as data), or -1 when only a hole follows.
+     */
+    public static long seekData(Fd fd, long offset) {
+        long r = LIBC.lseek(fd.get(), offset, Linux.SEEK_DATA);
+        if (r < 0) {
+            if (errno() == Errno.ENXIO) {
+                return -1;
+            }
+            throw fail("lseek", fd + ", SEEK_DATA, offset=" + offset);
+        }
+        return r;
     }
 
     public static void madvise(long addr, long length, int advice) {

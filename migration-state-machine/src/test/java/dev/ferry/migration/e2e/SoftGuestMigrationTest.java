@@ -1,0 +1,174 @@
+package dev.ferry.migration.e2e;
+
+import dev.ferry.core.cpu.soft.ContinuationCheck;
+import dev.ferry.core.cpu.soft.SoftCpuEngine;
+import dev.ferry.core.cpu.soft.SoftVcpuState;
+import dev.ferry.core.cpu.soft.SoftWorkload;
+import dev.ferry.core.machine.RunState;
+import dev.ferry.migration.DestinationMigration;
+import dev.ferry.migration.MigrationCapabilities;
+import dev.ferry.migration.MigrationEventSink;
+import dev.ferry.migration.MigrationInfo;
+import dev.ferry.migration.MigrationParameters;
+import dev.ferry.migration.MigrationStatus;
+import dev.ferry.migration.SourceMigration;
+import dev.ferry.migration.transport.NettyMigrationTransports;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.CopyOnWriteArrayList;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The engine end to end, in one process over real loopback sockets: a soft guest that keeps
+ * dirtying memory migrates; at switchover the destination's RAM equals the source's, and the
+ * workload goes on on the destination exactly where it stopped.
+ */
+@Timeout(120)
+class SoftGuestMigrationTest {
+    static final long MiB = 1L << 20;
+    static NettyMigrationTransports transports;
+
+    @TempDir
+    Path tmp;
+
+    @BeforeAll
+    static void transports() {
+        transports = new NettyMigrationTransports();
+    }
+
+    @AfterAll
+    static void close() {
+        transports.close();
+    }
+
+    static String uri(String kind, Path tmp) {
+        return kind.equals("tcp") ? "tcp:127.0.0.1:0" : "unix:" + tmp.resolve("mig.sock");
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"tcp", "unix"})
+    void oneGibGuestDirtying50MBpsMigratesAndContinues(String kind) throws Exception {
+        SoftWorkload w = SoftWorkload.of(2, 50_000_000, 256 * MiB, 42);
+        try (SoftVmPair pair = new SoftVmPair(1024 * MiB, w)) {
+            pair.startSourcePopulated();
+            Thread.sleep(300); // let the guest dirty its working set for a while
+            List<Long> passes = new CopyOnWriteArrayList<>();
+            List<MigrationStatus> statuses = new CopyOnWriteArrayList<>();
+            MigrationEventSink events = new MigrationEventSink() {
+                @Override
+                public void status(MigrationStatus s) {
+                    statuses.add(s);
+                }
+
+                @Override
+                public void pass(long pass) {
+                    passes.add(pass);
+                }
+            };
+            MigrationCapabilities caps = MigrationCapabilities.defaults().withEvents(true);
+            DestinationMigration dst = pair.destination(transports, caps);
+            String bound = dst.listen(uri(kind, tmp));
+            SourceMigration src = pair.source(transports, MigrationParameters.defaults().withMaxBandwidth(0), caps, events);
+            src.start(bound);
+
+            assertEquals(MigrationStatus.COMPLETED, src.await(Duration.ofSeconds(90)), () -> src.info().errorDesc());
+            assertEquals(MigrationStatus.COMPLETED, dst.await(Duration.ofSeconds(10)));
+            MigrationInfo info = src.info();
+
+            // At switchover: the stopped source's RAM is what the destination loaded.
+            assertEquals(RunState.POSTMIGRATE, pair.source.runState());
+            assertEquals(pair.source.memory().digest(), dst.memoryDigestAtLoad().longValue(),
+                    "destination RAM differs from the source's at switchover");
+            List<SoftVcpuState> saved = pair.sourceState();
+
+            // The guest runs on the destination and continues exactly where it stopped.
+            assertEquals(RunState.RUNNING, pair.destination.runState());
+            long before = pair.destinationCpus.pagesWritten();
+            long deadline = System.nanoTime() + 20_000_000_000L;
+            while (pair.destinationCpus.pagesWritten() < before + 2000 && System.nanoTime() < deadline) {
+                Thread.sleep(20);
+            }
+            pair.destination.vmStop(RunState.PAUSED);
+            List<SoftVcpuState> now = pair.destinationCpus.snapshot();
+            ContinuationCheck check = SoftCpuEngine.verifyContinuation(pair.destination.memory(), w, saved, now);
+            assertTrue(check.ok(), check::toString);
+            assertTrue(check.stepsReplayed() >= 2000, "the destination guest made progress: " + check);
+            assertTrue(SoftCpuEngine.verifyWorkingSet(pair.destination.memory(), w).intact());
+
+            // Statistics as query-migrate reports them.
+            assertEquals(1024 * MiB, info.ram().total());
+            assertTrue(info.ram().normal() >= 256 * MiB / 4096, "the working set was sent as PAGE records: " + info);
+            assertTrue(info.ram().duplicate() > 0, "zero pages were sent as ZERO records");
+            assertTrue(info.ram().dirtySyncCount() >= 1);
+            assertTrue(info.downtimeMs() >= 0 && info.totalTimeMs() >= info.downtimeMs());
+            assertEquals(List.of(MigrationStatus.SETUP, MigrationStatus.ACTIVE, MigrationStatus.DEVICE,
+                    MigrationStatus.COMPLETED), statuses);
+            assertEquals(info.ram().dirtySyncCount(), passes.size(), "one MIGRATION_PASS per dirty sync");
+        }
+    }
+
+    /** Dirtying outruns max-bandwidth: without auto-converge the migration never converges. */
+    @Test
+    void doesNotConvergeWhenDirtyingOutrunsTheLink() throws Exception {
+        SoftWorkload w = SoftWorkload.of(1, 12_000_000, 8 * MiB, 7);
+        try (SoftVmPair pair = new SoftVmPair(8 * MiB, w)) {
+            pair.startSourcePopulated();
+            DestinationMigration dst = pair.destination(transports, MigrationCapabilities.defaults());
+            String bound = dst.listen("tcp:127.0.0.1:0");
+            SourceMigration src = pair.source(transports, MigrationParameters.defaults().withMaxBandwidth(8_000_000),
+                    MigrationCapabilities.defaults(), MigrationEventSink.NONE);
+            src.start(bound);
+            long deadline = System.nanoTime() + 60_000_000_000L;
+            while (src.status() == MigrationStatus.SETUP && System.nanoTime() < deadline) {
+                Thread.sleep(5);
+            }
+            while (src.info().ram().dirtySyncCount() < 6 && System.nanoTime() < deadline) {
+                assertEquals(MigrationStatus.ACTIVE, src.status(), "it must keep iterating");
+                Thread.sleep(50);
+            }
+            assertTrue(src.info().ram().dirtySyncCount() >= 6);
+            assertEquals(MigrationStatus.ACTIVE, src.status());
+            assertEquals(0, src.info().cpuThrottlePercentage());
+            src.cancel();
+            assertEquals(MigrationStatus.CANCELLED, src.await(Duration.ofSeconds(10)));
+            assertEquals(RunState.RUNNING, pair.source.runState());
+        }
+    }
+
+    /** The same guest and link converge with auto-converge, which reports the throttle it applied. */
+    @Test
+    void autoConvergeThrottlesUntilItConverges() throws Exception {
+        SoftWorkload w = SoftWorkload.of(1, 12_000_000, 8 * MiB, 7);
+        try (SoftVmPair pair = new SoftVmPair(8 * MiB, w)) {
+            pair.startSourcePopulated();
+            MigrationCapabilities caps = MigrationCapabilities.defaults().withAutoConverge(true);
+            DestinationMigration dst = pair.destination(transports, caps);
+            String bound = dst.listen("tcp:127.0.0.1:0");
+            SourceMigration src = pair.source(transports, MigrationParameters.defaults().withMaxBandwidth(8_000_000),
+                    caps, MigrationEventSink.NONE);
+            src.start(bound);
+            int maxThrottle = 0;
+            while (!src.status().isFinal()) {
+                maxThrottle = Math.max(maxThrottle, src.info().cpuThrottlePercentage());
+                Thread.sleep(20);
+            }
+            assertEquals(MigrationStatus.COMPLETED, src.status(), () -> src.info().errorDesc());
+            MigrationInfo info = src.info();
+            assertTrue(info.cpuThrottlePercentage() >= 20, "the throttle applied is reported: " + info);
+            assertTrue(maxThrottle >= 20);
+            assertEquals(0, pair.sourceCpus.throttlePercentage(), "the throttle is lifted afterwards");
+            assertEquals(pair.source.memory().digest(), dst.memoryDigestAtLoad().longValue());
+        }
+    }
+}

@@ -1,0 +1,160 @@
+package dev.ferry.core.cpu.soft;
+
+import java.util.concurrent.locks.Condition;
+import java.util.concurrent.locks.ReentrantLock;
+
+/**
+ * The run-state protocol between the thread that drives the engine (the machine's run-state
+ * changes) and the vCPU threads. The gate is open (vCPUs run) or closed. A vCPU thread checks
+ * {@link #isOpen()} before every page; when it finds the gate closed it finishes nothing more,
+ * publishes its state and {@link #park parks}, which is its acknowledgement. {@link #close(Runnable)}
+ * returns once every started vCPU thread is parked or has exited — from then on no vCPU touches
+ * guest memory or its state, and the lock hand-off makes everything they wrote visible to the
+ * caller.
+ *
+ * <p>A vCPU thread that dies counts as acknowledged (it will not write again) and closes the gate
+ * for the others, as QEMU stops a VM on an internal error; its exception is kept for
+ * {@link #failure()}. No busy waiting anywhere: waiting is on two conditions of one lock.
+ */
+final class VcpuGate {
+    private final ReentrantLock lock = new ReentrantLock();
+    /** vCPU threads wait here for the gate to open. */
+    private final Condition opened = lock.newCondition();
+    /** The closing thread waits here for acknowledgements. */
+    private final Condition acknowledged = lock.newCondition();
+    private volatile boolean open;
+    private boolean shutdown;
+    private boolean threadsStarted;
+    private int started;
+    private int parked;
+    private int exited;
+    private volatile Throwable failure;
+
+    /** vCPU threads, per page: may I keep writing? Any other thread: do the vCPUs run? One volatile read. */
+    boolean isOpen() {
+        return open;
+    }
+
+    /**
+     * Opens the gate. The first time, {@code startThreads} runs under the lock and calls
+     * {@link #started()} for each thread it starts (so a thread that failed to start is never waited for). Any thread but a vCPU thread.
+     */
+    void open(Runnable startThreads) {
+        lock.lock();
+        try {
+            if (shutdown) {
+                throw new IllegalStateException("soft: engine is closed");
+            }
+            Throwable f = failure;
+            if (f != null) {
+                throw new IllegalStateException("soft: cannot resume, " + f.getMessage() + "; close the engine", f);
+            }
+            open = true;
+            if (!threadsStarted) {
+                threadsStarted = true;
+                startThreads.run();
+            }
+            opened.signalAll();
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Counts one started vCPU thread, whose acknowledgement {@link #close(Runnable)} will wait for. */
+    void started() {
+        lock.lock();
+        try {
+            started++;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /**
+     * Closes the gate, calls {@code wake} (to cut the vCPUs' parks short) and waits, without
+     * spinning, until every started vCPU thread has parked or exited. Idempotent. Not from a vCPU
+     * thread (it would wait for itself).
+     */
+    void close(Runnable wake) {
+        lock.lock();
+        try {
+            open = false;
+            wake.run();
+            while (parked + exited < started) {
+                acknowledged.awaitUninterruptibly();
+            }
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Closes the gate for good: parked vCPU threads return from {@link #park} with false. */
+    void shutdown() {
+        lock.lock();
+        try {
+            shutdown = true;
+            open = false;
+            opened.signalAll();
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /**
+     * vCPU thread: acknowledges that it stopped and waits until the gate opens (true: run again)
+     * or shuts down (false: exit). Returns at once with true when the gate is already open.
+     */
+    boolean park() {
+        lock.lock();
+        try {
+            parked++;
+            acknowledged.signalAll();
+            while (!open && !shutdown) {
+                opened.awaitUninterruptibly();
+            }
+            return !shutdown;
+        } finally {
+            parked--;
+            lock.unlock();
+        }
+    }
+
+    /**
+     * True when the gate is closed and every started vCPU thread has acknowledged: nothing touches
+     * guest memory or vCPU state. Any thread; takes the lock.
+     */
+    boolean quiescent() {
+        lock.lock();
+        try {
+            return !open && parked + exited >= started;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** vCPU thread, last act: it exited, normally ({@code cause == null}) or by dying. */
+    void exited(int vcpu, Throwable cause) {
+        lock.lock();
+        try {
+            exited++;
+            if (cause != null) {
+                if (failure == null) {
+                    failure = new IllegalStateException("soft vCPU " + vcpu + " (thread " + SoftCpuEngine.THREAD_PREFIX
+                            + vcpu + ") died: " + cause + "; the other vCPUs are stopped", cause);
+                }
+                open = false;
+            }
+            acknowledged.signalAll();
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /**
+     * The first vCPU thread's death, or null: an {@link IllegalStateException} naming the vCPU,
+     * caused by what killed it. Any thread.
+     */
+    Throwable failure() {
+        return failure;
+    }
+}
