@@ -178,6 +178,12 @@ public final class DestinationMigration implements LoadContext {
         }
     }
 
+    private boolean rpOutOpen() {
+        synchronized (rpLock) {
+            return rpOut != null;
+        }
+    }
+
     private void sendSwitchoverAck() {
         if (ackSent || rpOut == null) {
             return;
@@ -433,6 +439,12 @@ public final class DestinationMigration implements LoadContext {
             ok = false;
             failure = "incoming migration aborted";
         }
+        if (ok && rpOutOpen() && connection.peerGone()) {
+            // The source hung up after sending everything (cancelled, or died) and before it
+            // heard that we run: it will run the guest itself, so this side must not.
+            ok = false;
+            failure = "the source closed the connection before the destination started; the source keeps the VM";
+        }
         if (ok) {
             long t1 = System.nanoTime();
             if (digestAtLoad) {
@@ -458,7 +470,9 @@ public final class DestinationMigration implements LoadContext {
                     rpOut.putBe16(ReturnPath.MSG_SHUT);
                     rpOut.putBe16(4);
                     rpOut.putBe32(ok ? 0 : 1);
-                    rpOut.drain();
+                    // Flush, not drain: the source closes as soon as it reads SHUT, which would
+                    // race a drain's check of the channel. Closing below writes what is flushed.
+                    rpOut.flush();
                 } catch (IOException e) {
                     LOG.warn("sending SHUT on the return path failed: {}", e.toString());
                 }

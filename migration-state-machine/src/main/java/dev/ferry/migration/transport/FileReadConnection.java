@@ -88,6 +88,11 @@ final class FileReadConnection implements MigrationConnection {
     }
 
     @Override
+    public boolean peerGone() {
+        return false; // a file has no peer
+    }
+
+    @Override
     public boolean hasReturnPath() {
         return false;
     }

@@ -101,6 +101,11 @@ final class FileWriteConnection implements MigrationConnection {
     }
 
     @Override
+    public boolean peerGone() {
+        return false; // a file has no peer
+    }
+
+    @Override
     public boolean hasReturnPath() {
         return false;
     }

@@ -40,6 +40,12 @@ public interface MigrationConnection extends AutoCloseable {
      */
     ByteBuf read() throws IOException;
 
+    /**
+     * True when the peer has hung up or the connection failed (a socket's peer closed it); false
+     * while it may still be talking, and always false for files, which have no peer.
+     */
+    boolean peerGone();
+
     /** True when the reverse direction exists (sockets); false for files. */
     boolean hasReturnPath();
 

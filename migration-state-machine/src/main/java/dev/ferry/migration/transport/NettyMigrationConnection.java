@@ -204,6 +204,11 @@ final class NettyMigrationConnection implements MigrationConnection {
         ensureOpen();
     }
 
+    @Override
+    public boolean peerGone() {
+        return failure != null || !channel.isActive();
+    }
+
     private void ensureOpen() throws IOException {
         if (closed.get()) {
             throw new IOException(description + ": connection closed");

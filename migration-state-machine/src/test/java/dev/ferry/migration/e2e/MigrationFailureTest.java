@@ -127,10 +127,23 @@ class MigrationFailureTest {
     /** Runs one migration with a faulty participant on both sides and checks the source survived. */
     private void assertSafe(Phase failSource, Phase failDest, Phase hookPhase, boolean hookOnSource,
                             boolean cancel, MigrationStatus expected, String reason) throws Exception {
-        var fdsBefore = openFds();
         AtomicReference<SourceMigration> src = new AtomicReference<>();
         AtomicReference<DestinationMigration> dstRef = new AtomicReference<>();
         Runnable hook = cancel ? () -> src.get().cancel() : () -> dstRef.get().abort();
+        assertSafeWith(src, dstRef, failSource, failDest, hookPhase, hookOnSource, hook, expected, reason);
+    }
+
+    private void assertSafeWith(AtomicReference<SourceMigration> src, Phase failSource, Phase failDest,
+                                Phase hookPhase, boolean hookOnSource, Runnable hook, MigrationStatus expected,
+                                String reason) throws Exception {
+        assertSafeWith(src, new AtomicReference<>(), failSource, failDest, hookPhase, hookOnSource, hook, expected,
+                reason);
+    }
+
+    private void assertSafeWith(AtomicReference<SourceMigration> src, AtomicReference<DestinationMigration> dstRef,
+                                Phase failSource, Phase failDest, Phase hookPhase, boolean hookOnSource, Runnable hook,
+                                MigrationStatus expected, String reason) throws Exception {
+        var fdsBefore = openFds();
         MigrationNotifier notifier = mock(MigrationNotifier.class);
         SoftWorkload w = SoftWorkload.of(2, 20_000_000, 16 * MiB, 3);
         FaultyDevice[] devices = new FaultyDevice[2];
@@ -198,6 +211,27 @@ class MigrationFailureTest {
     @EnumSource(value = Phase.class, names = {"SAVE_SETUP", "SAVE_ITERATE", "SAVE_COMPLETE"})
     void cancelInEveryPhase(Phase phase) throws Exception {
         assertSafe(Phase.NONE, Phase.NONE, phase, true, true, MigrationStatus.CANCELLED, "cancelled by the user");
+    }
+
+    /**
+     * Cancel after the source sent everything, while it waits for the destination's ack: the
+     * source runs again and the destination, which sees the source hang up, does not start.
+     */
+    @Test
+    void cancelWhileAwaitingTheDestinationsAck() throws Exception {
+        AtomicReference<SourceMigration> src = new AtomicReference<>();
+        assertSafeWith(src, Phase.NONE, Phase.NONE, Phase.LOAD_CLEANUP, false, () -> {
+            src.get().cancel();
+            sleepQuietly(300); // lets the destination's event loop see the hang-up before it decides
+        }, MigrationStatus.CANCELLED, "cancelled by the user");
+    }
+
+    static void sleepQuietly(long ms) {
+        try {
+            Thread.sleep(ms);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
     }
 
     @Test

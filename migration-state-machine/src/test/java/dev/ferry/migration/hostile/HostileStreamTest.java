@@ -392,7 +392,7 @@ class HostileStreamTest {
         @Test
         void boolFieldValue2() throws Exception {
             assertRefused(load(deviceFields(TestDevice.sample()).u8(2).footer(0).toByteArray()),
-                    "field enabled: enabled: bool value 2");
+                    "field enabled: bool value 2");
         }
 
         @Test

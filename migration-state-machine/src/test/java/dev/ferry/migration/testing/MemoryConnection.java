@@ -131,6 +131,11 @@ public final class MemoryConnection implements MigrationConnection {
     }
 
     @Override
+    public boolean peerGone() {
+        return false; // an in-memory stream has no peer that could leave
+    }
+
+    @Override
     public boolean hasReturnPath() {
         return returnPath;
     }

@@ -178,16 +178,19 @@ public final class Machine implements AutoCloseable {
                 org.slf4j.LoggerFactory.getLogger(Machine.class).warn("{}: stopping {} failed: {}", name, a, e.toString());
             }
         }
-        cpus.close();
-        List<AutoCloseable> rev = new ArrayList<>(devices);
-        java.util.Collections.reverse(rev);
-        for (AutoCloseable d : rev) {
-            try {
-                d.close();
-            } catch (Exception e) {
-                org.slf4j.LoggerFactory.getLogger(Machine.class).warn("{}: closing device failed: {}", name, e.toString());
+        try {
+            cpus.close();
+        } finally {
+            List<AutoCloseable> rev = new ArrayList<>(devices);
+            java.util.Collections.reverse(rev);
+            for (AutoCloseable d : rev) {
+                try {
+                    d.close();
+                } catch (Exception e) {
+                    org.slf4j.LoggerFactory.getLogger(Machine.class).warn("{}: closing device failed: {}", name, e.toString());
+                }
             }
+            memory.close();
         }
-        memory.close();
     }
 }

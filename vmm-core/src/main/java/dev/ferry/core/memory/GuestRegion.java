@@ -91,6 +91,9 @@ public final class GuestRegion implements AutoCloseable {
      * sender and receiver, which check their offsets against {@link #size()} once per run.
      */
     public long hostAddress(long offset) {
+        if (!mapping.isMapped()) {
+            throw new GuestMemoryException(name + ": region already unmapped (its machine was closed)");
+        }
         if (offset < 0 || offset > size) {
             throw new GuestMemoryException(name + ": offset 0x" + Long.toHexString(offset) + " outside region of "
                     + size + " bytes");

@@ -27,7 +27,7 @@ public final class MigrationRegistry {
         add(new SaveEntry.VmState<>(idstr, instanceId, description, state, priority));
     }
 
-    private void add(SaveEntry e) {
+    private synchronized void add(SaveEntry e) {
         if (e.idstr().getBytes(java.nio.charset.StandardCharsets.UTF_8).length > 255) {
             throw new IllegalArgumentException("section idstr longer than 255 bytes: " + e.idstr());
         }
@@ -40,7 +40,7 @@ public final class MigrationRegistry {
         entries.add(e);
     }
 
-    public void unregister(String idstr, int instanceId) {
+    public synchronized void unregister(String idstr, int instanceId) {
         entries.removeIf(e -> e.idstr().equals(idstr) && e.instanceId() == instanceId);
     }
 

@@ -193,7 +193,7 @@ public final class VmStateDescription<T> {
         public Builder<T> bool(String n, Predicate<T> get, BiConsumer<T, Boolean> set) {
             return add(new IntField<>(n, "bool", 1, since, o -> get.test(o) ? 1 : 0, (o, v) -> {
                 if (v != 0 && v != 1) {
-                    throw new IllegalArgumentException(n + ": bool value " + v);
+                    throw new IllegalArgumentException("bool value " + v);
                 }
                 set.accept(o, v == 1);
             }));

@@ -3,10 +3,11 @@ package dev.ferry.core.sys;
 /** An eventfd: a counter the kernel and peers (vhost-user, KVM irqfd) signal through. */
 public final class EventFd implements AutoCloseable {
     private final Fd fd;
-    private final long buf = NativeMemory.allocate(8);
+    private final long buf;
 
     public EventFd(int flags) {
         this.fd = Sys.eventfd(0, flags | Linux.EFD_CLOEXEC);
+        this.buf = NativeMemory.allocate(8);
     }
 
     public Fd fd() {
@@ -24,9 +25,12 @@ public final class EventFd implements AutoCloseable {
         return NativeMemory.getLong(buf);
     }
 
+    private boolean closed;
+
     @Override
     public synchronized void close() {
-        if (fd.isOpen()) {
+        if (!closed) {
+            closed = true;
             fd.close();
             NativeMemory.free(buf);
         }

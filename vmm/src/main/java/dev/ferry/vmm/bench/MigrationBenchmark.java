@@ -123,6 +123,10 @@ public class MigrationBenchmark {
     public void dropDestination() throws Exception {
         incoming.await(Duration.ofMinutes(1));
         destination.close();
+        System.gc();
+        long live = java.lang.management.ManagementFactory.getMemoryMXBean().getHeapMemoryUsage().getUsed();
+        System.out.printf("  live heap after the migration and a GC: %.1f MiB (guest RAM %d MiB)%n", live / 1048576.0,
+                ramMiB);
     }
 
     @TearDown(Level.Trial)
