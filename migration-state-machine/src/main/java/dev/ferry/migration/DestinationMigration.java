@@ -159,11 +159,15 @@ public final class DestinationMigration implements LoadContext {
         }
     }
 
-    private void setStatus(MigrationStatus s) {
-        if (status != s) {
-            status = s;
-            events.status(s);
+    private synchronized void setStatus(MigrationStatus s) {
+        if (status == s) {
+            return;
         }
+        if (!status.canBecome(s)) {
+            throw new IllegalStateException("incoming migration status " + status.qapiName() + " → " + s.qapiName());
+        }
+        status = s;
+        events.status(s);
     }
 
     @Override

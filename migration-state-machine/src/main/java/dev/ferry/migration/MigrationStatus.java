@@ -41,6 +41,32 @@ public enum MigrationStatus {
         };
     }
 
+    /**
+     * The transitions Ferry's drivers make (a subset of QEMU's: no postcopy, COLO or
+     * wait-unplug). Source: none → setup → active → device → completed, with failed or
+     * cancelling reachable from each running state; cancelling ends cancelled — or completed,
+     * when the destination had already confirmed it runs (then the source must not resume).
+     * Destination: none → setup → active → completed, or failed from setup and active.
+     * <pre>
+     * from \ to   setup active device completed failed cancelling cancelled
+     * none          x
+     * setup                x                      x       x
+     * active                      x      x        x       x
+     * device                             x        x       x
+     * cancelling                         x                           x
+     * </pre>
+     */
+    public boolean canBecome(MigrationStatus next) {
+        return switch (this) {
+            case NONE -> next == SETUP;
+            case SETUP -> next == ACTIVE || next == FAILED || next == CANCELLING;
+            case ACTIVE -> next == DEVICE || next == COMPLETED || next == FAILED || next == CANCELLING;
+            case DEVICE -> next == COMPLETED || next == FAILED || next == CANCELLING;
+            case CANCELLING -> next == CANCELLED || next == COMPLETED;
+            default -> false;
+        };
+    }
+
     public static MigrationStatus fromQapi(String name) {
         for (MigrationStatus s : values()) {
             if (s.qapiName.equals(name)) {

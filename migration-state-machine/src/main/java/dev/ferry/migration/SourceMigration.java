@@ -173,12 +173,13 @@ public final class SourceMigration {
         return progress.snapshot(st, errorDesc, throttle, rc);
     }
 
+    /** Moves along the table of {@link MigrationStatus#canBecome}; once cancelling, only to the end. */
     private synchronized void setStatus(MigrationStatus s) {
-        if (status == s) {
+        if (status == s || (status == MigrationStatus.CANCELLING && !s.isFinal())) {
             return;
         }
-        if (status == MigrationStatus.CANCELLING && !s.isFinal()) {
-            return;
+        if (!status.canBecome(s)) {
+            throw new IllegalStateException("migration status " + status.qapiName() + " → " + s.qapiName());
         }
         status = s;
         events.status(s);
