@@ -118,6 +118,38 @@ class SoftGuestMigrationTest {
         }
     }
 
+    /** {@code file:} saves a running guest to a file (a snapshot) that a second VM loads and runs on. */
+    @Test
+    void savesToAFileAndLoadsItBack() throws Exception {
+        SoftWorkload w = SoftWorkload.of(2, 20_000_000, 32 * MiB, 9);
+        Path file = tmp.resolve("guest.qevm");
+        try (SoftVmPair pair = new SoftVmPair(128 * MiB, w)) {
+            pair.startSourcePopulated();
+            Thread.sleep(100);
+            SourceMigration src = pair.source(transports, MigrationParameters.defaults().withMaxBandwidth(0),
+                    MigrationCapabilities.defaults(), MigrationEventSink.NONE);
+            src.start("file:" + file);
+            assertEquals(MigrationStatus.COMPLETED, src.await(Duration.ofSeconds(60)), () -> src.info().errorDesc());
+            assertEquals(RunState.POSTMIGRATE, pair.source.runState());
+            long sourceDigest = pair.source.memory().digest();
+            List<SoftVcpuState> saved = pair.sourceState();
+            assertTrue(java.nio.file.Files.size(file) > 32 * MiB, "the file holds the working set");
+
+            DestinationMigration dst = pair.destination(transports, MigrationCapabilities.defaults());
+            dst.listen("file:" + file);
+            assertEquals(MigrationStatus.COMPLETED, dst.await(Duration.ofSeconds(60)), dst::errorDesc);
+            assertEquals(sourceDigest, dst.memoryDigestAtLoad().longValue());
+            long before = pair.destinationCpus.pagesWritten();
+            while (pair.destinationCpus.pagesWritten() < before + 500) {
+                Thread.sleep(10);
+            }
+            pair.destination.vmStop(RunState.PAUSED);
+            ContinuationCheck check = SoftCpuEngine.verifyContinuation(pair.destination.memory(), w, saved,
+                    pair.destinationCpus.snapshot());
+            assertTrue(check.ok(), check::toString);
+        }
+    }
+
     /** Dirtying outruns max-bandwidth: without auto-converge the migration never converges. */
     @Test
     void doesNotConvergeWhenDirtyingOutrunsTheLink() throws Exception {
