@@ -44,7 +44,7 @@ public final class DestinationMigration implements LoadContext {
     private final MigrationTransports transports;
     private final MigrationCapabilities caps;
     private final MigrationEventSink events;
-    private final boolean autostart;
+    private volatile boolean autostart;
     private final RamMigration ram;
     private volatile MigrationStatus status = MigrationStatus.NONE;
     private volatile String errorDesc;
@@ -54,6 +54,8 @@ public final class DestinationMigration implements LoadContext {
     private volatile long endNanos;
     private volatile Long memoryDigestAtLoad;
     private volatile boolean digestAtLoad;
+    private volatile long digestNanos;
+    private volatile Runnable beforeStart = () -> { };
     private final Object rpLock = new Object();
     private ChannelSaveStream rpOut;
     private int ackPending;
@@ -63,12 +65,17 @@ public final class DestinationMigration implements LoadContext {
     /** Registered with the machine while the thread runs, so closing the machine ends us first. */
     private final AutoCloseable activity = this::shutdown;
 
+    /** QEMU's autostart: whether the VM runs once the state is loaded (cont during inmigrate sets it). */
+    public void setAutostart(boolean v) {
+        this.autostart = v;
+    }
+
     public DestinationMigration(Machine machine, MigrationTransports transports, MigrationCapabilities caps,
                                 MigrationEventSink events, boolean autostart) {
         this.machine = machine;
         this.transports = transports;
         this.caps = caps;
-        this.events = caps.events() ? events : MigrationEventSink.NONE;
+        this.events = events;
         this.autostart = autostart;
         this.ram = RamMigration.attach(machine);
     }
@@ -110,6 +117,19 @@ public final class DestinationMigration implements LoadContext {
     /** The digest taken when loading finished (null unless asked for and the load succeeded). */
     public Long memoryDigestAtLoad() {
         return memoryDigestAtLoad;
+    }
+
+    /** How long the digest at load took (it lies inside the downtime window). */
+    public long digestNanos() {
+        return digestNanos;
+    }
+
+    /**
+     * Runs {@code hook} on the incoming thread once the state is loaded and before the VM starts
+     * (while nothing runs): to record what was loaded. A hook that throws fails the migration.
+     */
+    public void beforeStart(Runnable hook) {
+        this.beforeStart = hook;
     }
 
     public MigrationInfo info() {
@@ -220,7 +240,7 @@ public final class DestinationMigration implements LoadContext {
         } catch (MigrationException e) {
             failure = e.getMessage();
         } catch (EOFException e) {
-            failure = "the migration stream ended early: " + e.getMessage();
+            failure = e.getMessage() + " without its end (the source stopped sending: it failed, was cancelled or died)";
         } catch (IOException e) {
             failure = closing ? "incoming migration aborted" : "reading the migration stream failed: " + e.getMessage();
         } catch (RuntimeException e) {
@@ -453,9 +473,18 @@ public final class DestinationMigration implements LoadContext {
             long t1 = System.nanoTime();
             if (digestAtLoad) {
                 memoryDigestAtLoad = machine.memory().digest();
+                digestNanos = System.nanoTime() - t1;
             }
             LOG.debug("{}: load cleanup {} µs, digest {} µs", machine.name(), (t1 - t0) / 1000,
                     (System.nanoTime() - t1) / 1000);
+            try {
+                beforeStart.run();
+            } catch (RuntimeException e) {
+                failure = "preparing to start the VM failed: " + e.getMessage();
+                ok = false;
+            }
+        }
+        if (ok) {
             try {
                 if (autostart) {
                     machine.vmStart();

@@ -2,7 +2,9 @@ package dev.ferry.migration;
 
 /**
  * Outbound port for migration events (the QMP server turns them into MIGRATION and
- * MIGRATION_PASS events). Called on the migration or incoming thread; must not block.
+ * MIGRATION_PASS events when the {@code events} capability is on). Called on the migration or
+ * incoming thread, always — whether to publish is the listener's choice; must not block for
+ * long.
  */
 public interface MigrationEventSink {
     MigrationEventSink NONE = new MigrationEventSink() {

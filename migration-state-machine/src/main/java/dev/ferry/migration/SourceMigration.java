@@ -79,7 +79,7 @@ public final class SourceMigration {
         this.transports = transports;
         this.params = params;
         this.caps = caps;
-        this.events = caps.events() ? events : MigrationEventSink.NONE;
+        this.events = events;
         this.clock = nanoClock;
         this.ram = RamMigration.attach(machine);
         this.progress = new SourceProgress(nanoClock);

@@ -70,7 +70,7 @@ class HostileStreamTest {
 
         @Test
         void emptyStream() throws Exception {
-            assertRefused(load(new byte[0]), "ended early: migration stream ended after 0 bytes");
+            assertRefused(load(new byte[0]), "migration stream ended after 0 bytes without its end");
         }
 
         @Test
@@ -259,7 +259,7 @@ class HostileStreamTest {
             Incoming r = loadSocketLike(validUpToEof().u8(0x06).be32((16 << 20) - 1).bytes(new byte[100])
                     .toByteArray());
             assumeTrue(r.connection().readerAllocatedBytes() >= 0, "this JVM cannot measure per-thread allocation");
-            assertRefused(r, "ended early");
+            assertRefused(r, "without its end");
         }
 
         @Test
@@ -397,7 +397,7 @@ class HostileStreamTest {
 
         @Test
         void deviceSectionCutBeforeItsFooter() throws Exception {
-            assertRefused(load(deviceFields(TestDevice.sample()).toByteArray()), "ended early");
+            assertRefused(load(deviceFields(TestDevice.sample()).toByteArray()), "without its end");
         }
     }
 }

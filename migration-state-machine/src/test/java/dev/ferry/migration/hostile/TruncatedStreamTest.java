@@ -67,7 +67,7 @@ class TruncatedStreamTest {
         try (TestVm vm = HostileStreams.destination()) {
             for (int cut = 0; cut < stream.length; cut++) {
                 Incoming r = InMemoryMigration.load(vm.machine(), Arrays.copyOf(stream, cut), t);
-                String expected = "ended early: migration stream ended after " + cut + " bytes";
+                String expected = "migration stream ended after " + cut + " bytes without its end";
                 if (r.status() != MigrationStatus.FAILED || r.errorDesc() == null || !r.errorDesc().contains(expected)
                         || r.runState() != RunState.INMIGRATE || r.connection().unreleasedChunks() != 0) {
                     wrong.add("cut at " + cut + ": " + r + ", " + r.connection().unreleasedChunks() + " chunks unreleased");
@@ -91,7 +91,7 @@ class TruncatedStreamTest {
                 boolean ok = hasEof
                         ? r.status() == MigrationStatus.COMPLETED && r.runState() == RunState.RUNNING
                         : r.status() == MigrationStatus.FAILED && r.runState() == RunState.INMIGRATE
-                                && r.errorDesc().contains("ended early: migration stream ended after " + cut + " bytes");
+                                && r.errorDesc().contains("migration stream ended after " + cut + " bytes without its end");
                 if (!ok || r.connection().unreleasedChunks() != 0) {
                     wrong.add("cut at " + cut + (hasEof ? " (after EOF)" : "") + ": " + r);
                 }

@@ -1,55 +1,51 @@
 package dev.ferry.vmm.demo;
 
-import dev.ferry.core.cpu.soft.ContinuationCheck;
-import dev.ferry.core.cpu.soft.SoftCpuEngine;
-import dev.ferry.core.cpu.soft.SoftVcpuState;
-import dev.ferry.core.cpu.soft.SoftWorkload;
-import dev.ferry.core.machine.Machine;
-import dev.ferry.core.machine.RunState;
-import dev.ferry.core.memory.GuestMemory;
-import dev.ferry.migration.DeviceStats;
-import dev.ferry.migration.DestinationMigration;
-import dev.ferry.migration.MigrationCapabilities;
-import dev.ferry.migration.MigrationEventSink;
-import dev.ferry.migration.MigrationInfo;
-import dev.ferry.migration.MigrationParameters;
-import dev.ferry.migration.MigrationStatus;
-import dev.ferry.migration.SourceMigration;
-import dev.ferry.migration.transport.NettyMigrationTransports;
-import me.tongfei.progressbar.ProgressBar;
-import me.tongfei.progressbar.ProgressBarBuilder;
-import me.tongfei.progressbar.ProgressBarStyle;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.ferry.vmm.config.Sizes;
+import dev.ferry.vmm.migrate.MigrationProgress;
+import dev.ferry.vmm.qmp.QmpClient;
+import dev.ferry.vmm.run.QapiJson;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
+import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Comparator;
 import java.util.List;
 import java.util.concurrent.Callable;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.stream.Stream;
 
 /**
- * {@code ferry demo}: a soft guest that keeps dirtying its memory migrates live from a source VM
- * to a destination VM over a real socket; then the demo proves the destination's RAM equalled the
- * source's at switchover and that the guest went on exactly where it stopped.
- *
- * <p>This first version runs both VMs in this process; the two-process demo driven through QMP
- * comes with the VMM process (issue 3).
+ * {@code ferry demo}: starts a destination VMM process and a source VMM process ({@code ferry run}),
+ * lets the source's guest run, migrates it live through QMP with a progress bar, verifies — the
+ * destination's RAM equalled the source's at switchover, the guest went on exactly where it
+ * stopped — prints a report and stops both processes. With {@code --cancel-at} or
+ * {@code --kill-destination-at} it shows the source still running and intact instead.
+ * Exit status 0 only when the migration ended as asked and verified.
  */
 @Command(name = "demo", mixinStandardHelpOptions = true,
-        description = "Live-migrate a running soft guest between two VMs and verify the result.")
+        description = "Live-migrate a running guest between two Ferry VMM processes and verify the result.")
 public final class DemoCommand implements Callable<Integer> {
     @Option(names = "--ram", defaultValue = "1G", description = "guest RAM (default ${DEFAULT-VALUE})")
     String ram;
 
-    @Option(names = "--working-set", defaultValue = "256M", description = "memory the guest keeps dirtying (default ${DEFAULT-VALUE})")
-    String workingSet;
+    @Option(names = "--engine", defaultValue = "auto", description = "auto, kvm or soft (default ${DEFAULT-VALUE})")
+    String engine;
+
+    @Option(names = "--vcpus", defaultValue = "2", description = "vCPUs (default ${DEFAULT-VALUE})")
+    int vcpus;
 
     @Option(names = "--dirty-rate", defaultValue = "50M", description = "bytes/s the guest dirties (default ${DEFAULT-VALUE})")
     String dirtyRate;
 
-    @Option(names = "--vcpus", defaultValue = "2", description = "vCPUs (default ${DEFAULT-VALUE})")
-    int vcpus;
+    @Option(names = "--working-set", defaultValue = "256M", description = "memory the guest dirties (default ${DEFAULT-VALUE})")
+    String workingSet;
 
     @Option(names = "--downtime-limit", defaultValue = "300", description = "ms (default ${DEFAULT-VALUE})")
     long downtimeLimit;
@@ -57,111 +53,193 @@ public final class DemoCommand implements Callable<Integer> {
     @Option(names = "--max-bandwidth", defaultValue = "0", description = "bytes/s, 0 = unlimited (default ${DEFAULT-VALUE})")
     String maxBandwidth;
 
+    @Option(names = "--auto-converge", description = "throttle the guest when it dirties faster than the link")
+    boolean autoConverge;
+
     @Option(names = "--transport", defaultValue = "tcp", description = "tcp or unix (default ${DEFAULT-VALUE})")
     String transport;
 
-    @Option(names = "--auto-converge", description = "throttle vCPUs when dirtying outruns the link")
-    boolean autoConverge;
+    @Option(names = "--cancel-at", paramLabel = "PHASE", description = "cancel the migration in setup, active or device")
+    String cancelAt;
+
+    @Option(names = "--kill-destination-at", paramLabel = "PHASE",
+            description = "kill the destination process in setup, active or device")
+    String killAt;
+
+    @Option(names = "--json", description = "print exactly one JSON object instead of the report")
+    boolean json;
 
     @Override
     public Integer call() throws Exception {
-        long ramBytes = Sizes.parse(ram);
-        SoftWorkload w = SoftWorkload.of(vcpus, Sizes.parse(dirtyRate), Sizes.parse(workingSet), 2026);
-        MigrationParameters params = MigrationParameters.defaults().withDowntimeLimitMs(downtimeLimit)
-                .withMaxBandwidth(Sizes.parse(maxBandwidth));
-        MigrationCapabilities caps = MigrationCapabilities.defaults().withAutoConverge(autoConverge);
+        if (cancelAt != null && killAt != null) {
+            System.err.println("ferry demo: use either --cancel-at or --kill-destination-at");
+            return 2;
+        }
+        for (String phase : new String[] {cancelAt, killAt}) {
+            if (phase != null && !List.of("setup", "active", "device").contains(phase)) {
+                System.err.println("ferry demo: PHASE must be setup, active or device, not '" + phase + "'");
+                return 2;
+            }
+        }
+        if (!transport.equals("tcp") && !transport.equals("unix")) {
+            System.err.println("ferry demo: --transport must be tcp or unix");
+            return 2;
+        }
+        PrintStream say = json ? new PrintStream(PrintStream.nullOutputStream()) : System.out;
         Path dir = Files.createTempDirectory("ferry-demo");
-        String listenUri = switch (transport) {
-            case "tcp" -> "tcp:127.0.0.1:0";
-            case "unix" -> "unix:" + dir.resolve("migration.sock");
-            default -> throw new IllegalArgumentException("--transport must be tcp or unix, not " + transport);
-        };
-        try (NettyMigrationTransports transports = new NettyMigrationTransports();
-             Machine source = vm("source", ramBytes, w);
-             Machine destination = vm("destination", ramBytes, w)) {
-            SoftCpuEngine srcCpus = (SoftCpuEngine) source.cpus();
-            SoftCpuEngine dstCpus = (SoftCpuEngine) destination.cpus();
-            System.out.printf("source: %s RAM, %d vCPUs dirtying %s/s over %s (soft engine)%n", ram, vcpus, dirtyRate,
-                    workingSet);
-            srcCpus.populate(1.0);
-            source.vmStart();
-            Thread.sleep(500);
-
-            DestinationMigration in = new DestinationMigration(destination, transports, caps, MigrationEventSink.NONE, true);
-            in.digestMemoryAtLoad(true);
-            String uri = in.listen(listenUri);
-            System.out.println("destination: listening on " + uri);
-            SourceMigration out = new SourceMigration(source, transports, params, caps, MigrationEventSink.NONE);
-            out.start(uri);
-            progress(out, ramBytes);
-            MigrationStatus st = out.await(Duration.ofMinutes(30));
-            in.await(Duration.ofMinutes(1));
-            MigrationInfo info = out.info();
-            if (st != MigrationStatus.COMPLETED) {
-                System.out.println("migration " + st.qapiName() + ": " + info.errorDesc());
-                System.out.println("source VM: " + source.runState().qapiName());
-                return 1;
-            }
-            boolean memoryEqual = source.memory().digest() == in.memoryDigestAtLoad();
-            List<SoftVcpuState> saved = srcCpus.snapshot();
-            long before = dstCpus.pagesWritten();
-            long deadline = System.nanoTime() + 5_000_000_000L;
-            while (dstCpus.pagesWritten() < before + 1000 && System.nanoTime() < deadline) {
-                Thread.sleep(10);
-            }
-            destination.vmStop(RunState.PAUSED);
-            ContinuationCheck cont = SoftCpuEngine.verifyContinuation(destination.memory(), w, saved, dstCpus.snapshot());
-            report(info, memoryEqual, cont);
-            return memoryEqual && cont.ok() ? 0 : 1;
+        try {
+            return run(dir, say);
         } finally {
-            Files.deleteIfExists(dir.resolve("migration.sock"));
-            Files.deleteIfExists(dir);
-        }
-    }
-
-    private static Machine vm(String name, long ramBytes, SoftWorkload w) {
-        GuestMemory memory = GuestMemory.ofSize(ramBytes);
-        SoftCpuEngine cpus = new SoftCpuEngine(memory, w);
-        Machine m = new Machine(name, memory, cpus, RunState.PRELAUNCH);
-        cpus.registerMigration(m.migration());
-        return m;
-    }
-
-    private static void progress(SourceMigration out, long ramBytes) throws InterruptedException {
-        try (ProgressBar bar = new ProgressBarBuilder().setTaskName("migrating").setInitialMax(ramBytes / (1 << 20))
-                .setUnit(" MiB", 1).setStyle(ProgressBarStyle.ASCII).setUpdateIntervalMillis(100).continuousUpdate()
-                .build()) {
-            while (!out.status().isFinal()) {
-                MigrationInfo i = out.info();
-                bar.maxHint(Math.max(bar.getMax(), (i.ram().transferred() + i.ram().remaining()) >> 20));
-                bar.stepTo(i.ram().transferred() >> 20);
-                bar.setExtraMessage(String.format("%s pass %d, %.0f Mbit/s, remaining %d MiB, expected downtime %d ms",
-                        i.status().qapiName(), i.ram().dirtySyncCount(), i.ram().mbps(), i.ram().remaining() >> 20,
-                        i.expectedDowntimeMs()));
-                Thread.sleep(100);
+            try (Stream<Path> files = Files.walk(dir)) {
+                files.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
             }
-            bar.stepTo(out.info().ram().transferred() >> 20);
         }
     }
 
-    private static void report(MigrationInfo i, boolean memoryEqual, ContinuationCheck cont) {
-        double seconds = i.totalTimeMs() / 1000.0;
-        System.out.println();
-        System.out.printf("status:          %s%n", i.status().qapiName());
-        System.out.printf("total time:      %d ms (setup %d ms)%n", i.totalTimeMs(), i.setupTimeMs());
-        System.out.printf("downtime:        %d ms%n", i.downtimeMs());
-        System.out.printf("transferred:     %.1f MiB in %d passes, %.2f GB/s%n", i.ram().transferred() / 1048576.0,
-                i.ram().dirtySyncCount(), i.ram().transferred() / 1e9 / Math.max(seconds, 1e-3));
-        System.out.printf("pages:           %d normal, %d zero%n", i.ram().normal(), i.ram().duplicate());
-        System.out.println("devices:");
-        long downtimeNanos = Math.max(1, i.devices().stream().mapToLong(DeviceStats::downtimeNanos).sum());
-        for (DeviceStats d : i.devices()) {
-            System.out.printf("  %-12s #%d  %10d bytes  downtime %6.2f ms (%4.1f %%)%n", d.idstr(), d.instanceId(),
-                    d.transferredBytes(), d.downtimeNanos() / 1e6, 100.0 * d.downtimeNanos() / downtimeNanos);
+    private String config(String name) {
+        ObjectNode c = QapiJson.JSON.createObjectNode();
+        c.put("name", name);
+        c.putObject("memory").put("size", Sizes.parse(ram));
+        c.put("vcpus", vcpus);
+        c.put("engine", engine);
+        c.putObject("workload").put("dirty-rate", Sizes.parse(dirtyRate)).put("working-set", Sizes.parse(workingSet))
+                .put("seed", 2026).put("populate", name.equals("source") ? 1.0 : 0.0);
+        return c.toPrettyString();
+    }
+
+    private int run(Path dir, PrintStream say) throws Exception {
+        Files.writeString(dir.resolve("source.json"), config("source"));
+        Files.writeString(dir.resolve("destination.json"), config("destination"));
+        try (VmmProcess dst = VmmProcess.start("destination", dir, List.of("--config",
+                dir.resolve("destination.json").toString(), "--incoming", "defer", "--x-verify-at-load"));
+             VmmProcess src = VmmProcess.start("source", dir, List.of("--config", dir.resolve("source.json").toString()))) {
+            QmpClient d = dst.qmp();
+            QmpClient s = src.qmp();
+            String engineName = s.execute("x-ferry-guest", null).path("engine").asText();
+            say.printf("source VMM:      %s RAM, %d vCPUs dirtying %s/s over %s (%s engine)%n", ram, vcpus, dirtyRate,
+                    workingSet, engineName);
+
+            for (QmpClient c : List.of(s, d)) {
+                ObjectNode caps = QapiJson.JSON.createObjectNode();
+                ArrayNode list = caps.putArray("capabilities");
+                list.addObject().put("capability", "events").put("state", true);
+                if (autoConverge && c == s) {
+                    list.addObject().put("capability", "auto-converge").put("state", true);
+                }
+                c.execute("migrate-set-capabilities", caps);
+            }
+            String listen = transport.equals("tcp") ? "tcp:127.0.0.1:0" : "unix:" + dir.resolve("migration.sock");
+            d.execute("migrate-incoming", QapiJson.JSON.createObjectNode().put("uri", listen));
+            String uri = boundUri(d.execute("query-migrate", null), listen);
+            say.printf("destination VMM: waiting on %s%n", uri);
+            s.execute("migrate-set-parameters", QapiJson.JSON.createObjectNode().put("downtime-limit", downtimeLimit)
+                    .put("max-bandwidth", Sizes.parse(maxBandwidth)));
+            String phase = cancelAt != null ? cancelAt : killAt;
+            if (phase != null) {
+                s.execute("x-ferry-hold", QapiJson.JSON.createObjectNode().put("phase", phase));
+            }
+            Thread.sleep(500); // the guest runs and dirties memory before the migration starts
+
+            AtomicBoolean acted = new AtomicBoolean();
+            List<String> actions = new ArrayList<>();
+            s.onEvent(ev -> {
+                if (ev.name().equals("X-FERRY-HOLD") && acted.compareAndSet(false, true)) {
+                    new Thread(() -> act(s, dst, ev.data().path("phase").asText(), actions), "ferry-demo-act").start();
+                }
+            });
+            s.execute("migrate", QapiJson.JSON.createObjectNode().put("uri", uri));
+            JsonNode info = MigrationProgress.follow(s, json ? null : System.out, Duration.ofMinutes(30), i -> { });
+            say.println();
+            actions.forEach(a -> say.println("demo:            " + a));
+
+            Outcome o = verify(s, d, dst, info, say);
+            if (json) {
+                System.out.println(DemoReport.json(info, engineName, o).toString());
+            } else {
+                MigrationProgress.report(info, say);
+                DemoReport.devices(info, o, say);
+                DemoReport.verification(o, say);
+            }
+            boolean asAsked = phase == null ? o.status.equals("completed") && o.verified
+                    : !o.status.equals("completed") && o.sourceRunning && o.sourceIntact;
+            return asAsked ? 0 : 1;
         }
-        System.out.printf("verified:        destination RAM %s the source's at switchover%n",
-                memoryEqual ? "equals" : "DIFFERS FROM");
-        System.out.printf("                 guest continued on the destination: %s%n", cont.ok()
-                ? "yes (" + cont.stepsReplayed() + " writes replayed and checked)" : "NO: " + cont);
+    }
+
+    private void act(QmpClient s, VmmProcess dst, String phase, List<String> actions) {
+        try {
+            if (cancelAt != null) {
+                actions.add("migrate_cancel sent in phase " + phase);
+                s.execute("migrate_cancel", null);
+            } else {
+                dst.kill();
+                actions.add("destination process killed in phase " + phase);
+                s.execute("x-ferry-release", null);
+            }
+        } catch (Exception e) {
+            actions.add("acting in phase " + phase + " failed: " + e.getMessage());
+        }
+    }
+
+    private static String boundUri(JsonNode incomingInfo, String asked) {
+        JsonNode a = incomingInfo.path("socket-address");
+        if (a.isArray() && a.size() > 0) {
+            JsonNode s = a.get(0);
+            if (s.path("type").asText().equals("inet")) {
+                return "tcp:" + s.path("host").asText() + ":" + s.path("port").asText();
+            }
+            if (s.path("type").asText().equals("unix")) {
+                return "unix:" + s.path("path").asText();
+            }
+        }
+        return asked;
+    }
+
+    /** What the demo proved. */
+    static final class Outcome {
+        String status;
+        boolean sourceRunning;
+        boolean sourceIntact;
+        String sourceState;
+        String destinationState;
+        boolean memoryEqual;
+        boolean continued;
+        long stepsReplayed;
+        double digestMs;
+        boolean verified;
+        String problem;
+    }
+
+    private Outcome verify(QmpClient s, QmpClient d, VmmProcess dst, JsonNode info, PrintStream say)
+            throws Exception {
+        Outcome o = new Outcome();
+        o.status = info.path("status").asText();
+        o.sourceState = s.execute("query-status", null).path("status").asText();
+        o.sourceRunning = o.sourceState.equals("running");
+        JsonNode sv = s.execute("x-ferry-verify", null);
+        o.sourceIntact = sv.path("working-set").path("intact").asBoolean();
+        if (!o.status.equals("completed")) {
+            o.destinationState = dst.isAlive() ? d.execute("query-status", null).path("status").asText() : "killed";
+            if (dst.isAlive()) {
+                JsonNode dinfo = d.execute("query-migrate", null);
+                o.problem = dinfo.path("error-desc").asText(null);
+            }
+            return o;
+        }
+        String sourceDigest = s.execute("x-ferry-memory-digest", null).path("digest").asText();
+        Thread.sleep(300); // the guest runs on the destination for a while
+        JsonNode dv = d.execute("x-ferry-verify", null);
+        o.destinationState = d.execute("query-status", null).path("status").asText();
+        o.memoryEqual = sourceDigest.equals(dv.path("digest-at-load").asText());
+        o.continued = dv.path("continuation").path("ok").asBoolean();
+        o.stepsReplayed = dv.path("continuation").path("steps-replayed").asLong();
+        o.digestMs = dv.path("digest-ms").asDouble();
+        boolean destIntact = dv.path("working-set").path("intact").asBoolean();
+        o.verified = o.memoryEqual && o.continued && o.stepsReplayed > 0 && destIntact
+                && o.destinationState.equals("running");
+        if (!o.verified) {
+            o.problem = dv.toString();
+        }
+        return o;
     }
 }

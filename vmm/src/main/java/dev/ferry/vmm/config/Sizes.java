@@ -1,4 +1,4 @@
-package dev.ferry.vmm.demo;
+package dev.ferry.vmm.config;
 
 /** Parses sizes the way QEMU users write them: {@code 1G}, {@code 256M}, {@code 50M}, {@code 4096}. */
 public final class Sizes {

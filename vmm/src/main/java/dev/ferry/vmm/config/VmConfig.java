@@ -1,0 +1,32 @@
+package dev.ferry.vmm.config;
+
+import java.util.List;
+
+/**
+ * A VM as {@code ferry run --config vm.json} describes it. Example:
+ * <pre>
+ * {
+ *   "name": "vm0",
+ *   "memory": { "size": "1G", "prealloc": false },
+ *   "vcpus": 2,
+ *   "engine": "auto",
+ *   "workload": { "dirty-rate": "50M", "working-set": "256M", "seed": 1, "populate": 1.0 },
+ *   "devices": []
+ * }
+ * </pre>
+ * Sizes take K/M/G/T suffixes (powers of two). {@code engine} is {@code auto} (KVM when the host
+ * has it, else soft), {@code kvm} or {@code soft}. {@code workload} drives the soft engine:
+ * {@code populate} is the fraction of the working set filled with data before the guest starts.
+ */
+public record VmConfig(String name, long memoryBytes, boolean prealloc, int vcpus, Engine engine, Workload workload,
+                       List<DeviceConfig> devices) {
+
+    public enum Engine { AUTO, KVM, SOFT }
+
+    public record Workload(long dirtyRateBytesPerSec, long workingSetBytes, long seed, double populate) {
+    }
+
+    /** A device entry; the device issues (virtio, vhost-user, VFIO) give kinds their meaning. */
+    public record DeviceConfig(String id, String kind, com.fasterxml.jackson.databind.node.ObjectNode options) {
+    }
+}

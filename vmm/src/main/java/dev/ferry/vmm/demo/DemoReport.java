@@ -1,0 +1,87 @@
+package dev.ferry.vmm.demo;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.ferry.vmm.run.QapiJson;
+
+import java.io.PrintStream;
+
+/** The demo's report: the per-device breakdown, the verification, and the one-object JSON form. */
+final class DemoReport {
+    private DemoReport() {
+    }
+
+    static void devices(JsonNode info, DemoCommand.Outcome o, PrintStream out) {
+        JsonNode devs = info.path("x-ferry-devices");
+        if (!devs.isArray() || devs.isEmpty()) {
+            return;
+        }
+        long totalUs = 0;
+        for (JsonNode d : devs) {
+            totalUs += d.path("downtime-us").asLong();
+        }
+        out.println("devices:");
+        for (JsonNode d : devs) {
+            long us = d.path("downtime-us").asLong();
+            out.printf("  %-10s #%d %-9s %12d bytes  downtime %7.2f ms (%5.1f %%)  source %s, destination %s%n",
+                    d.path("id").asText(), d.path("instance-id").asInt(), kind(d.path("id").asText()),
+                    d.path("precopy-bytes").asLong() + d.path("downtime-bytes").asLong(), us / 1000.0,
+                    totalUs == 0 ? 0.0 : 100.0 * us / totalUs, o.sourceState, o.destinationState);
+        }
+    }
+
+    static void verification(DemoCommand.Outcome o, PrintStream out) {
+        if (o.status.equals("completed")) {
+            out.printf("verified:        destination RAM %s the source's at switchover%n",
+                    o.memoryEqual ? "equals" : "DIFFERS FROM");
+            out.printf("                 the guest continued on the destination: %s%n", o.continued
+                    ? "yes (" + o.stepsReplayed + " writes replayed and checked)" : "NO");
+            out.printf("                 (downtime includes %.0f ms of verification digest on the destination)%n",
+                    o.digestMs);
+            if (!o.verified && o.problem != null) {
+                out.println("problem:         " + o.problem);
+            }
+        } else {
+            out.printf("source VM:       %s, guest memory %s%n", o.sourceState, o.sourceIntact ? "intact" : "CORRUPT");
+            out.printf("destination VM:  %s%s%n", o.destinationState,
+                    o.problem == null ? "" : " (" + o.problem + ")");
+        }
+    }
+
+    static String kind(String idstr) {
+        return switch (idstr) {
+            case "ram" -> "ram";
+            case "cpu-soft" -> "soft-vcpu";
+            default -> "device";
+        };
+    }
+
+    static ObjectNode json(JsonNode info, String engine, DemoCommand.Outcome o) {
+        ObjectNode j = QapiJson.JSON.createObjectNode();
+        j.put("status", o.status);
+        j.put("engine", engine);
+        long total = info.path("total-time").asLong();
+        j.put("total_ms", total);
+        j.put("downtime_ms", info.path("downtime").asLong(0));
+        j.put("setup_ms", info.path("setup-time").asLong());
+        long transferred = info.path("ram").path("transferred").asLong();
+        j.put("transferred_bytes", transferred);
+        j.put("iterations", info.path("ram").path("dirty-sync-count").asLong());
+        j.put("throughput_mbps", total > 0 ? transferred * 8.0 / 1e3 / total : 0.0);
+        j.put("verified", o.status.equals("completed") ? o.verified : o.sourceRunning && o.sourceIntact);
+        j.put("source_running", o.sourceRunning);
+        ArrayNode devices = j.putArray("devices");
+        for (JsonNode d : info.path("x-ferry-devices")) {
+            ObjectNode dn = devices.addObject();
+            String id = d.path("id").asText();
+            dn.put("id", d.path("instance-id").asInt() == 0 && !id.equals("cpu-soft") ? id : id + "/" + d.path("instance-id").asInt());
+            dn.put("kind", kind(id));
+            dn.put("transferred_bytes", d.path("precopy-bytes").asLong() + d.path("downtime-bytes").asLong());
+            dn.put("downtime_ms", d.path("downtime-us").asLong() / 1000.0);
+            dn.put("source_state", o.sourceState);
+            dn.put("destination_state", o.destinationState);
+        }
+        return j;
+    }
+}

@@ -1,0 +1,68 @@
+package dev.ferry.vmm.run;
+
+import dev.ferry.vmm.config.ConfigException;
+import dev.ferry.vmm.config.VmConfig;
+import dev.ferry.vmm.config.VmConfigParser;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+import java.nio.file.Path;
+import java.util.concurrent.Callable;
+
+/**
+ * {@code ferry run --config vm.json --qmp PATH [--incoming URI|defer] [-S]}: one VM in this OS
+ * process, controlled through QMP on a UNIX socket, until {@code quit} or a signal.
+ */
+@Command(name = "run", mixinStandardHelpOptions = true, description = "Run one VM, controlled through QMP.")
+public final class RunCommand implements Callable<Integer> {
+    @Option(names = "--config", required = true, description = "the VM's JSON config")
+    Path config;
+
+    @Option(names = "--qmp", required = true, description = "path of the QMP UNIX socket to create (mode 0600)")
+    Path qmp;
+
+    @Option(names = "--incoming", paramLabel = "URI|defer",
+            description = "wait for an incoming migration on URI (tcp:HOST:PORT, unix:PATH, file:PATH), or for migrate-incoming")
+    String incoming;
+
+    @Option(names = {"-S", "--paused"}, description = "do not start the guest (after an incoming migration: stay paused)")
+    boolean paused;
+
+    @Option(names = "--x-verify-at-load", hidden = true,
+            description = "digest guest memory when an incoming migration has loaded (for ferry demo; costs downtime)")
+    boolean verifyAtLoad;
+
+    @Override
+    public Integer call() throws Exception {
+        VmConfig cfg;
+        try {
+            cfg = VmConfigParser.parse(config);
+        } catch (ConfigException e) {
+            System.err.println("ferry run: " + e.getMessage());
+            return 2;
+        }
+        if (cfg.engine() == VmConfig.Engine.KVM) {
+            System.err.println("ferry run: " + config.getFileName() + ": engine: 'kvm' is not available in this build yet;"
+                    + " use \"auto\" or \"soft\"");
+            return 2;
+        }
+        if (cfg.engine() == VmConfig.Engine.AUTO) {
+            System.err.println("ferry run: engine auto: using the soft engine (the KVM engine is not built yet)");
+        }
+        VmmInstance vm;
+        try {
+            vm = VmmInstance.start(cfg, qmp, incoming, paused, verifyAtLoad);
+        } catch (VmmException e) {
+            System.err.println("ferry run: " + e.getMessage());
+            return 1;
+        }
+        try (vm) {
+            Runtime.getRuntime().addShutdownHook(new Thread(vm::requestQuit, "ferry-signal"));
+            System.err.printf("ferry run: %s: %d MiB, %d vCPUs, %s engine, %s; QMP on %s%n", cfg.name(),
+                    cfg.memoryBytes() >> 20, cfg.vcpus(), vm.vmm().engineName(),
+                    vm.vmm().machine().runState().qapiName(), qmp);
+            vm.awaitQuit();
+        }
+        return 0;
+    }
+}

@@ -1,0 +1,381 @@
+package dev.ferry.vmm.run;
+
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.ferry.core.cpu.soft.ContinuationCheck;
+import dev.ferry.core.cpu.soft.SoftCpuEngine;
+import dev.ferry.core.cpu.soft.SoftVcpuState;
+import dev.ferry.core.cpu.soft.SoftWorkload;
+import dev.ferry.core.cpu.soft.WorkingSetCheck;
+import dev.ferry.core.machine.Machine;
+import dev.ferry.core.machine.RunState;
+import dev.ferry.core.machine.VmChangeStateHandler;
+import dev.ferry.core.machine.VmStateChangeException;
+import dev.ferry.core.memory.GuestMemory;
+import dev.ferry.core.migration.MigrationEvent;
+import dev.ferry.core.migration.MigrationException;
+import dev.ferry.migration.DestinationMigration;
+import dev.ferry.migration.MigrationCapabilities;
+import dev.ferry.migration.MigrationEventSink;
+import dev.ferry.migration.MigrationParameters;
+import dev.ferry.migration.MigrationStatus;
+import dev.ferry.migration.SourceMigration;
+import dev.ferry.migration.transport.NettyMigrationTransports;
+import dev.ferry.vmm.config.VmConfig;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.io.IOException;
+import java.util.List;
+
+/**
+ * One VM in one OS process: its machine, its current outgoing or incoming migration, and the
+ * behaviour behind every QMP command (the QMP binding only converts arguments and results). It
+ * follows QEMU's semantics wherever QEMU has them — {@code cont} during inmigrate only sets
+ * autostart, {@code -incoming defer} waits for {@code migrate-incoming}, a failed incoming
+ * migration leaves the VM stopped and says why in query-migrate.
+ *
+ * <p>Commands arrive one at a time on the QMP dispatcher thread; migrations run on their own
+ * threads and report through {@link Events}.
+ */
+public final class Vmm implements AutoCloseable {
+    private static final Logger LOG = LoggerFactory.getLogger(Vmm.class);
+
+    /** Outbound port: QMP events. */
+    public interface Events {
+        void emit(String name, ObjectNode data);
+    }
+
+    private final VmConfig config;
+    private final Machine machine;
+    private final SoftCpuEngine cpus;
+    private final SoftWorkload workload;
+    private final NettyMigrationTransports transports = new NettyMigrationTransports();
+    private final Events events;
+    private final HoldPoints holds;
+    private final boolean incomingMode;
+    private final boolean verifyAtLoad;
+    private volatile MigrationParameters params = MigrationParameters.defaults();
+    private volatile MigrationCapabilities caps = MigrationCapabilities.defaults();
+    private volatile SourceMigration outgoing;
+    private volatile DestinationMigration incoming;
+    private volatile String incomingUri;
+    private volatile List<SoftVcpuState> loadedStates;
+    private volatile boolean autostart;
+
+    /**
+     * @param incomingMode  started with {@code --incoming}: the VM waits in inmigrate
+     * @param startPaused   {@code -S}: do not start the guest (or, when incoming, do not start it after loading)
+     * @param verifyAtLoad  take a memory digest at load on the destination (demo verification; costs downtime)
+     */
+    public Vmm(VmConfig config, boolean incomingMode, boolean startPaused, boolean verifyAtLoad, Events events) {
+        this.config = config;
+        this.events = events;
+        this.incomingMode = incomingMode;
+        this.verifyAtLoad = verifyAtLoad;
+        this.autostart = !startPaused;
+        this.workload = new SoftWorkload(config.vcpus(), config.workload().dirtyRateBytesPerSec(),
+                config.workload().workingSetBytes(), 0, config.workload().seed());
+        GuestMemory memory = GuestMemory.builder().region("pc.ram", 0, config.memoryBytes())
+                .prealloc(config.prealloc()).build();
+        this.cpus = new SoftCpuEngine(memory, workload);
+        this.machine = new Machine(config.name(), memory, cpus, RunState.PRELAUNCH);
+        cpus.registerMigration(machine.migration());
+        this.holds = new HoldPoints(p -> events.emit("X-FERRY-HOLD", QapiJson.JSON.createObjectNode()
+                .put("phase", p.name().toLowerCase(java.util.Locale.ROOT))));
+        machine.addRunStateListener((prev, now) -> {
+            if (now == RunState.RUNNING && prev != RunState.RUNNING) {
+                events.emit("RESUME", null);
+            } else if (prev == RunState.RUNNING) {
+                events.emit("STOP", null);
+            }
+        });
+        machine.migration().addNotifier(ev -> {
+            if (ev == MigrationEvent.SETUP) {
+                holds.at(HoldPoints.Phase.SETUP);
+            }
+        });
+        machine.addVmChangeStateHandler(new VmChangeStateHandler() {
+            @Override
+            public void onChange(boolean running, RunState state) {
+                if (!running && state == RunState.FINISH_MIGRATE) {
+                    holds.at(HoldPoints.Phase.DEVICE);
+                }
+            }
+        }, Integer.MIN_VALUE);
+    }
+
+    /** Starts the guest, or enters inmigrate; called once after construction. */
+    public void boot() throws VmStateChangeException {
+        if (config.workload().populate() > 0) {
+            cpus.populate(config.workload().populate());
+        }
+        if (incomingMode) {
+            machine.setRunState(RunState.INMIGRATE);
+        } else if (autostart) {
+            machine.vmStart();
+        } else {
+            machine.setRunState(RunState.PAUSED);
+        }
+    }
+
+    public Machine machine() {
+        return machine;
+    }
+
+    public String engineName() {
+        return cpus.name();
+    }
+
+    // ---- run state ----
+
+    public ObjectNode queryStatus() {
+        RunState rs = machine.runState();
+        return QapiJson.JSON.createObjectNode().put("status", rs.qapiName()).put("singlestep", false)
+                .put("running", rs.isRunning());
+    }
+
+    public void stop() throws VmmException {
+        if (machine.runState() == RunState.INMIGRATE) {
+            autostart = false;
+            DestinationMigration in = incoming;
+            if (in != null) {
+                in.setAutostart(false);
+            }
+            return;
+        }
+        try {
+            machine.vmStop(RunState.PAUSED);
+        } catch (VmStateChangeException e) {
+            throw VmmException.generic(e.getMessage());
+        }
+    }
+
+    public void cont() throws VmmException {
+        RunState rs = machine.runState();
+        if (rs == RunState.INMIGRATE) {
+            autostart = true;
+            DestinationMigration in = incoming;
+            if (in != null) {
+                in.setAutostart(true);
+            }
+            return;
+        }
+        SourceMigration out = outgoing;
+        if (rs == RunState.FINISH_MIGRATE || (out != null && out.status() == MigrationStatus.DEVICE)) {
+            throw VmmException.generic("The VM is stopped for migration switchover; cancel the migration instead");
+        }
+        if (rs == RunState.SHUTDOWN || rs == RunState.INTERNAL_ERROR) {
+            throw VmmException.generic("Resetting the Virtual Machine is required");
+        }
+        try {
+            machine.vmStart();
+        } catch (VmStateChangeException e) {
+            throw VmmException.generic(e.getMessage());
+        }
+    }
+
+    // ---- migration ----
+
+    private final MigrationEventSink migrationEvents = new MigrationEventSink() {
+        @Override
+        public void status(MigrationStatus s) {
+            if (caps.events()) {
+                events.emit("MIGRATION", QapiJson.JSON.createObjectNode().put("status", s.qapiName()));
+            }
+        }
+
+        @Override
+        public void pass(long pass) {
+            if (caps.events()) {
+                events.emit("MIGRATION_PASS", QapiJson.JSON.createObjectNode().put("pass", pass));
+            }
+            if (pass == 1 && outgoing != null) {
+                holds.at(HoldPoints.Phase.ACTIVE);
+            }
+        }
+    };
+
+    public synchronized void migrate(String uri) throws VmmException {
+        if (machine.runState() == RunState.INMIGRATE) {
+            throw VmmException.generic("Guest is waiting for an incoming migration");
+        }
+        SourceMigration out = outgoing;
+        if (out != null && out.status().isRunning()) {
+            throw VmmException.generic("There's a migration process in progress");
+        }
+        SourceMigration m = new SourceMigration(machine, transports, params, caps, migrationEvents);
+        outgoing = m;
+        try {
+            m.start(uri);
+        } catch (MigrationException e) {
+            throw VmmException.generic(e.getMessage());
+        } catch (IllegalArgumentException e) {
+            throw VmmException.generic("Invalid migration URI '" + uri + "': " + e.getMessage());
+        }
+    }
+
+    /** {@code --incoming URI} at start, or {@code migrate-incoming} after {@code --incoming defer}. */
+    public synchronized void migrateIncoming(String uri, boolean fromCommandLine) throws VmmException {
+        if (!incomingMode) {
+            throw VmmException.generic("'-incoming' was not specified on the command line");
+        }
+        if (incoming != null) {
+            throw VmmException.generic("The incoming migration has already been started");
+        }
+        DestinationMigration in = new DestinationMigration(machine, transports, caps, migrationEvents, autostart);
+        in.digestMemoryAtLoad(verifyAtLoad);
+        in.beforeStart(() -> loadedStates = cpus.snapshot());
+        try {
+            incomingUri = in.listen(uri);
+        } catch (IOException | IllegalArgumentException e) {
+            throw VmmException.generic("Failed to listen on '" + uri + "': " + e.getMessage());
+        }
+        incoming = in;
+        LOG.info("{}: waiting for the incoming migration on {}", config.name(), incomingUri);
+    }
+
+    /** Cancels first, then lets a held migration thread go, so it sees the cancel at once. */
+    public void migrateCancel() {
+        SourceMigration out = outgoing;
+        if (out != null) {
+            out.cancel();
+        }
+        holds.disarmAll();
+    }
+
+    public ObjectNode queryMigrate() {
+        DestinationMigration in = incoming;
+        if (in != null) {
+            boolean listening = in.status() == MigrationStatus.SETUP;
+            return QapiJson.migrationInfo(in.info(), true, listening ? incomingUri : null);
+        }
+        SourceMigration out = outgoing;
+        return QapiJson.migrationInfo(out == null ? null : out.info(), false, null);
+    }
+
+    private boolean migrationRunning() {
+        SourceMigration out = outgoing;
+        DestinationMigration in = incoming;
+        return (out != null && out.status().isRunning()) || (in != null && in.status().isRunning());
+    }
+
+    public synchronized void setParameters(MigrationParameters p) throws VmmException {
+        params = p;
+        SourceMigration out = outgoing;
+        if (out != null && out.status().isRunning()) {
+            out.setMaxBandwidth(p.maxBandwidth());
+        }
+    }
+
+    public MigrationParameters parameters() {
+        return params;
+    }
+
+    public synchronized void setCapabilities(MigrationCapabilities c) throws VmmException {
+        if (migrationRunning()) {
+            throw VmmException.generic("There's a migration process in progress");
+        }
+        try {
+            c.validate();
+        } catch (IllegalArgumentException e) {
+            throw VmmException.generic(e.getMessage());
+        }
+        caps = c;
+    }
+
+    public MigrationCapabilities capabilities() {
+        return caps;
+    }
+
+    // ---- x-ferry debugging and verification ----
+
+    public void hold(String phase) throws VmmException {
+        try {
+            holds.arm(HoldPoints.Phase.valueOf(phase.toUpperCase(java.util.Locale.ROOT)));
+        } catch (IllegalArgumentException e) {
+            throw VmmException.generic("Parameter 'phase' does not accept value '" + phase + "' (setup, active, device)");
+        }
+    }
+
+    public void release() {
+        holds.release();
+    }
+
+    public ObjectNode guestInfo() {
+        ObjectNode o = QapiJson.JSON.createObjectNode();
+        o.put("engine", cpus.name());
+        o.put("vcpus", cpus.vcpuCount());
+        o.put("ram", machine.memory().totalSize());
+        o.put("pages-written", cpus.pagesWritten());
+        o.put("bytes-dirtied", cpus.bytesDirtied());
+        o.put("status", machine.runState().qapiName());
+        return o;
+    }
+
+    /** The digest of guest RAM; the VM must be stopped so it means something. */
+    public ObjectNode memoryDigest() throws VmmException {
+        if (machine.isRunning()) {
+            throw VmmException.generic("Stop the VM first: a running guest's memory has no single digest");
+        }
+        return QapiJson.JSON.createObjectNode().put("digest", hex(machine.memory().digest()));
+    }
+
+    /**
+     * Checks the guest: every page of the working set is intact, and — on a destination whose
+     * migration completed — the guest continued exactly from the state it loaded. Pauses the
+     * guest for the check and resumes it if it ran.
+     */
+    public ObjectNode verify() throws VmmException {
+        boolean wasRunning = machine.isRunning();
+        try {
+            if (wasRunning) {
+                machine.vmStop(RunState.PAUSED);
+            }
+            ObjectNode o = QapiJson.JSON.createObjectNode();
+            WorkingSetCheck ws = SoftCpuEngine.verifyWorkingSet(machine.memory(), workload);
+            ObjectNode w = o.putObject("working-set");
+            w.put("intact", ws.intact()).put("pages", ws.pages()).put("written", ws.written())
+                    .put("corrupt", ws.corrupt());
+            if (ws.firstCorrupt() != null) {
+                w.put("first-corrupt", ws.firstCorrupt().toString());
+            }
+            DestinationMigration in = incoming;
+            List<SoftVcpuState> loaded = loadedStates;
+            if (in != null && in.status() == MigrationStatus.COMPLETED && loaded != null) {
+                ContinuationCheck c = SoftCpuEngine.verifyContinuation(machine.memory(), workload, loaded,
+                        cpus.snapshot());
+                ObjectNode cn = o.putObject("continuation");
+                cn.put("ok", c.ok()).put("steps-replayed", c.stepsReplayed());
+                ArrayNode problems = cn.putArray("problems");
+                c.problems().forEach(problems::add);
+                if (in.memoryDigestAtLoad() != null) {
+                    o.put("digest-at-load", hex(in.memoryDigestAtLoad()));
+                    o.put("digest-ms", in.digestNanos() / 1_000_000.0);
+                }
+            }
+            return o;
+        } catch (VmStateChangeException e) {
+            throw VmmException.generic(e.getMessage());
+        } finally {
+            if (wasRunning) {
+                try {
+                    machine.vmStart();
+                } catch (VmStateChangeException e) {
+                    LOG.warn("{}: resuming after verification failed: {}", config.name(), e.getMessage());
+                }
+            }
+        }
+    }
+
+    static String hex(long v) {
+        return String.format("0x%016x", v);
+    }
+
+    @Override
+    public void close() {
+        holds.disarmAll();
+        machine.close();
+        transports.close();
+    }
+}
