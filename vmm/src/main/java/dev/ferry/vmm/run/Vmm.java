@@ -107,7 +107,7 @@ public final class Vmm implements AutoCloseable {
 
     /** Starts the guest, or enters inmigrate; called once after construction. */
     public void boot() throws VmStateChangeException {
-        if (config.workload().populate() > 0) {
+        if (config.workload().populate() > 0 && !incomingMode) { // incoming: the source's RAM replaces it
             cpus.populate(config.workload().populate());
         }
         if (incomingMode) {
