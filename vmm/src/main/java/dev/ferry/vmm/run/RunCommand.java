@@ -57,7 +57,9 @@ public final class RunCommand implements Callable<Integer> {
             return 1;
         }
         try (vm) {
-            Runtime.getRuntime().addShutdownHook(new Thread(vm::requestQuit, "ferry-signal"));
+            // SIGTERM/SIGINT: the JVM halts when its hooks end, so the hook closes the VM itself
+            // (the QMP socket file is removed, every fd and mapping released).
+            Runtime.getRuntime().addShutdownHook(new Thread(vm::close, "ferry-signal"));
             System.err.printf("ferry run: %s: %d MiB, %d vCPUs, %s engine, %s; QMP on %s%n", cfg.name(),
                     cfg.memoryBytes() >> 20, cfg.vcpus(), vm.vmm().engineName(),
                     vm.vmm().machine().runState().qapiName(), qmp);

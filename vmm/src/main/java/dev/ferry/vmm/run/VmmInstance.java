@@ -21,6 +21,7 @@ public final class VmmInstance implements AutoCloseable {
     private final Vmm vmm;
     private final QmpServer server;
     private final CountDownLatch quit = new CountDownLatch(1);
+    private boolean closed;
 
     private VmmInstance(Vmm vmm, QmpServer server) {
         this.vmm = vmm;
@@ -97,9 +98,17 @@ public final class VmmInstance implements AutoCloseable {
         quit.countDown();
     }
 
-    /** Closes the QMP server (after quit's reply went out), then the VM. */
+    /**
+     * Closes the QMP server (after quit's reply went out), then the VM. Idempotent; a second
+     * caller (a signal's shutdown hook racing the main thread) waits until the first finished.
+     */
     @Override
-    public void close() {
+    public synchronized void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        quit.countDown();
         server.close();
         vmm.close();
     }
