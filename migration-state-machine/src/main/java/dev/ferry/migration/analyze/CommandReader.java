@@ -27,13 +27,11 @@ final class CommandReader {
     private static final int PACKAGED = 7;
 
     private final StreamInput in;
-    private final List<String> notes;
     private final Map<String, Integer> counts = new TreeMap<>();
+    private long packagedBytes;
 
-    /** @param notes where to say what was skipped without being analyzed */
-    CommandReader(StreamInput in, List<String> notes) {
+    CommandReader(StreamInput in) {
         this.in = in;
-        this.notes = notes;
     }
 
     /** Reads one command; {@code at} is the offset of its 0x08 marker, already consumed. */
@@ -49,8 +47,7 @@ final class CommandReader {
             }
             long blob = in.be32("the length of the postcopy package");
             in.skip(blob, "the postcopy package (" + blob + " bytes)");
-            notes.add("a postcopy package of " + blob + " bytes at offset " + at
-                    + " was skipped: the device states inside it are not analyzed");
+            packagedBytes += blob;
         } else if (cmd == POSTCOPY_ADVISE && len == 16) {
             long summary = in.be64("the postcopy page-size summary");
             long targetPage = in.be64("the postcopy target page size");
@@ -68,5 +65,14 @@ final class CommandReader {
     /** Commands seen, by name. */
     Map<String, Integer> counts() {
         return Map.copyOf(counts);
+    }
+
+    /** What was skipped without being analyzed, for the analysis' notes. */
+    List<String> notes() {
+        if (packagedBytes == 0) {
+            return List.of();
+        }
+        return List.of(counts.get("PACKAGED") + " postcopy package(s) of " + packagedBytes + " bytes in all were "
+                + "skipped: the device states inside them are not analyzed");
     }
 }

@@ -59,7 +59,8 @@ public sealed interface FieldValue {
 
     /**
      * Raw bytes (buffers, bitmaps, PCI config space, types the analyzer does not interpret):
-     * {@code size} bytes in the stream, of which the first {@code prefix.length} are kept.
+     * {@code size} bytes in the stream, of which the first {@code prefix.length} are kept (the
+     * array is not copied; callers must not modify it). Equal by content.
      */
     record Bytes(long size, byte[] prefix) implements FieldValue {
         /** At most this many bytes of a raw field are kept. */
@@ -71,7 +72,7 @@ public sealed interface FieldValue {
 
         /** Space-separated hex of up to {@code max} bytes, with "..." and the size when longer. */
         public String hex(int max) {
-            int n = (int) Math.min(max, prefix.length);
+            int n = Math.min(max, prefix.length);
             StringBuilder sb = new StringBuilder();
             HexFormat h = HexFormat.of();
             for (int i = 0; i < n; i++) {
@@ -84,6 +85,16 @@ public sealed interface FieldValue {
                 sb.append(n == 0 ? "" : " ").append("... (").append(size).append(" bytes)");
             }
             return sb.toString();
+        }
+
+        @Override
+        public boolean equals(Object o) {
+            return o instanceof Bytes b && b.size == size && java.util.Arrays.equals(b.prefix, prefix);
+        }
+
+        @Override
+        public int hashCode() {
+            return Long.hashCode(size) * 31 + java.util.Arrays.hashCode(prefix);
         }
 
         @Override

@@ -44,6 +44,8 @@ public final class StreamAnalyzer {
     /** Default page size when the stream does not say (no vmdesc, no target-page-bits). */
     static final int DEFAULT_PAGE_SIZE = 4096;
     static final int MAX_SECTIONS = 65536;
+    /** Device section appearances at most (FULL once per section; PART/END of described iterables repeat). */
+    static final int MAX_DEVICE_STATES = 1 << 17;
 
     /**
      * @param maxRunsPerBlock with a value above 0, each RAM block's pages are also reported as
@@ -80,7 +82,7 @@ public final class StreamAnalyzer {
         this.options = options;
         this.in = new StreamInput(channel, channel.size(), 0);
         this.decoder = new VmStateDecoder(in);
-        this.commands = new CommandReader(in, notes);
+        this.commands = new CommandReader(in);
     }
 
     public static StreamAnalysis analyze(Path file) throws IOException, AnalysisException {
@@ -236,6 +238,10 @@ public final class StreamAnalyzer {
     private void body(SectionTracker t, int type, long at) throws IOException, AnalysisException {
         long dataStart = in.offset();
         boolean footerRead = false;
+        if ((t.kind == SectionSummary.Kind.DEVICE || t.kind == SectionSummary.Kind.UNDESCRIBED)
+                && devices.size() == MAX_DEVICE_STATES) {
+            throw AnalysisException.malformed(at, "more than " + MAX_DEVICE_STATES + " device sections");
+        }
         switch (t.kind) {
             case RAM -> ram().readSection();
             case BLOCK -> block().readSection();
@@ -322,12 +328,18 @@ public final class StreamAnalyzer {
 
     private StreamAnalysis result(long eof) {
         List<SectionSummary> list = new ArrayList<>();
+        List<String> unended = new ArrayList<>();
         for (SectionTracker t : sections.values()) {
             list.add(t.summary());
             if (t.starts > 0 && t.ends == 0) {
-                notes.add(t.idstr + " (section " + t.id + ") was started but never ended");
+                unended.add(t.idstr + " (section " + t.id + ")");
             }
         }
+        if (!unended.isEmpty()) {
+            notes.add("started but never ended: " + String.join(", ", unended.subList(0, Math.min(10, unended.size())))
+                    + (unended.size() > 10 ? " and " + (unended.size() - 10) + " more" : ""));
+        }
+        notes.addAll(commands.notes());
         List<RamBlockSummary> blocks = ram == null ? List.of() : ram.summaries(options.maxRunsPerBlock());
         if (ram != null && !ram.tracked()) {
             notes.add("more than " + (RamSectionReader.TRACK_LIMIT >> 30) + " GiB of RAM: distinct pages and page "

@@ -89,9 +89,16 @@ class HostileAnalysisTest {
                 .command(1, new byte[0]).command(2, new byte[] {0, 0, 0, 1})
                 .start(2, "ram", 0, 4).memSize(PAGE).block("pc.ram", PAGE).ramEos().footer(2)
                 .command(11, new byte[0]).end(2).zeroPage(0, "pc.ram").ramEos().footer(2)
+                .command(7, new byte[] {0, 0, 0, 3}).bytes(new byte[] {0x04, 0x7e, 0x00})
                 .eof().vmdesc(NO_DEVICES).toByteArray());
-        assertEquals(java.util.Map.of("OPEN_RETURN_PATH", 1, "PING", 1, "SWITCHOVER_START", 1), a.commands());
+        assertEquals(java.util.Map.of("OPEN_RETURN_PATH", 1, "PING", 1, "SWITCHOVER_START", 1, "PACKAGED", 1),
+                a.commands());
         assertEquals(1, a.zeroPages());
+        assertEquals(java.util.List.of("1 postcopy package(s) of 3 bytes in all were skipped: the device states "
+                + "inside them are not analyzed"), a.notes());
+
+        StreamAnalysis unended = analyze(ram(1).eof().vmdesc(NO_DEVICES).toByteArray());
+        assertEquals(java.util.List.of("started but never ended: ram (section 2)"), unended.notes());
     }
 
     @Test
