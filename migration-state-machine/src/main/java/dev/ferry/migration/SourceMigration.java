@@ -102,6 +102,11 @@ public final class SourceMigration {
             }
             throw new MigrationException(sb.toString());
         }
+        try {
+            transports.checkUri(uri);
+        } catch (IllegalArgumentException e) {
+            throw new MigrationException(e.getMessage());
+        }
         RunState rs = machine.runState();
         if (rs != RunState.RUNNING && rs != RunState.PAUSED && rs != RunState.PRELAUNCH) {
             throw new MigrationException("cannot migrate a VM in run state " + rs.qapiName());

@@ -215,11 +215,16 @@ final class NettyMigrationConnection implements MigrationConnection {
         }
         Throwable cause = failure;
         if (cause != null) {
-            throw new IOException(description + ": connection failed: " + cause.getMessage(), cause);
+            throw new IOException(description + ": connection failed: " + withoutSyscallPrefix(cause.getMessage()), cause);
         }
         if (!channel.isActive()) {
             throw new IOException(description + ": connection closed by peer");
         }
+    }
+
+    /** Netty's native errors read "recvAddress(..) failed: Connection reset by peer"; keep the reason. */
+    static String withoutSyscallPrefix(String message) {
+        return message == null ? "unknown error" : message.replaceFirst("^\\w+\\(\\.\\.\\) failed: ", "");
     }
 
     private void signalWriters() {

@@ -106,6 +106,11 @@ public final class NettyMigrationTransports implements MigrationTransports, Auto
     }
 
     @Override
+    public void checkUri(String uri) {
+        TransportUri.parse(uri);
+    }
+
+    @Override
     public MigrationConnection connect(String uri) throws IOException {
         TransportUri target = TransportUri.parse(uri);
         ensureOpen();

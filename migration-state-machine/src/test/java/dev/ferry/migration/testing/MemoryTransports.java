@@ -70,6 +70,13 @@ public final class MemoryTransports implements MigrationTransports {
     }
 
     @Override
+    public void checkUri(String uri) {
+        if (uri == null || uri.isEmpty()) {
+            throw new IllegalArgumentException("empty migration URI");
+        }
+    }
+
+    @Override
     public MigrationConnection connect(String uri) {
         MemoryConnection c = new MemoryConnection("memory-out:" + uri, new byte[0], chunkSize, false);
         files.put(uri, c::writtenBytes);

@@ -114,9 +114,7 @@ public final class Vmm implements AutoCloseable {
             machine.setRunState(RunState.INMIGRATE);
         } else if (autostart) {
             machine.vmStart();
-        } else {
-            machine.setRunState(RunState.PAUSED);
-        }
+        } // else -S: stays in prelaunch until cont, as QEMU reports it
     }
 
     public Machine machine() {
@@ -203,6 +201,9 @@ public final class Vmm implements AutoCloseable {
         SourceMigration out = outgoing;
         if (out != null && out.status().isRunning()) {
             throw VmmException.generic("There's a migration process in progress");
+        }
+        if (!uri.startsWith("tcp:") && !uri.startsWith("unix:") && !uri.startsWith("file:")) {
+            throw VmmException.generic("unknown migration protocol: " + uri); // QEMU's check and message
         }
         SourceMigration m = new SourceMigration(machine, transports, params, caps, migrationEvents);
         outgoing = m;

@@ -15,8 +15,12 @@ import java.util.concurrent.atomic.AtomicReference;
  * these per process; tests start several in one JVM. {@code quit} (or {@link #close()}) ends it.
  */
 public final class VmmInstance implements AutoCloseable {
-    /** The version Ferry's QMP greeting reports. */
-    public static final QmpVersion VERSION = new QmpVersion(0, 1, 0, "ferry 0.1.0");
+    /**
+     * What Ferry's QMP greeting reports: the QEMU version whose QMP and migration behaviour Ferry
+     * mirrors (7.2.0, so version-checking tools see the feature set they should expect), and
+     * Ferry's own version as the package.
+     */
+    public static final QmpVersion VERSION = new QmpVersion(7, 2, 0, "ferry 0.1.0");
 
     private final Vmm vmm;
     private final QmpServer server;
