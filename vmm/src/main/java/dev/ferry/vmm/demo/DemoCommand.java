@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.ferry.vmm.config.Sizes;
 import dev.ferry.vmm.migrate.MigrationProgress;
+import dev.ferry.vmm.process.FerryRunProcess;
 import dev.ferry.vmm.qmp.QmpClient;
 import dev.ferry.vmm.run.QapiJson;
 import picocli.CommandLine.Command;
@@ -110,9 +111,9 @@ public final class DemoCommand implements Callable<Integer> {
     private int run(Path dir, PrintStream say) throws Exception {
         Files.writeString(dir.resolve("source.json"), config("source"));
         Files.writeString(dir.resolve("destination.json"), config("destination"));
-        try (VmmProcess dst = VmmProcess.start("destination", dir, List.of("--config",
-                dir.resolve("destination.json").toString(), "--incoming", "defer", "--x-verify-at-load"));
-             VmmProcess src = VmmProcess.start("source", dir, List.of("--config", dir.resolve("source.json").toString()))) {
+        try (FerryRunProcess dst = FerryRunProcess.start("destination", dir, dir.resolve("destination.json"),
+                List.of("--incoming", "defer", "--x-verify-at-load"));
+             FerryRunProcess src = FerryRunProcess.start("source", dir, dir.resolve("source.json"), List.of())) {
             QmpClient d = dst.qmp();
             QmpClient s = src.qmp();
             String engineName = s.execute("x-ferry-guest", null).path("engine").asText();
@@ -166,7 +167,7 @@ public final class DemoCommand implements Callable<Integer> {
         }
     }
 
-    private void act(QmpClient s, VmmProcess dst, String phase, List<String> actions) {
+    private void act(QmpClient s, FerryRunProcess dst, String phase, List<String> actions) {
         try {
             if (cancelAt != null) {
                 actions.add("migrate_cancel sent in phase " + phase);
@@ -210,7 +211,7 @@ public final class DemoCommand implements Callable<Integer> {
         String problem;
     }
 
-    private Outcome verify(QmpClient s, QmpClient d, VmmProcess dst, JsonNode info, PrintStream say)
+    private Outcome verify(QmpClient s, QmpClient d, FerryRunProcess dst, JsonNode info, PrintStream say)
             throws Exception {
         Outcome o = new Outcome();
         o.status = info.path("status").asText();

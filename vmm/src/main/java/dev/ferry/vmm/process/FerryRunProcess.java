@@ -23,21 +23,21 @@ import java.util.stream.Stream;
  * A {@code ferry run} child JVM — {@code java -cp CLASSPATH dev.ferry.vmm.Ferry run --qmp SOCKET
  * ARGS} — with its output in a log file and a negotiated {@link QmpClient} once its socket is up.
  * {@link #close()} asks it to quit and kills it if it does not; a JVM shutdown hook kills whatever
- * is still alive, so a test run that is cut short leaves no VMM behind.
+ * is still alive, so a demo or test run that is cut short leaves no VMM behind.
  *
  * <p>The class path is this JVM's, provided it really holds Ferry: surefire passes the test class
  * path in {@code java.class.path} (and in {@code surefire.test.class.path}, which is the one that
  * holds it when surefire runs tests in an isolated class loader); a launcher may instead run from a
  * manifest-only jar whose {@code Class-Path} names the real entries, which are then used.
  */
-final class FerryRunProcess implements AutoCloseable {
-    static final Duration WAIT = Duration.ofSeconds(60);
+public final class FerryRunProcess implements AutoCloseable {
+    public static final Duration WAIT = Duration.ofSeconds(60);
     private static final String FERRY_CLASS = "dev/ferry/vmm/Ferry.class";
     private static final Set<Process> LIVE = ConcurrentHashMap.newKeySet();
 
     static {
         Runtime.getRuntime().addShutdownHook(new Thread(() -> LIVE.forEach(Process::destroyForcibly),
-                "ferry-test-children"));
+                "ferry-children"));
     }
 
     private final String name;
@@ -54,10 +54,10 @@ final class FerryRunProcess implements AutoCloseable {
     }
 
     /** Starts {@code ferry run --config CONFIG --qmp DIR/NAME.qmp ARGS}; returns at once. */
-    static FerryRunProcess start(String name, Path dir, Path config, List<String> args) throws IOException {
+    public static FerryRunProcess start(String name, Path dir, Path config, List<String> args) throws IOException {
         Path java = Path.of(System.getProperty("java.home"), "bin", "java");
         List<String> cmd = new ArrayList<>(List.of(java.toString(), "-Xmx256m", "-XX:MaxDirectMemorySize=256m",
-                "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Dorg.slf4j.simpleLogger.defaultLogLevel=info",
+                "-Dorg.slf4j.simpleLogger.defaultLogLevel=info",
                 "-cp", classPath(), "dev.ferry.vmm.Ferry", "run"));
         Path sock = dir.resolve(name + ".qmp");
         cmd.addAll(List.of("--config", config.toString(), "--qmp", sock.toString()));
@@ -69,7 +69,7 @@ final class FerryRunProcess implements AutoCloseable {
     }
 
     /** Waits for the QMP socket, connects and negotiates; fails with the process's output if it died. */
-    QmpClient qmp() throws IOException, InterruptedException {
+    public QmpClient qmp() throws IOException, InterruptedException {
         if (qmp != null) {
             return qmp;
         }
@@ -89,19 +89,19 @@ final class FerryRunProcess implements AutoCloseable {
         return qmp;
     }
 
-    boolean isAlive() {
+    public boolean isAlive() {
         return process.isAlive();
     }
 
     /** SIGKILL, as a crash or the OOM killer would end it; returns once it is gone. */
-    void kill() throws InterruptedException {
+    public void kill() throws InterruptedException {
         process.destroyForcibly();
         process.waitFor();
         LIVE.remove(process);
     }
 
     /** The process's output so far (for failure messages). */
-    String output() {
+    public String output() {
         try {
             return name + " log:\n" + Files.readString(log);
         } catch (IOException e) {
@@ -135,7 +135,7 @@ final class FerryRunProcess implements AutoCloseable {
     }
 
     /** This JVM's class path if it holds Ferry, else the Class-Path of the manifest-only jar it runs from. */
-    static String classPath() {
+    public static String classPath() {
         String own = System.getProperty("java.class.path", "");
         if (holdsFerry(own)) {
             return own;
