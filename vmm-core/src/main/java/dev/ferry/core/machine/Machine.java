@@ -23,6 +23,8 @@ public final class Machine implements AutoCloseable {
     private final GuestMemory memory;
     private final CpuEngine cpus;
     private final MigrationRegistry migration = new MigrationRegistry();
+    private final IoBus pio = new IoBus("pio");
+    private final IoBus mmio = new IoBus("mmio");
     private final List<HandlerEntry> handlers = new CopyOnWriteArrayList<>();
     private final List<RunStateListener> listeners = new CopyOnWriteArrayList<>();
     private final List<AutoCloseable> devices = new CopyOnWriteArrayList<>();
@@ -50,6 +52,16 @@ public final class Machine implements AutoCloseable {
 
     public CpuEngine cpus() {
         return cpus;
+    }
+
+    /** The port-I/O space (x86 IN/OUT), where vCPU engines dispatch port accesses. */
+    public IoBus pio() {
+        return pio;
+    }
+
+    /** Guest-physical addresses that are not RAM: device register windows (BARs). */
+    public IoBus mmio() {
+        return mmio;
     }
 
     public MigrationRegistry migration() {
