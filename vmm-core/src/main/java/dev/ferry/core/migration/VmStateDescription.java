@@ -127,6 +127,13 @@ public final class VmStateDescription<T> {
         d.put("version", version);
         List<Object> fs = new ArrayList<>();
         for (VmStateField<T> f : fields) {
+            if (f instanceof VBufferField<T> vb) {
+                Map<String, Object> len = new LinkedHashMap<>();
+                len.put("name", vb.name() + "_len");
+                len.put("type", "uint32");
+                len.put("size", 4);
+                fs.add(len);
+            }
             Map<String, Object> fd = new LinkedHashMap<>();
             fd.put("name", f.name());
             fd.put("type", f.type());
@@ -212,6 +219,16 @@ public final class VmStateDescription<T> {
             return add(new BufferField<>(n, size, since, get, set));
         }
 
+        /**
+         * A buffer whose length varies by instance (a host-dependent MSR list, an XSAVE area): on
+         * the wire {@code be32 length | bytes}; the destination refuses more than {@code maxSize}.
+         * The vmdesc describes it as QEMU's VMSTATE_VBUFFER_UINT32: a {@code uint32} length field
+         * named {@code NAME_len} followed by the buffer.
+         */
+        public Builder<T> vbuffer(String n, int maxSize, Function<T, byte[]> get, BiConsumer<T, byte[]> set) {
+            return add(new VBufferField<>(n, maxSize, since, get, set));
+        }
+
         public Builder<T> subsection(VmStateDescription<T> sub, Predicate<T> needed) {
             subsections.add(new Subsection<>(sub, needed));
             return this;
@@ -286,6 +303,45 @@ public final class VmStateDescription<T> {
             long v = in.getBe64();
             try {
                 set.accept(obj, v);
+            } catch (IllegalArgumentException e) {
+                throw new MigrationException("field " + name + ": " + e.getMessage(), e);
+            }
+        }
+    }
+
+    private record VBufferField<T>(String name, int maxSize, int sinceVersion, Function<T, byte[]> get,
+                                   BiConsumer<T, byte[]> set) implements VmStateField<T> {
+        @Override
+        public String type() {
+            return "buffer";
+        }
+
+        /** The buffer's own size in the vmdesc (its length field is described separately). */
+        @Override
+        public int size(T obj) {
+            return get.apply(obj).length;
+        }
+
+        @Override
+        public void save(T obj, SaveStream out) throws IOException {
+            byte[] b = get.apply(obj);
+            if (b.length > maxSize) {
+                throw new IllegalStateException(name + ": " + b.length + " bytes, more than the declared " + maxSize);
+            }
+            out.putBe32(b.length);
+            out.putBytes(b);
+        }
+
+        @Override
+        public void load(T obj, LoadStream in) throws IOException, MigrationException {
+            int len = in.getBe32();
+            if (len < 0 || len > maxSize) {
+                throw new MigrationException("field " + name + ": length " + (len & 0xffffffffL) + " exceeds " + maxSize);
+            }
+            byte[] b = new byte[len];
+            in.getBytes(b, 0, len);
+            try {
+                set.accept(obj, b);
             } catch (IllegalArgumentException e) {
                 throw new MigrationException("field " + name + ": " + e.getMessage(), e);
             }
