@@ -23,8 +23,8 @@ public final class Machine implements AutoCloseable {
     private final GuestMemory memory;
     private final CpuEngine cpus;
     private final MigrationRegistry migration = new MigrationRegistry();
-    private final IoBus pio = new IoBus("pio");
-    private final IoBus mmio = new IoBus("mmio");
+    private final IoBus pio;
+    private final IoBus mmio;
     private final List<HandlerEntry> handlers = new CopyOnWriteArrayList<>();
     private final List<RunStateListener> listeners = new CopyOnWriteArrayList<>();
     private final List<AutoCloseable> devices = new CopyOnWriteArrayList<>();
@@ -36,6 +36,16 @@ public final class Machine implements AutoCloseable {
     }
 
     public Machine(String name, GuestMemory memory, CpuEngine cpus, RunState initial) {
+        this(name, memory, cpus, initial, new IoBus("pio"), new IoBus("mmio"));
+    }
+
+    /**
+     * With buses made beforehand: an engine that dispatches guest accesses itself (KVM) is built
+     * on them before the machine exists.
+     */
+    public Machine(String name, GuestMemory memory, CpuEngine cpus, RunState initial, IoBus pio, IoBus mmio) {
+        this.pio = pio;
+        this.mmio = mmio;
         this.name = name;
         this.memory = memory;
         this.cpus = cpus;

@@ -1,5 +1,6 @@
 package dev.ferry.core.cpu.soft;
 
+import dev.ferry.core.cpu.VcpuGate;
 import dev.ferry.core.cpu.CpuEngine;
 import dev.ferry.core.memory.Gpa;
 import dev.ferry.core.memory.GuestMemory;
@@ -42,7 +43,7 @@ public final class SoftCpuEngine implements CpuEngine {
     private final GuestMemory memory;
     private final SoftWorkload workload;
     private final WorkingSet workingSet;
-    private final VcpuGate gate = new VcpuGate();
+    private final VcpuGate gate = new VcpuGate(NAME, THREAD_PREFIX);
     private final SoftVcpuState[] states;
     private final SoftVcpu[] vcpus;
     private final Thread[] threads;

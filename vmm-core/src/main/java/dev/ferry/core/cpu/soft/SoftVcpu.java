@@ -1,5 +1,6 @@
 package dev.ferry.core.cpu.soft;
 
+import dev.ferry.core.cpu.VcpuGate;
 import dev.ferry.core.memory.Gpa;
 import dev.ferry.core.memory.GuestMemory;
 

@@ -1,4 +1,4 @@
-package dev.ferry.core.cpu.soft;
+package dev.ferry.core.cpu;
 
 import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
@@ -16,7 +16,7 @@ import java.util.concurrent.locks.ReentrantLock;
  * for the others, as QEMU stops a VM on an internal error; its exception is kept for
  * {@link #failure()}. No busy waiting anywhere: waiting is on two conditions of one lock.
  */
-final class VcpuGate {
+public final class VcpuGate {
     private final ReentrantLock lock = new ReentrantLock();
     /** vCPU threads wait here for the gate to open. */
     private final Condition opened = lock.newCondition();
@@ -29,9 +29,17 @@ final class VcpuGate {
     private int parked;
     private int exited;
     private volatile Throwable failure;
+    private final String engine;
+    private final String threadPrefix;
+
+    /** @param engine the engine's name for messages ({@code "soft"}, {@code "kvm"}); threadPrefix its vCPU threads' */
+    public VcpuGate(String engine, String threadPrefix) {
+        this.engine = engine;
+        this.threadPrefix = threadPrefix;
+    }
 
     /** vCPU threads, per page: may I keep writing? Any other thread: do the vCPUs run? One volatile read. */
-    boolean isOpen() {
+    public boolean isOpen() {
         return open;
     }
 
@@ -39,15 +47,15 @@ final class VcpuGate {
      * Opens the gate. The first time, {@code startThreads} runs under the lock and calls
      * {@link #started()} for each thread it starts (so a thread that failed to start is never waited for). Any thread but a vCPU thread.
      */
-    void open(Runnable startThreads) {
+    public void open(Runnable startThreads) {
         lock.lock();
         try {
             if (shutdown) {
-                throw new IllegalStateException("soft: engine is closed");
+                throw new IllegalStateException(engine + ": engine is closed");
             }
             Throwable f = failure;
             if (f != null) {
-                throw new IllegalStateException("soft: cannot resume, " + f.getMessage() + "; close the engine", f);
+                throw new IllegalStateException(engine + ": cannot resume, " + f.getMessage() + "; close the engine", f);
             }
             open = true;
             if (!threadsStarted) {
@@ -61,7 +69,7 @@ final class VcpuGate {
     }
 
     /** Counts one started vCPU thread, whose acknowledgement {@link #close(Runnable)} will wait for. */
-    void started() {
+    public void started() {
         lock.lock();
         try {
             started++;
@@ -75,7 +83,7 @@ final class VcpuGate {
      * spinning, until every started vCPU thread has parked or exited. Idempotent. Not from a vCPU
      * thread (it would wait for itself).
      */
-    void close(Runnable wake) {
+    public void close(Runnable wake) {
         lock.lock();
         try {
             open = false;
@@ -89,7 +97,7 @@ final class VcpuGate {
     }
 
     /** Closes the gate for good: parked vCPU threads return from {@link #park} with false. */
-    void shutdown() {
+    public void shutdown() {
         lock.lock();
         try {
             shutdown = true;
@@ -104,7 +112,7 @@ final class VcpuGate {
      * vCPU thread: acknowledges that it stopped and waits until the gate opens (true: run again)
      * or shuts down (false: exit). Returns at once with true when the gate is already open.
      */
-    boolean park() {
+    public boolean park() {
         lock.lock();
         try {
             parked++;
@@ -123,7 +131,7 @@ final class VcpuGate {
      * True when the gate is closed and every started vCPU thread has acknowledged: nothing touches
      * guest memory or vCPU state. Any thread; takes the lock.
      */
-    boolean quiescent() {
+    public boolean quiescent() {
         lock.lock();
         try {
             return !open && parked + exited >= started;
@@ -133,14 +141,14 @@ final class VcpuGate {
     }
 
     /** vCPU thread, last act: it exited, normally ({@code cause == null}) or by dying. */
-    void exited(int vcpu, Throwable cause) {
+    public void exited(int vcpu, Throwable cause) {
         lock.lock();
         try {
             exited++;
             if (cause != null) {
                 if (failure == null) {
-                    failure = new IllegalStateException("soft vCPU " + vcpu + " (thread " + SoftCpuEngine.THREAD_PREFIX
-                            + vcpu + ") died: " + cause + "; the other vCPUs are stopped", cause);
+                    failure = new IllegalStateException(engine + " vCPU " + vcpu + " (thread " + threadPrefix
+                            + vcpu + ") stopped: " + cause + "; the other vCPUs are stopped", cause);
                 }
                 open = false;
             }
@@ -154,7 +162,7 @@ final class VcpuGate {
      * The first vCPU thread's death, or null: an {@link IllegalStateException} naming the vCPU,
      * caused by what killed it. Any thread.
      */
-    Throwable failure() {
+    public Throwable failure() {
         return failure;
     }
 }

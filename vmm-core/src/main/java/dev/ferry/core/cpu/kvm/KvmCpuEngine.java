@@ -1,0 +1,356 @@
+package dev.ferry.core.cpu.kvm;
+
+import dev.ferry.core.cpu.CpuEngine;
+import dev.ferry.core.cpu.VcpuGate;
+import dev.ferry.core.cpu.kvm.bindings.KvmConstants;
+import dev.ferry.core.cpu.kvm.bindings.KvmCpuid2;
+import dev.ferry.core.cpu.kvm.bindings.KvmExit;
+import dev.ferry.core.cpu.kvm.bindings.KvmRun;
+import dev.ferry.core.cpu.kvm.ioctls.Kvm;
+import dev.ferry.core.cpu.kvm.ioctls.KvmVcpu;
+import dev.ferry.core.cpu.kvm.ioctls.KvmVm;
+import dev.ferry.core.machine.IoBus;
+import dev.ferry.core.memory.DirtyBitmap;
+import dev.ferry.core.memory.DirtyLogSource;
+import dev.ferry.core.memory.DirtyPages;
+import dev.ferry.core.memory.GuestMemory;
+import dev.ferry.core.memory.GuestRegion;
+import dev.ferry.core.sys.NativeMemory;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.util.List;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.locks.LockSupport;
+
+/**
+ * Real vCPUs through /dev/kvm: one VM, each guest memory region a KVM memory slot (the same memfd
+ * mapping the rest of Ferry uses), one thread per vCPU running the KVM_RUN loop. Port-I/O and
+ * MMIO exits go to the machine's buses; HLT parks the vCPU until the VM is paused and resumed;
+ * SHUTDOWN, FAIL_ENTRY, INTERNAL_ERROR and any exit Ferry does not handle stop every vCPU and are
+ * reported with a register dump ({@link #failure()}), never a silent hang.
+ *
+ * <p>Pausing closes the {@link VcpuGate} and kicks every vCPU out of KVM_RUN ({@code immediate_exit}
+ * plus a signal), so even a guest that never exits stops at once. Auto-converge's throttle makes
+ * each vCPU sleep {@code p / (100 - p)} of the time it spent in the guest.
+ */
+public final class KvmCpuEngine implements CpuEngine {
+    public static final String NAME = "kvm";
+    public static final String THREAD_PREFIX = "ferry-kvm-vcpu-";
+    private static final Logger LOG = LoggerFactory.getLogger(KvmCpuEngine.class);
+
+    private final GuestMemory memory;
+    private final IoBus pio;
+    private final IoBus mmio;
+    private final Kvm kvm;
+    private final KvmVm vm;
+    private final KvmVcpu[] vcpus;
+    private final Thread[] threads;
+    private final boolean[] halted;
+    private final VcpuGate gate = new VcpuGate(NAME, THREAD_PREFIX);
+    private final AtomicLong exits = new AtomicLong();
+    private final KvmDirtyLog dirtyLog = new KvmDirtyLog();
+    private volatile int throttle;
+    private volatile boolean closed;
+
+    public KvmCpuEngine(GuestMemory memory, int vcpuCount, IoBus pio, IoBus mmio) {
+        this.memory = memory;
+        this.pio = pio;
+        this.mmio = mmio;
+        this.kvm = Kvm.open();
+        KvmVm v = null;
+        KvmVcpu[] cpus = new KvmVcpu[vcpuCount];
+        try {
+            v = kvm.createVm();
+            v.setTssAddr(0xfffbd000L);
+            for (GuestRegion r : memory.regions()) {
+                v.setUserMemoryRegion(r.index(), 0, r);
+            }
+            try (KvmCpuid2 cpuid = kvm.supportedCpuid()) {
+                for (int i = 0; i < vcpuCount; i++) {
+                    cpus[i] = v.createVcpu(i);
+                    cpus[i].setCpuid2(cpuid);
+                }
+            }
+        } catch (RuntimeException e) {
+            for (KvmVcpu c : cpus) {
+                if (c != null) {
+                    c.close();
+                }
+            }
+            if (v != null) {
+                v.close();
+            }
+            kvm.close();
+            throw e;
+        }
+        this.vm = v;
+        this.vcpus = cpus;
+        this.threads = new Thread[vcpuCount];
+        this.halted = new boolean[vcpuCount];
+    }
+
+    @Override
+    public String name() {
+        return NAME;
+    }
+
+    @Override
+    public int vcpuCount() {
+        return vcpus.length;
+    }
+
+    public KvmVm vm() {
+        return vm;
+    }
+
+    /** vCPU {@code i}, for boot setup and state save/restore while the VM is paused. */
+    public KvmVcpu vcpu(int i) {
+        return vcpus[i];
+    }
+
+    /** The MSRs the host lists for migration (KVM_GET_MSR_INDEX_LIST). */
+    public int[] msrIndexList() {
+        return kvm.msrIndexList();
+    }
+
+    /** KVM's dirty log over every memory slot. */
+    public DirtyLogSource dirtyLog() {
+        return dirtyLog;
+    }
+
+    /** Exits handled so far (I/O, MMIO, HLT...). */
+    public long exits() {
+        return exits.get();
+    }
+
+    public boolean isRunning() {
+        return gate.isOpen();
+    }
+
+    /** Why the vCPUs stopped on their own (a fatal exit), or null. */
+    public Throwable failure() {
+        return gate.failure();
+    }
+
+    @Override
+    public void resume() {
+        for (int i = 0; i < halted.length; i++) {
+            halted[i] = false;
+        }
+        gate.open(this::startThreads);
+    }
+
+    @Override
+    public void pause() {
+        gate.close(this::kickAll);
+    }
+
+    private void kickAll() {
+        for (int i = 0; i < vcpus.length; i++) {
+            if (threads[i] != null) {
+                vcpus[i].kick();
+            }
+            LockSupport.unpark(threads[i]);
+        }
+    }
+
+    @Override
+    public void setThrottlePercentage(int percentage) {
+        if (percentage < 0 || percentage > 99) {
+            throw new IllegalArgumentException("kvm: throttle must be 0..99, got " + percentage);
+        }
+        throttle = percentage;
+    }
+
+    @Override
+    public int throttlePercentage() {
+        return throttle;
+    }
+
+    /** Called by a device on a vCPU thread (e.g. the guest reported it finished): park this vCPU. */
+    public void haltCurrentVcpu() {
+        String n = Thread.currentThread().getName();
+        if (n.startsWith(THREAD_PREFIX)) {
+            halted[Integer.parseInt(n.substring(THREAD_PREFIX.length()))] = true;
+        }
+    }
+
+    private void startThreads() {
+        for (int i = 0; i < vcpus.length; i++) {
+            int index = i;
+            Thread t = new Thread(() -> vcpuThread(index), THREAD_PREFIX + i);
+            t.setDaemon(true);
+            threads[i] = t;
+            t.start();
+            gate.started();
+        }
+    }
+
+    private void vcpuThread(int i) {
+        Throwable failure = null;
+        KvmVcpu v = vcpus[i];
+        try {
+            v.bindThread();
+            while (gate.park()) {
+                runUntilPaused(i, v);
+            }
+        } catch (Throwable t) {
+            failure = t;
+            LOG.error("kvm vCPU {} stopped: {}", i, t.getMessage());
+        } finally {
+            gate.exited(i, failure);
+        }
+    }
+
+    private void runUntilPaused(int i, KvmVcpu v) {
+        KvmRun run = v.kvmRun();
+        while (gate.isOpen()) {
+            if (halted[i]) {
+                LockSupport.parkNanos(10_000_000L); // the guest is done; wait for a pause
+                continue;
+            }
+            long t0 = System.nanoTime();
+            int reason = v.run();
+            long inGuest = System.nanoTime() - t0;
+            if (reason == KvmVcpu.RUN_INTERRUPTED) {
+                continue;
+            }
+            exits.incrementAndGet();
+            switch (reason) {
+                case KvmExit.KVM_EXIT_IO -> io(run);
+                case KvmExit.KVM_EXIT_MMIO -> mmio(run);
+                case KvmExit.KVM_EXIT_HLT -> halted[i] = true;
+                default -> throw new IllegalStateException("vCPU " + i + ": " + KvmExit.name(reason) + "\n"
+                        + v.dumpRegisters());
+            }
+            int p = throttle;
+            if (p > 0) {
+                LockSupport.parkNanos(inGuest * p / (100 - p));
+            }
+        }
+    }
+
+    private void io(KvmRun run) {
+        long base = run.address();
+        int direction = NativeMemory.getByte(base + KvmRun.IO_DIRECTION_OFFSET);
+        int size = NativeMemory.getByte(base + KvmRun.IO_SIZE_OFFSET);
+        int port = NativeMemory.getShort(base + KvmRun.IO_PORT_OFFSET) & 0xffff;
+        int count = NativeMemory.getInt(base + KvmRun.IO_COUNT_OFFSET);
+        long data = base + NativeMemory.getLong(base + KvmRun.IO_DATA_OFFSET_OFFSET);
+        for (int k = 0; k < count; k++, data += size) {
+            if (direction == KvmExit.KVM_EXIT_IO_OUT) {
+                pio.write(port, size, load(data, size));
+            } else {
+                store(data, size, pio.read(port, size));
+            }
+        }
+    }
+
+    private void mmio(KvmRun run) {
+        long base = run.address();
+        long addr = NativeMemory.getLong(base + KvmRun.MMIO_PHYS_ADDR_OFFSET);
+        int len = NativeMemory.getInt(base + KvmRun.MMIO_LEN_OFFSET);
+        long data = base + KvmRun.MMIO_DATA_OFFSET;
+        if (NativeMemory.getByte(base + KvmRun.MMIO_IS_WRITE_OFFSET) != 0) {
+            mmio.write(addr, len, load(data, len));
+        } else {
+            store(data, len, mmio.read(addr, len));
+        }
+    }
+
+    private static long load(long addr, int size) {
+        return switch (size) {
+            case 1 -> NativeMemory.getByte(addr) & 0xffL;
+            case 2 -> NativeMemory.getShort(addr) & 0xffffL;
+            case 4 -> NativeMemory.getInt(addr) & 0xffffffffL;
+            default -> NativeMemory.getLong(addr);
+        };
+    }
+
+    private static void store(long addr, int size, long v) {
+        switch (size) {
+            case 1 -> NativeMemory.putByte(addr, (byte) v);
+            case 2 -> NativeMemory.putShort(addr, (short) v);
+            case 4 -> NativeMemory.putInt(addr, (int) v);
+            default -> NativeMemory.putLong(addr, v);
+        }
+    }
+
+    @Override
+    public void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        gate.close(this::kickAll);
+        gate.shutdown();
+        for (Thread t : threads) {
+            if (t != null) {
+                try {
+                    t.join(5000);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }
+        }
+        dirtyLog.stop();
+        for (KvmVcpu c : vcpus) {
+            c.close();
+        }
+        vm.close();
+        kvm.close();
+    }
+
+    /**
+     * KVM's per-slot dirty bitmap (KVM_MEM_LOG_DIRTY_PAGES + KVM_GET_DIRTY_LOG, which reads and
+     * re-arms in one call). Pages the guest writes reach migration; the VMM's own writes are in
+     * {@link GuestMemory#writeLog()}. Migration thread.
+     */
+    private final class KvmDirtyLog implements DirtyLogSource {
+        private DirtyBitmap[] scratch;
+
+        @Override
+        public String name() {
+            return "kvm";
+        }
+
+        @Override
+        public synchronized void start() {
+            List<GuestRegion> regions = memory.regions();
+            scratch = new DirtyBitmap[regions.size()];
+            for (GuestRegion r : regions) {
+                scratch[r.index()] = new DirtyBitmap(r.pages());
+                vm.setUserMemoryRegion(r.index(), KvmConstants.KVM_MEM_LOG_DIRTY_PAGES, r);
+                vm.getDirtyLog(r.index(), scratch[r.index()]); // start from a clean log
+                scratch[r.index()].clearAll();
+            }
+        }
+
+        @Override
+        public synchronized void sync(DirtyPages target) {
+            if (scratch == null) {
+                return;
+            }
+            for (GuestRegion r : memory.regions()) {
+                DirtyBitmap s = scratch[r.index()];
+                vm.getDirtyLog(r.index(), s);
+                target.bitmap(r).drainFrom(s);
+            }
+        }
+
+        @Override
+        public synchronized void stop() {
+            if (scratch == null) {
+                return;
+            }
+            for (GuestRegion r : memory.regions()) {
+                if (!closed) {
+                    vm.setUserMemoryRegion(r.index(), 0, r);
+                }
+                scratch[r.index()].close();
+            }
+            scratch = null;
+        }
+    }
+}
