@@ -39,7 +39,8 @@ public final class DemoCommand implements Callable<Integer> {
     @Option(names = "--engine", defaultValue = "auto", description = "auto, kvm or soft (default ${DEFAULT-VALUE})")
     String engine;
 
-    @Option(names = "--vcpus", defaultValue = "2", description = "vCPUs (default ${DEFAULT-VALUE})")
+    @Option(names = "--vcpus", defaultValue = "1",
+            description = "vCPUs (default ${DEFAULT-VALUE}; the built-in KVM guest runs on one, the soft engine on any number)")
     int vcpus;
 
     @Option(names = "--dirty-rate", defaultValue = "50M", description = "bytes/s the guest dirties (default ${DEFAULT-VALUE})")

@@ -53,6 +53,8 @@ final class DemoReport {
         return switch (idstr) {
             case "ram" -> "ram";
             case "cpu-soft" -> "soft-vcpu";
+            case "cpu" -> "kvm-vcpu";
+            case "kvmclock" -> "clock";
             default -> "device";
         };
     }
@@ -75,7 +77,8 @@ final class DemoReport {
         for (JsonNode d : info.path("x-ferry-devices")) {
             ObjectNode dn = devices.addObject();
             String id = d.path("id").asText();
-            dn.put("id", d.path("instance-id").asInt() == 0 && !id.equals("cpu-soft") ? id : id + "/" + d.path("instance-id").asInt());
+            boolean perVcpu = id.equals("cpu-soft") || id.equals("cpu");
+            dn.put("id", perVcpu || d.path("instance-id").asInt() != 0 ? id + "/" + d.path("instance-id").asInt() : id);
             dn.put("kind", kind(id));
             dn.put("transferred_bytes", d.path("precopy-bytes").asLong() + d.path("downtime-bytes").asLong());
             dn.put("downtime_ms", d.path("downtime-us").asLong() / 1000.0);

@@ -41,14 +41,6 @@ public final class RunCommand implements Callable<Integer> {
             System.err.println("ferry run: " + e.getMessage());
             return 2;
         }
-        if (cfg.engine() == VmConfig.Engine.KVM) {
-            System.err.println("ferry run: " + config.getFileName() + ": engine: 'kvm' is not available in this build yet;"
-                    + " use \"auto\" or \"soft\"");
-            return 2;
-        }
-        if (cfg.engine() == VmConfig.Engine.AUTO) {
-            System.err.println("ferry run: engine auto: using the soft engine (the KVM engine is not built yet)");
-        }
         VmmInstance vm;
         try {
             vm = VmmInstance.start(cfg, qmp, incoming, paused, verifyAtLoad);

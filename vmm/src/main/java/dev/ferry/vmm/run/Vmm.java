@@ -1,17 +1,10 @@
 package dev.ferry.vmm.run;
 
-import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.ferry.core.cpu.soft.ContinuationCheck;
-import dev.ferry.core.cpu.soft.SoftCpuEngine;
-import dev.ferry.core.cpu.soft.SoftVcpuState;
-import dev.ferry.core.cpu.soft.SoftWorkload;
-import dev.ferry.core.cpu.soft.WorkingSetCheck;
 import dev.ferry.core.machine.Machine;
 import dev.ferry.core.machine.RunState;
 import dev.ferry.core.machine.VmChangeStateHandler;
 import dev.ferry.core.machine.VmStateChangeException;
-import dev.ferry.core.memory.GuestMemory;
 import dev.ferry.core.migration.MigrationEvent;
 import dev.ferry.core.migration.MigrationException;
 import dev.ferry.migration.DestinationMigration;
@@ -26,7 +19,6 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import java.io.IOException;
-import java.util.List;
 
 /**
  * One VM in one OS process: its machine, its current outgoing or incoming migration, and the
@@ -47,9 +39,8 @@ public final class Vmm implements AutoCloseable {
     }
 
     private final VmConfig config;
+    private final VmGuest guest;
     private final Machine machine;
-    private final SoftCpuEngine cpus;
-    private final SoftWorkload workload;
     private final NettyMigrationTransports transports = new NettyMigrationTransports();
     private final Events events;
     private final HoldPoints holds;
@@ -60,7 +51,6 @@ public final class Vmm implements AutoCloseable {
     private volatile SourceMigration outgoing;
     private volatile DestinationMigration incoming;
     private volatile String incomingUri;
-    private volatile List<SoftVcpuState> loadedStates;
     private volatile boolean autostart;
 
     /**
@@ -68,19 +58,20 @@ public final class Vmm implements AutoCloseable {
      * @param startPaused   {@code -S}: do not start the guest (or, when incoming, do not start it after loading)
      * @param verifyAtLoad  take a memory digest at load on the destination (demo verification; costs downtime)
      */
-    public Vmm(VmConfig config, boolean incomingMode, boolean startPaused, boolean verifyAtLoad, Events events) {
+    public Vmm(VmConfig config, boolean incomingMode, boolean startPaused, boolean verifyAtLoad, Events events)
+            throws VmmException {
+        this(config, incomingMode, startPaused, verifyAtLoad, events, notice -> LOG.warn("{}", notice));
+    }
+
+    public Vmm(VmConfig config, boolean incomingMode, boolean startPaused, boolean verifyAtLoad, Events events,
+               java.util.function.Consumer<String> notice) throws VmmException {
         this.config = config;
         this.events = events;
         this.incomingMode = incomingMode;
         this.verifyAtLoad = verifyAtLoad;
         this.autostart = !startPaused;
-        this.workload = new SoftWorkload(config.vcpus(), config.workload().dirtyRateBytesPerSec(),
-                config.workload().workingSetBytes(), 0, config.workload().seed());
-        GuestMemory memory = GuestMemory.builder().region("pc.ram", 0, config.memoryBytes())
-                .prealloc(config.prealloc()).build();
-        this.cpus = new SoftCpuEngine(memory, workload);
-        this.machine = new Machine(config.name(), memory, cpus, RunState.PRELAUNCH);
-        cpus.registerMigration(machine.migration());
+        this.guest = VmGuests.create(config, notice);
+        this.machine = guest.machine();
         this.holds = new HoldPoints(p -> events.emit("X-FERRY-HOLD", QapiJson.JSON.createObjectNode()
                 .put("phase", p.name().toLowerCase(java.util.Locale.ROOT))));
         machine.addRunStateListener((prev, now) -> {
@@ -107,8 +98,8 @@ public final class Vmm implements AutoCloseable {
 
     /** Starts the guest, or enters inmigrate; called once after construction. */
     public void boot() throws VmStateChangeException {
-        if (config.workload().populate() > 0 && !incomingMode) { // incoming: the source's RAM replaces it
-            cpus.populate(config.workload().populate());
+        if (!incomingMode) { // incoming: the source's RAM and vCPU state replace it
+            guest.boot();
         }
         if (incomingMode) {
             machine.setRunState(RunState.INMIGRATE);
@@ -122,7 +113,7 @@ public final class Vmm implements AutoCloseable {
     }
 
     public String engineName() {
-        return cpus.name();
+        return guest.engineName();
     }
 
     // ---- run state ----
@@ -226,7 +217,7 @@ public final class Vmm implements AutoCloseable {
         }
         DestinationMigration in = new DestinationMigration(machine, transports, caps, migrationEvents, autostart);
         in.digestMemoryAtLoad(verifyAtLoad);
-        in.beforeStart(() -> loadedStates = cpus.snapshot());
+        in.beforeStart(guest::loaded);
         try {
             incomingUri = in.listen(uri);
         } catch (IOException | IllegalArgumentException e) {
@@ -245,14 +236,15 @@ public final class Vmm implements AutoCloseable {
         holds.disarmAll();
     }
 
+    /** The latest migration: an outgoing one once started (it can only follow a completed incoming one). */
     public ObjectNode queryMigrate() {
+        SourceMigration latestOut = outgoing;
         DestinationMigration in = incoming;
-        if (in != null) {
+        if (latestOut == null && in != null) {
             boolean listening = in.status() == MigrationStatus.SETUP;
             return QapiJson.migrationInfo(in.info(), true, listening ? incomingUri : null);
         }
-        SourceMigration out = outgoing;
-        return QapiJson.migrationInfo(out == null ? null : out.info(), false, null);
+        return QapiJson.migrationInfo(latestOut == null ? null : latestOut.info(), false, null);
     }
 
     private boolean migrationRunning() {
@@ -305,11 +297,10 @@ public final class Vmm implements AutoCloseable {
 
     public ObjectNode guestInfo() {
         ObjectNode o = QapiJson.JSON.createObjectNode();
-        o.put("engine", cpus.name());
-        o.put("vcpus", cpus.vcpuCount());
+        o.put("engine", guest.engineName());
+        o.put("vcpus", machine.cpus().vcpuCount());
         o.put("ram", machine.memory().totalSize());
-        o.put("pages-written", cpus.pagesWritten());
-        o.put("bytes-dirtied", cpus.bytesDirtied());
+        guest.describe(o);
         o.put("status", machine.runState().qapiName());
         return o;
     }
@@ -334,26 +325,11 @@ public final class Vmm implements AutoCloseable {
                 machine.vmStop(RunState.PAUSED);
             }
             ObjectNode o = QapiJson.JSON.createObjectNode();
-            WorkingSetCheck ws = SoftCpuEngine.verifyWorkingSet(machine.memory(), workload);
-            ObjectNode w = o.putObject("working-set");
-            w.put("intact", ws.intact()).put("pages", ws.pages()).put("written", ws.written())
-                    .put("corrupt", ws.corrupt());
-            if (ws.firstCorrupt() != null) {
-                w.put("first-corrupt", ws.firstCorrupt().toString());
-            }
+            guest.verify(o);
             DestinationMigration in = incoming;
-            List<SoftVcpuState> loaded = loadedStates;
-            if (in != null && in.status() == MigrationStatus.COMPLETED && loaded != null) {
-                ContinuationCheck c = SoftCpuEngine.verifyContinuation(machine.memory(), workload, loaded,
-                        cpus.snapshot());
-                ObjectNode cn = o.putObject("continuation");
-                cn.put("ok", c.ok()).put("steps-replayed", c.stepsReplayed());
-                ArrayNode problems = cn.putArray("problems");
-                c.problems().forEach(problems::add);
-                if (in.memoryDigestAtLoad() != null) {
-                    o.put("digest-at-load", hex(in.memoryDigestAtLoad()));
-                    o.put("digest-ms", in.digestNanos() / 1_000_000.0);
-                }
+            if (in != null && in.status() == MigrationStatus.COMPLETED && in.memoryDigestAtLoad() != null) {
+                o.put("digest-at-load", hex(in.memoryDigestAtLoad()));
+                o.put("digest-ms", in.digestNanos() / 1_000_000.0);
             }
             return o;
         } catch (VmStateChangeException e) {
@@ -376,7 +352,7 @@ public final class Vmm implements AutoCloseable {
     @Override
     public void close() {
         holds.disarmAll();
-        machine.close();
+        guest.close();
         transports.close();
     }
 }

@@ -1,0 +1,34 @@
+package dev.ferry.vmm.run;
+
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.ferry.core.machine.Machine;
+
+/**
+ * The guest a Ferry VMM runs, on whichever engine: it builds the machine, boots (or, on a
+ * destination, waits for the migrated state), and checks itself — the proof a demo or a test
+ * gives that a migration lost nothing.
+ */
+interface VmGuest extends AutoCloseable {
+    Machine machine();
+
+    /** {@code "soft"} or {@code "kvm"}. */
+    String engineName();
+
+    /** First start of a fresh VM: fill the working set (soft) or load the program (kvm). */
+    void boot();
+
+    /** On a destination, after the state loaded and before the VM starts: remember it. */
+    void loaded();
+
+    /** Engine and progress counters for {@code x-ferry-guest}. */
+    void describe(ObjectNode into);
+
+    /**
+     * With the guest paused: checks every page it owns, and — when {@link #loaded()} ran — that
+     * it continued exactly from the loaded state. Writes the verdict into {@code into}.
+     */
+    void verify(ObjectNode into);
+
+    @Override
+    void close();
+}
