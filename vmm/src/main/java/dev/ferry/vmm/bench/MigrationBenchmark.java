@@ -2,7 +2,13 @@ package dev.ferry.vmm.bench;
 
 import dev.ferry.core.cpu.soft.SoftCpuEngine;
 import dev.ferry.core.cpu.soft.SoftWorkload;
+import dev.ferry.core.cpu.guest.GuestParams;
+import dev.ferry.core.cpu.kvm.BuiltInGuest;
+import dev.ferry.core.cpu.kvm.KvmCpuEngine;
+import dev.ferry.core.cpu.kvm.KvmMigration;
+import dev.ferry.core.machine.IoBus;
 import dev.ferry.core.machine.Machine;
+import dev.ferry.core.memory.Gpa;
 import dev.ferry.core.machine.RunState;
 import dev.ferry.core.memory.GuestMemory;
 import dev.ferry.migration.DestinationMigration;
@@ -64,9 +70,16 @@ public class MigrationBenchmark {
     @Param({"false", "true"})
     public boolean prealloc;
 
+    /**
+     * The source's vCPUs: the soft engine's workload, or the built-in guest on a real KVM vCPU
+     * (dirtying the same rate over a 64 MiB working set; the rest of RAM is filled half with
+     * random pages, as for soft).
+     */
+    @Param({"soft"})
+    public String engine;
+
     private NettyMigrationTransports transports;
     private Machine source;
-    private SoftCpuEngine cpus;
     private SoftWorkload workload;
     private Machine destination;
     private DestinationMigration incoming;
@@ -79,20 +92,58 @@ public class MigrationBenchmark {
         dir = Files.createTempDirectory("ferry-bench");
         long ram = ramMiB << 20;
         workload = SoftWorkload.of(1, dirtyRate, ram, 1234);
-        GuestMemory memory = GuestMemory.ofSize(ram);
-        cpus = new SoftCpuEngine(memory, workload);
-        source = new Machine("bench-source", memory, cpus, RunState.PRELAUNCH);
-        cpus.registerMigration(source.migration());
-        cpus.populate(0.5);
+        source = machine("bench-source", GuestMemory.ofSize(ram));
+        if (engine.equals("kvm")) {
+            fillHalfRandom(source.memory(), KVM_WORKING_SET_END);
+            BuiltInGuest.boot(source, (KvmCpuEngine) source.cpus(), GuestParams.of(1234, KVM_WORKING_SET_PAGES, 16));
+        } else {
+            ((SoftCpuEngine) source.cpus()).populate(0.5);
+        }
         source.vmStart();
+    }
+
+    static final long KVM_WORKING_SET_PAGES = (64L << 20) / 4096;
+    static final long KVM_WORKING_SET_END = (2L << 20) + (64L << 20);
+
+    /** A machine of this benchmark's engine: soft (registered), or KVM with the guest's ports attached. */
+    private Machine machine(String name, GuestMemory memory) {
+        if (engine.equals("kvm")) {
+            IoBus pio = new IoBus("pio");
+            IoBus mmio = new IoBus("mmio");
+            KvmCpuEngine k = new KvmCpuEngine(memory, 1, pio, mmio);
+            Machine m = new Machine(name, memory, k, RunState.PRELAUNCH, pio, mmio);
+            KvmMigration.register(m, k);
+            BuiltInGuest.attach(m, k, 16, dirtyRate);
+            return m;
+        }
+        SoftCpuEngine c = new SoftCpuEngine(memory, workload);
+        Machine m = new Machine(name, memory, c, RunState.PRELAUNCH);
+        c.registerMigration(m.migration());
+        return m;
+    }
+
+    /** Fills about half the pages from {@code from} on with pseudo-random data (the soft engine's populate(0.5)). */
+    private static void fillHalfRandom(GuestMemory memory, long from) {
+        long seed = 1234;
+        for (long gpa = from; gpa < memory.totalSize(); gpa += 4096) {
+            seed = seed * 6364136223846793005L + 1442695040888963407L;
+            if ((seed >>> 63) == 0) {
+                long host = memory.hostAddress(new Gpa(gpa), 4096);
+                long x = seed;
+                for (int i = 0; i < 4096; i += 8) {
+                    x ^= x << 13;
+                    x ^= x >>> 7;
+                    x ^= x << 17;
+                    dev.ferry.core.sys.NativeMemory.putLong(host + i, x);
+                }
+            }
+        }
     }
 
     @Setup(Level.Invocation)
     public void freshDestination() throws Exception {
         GuestMemory memory = GuestMemory.builder().region("pc.ram", 0, ramMiB << 20).prealloc(prealloc).build();
-        SoftCpuEngine dcpus = new SoftCpuEngine(memory, workload);
-        destination = new Machine("bench-destination", memory, dcpus, RunState.PRELAUNCH);
-        dcpus.registerMigration(destination.migration());
+        destination = machine("bench-destination", memory);
         incoming = new DestinationMigration(destination, transports, MigrationCapabilities.defaults(),
                 MigrationEventSink.NONE, false);
         uri = incoming.listen(transport.equals("tcp") ? "tcp:127.0.0.1:0" : "unix:" + dir.resolve("bench.sock"));
@@ -111,8 +162,8 @@ public class MigrationBenchmark {
             throw new IllegalStateException("migration " + m.status().qapiName() + ": " + m.info().errorDesc());
         }
         MigrationInfo info = m.info();
-        System.out.printf("%n  [%s %d MiB prealloc=%s] %.3f GB on the wire in %d ms = %.2f GB/s; downtime %d ms; "
-                        + "%d normal + %d zero pages; %d passes%n", transport, ramMiB, prealloc,
+        System.out.printf("%n  [%s %s %d MiB prealloc=%s] %.3f GB on the wire in %d ms = %.2f GB/s; downtime %d ms; "
+                        + "%d normal + %d zero pages; %d passes%n", engine, transport, ramMiB, prealloc,
                 info.ram().transferred() / 1e9, info.totalTimeMs(),
                 info.ram().transferred() / 1e6 / Math.max(1, info.totalTimeMs()), info.downtimeMs(),
                 info.ram().normal(), info.ram().duplicate(), info.ram().dirtySyncCount());
