@@ -48,7 +48,7 @@ class HeaderProbeTest {
             LINUX.put(same, same);
         }
         LINUX.put("POLLFD_SIZE", "sizeof(struct_pollfd)");
-        for (String same : List.of("EPERM", "ENOENT", "EINTR", "EIO", "ENXIO", "E2BIG", "EBADF", "EAGAIN", "ENOMEM", "EACCES",
+        for (String same : List.of("EPERM", "ENOENT", "EINTR", "EIO", "ENXIO", "ESRCH", "E2BIG", "EBADF", "EAGAIN", "ENOMEM", "EACCES",
                 "EFAULT", "EBUSY", "EEXIST", "ENODEV", "EINVAL", "ENOTTY", "ENOSPC", "ERANGE", "ENOSYS", "ENOMSG",
                 "EOPNOTSUPP")) {
             ERRNO.put(same, same);

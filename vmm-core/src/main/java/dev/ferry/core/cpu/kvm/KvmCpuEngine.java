@@ -146,12 +146,21 @@ public final class KvmCpuEngine implements CpuEngine {
         gate.close(this::kickAll);
     }
 
+    /** Gets every live vCPU thread out of KVM_RUN (or out of a pacing sleep). */
     private void kickAll() {
         for (int i = 0; i < vcpus.length; i++) {
-            if (threads[i] != null) {
-                vcpus[i].kick();
+            Thread t = threads[i];
+            if (t == null || !t.isAlive()) {
+                continue; // never started, or stopped on a fatal exit: nothing to kick
             }
-            LockSupport.unpark(threads[i]);
+            try {
+                vcpus[i].kick();
+            } catch (dev.ferry.core.sys.NativeCallException e) {
+                if (e.errno() != dev.ferry.core.sys.Errno.ESRCH) { // the thread ended between the check and the signal
+                    throw e;
+                }
+            }
+            LockSupport.unpark(t);
         }
     }
 
