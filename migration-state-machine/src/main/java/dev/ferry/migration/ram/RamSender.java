@@ -1,5 +1,6 @@
 package dev.ferry.migration.ram;
 
+import dev.ferry.core.memory.ClearableDirtyLog;
 import dev.ferry.core.memory.DirtyBitmap;
 import dev.ferry.core.memory.DirtyLogSource;
 import dev.ferry.core.memory.DirtyPages;
@@ -32,6 +33,12 @@ final class RamSender implements DirtyPages {
     private final byte[][] idstrs;
     private DirtyBitmap[] bitmaps;
     private List<DirtyLogSource> started = List.of();
+    /** Sources that report without re-arming; each chunk is cleared in them just before it is sent. */
+    private List<ClearableDirtyLog> clearable = List.of();
+    /** Per region, per chunk of {@link #CLEAR_CHUNK_PAGES}: to clear in {@link #clearable} before sending from it. */
+    private boolean[][] clearPending;
+    /** QEMU's default clear-bitmap granularity: 1 GiB of 4 KiB pages. */
+    static final long CLEAR_CHUNK_PAGES = 1L << 18;
     private int cursorRegion;
     private long cursorWord;
     private GuestRegion lastSent;
@@ -73,6 +80,12 @@ final class RamSender implements DirtyPages {
         } finally {
             started = ok;
         }
+        clearable = ok.stream().filter(s -> s instanceof ClearableDirtyLog).map(s -> (ClearableDirtyLog) s).toList();
+        clearPending = new boolean[regions.size()][];
+        for (int i = 0; i < regions.size(); i++) {
+            clearPending[i] = new boolean[(int) ((regions.get(i).pages() + CLEAR_CHUNK_PAGES - 1) / CLEAR_CHUNK_PAGES)];
+        }
+        markAllChunksPending();
         remainingPages = memory.totalSize() / RamFlags.PAGE_SIZE;
         counters.total = memory.totalSize();
         counters.remainingPages = remainingPages;
@@ -91,6 +104,7 @@ final class RamSender implements DirtyPages {
         for (DirtyLogSource s : started) {
             s.sync(this);
         }
+        markAllChunksPending();
         long now = 0;
         for (DirtyBitmap b : bitmaps) {
             now += b.count();
@@ -126,6 +140,7 @@ final class RamSender implements DirtyPages {
                     continue;
                 }
                 found = true;
+                clearChunkBeforeSending(region, cursorWord << 6);
                 long bits = bm.getAndClearWord(cursorWord);
                 long base = cursorWord << 6;
                 while (bits != 0) {
@@ -157,6 +172,34 @@ final class RamSender implements DirtyPages {
         counters.remainingPages = Math.max(0, remainingPages);
         out.putBe64(RamFlags.EOS);
         return remainingPages <= 0;
+    }
+
+    private void markAllChunksPending() {
+        if (!clearable.isEmpty()) {
+            for (boolean[] chunks : clearPending) {
+                java.util.Arrays.fill(chunks, true);
+            }
+        }
+    }
+
+    /**
+     * Re-arms the clearable logs for the chunk holding {@code page}, once per sync, before any of
+     * the chunk's pages is read for sending: a write after this is caught for the next pass.
+     */
+    private void clearChunkBeforeSending(GuestRegion region, long page) {
+        if (clearable.isEmpty()) {
+            return;
+        }
+        int chunk = (int) (page / CLEAR_CHUNK_PAGES);
+        boolean[] pending = clearPending[region.index()];
+        if (pending[chunk]) {
+            pending[chunk] = false;
+            long first = chunk * CLEAR_CHUNK_PAGES;
+            long n = Math.min(CLEAR_CHUNK_PAGES, region.pages() - first);
+            for (ClearableDirtyLog log : clearable) {
+                log.clear(region, first, n);
+            }
+        }
     }
 
     private void sendPage(SaveStream out, GuestRegion region, long page) throws IOException {

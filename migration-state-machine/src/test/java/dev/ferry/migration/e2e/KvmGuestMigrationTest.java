@@ -61,12 +61,12 @@ class KvmGuestMigrationTest {
     }
 
     /** A machine with one KVM vCPU, the built-in guest's ports, and KVM state migration. */
-    private static Machine machine(String name, AtomicReference<KvmCpuEngine> cpus,
+    private static Machine machine(String name, KvmCpuEngine.DirtyLogMode mode, AtomicReference<KvmCpuEngine> cpus,
                                    AtomicReference<BuiltInGuest> guest, AtomicReference<KvmMigration> mig) {
         GuestMemory memory = GuestMemory.ofSize(RAM);
         IoBus pio = new IoBus("pio");
         IoBus mmio = new IoBus("mmio");
-        KvmCpuEngine engine = new KvmCpuEngine(memory, 1, pio, mmio);
+        KvmCpuEngine engine = new KvmCpuEngine(memory, 1, pio, mmio, mode);
         Machine m = new Machine(name, memory, engine, RunState.PRELAUNCH, pio, mmio);
         cpus.set(engine);
         mig.set(KvmMigration.register(m, engine));
@@ -74,12 +74,13 @@ class KvmGuestMigrationTest {
         return m;
     }
 
-    @Test
-    void kvmGuestMigratesThreeTimesAndContinuesExactly() throws Exception {
+    @org.junit.jupiter.params.ParameterizedTest
+    @org.junit.jupiter.params.provider.EnumSource(KvmCpuEngine.DirtyLogMode.class)
+    void kvmGuestMigratesThreeTimesAndContinuesExactly(KvmCpuEngine.DirtyLogMode mode) throws Exception {
         AtomicReference<KvmCpuEngine> srcCpus = new AtomicReference<>();
         AtomicReference<BuiltInGuest> srcGuest = new AtomicReference<>();
         AtomicReference<KvmMigration> srcMig = new AtomicReference<>();
-        Machine source = machine("kvm-0", srcCpus, srcGuest, srcMig);
+        Machine source = machine("kvm-0", mode, srcCpus, srcGuest, srcMig);
         BuiltInGuest.boot(source, srcCpus.get(), PARAMS);
         source.vmStart();
         try {
@@ -94,7 +95,7 @@ class KvmGuestMigrationTest {
                 AtomicReference<KvmCpuEngine> dstCpus = new AtomicReference<>();
                 AtomicReference<BuiltInGuest> dstGuest = new AtomicReference<>();
                 AtomicReference<KvmMigration> dstMig = new AtomicReference<>();
-                Machine dest = machine("kvm-" + hop, dstCpus, dstGuest, dstMig);
+                Machine dest = machine("kvm-" + hop, mode, dstCpus, dstGuest, dstMig);
                 DestinationMigration in = new DestinationMigration(dest, transports, MigrationCapabilities.defaults(),
                         MigrationEventSink.NONE, true);
                 in.digestMemoryAtLoad(true);

@@ -127,10 +127,24 @@ public final class KvmVm implements AutoCloseable {
      * @throws KvmUnsupportedException when the host lacks the capability
      */
     public synchronized void enableManualDirtyLogProtect() {
+        enableManualDirtyLogProtect(false);
+    }
+
+    /**
+     * As {@link #enableManualDirtyLogProtect()}; with {@code initiallySet} (KVM_DIRTY_LOG_INITIALLY_SET)
+     * enabling dirty logging on a slot write-protects nothing and reports every page dirty until
+     * it is cleared.
+     */
+    public synchronized void enableManualDirtyLogProtect(boolean initiallySet) {
         if (!manualDirtyLogProtectAvailable()) {
             throw new KvmUnsupportedException("KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 is not available on this host");
         }
-        enableCap(KvmCaps.KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KvmConstants.KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE);
+        if (initiallySet && (checkExtension(KvmCaps.KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2)
+                & KvmConstants.KVM_DIRTY_LOG_INITIALLY_SET) == 0) {
+            throw new KvmUnsupportedException("KVM_DIRTY_LOG_INITIALLY_SET is not available on this host");
+        }
+        enableCap(KvmCaps.KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KvmConstants.KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE
+                | (initiallySet ? KvmConstants.KVM_DIRTY_LOG_INITIALLY_SET : 0));
         manualDirtyLogProtect = true;
     }
 
