@@ -303,7 +303,13 @@ public final class SourceMigration {
             vmdesc.put("devices", devices);
             w.vmdesc(JSON.writeValueAsBytes(vmdesc));
             long sent = clock.getAsLong();
-            out.drain();
+            if (rp != null) {
+                // The destination's SHUT proves delivery; a drain would race its close once it
+                // has read everything and answered.
+                out.flush();
+            } else {
+                out.drain(); // a file: everything must reach the kernel before we report completed
+            }
             long drained = clock.getAsLong();
             if (rp != null) {
                 awaitDestination(rp);
