@@ -202,8 +202,8 @@ class VfioHeaderProbeTest {
     @Test
     void everyUapiClassIsMapped() throws Exception {
         Set<String> unmapped = new TreeSet<>();
-        for (Class<?> cls : uapiClasses()) {
-            if (!cls.isEnum() && !MAPPINGS.containsKey(cls) && hasPublicConstants(cls)) {
+        for (Class<?> cls : CProbe.classesBeside(VfioIoctls.class)) {
+            if (!cls.isEnum() && !MAPPINGS.containsKey(cls) && CProbe.hasPublicConstants(cls)) {
                 unmapped.add(cls.getSimpleName());
             }
         }
@@ -232,30 +232,6 @@ class VfioHeaderProbeTest {
         });
         long header = SOURCE.values().stream().filter("header"::equals).count();
         return header + " from the host's header; " + bySource;
-    }
-
-    private static List<Class<?>> uapiClasses() throws Exception {
-        var dir = java.nio.file.Path.of(VfioIoctls.class.getResource("VfioIoctls.class").toURI()).getParent();
-        List<Class<?>> classes = new ArrayList<>();
-        try (var files = java.nio.file.Files.list(dir)) {
-            for (var f : files.toList()) {
-                String name = f.getFileName().toString();
-                if (name.endsWith(".class") && !name.contains("$") && !name.equals("package-info.class")) {
-                    classes.add(Class.forName(VfioIoctls.class.getPackageName() + "." + name.replace(".class", "")));
-                }
-            }
-        }
-        return classes;
-    }
-
-    private static boolean hasPublicConstants(Class<?> cls) {
-        for (Field f : cls.getDeclaredFields()) {
-            int m = f.getModifiers();
-            if (Modifier.isPublic(m) && Modifier.isStatic(m) && Modifier.isFinal(m)) {
-                return true;
-            }
-        }
-        return false;
     }
 
     private static void assertNoProblems(List<String> problems) {

@@ -246,4 +246,34 @@ public final class CProbe {
             // a temp directory left behind is not worth failing a test for
         }
     }
+
+    /**
+     * Every top-level class compiled into {@code anchor}'s package directory: the bindings a
+     * header probe must account for, so that a new class with constants cannot go unchecked.
+     */
+    public static java.util.List<Class<?>> classesBeside(Class<?> anchor) throws Exception {
+        var dir = java.nio.file.Path.of(anchor.getResource(anchor.getSimpleName() + ".class").toURI()).getParent();
+        java.util.List<Class<?>> classes = new java.util.ArrayList<>();
+        try (var files = java.nio.file.Files.list(dir)) {
+            for (var f : files.toList()) {
+                String name = f.getFileName().toString();
+                if (name.endsWith(".class") && !name.contains("$") && !name.equals("package-info.class")) {
+                    classes.add(Class.forName(anchor.getPackageName() + "." + name.replace(".class", "")));
+                }
+            }
+        }
+        return classes;
+    }
+
+    /** True when {@code cls} declares a public static final field (a constant a probe must check). */
+    public static boolean hasPublicConstants(Class<?> cls) {
+        for (java.lang.reflect.Field f : cls.getDeclaredFields()) {
+            int m = f.getModifiers();
+            if (java.lang.reflect.Modifier.isPublic(m) && java.lang.reflect.Modifier.isStatic(m)
+                    && java.lang.reflect.Modifier.isFinal(m)) {
+                return true;
+            }
+        }
+        return false;
+    }
 }

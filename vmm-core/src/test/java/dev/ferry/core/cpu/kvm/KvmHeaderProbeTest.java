@@ -218,8 +218,8 @@ class KvmHeaderProbeTest {
     @Test
     void everyBindingsClassIsMapped() throws Exception {
         Set<String> unmapped = new TreeSet<>();
-        for (Class<?> cls : bindingsClasses()) {
-            if (!MAPPINGS.containsKey(cls) && hasPublicConstants(cls)) {
+        for (Class<?> cls : CProbe.classesBeside(KvmIoctls.class)) {
+            if (!MAPPINGS.containsKey(cls) && CProbe.hasPublicConstants(cls)) {
                 unmapped.add(cls.getSimpleName());
             }
         }
@@ -236,31 +236,6 @@ class KvmHeaderProbeTest {
     }
 
     /** Every top-level class of the bindings package, found next to KvmIoctls on the class path. */
-    private static List<Class<?>> bindingsClasses() throws Exception {
-        var url = KvmIoctls.class.getResource("KvmIoctls.class");
-        var dir = java.nio.file.Path.of(url.toURI()).getParent();
-        List<Class<?>> classes = new ArrayList<>();
-        try (var files = java.nio.file.Files.list(dir)) {
-            for (var f : files.toList()) {
-                String name = f.getFileName().toString();
-                if (name.endsWith(".class") && !name.contains("$")) {
-                    classes.add(Class.forName(KvmIoctls.class.getPackageName() + "." + name.replace(".class", "")));
-                }
-            }
-        }
-        return classes;
-    }
-
-    private static boolean hasPublicConstants(Class<?> cls) {
-        for (Field f : cls.getDeclaredFields()) {
-            int m = f.getModifiers();
-            if (Modifier.isPublic(m) && Modifier.isStatic(m) && Modifier.isFinal(m)) {
-                return true;
-            }
-        }
-        return false;
-    }
-
     private static void assertNoProblems(List<String> problems) {
         assertTrue(problems.isEmpty(), () -> problems.size() + " mismatch(es) with <linux/kvm.h>:\n  "
                 + String.join("\n  ", problems));
