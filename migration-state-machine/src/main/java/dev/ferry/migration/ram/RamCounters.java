@@ -14,8 +14,6 @@ public final class RamCounters {
     volatile long downtimeBytes;
     volatile long remainingPages;
     volatile long dirtySyncCount;
-    volatile long dirtyPagesRate;
-    volatile long dirtyBytesLastSync;
 
     /** Zeroes everything at the start of a migration, as QEMU does. Migration thread. */
     void reset() {
@@ -27,8 +25,6 @@ public final class RamCounters {
         downtimeBytes = 0;
         remainingPages = 0;
         dirtySyncCount = 0;
-        dirtyPagesRate = 0;
-        dirtyBytesLastSync = 0;
     }
 
     public long total() {
@@ -68,10 +64,6 @@ public final class RamCounters {
         return dirtySyncCount;
     }
 
-    /** Pages dirtied per second, measured over at least one second between syncs. */
-    public long dirtyPagesRate() {
-        return dirtyPagesRate;
-    }
 
     public long pageSize() {
         return RamFlags.PAGE_SIZE;

@@ -119,6 +119,12 @@ class KvmGuestMigrationTest {
                 assertArrayEquals(srcMig.get().states().get(0).sregsBytes(), dstMig.get().states().get(0).sregsBytes(),
                         "special registers, hop " + hop);
                 assertTrue(info.downtimeMs() >= 0);
+                // Guest time did not run backwards: the destination's clock starts from the source's.
+                try (dev.ferry.core.cpu.kvm.bindings.KvmClockData c = new dev.ferry.core.cpu.kvm.bindings.KvmClockData()) {
+                    dstCpus.get().vm().getClock(c);
+                    assertTrue(c.clock() >= srcMig.get().savedClockNs(), "guest clock on the destination "
+                            + c.clock() + " ns is behind the source's at switchover " + srcMig.get().savedClockNs());
+                }
 
                 // The heartbeat resumes on the destination and the guest continued exactly.
                 long deadline2 = System.nanoTime() + 10_000_000_000L;

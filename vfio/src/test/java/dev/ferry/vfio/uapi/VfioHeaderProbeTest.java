@@ -126,22 +126,11 @@ class VfioHeaderProbeTest {
     private static Set<String> probedKeys;
 
     private static void sameNames(Class<?> cls, String names) {
-        Map<String, String> m = new LinkedHashMap<>();
-        for (String n : names.split(" ")) {
-            m.put(n, n);
-        }
-        MAPPINGS.put(cls, m);
+        CProbe.sameNames(MAPPINGS, cls, names);
     }
 
     private static Map<String, String> layout(Class<?> cls, String struct, String... fieldMember) {
-        Map<String, String> m = new LinkedHashMap<>();
-        m.put("SIZE", "sizeof(" + struct + ")");
-        for (String pair : fieldMember) {
-            String[] p = pair.split(" ");
-            m.put(p[0], struct + "." + p[1]);
-        }
-        MAPPINGS.put(cls, m);
-        return m;
+        return CProbe.layout(MAPPINGS, cls, struct, fieldMember);
     }
 
     /** A feature payload: also {@code ARGSZ → argsz(struct)}. */

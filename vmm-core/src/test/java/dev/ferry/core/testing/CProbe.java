@@ -276,4 +276,30 @@ public final class CProbe {
         }
         return false;
     }
+
+    /** Constants named as in C: each Java field name is its probe key. Adds {@code cls}'s mapping to {@code into}. */
+    public static void sameNames(java.util.Map<Class<?>, java.util.Map<String, String>> into, Class<?> cls,
+                                 String names) {
+        java.util.Map<String, String> m = new java.util.LinkedHashMap<>();
+        for (String n : names.split(" ")) {
+            m.put(n, n);
+        }
+        into.put(cls, m);
+    }
+
+    /**
+     * A flyweight's layout: {@code SIZE → sizeof(struct)} plus {@code "JAVA_FIELD member"} pairs
+     * → {@code struct.member}. Adds it to {@code into} and returns it for further entries.
+     */
+    public static java.util.Map<String, String> layout(java.util.Map<Class<?>, java.util.Map<String, String>> into,
+                                                      Class<?> cls, String struct, String... fieldMember) {
+        java.util.Map<String, String> m = new java.util.LinkedHashMap<>();
+        m.put("SIZE", "sizeof(" + struct + ")");
+        for (String pair : fieldMember) {
+            String[] p = pair.split(" ");
+            m.put(p[0], struct + "." + p[1]);
+        }
+        into.put(cls, m);
+        return m;
+    }
 }

@@ -40,6 +40,9 @@ public final class KvmCpuEngine implements CpuEngine {
     public static final String THREAD_PREFIX = "ferry-kvm-vcpu-";
     private static final Logger LOG = LoggerFactory.getLogger(KvmCpuEngine.class);
 
+    /** The index of the vCPU the calling thread runs, or -1 on any other thread. */
+    private static final ThreadLocal<Integer> CURRENT_VCPU = ThreadLocal.withInitial(() -> -1);
+
     private final GuestMemory memory;
     private final IoBus pio;
     private final IoBus mmio;
@@ -213,9 +216,9 @@ public final class KvmCpuEngine implements CpuEngine {
 
     /** Called by a device on a vCPU thread (e.g. the guest reported it finished): park this vCPU. */
     public void haltCurrentVcpu() {
-        String n = Thread.currentThread().getName();
-        if (n.startsWith(THREAD_PREFIX)) {
-            halted[Integer.parseInt(n.substring(THREAD_PREFIX.length()))] = true;
+        int i = CURRENT_VCPU.get();
+        if (i >= 0) {
+            halted[i] = true;
         }
     }
 
@@ -233,6 +236,7 @@ public final class KvmCpuEngine implements CpuEngine {
     private void vcpuThread(int i) {
         Throwable failure = null;
         KvmVcpu v = vcpus[i];
+        CURRENT_VCPU.set(i);
         try {
             v.bindThread();
             while (gate.park()) {

@@ -87,6 +87,11 @@ public final class KvmMigration implements VmChangeStateHandler {
         return states;
     }
 
+    /** The VM clock (ns) saved at the last stop or loaded from a stream. */
+    public long savedClockNs() {
+        return clock.ns;
+    }
+
     public int msrCount() {
         return msrIndices.length;
     }
