@@ -67,6 +67,12 @@ public final class AnalysisJson {
             n.put("offset", s.firstOffset());
         }
         o.set("ram", ram(a, false));
+        ArrayNode vfio = o.putArray("vfio_devices");
+        for (VfioDeviceSummary v : a.vfioDevices()) {
+            vfio.addObject().put("idstr", v.idstr()).put("instance_id", v.instanceId()).put("data_blocks", v.dataBlocks())
+                    .put("data_bytes", v.dataBytes()).put("config_bytes", v.configBytes())
+                    .put("init_data_sent", v.initDataSent());
+        }
         ArrayNode disks = o.putArray("disks");
         for (DiskSummary d : a.disks()) {
             disks.addObject().put("name", d.name()).put("blocks", d.blocks()).put("zero_blocks", d.zeroBlocks());

@@ -38,6 +38,13 @@ public final class AnalysisReport {
         out.printf("%ntotals         RAM %d bytes (%s); zero pages %d (query-migrate \"duplicate\"); normal pages %d"
                 + " (query-migrate \"normal\")%n", a.ramTotalBytes(), human(a.ramTotalBytes()), a.zeroPages(),
                 a.normalPages());
+        if (!a.vfioDevices().isEmpty()) {
+            out.printf("%nVFIO devices%n");
+            for (VfioDeviceSummary v : a.vfioDevices()) {
+                out.printf("  %-32s %d data blocks, %d bytes of device state, config %d bytes%s%n", v.idstr(),
+                        v.dataBlocks(), v.dataBytes(), v.configBytes(), v.initDataSent() ? ", initial data sent" : "");
+            }
+        }
         if (!a.disks().isEmpty()) {
             out.printf("%ndisks (block migration)%n");
             for (DiskSummary d : a.disks()) {

@@ -16,6 +16,8 @@ public record SectionSummary(long sectionId, String idstr, long instanceId, long
         DEVICE,
         /** QEMU's "block" v1 block migration: records counted per disk. */
         BLOCK,
+        /** A VFIO device's section: its tags walked, data blocks counted. */
+        VFIO,
         /** A device section of a stream without vmdesc: skipped to its footer, not decoded. */
         UNDESCRIBED
     }

@@ -14,6 +14,7 @@ import java.util.Optional;
  * @param ramBlocks     the RAM blocks MEM_SIZE listed, in its order, with their page counts
  * @param devices       device sections in stream order
  * @param disks         disks of QEMU's block migration, if the stream has a "block" section
+ * @param vfioDevices   VFIO devices (sections named {@code <device>/vfio}) and what their sections carried
  * @param commands      COMMAND sections by name (OPEN_RETURN_PATH, PING, ...) and how many
  * @param vmdesc        the trailing VMDESCRIPTION, or null
  * @param eofOffset     file offset of the EOF marker
@@ -21,7 +22,7 @@ import java.util.Optional;
  */
 public record StreamAnalysis(String file, long fileSize, int pageSize, MachineConfiguration configuration,
                              List<SectionSummary> sections, List<RamBlockSummary> ramBlocks, List<DeviceState> devices,
-                             List<DiskSummary> disks, Map<String, Integer> commands, VmDescription vmdesc,
+                             List<DiskSummary> disks, List<VfioDeviceSummary> vfioDevices, Map<String, Integer> commands, VmDescription vmdesc,
                              long eofOffset, List<String> notes) {
 
     public Optional<VmDescription> description() {

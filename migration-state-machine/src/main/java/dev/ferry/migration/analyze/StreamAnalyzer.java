@@ -29,8 +29,8 @@ import java.util.Optional;
  * 0x06 | be32 len | vmdesc JSON                                 see {@link VmDescription}
  * </pre>
  * Section data has no length, so each is read by what it is: "ram" by {@link RamSectionReader},
- * "block" by {@link BlockMigrationReader}, devices by {@link VmStateDecoder} with their vmdesc
- * entry. An iterable section of any other kind (vfio, dirty-bitmap) cannot be crossed and ends
+ * "block" by {@link BlockMigrationReader}, VFIO devices by {@link VfioSectionReader}, devices by {@link VmStateDecoder} with their vmdesc
+ * entry. An iterable section of any other kind (dirty-bitmap, ...) cannot be crossed and ends
  * the analysis with an error naming it. A stream without vmdesc is still walked: each device
  * section is skipped to the first {@code 0x7e id} footer followed by a plausible section type,
  * and reported as not decoded.
@@ -75,6 +75,7 @@ public final class StreamAnalyzer {
     private int pageSize = DEFAULT_PAGE_SIZE;
     private RamSectionReader ram;
     private BlockMigrationReader block;
+    private VfioSectionReader vfio;
 
     private StreamAnalyzer(SeekableByteChannel channel, String name, Options options) throws IOException {
         this.channel = channel;
@@ -186,6 +187,12 @@ public final class StreamAnalyzer {
         long instance = in.be32("the instance id of " + idstr);
         long version = in.be32("the version of " + idstr);
         SectionTracker used = sections.get(id);
+        if (used != null && used.kind == SectionSummary.Kind.VFIO && type == Qevm.SECTION_FULL
+                && used.idstr.equals(idstr) && used.instance == instance) {
+            // QEMU saves a VFIO device's config as a FULL section under its live section's id
+            body(used, type, at);
+            return;
+        }
         if (used != null) {
             throw AnalysisException.malformed(at, "section id " + id + " at offset " + at + " (" + idstr
                     + ") is already used by " + used.idstr);
@@ -207,6 +214,8 @@ public final class StreamAnalyzer {
             kind = SectionSummary.Kind.RAM;
         } else if (idstr.equals("block") && instance == 0 && version == 1) {
             kind = SectionSummary.Kind.BLOCK;
+        } else if (VfioSectionReader.isVfio(idstr)) {
+            kind = SectionSummary.Kind.VFIO;
         } else if (type == Qevm.SECTION_FULL && vmdesc == null) {
             kind = SectionSummary.Kind.UNDESCRIBED;
         } else if (type == Qevm.SECTION_FULL) {
@@ -245,6 +254,7 @@ public final class StreamAnalyzer {
         switch (t.kind) {
             case RAM -> ram().readSection();
             case BLOCK -> block().readSection();
+            case VFIO -> vfio().readSection(t.idstr, t.instance);
             case DEVICE -> {
                 String label = t.idstr + (t.instance != 0 ? " (instance " + t.instance + ")" : "");
                 FieldValue.Struct s = decoder.decode(t.desc, label);
@@ -346,7 +356,7 @@ public final class StreamAnalyzer {
                     + "runs are not tracked");
         }
         return new StreamAnalysis(name, in.size(), pageSize, configuration, List.copyOf(list), blocks,
-                List.copyOf(devices), block == null ? List.of() : block.summaries(), commands.counts(), vmdesc, eof,
+                List.copyOf(devices), block == null ? List.of() : block.summaries(), vfio == null ? List.of() : vfio.summaries(), commands.counts(), vmdesc, eof,
                 List.copyOf(notes));
     }
 
@@ -356,6 +366,13 @@ public final class StreamAnalyzer {
             ram = new RamSectionReader(in, pageSize, ignoreShared);
         }
         return ram;
+    }
+
+    private VfioSectionReader vfio() {
+        if (vfio == null) {
+            vfio = new VfioSectionReader(in);
+        }
+        return vfio;
     }
 
     private BlockMigrationReader block() {

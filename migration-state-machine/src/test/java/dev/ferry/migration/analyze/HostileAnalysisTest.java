@@ -104,8 +104,8 @@ class HostileAnalysisTest {
     @Test
     void opaqueIterableSectionsAndUndescribedDevicesAreRefusedByName() {
         int r = ram(1).size();
-        fails(AnalysisException.Kind.UNSUPPORTED, "iterable section 0000:00:02.0/vfio cannot be parsed",
-                ram(1).start(3, "0000:00:02.0/vfio", 0, 1).be64(0xffffffffef100003L));
+        fails(AnalysisException.Kind.UNSUPPORTED, "iterable section dirty-bitmap cannot be parsed",
+                ram(1).start(3, "dirty-bitmap", 0, 1).be64(0));
         fails(AnalysisException.Kind.MALFORMED, "SECTION_FULL apic (section 3, instance 0) at offset " + r + " has no entry "
                 + "in the vmdesc", ram(1).full(3, "apic", 0, 3).u8(0).footer(3).eof().vmdesc(NO_DEVICES));
     }
@@ -169,6 +169,41 @@ class HostileAnalysisTest {
         assertEquals(SectionSummary.Kind.BLOCK, a.sections().get(1).kind());
         fails(AnalysisException.Kind.MALFORMED, "block: record at offset " + (ram(1).size() + 19) + " has unknown flags 0x10",
                 ram(1).start(3, "block", 0, 1).be64(0x10));
+    }
+
+    @Test
+    void vfioSectionsAreWalkedByTheirTags() throws Exception {
+        long eos = 0xffffffffef100001L;
+        long config = 0xffffffffef100002L;
+        long setup = 0xffffffffef100003L;
+        long data = 0xffffffffef100004L;
+        long initSent = 0xffffffffef100005L;
+        // QEMU's order: START(setup), PARTs (data, then INIT_DATA_SENT), END (stop-copy data), FULL (config)
+        StreamAnalysis a = analyze(ram(1)
+                .start(3, "0000:00:05.0/vfio", 0, 1).be64(setup).be64(eos).footer(3)
+                .part(3).be64(data).be64(5).bytes(new byte[5]).be64(data).be64(3).bytes(new byte[3]).be64(initSent)
+                .footer(3)
+                .part(3).be64(eos).footer(3)
+                .end(3).be64(data).be64(7).bytes(new byte[7]).be64(eos).footer(3)
+                .full(3, "0000:00:05.0/vfio", 0, 1).be64(config).bytes(new byte[] {1, 2, 3, (byte) 0xff}).be64(eos)
+                .footer(3)
+                .eof().vmdesc(NO_DEVICES).toByteArray());
+        assertEquals(java.util.List.of(new VfioDeviceSummary("0000:00:05.0/vfio", 0, 3, 15, 4, true)), a.vfioDevices());
+        assertEquals(SectionSummary.Kind.VFIO, a.sections().get(1).kind());
+        assertEquals(1, a.sections().get(1).fulls());
+
+        long at = ram(1).size() + 1 + 4 + 1 + "0000:00:05.0/vfio".length() + 8;
+        fails(AnalysisException.Kind.MALFORMED, "unknown VFIO tag 0xffffffffef100009 at offset " + at,
+                ram(1).start(3, "0000:00:05.0/vfio", 0, 1).be64(0xffffffffef100009L));
+        fails(AnalysisException.Kind.MALFORMED, "claims 18446744073709551615 bytes",
+                ram(1).start(3, "0000:00:05.0/vfio", 0, 1).be64(data).be64(-1));
+        fails(AnalysisException.Kind.TRUNCATED, "a VFIO data block of 0000:00:05.0/vfio (100 bytes)",
+                ram(1).start(3, "0000:00:05.0/vfio", 0, 1).be64(data).be64(100).bytes(new byte[10]));
+        fails(AnalysisException.Kind.TRUNCATED, "the VFIO config state",
+                ram(1).start(3, "0000:00:05.0/vfio", 0, 1).be64(config).bytes(new byte[100]));
+        // a FULL section may reuse the id only for the same VFIO device
+        fails(AnalysisException.Kind.MALFORMED, "is already used by",
+                ram(1).start(3, "0000:00:05.0/vfio", 0, 1).be64(eos).footer(3).full(3, "other/vfio", 0, 1));
     }
 
     @Test
