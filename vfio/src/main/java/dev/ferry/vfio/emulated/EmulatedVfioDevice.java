@@ -1311,10 +1311,13 @@ public class EmulatedVfioDevice implements VfioDevice {
                     while (word != 0) {
                         int b = Long.numberOfTrailingZeros(word);
                         word &= word - 1;
-                        // a window that starts inside a page reports that page as its bit 0
-                        long pageIova = Math.max(iova, r.iova() + ((w << 6) + b) * DMA_PAGE);
-                        long bit = (pageIova - iova) / pageSize;
-                        NativeMemory.getAndOrLong(bitmap + (bit >>> 6) * 8, 1L << (bit & 63));
+                        // the bits covering this page's part of the window (one, unless the
+                        // window starts inside a page and the page straddles two report pages)
+                        long pageIova = r.iova() + ((w << 6) + b) * DMA_PAGE;
+                        long last = (Math.min(end, pageIova + DMA_PAGE) - 1 - iova) / pageSize;
+                        for (long bit = (Math.max(iova, pageIova) - iova) / pageSize; bit <= last; bit++) {
+                            NativeMemory.getAndOrLong(bitmap + (bit >>> 6) * 8, 1L << (bit & 63));
+                        }
                     }
                 }
             }

@@ -224,14 +224,16 @@ public abstract class VfioDeviceContractTest {
 
     /** A device image in native memory. */
     protected static final class Image {
-        final Mapping memory;
-        long length;
+        /** Where the image lives; owned by the test. */
+        public final Mapping memory;
+        /** Bytes of image in {@link #memory}. */
+        public long length;
 
-        Image(Mapping memory) {
+        public Image(Mapping memory) {
             this.memory = memory;
         }
 
-        long address() {
+        public long address() {
             return memory.address();
         }
     }
@@ -756,9 +758,14 @@ public abstract class VfioDeviceContractTest {
     }
 
     protected static List<Long> bits(Mapping bitmap, long count) {
+        return bits(bitmap.address(), count);
+    }
+
+    /** The set bits among the first {@code count} of the bitmap at native {@code address}. */
+    protected static List<Long> bits(long address, long count) {
         List<Long> set = new ArrayList<>();
         for (long w = 0; w * 64 < count; w++) {
-            long word = NativeMemory.getLong(bitmap.address() + w * 8);
+            long word = NativeMemory.getLong(address + w * 8);
             while (word != 0) {
                 int b = Long.numberOfTrailingZeros(word);
                 word &= word - 1;
