@@ -12,20 +12,30 @@
  * (Linux 6.2, "vfio: Extend the device migration protocol with PRE_COPY" and "... MIG_DATA_SIZE"):
  * when the header lacks them nothing is printed and the test falls back to the reference values.
  * The enum members VFIO_DEVICE_STATE_PRE_COPY{,_P2P} and struct vfio_precopy_info cannot be
- * tested with #ifdef, so they follow the macro of the same patch.
+ * tested with #ifdef, so they follow the macro of the same patch. The device cdev calls (Linux 6.6,
+ * VFIO_DEVICE_BIND_IOMMUFD) and <linux/iommufd.h> (Linux 6.2) are guarded the same way.
+ *
+ * "minsz(struct)" is offsetofend of the last field the kernel requires: the struct as it was
+ * introduced, which later kernels extend behind a flag.
  */
 #include <linux/vfio.h>
+#if __has_include(<linux/iommufd.h>)
+#include <linux/iommufd.h>
+#define FERRY_HAVE_IOMMUFD_H 1
+#endif
 
 #include "ferry_probe.h"
 
 #define SIZEOF(s) FERRY_SIZEOF("sizeof(" #s ")", struct s)
 #define OFFSET(s, m) FERRY_OFFSETOF(#s "." #m, struct s, m)
 #define ARGSZ(s) FERRY_PROBE_AS("argsz(" #s ")", sizeof(struct vfio_device_feature) + sizeof(struct s))
+#define MINSZ(s, m) FERRY_PROBE_AS("minsz(" #s ")", offsetof(struct s, m) + sizeof(((struct s *)0)->m))
 
 int main(void) {
     FERRY_PROBE(VFIO_TYPE);
     FERRY_PROBE(VFIO_BASE);
     FERRY_PROBE(VFIO_API_VERSION);
+    FERRY_PROBE(VFIO_TYPE1_IOMMU);
     FERRY_PROBE(VFIO_TYPE1v2_IOMMU);
 
     /* ioctl numbers */
@@ -34,6 +44,9 @@ int main(void) {
     FERRY_PROBE(VFIO_SET_IOMMU);
     FERRY_PROBE(VFIO_GROUP_GET_STATUS);
     FERRY_PROBE(VFIO_GROUP_SET_CONTAINER);
+    FERRY_PROBE(VFIO_GROUP_UNSET_CONTAINER);
+    FERRY_PROBE(VFIO_IOMMU_MAP_DMA);
+    FERRY_PROBE(VFIO_IOMMU_UNMAP_DMA);
     FERRY_PROBE(VFIO_GROUP_GET_DEVICE_FD);
     FERRY_PROBE(VFIO_DEVICE_GET_INFO);
     FERRY_PROBE(VFIO_DEVICE_GET_REGION_INFO);
@@ -45,7 +58,15 @@ int main(void) {
     FERRY_PROBE(VFIO_MIG_GET_PRECOPY_INFO);
 #endif
 
+#ifdef VFIO_DEVICE_BIND_IOMMUFD
+    FERRY_PROBE(VFIO_DEVICE_BIND_IOMMUFD);
+    FERRY_PROBE(VFIO_DEVICE_ATTACH_IOMMUFD_PT);
+    FERRY_PROBE(VFIO_DEVICE_DETACH_IOMMUFD_PT);
+#endif
+
     /* flags */
+    FERRY_PROBE(VFIO_DMA_MAP_FLAG_READ);
+    FERRY_PROBE(VFIO_DMA_MAP_FLAG_WRITE);
     FERRY_PROBE(VFIO_GROUP_FLAGS_VIABLE);
     FERRY_PROBE(VFIO_GROUP_FLAGS_CONTAINER_SET);
     FERRY_PROBE(VFIO_DEVICE_FLAGS_RESET);
@@ -165,6 +186,64 @@ int main(void) {
     OFFSET(vfio_irq_info, flags);
     OFFSET(vfio_irq_info, index);
     OFFSET(vfio_irq_info, count);
+
+    SIZEOF(vfio_group_status);
+    OFFSET(vfio_group_status, argsz);
+    OFFSET(vfio_group_status, flags);
+
+    SIZEOF(vfio_iommu_type1_dma_map);
+    OFFSET(vfio_iommu_type1_dma_map, argsz);
+    OFFSET(vfio_iommu_type1_dma_map, flags);
+    OFFSET(vfio_iommu_type1_dma_map, vaddr);
+    OFFSET(vfio_iommu_type1_dma_map, iova);
+    OFFSET(vfio_iommu_type1_dma_map, size);
+
+    SIZEOF(vfio_iommu_type1_dma_unmap);
+    OFFSET(vfio_iommu_type1_dma_unmap, argsz);
+    OFFSET(vfio_iommu_type1_dma_unmap, flags);
+    OFFSET(vfio_iommu_type1_dma_unmap, iova);
+    OFFSET(vfio_iommu_type1_dma_unmap, size);
+
+#ifdef VFIO_DEVICE_BIND_IOMMUFD
+    MINSZ(vfio_device_bind_iommufd, out_devid);
+    OFFSET(vfio_device_bind_iommufd, argsz);
+    OFFSET(vfio_device_bind_iommufd, flags);
+    OFFSET(vfio_device_bind_iommufd, iommufd);
+    OFFSET(vfio_device_bind_iommufd, out_devid);
+    MINSZ(vfio_device_attach_iommufd_pt, pt_id);
+    OFFSET(vfio_device_attach_iommufd_pt, argsz);
+    OFFSET(vfio_device_attach_iommufd_pt, flags);
+    OFFSET(vfio_device_attach_iommufd_pt, pt_id);
+#endif
+
+#ifdef FERRY_HAVE_IOMMUFD_H
+    FERRY_PROBE(IOMMUFD_TYPE);
+    FERRY_PROBE(IOMMUFD_CMD_BASE);
+    FERRY_PROBE(IOMMU_DESTROY);
+    FERRY_PROBE(IOMMU_IOAS_ALLOC);
+    FERRY_PROBE(IOMMU_IOAS_MAP);
+    FERRY_PROBE(IOMMU_IOAS_UNMAP);
+    FERRY_PROBE(IOMMU_IOAS_MAP_FIXED_IOVA);
+    FERRY_PROBE(IOMMU_IOAS_MAP_WRITEABLE);
+    FERRY_PROBE(IOMMU_IOAS_MAP_READABLE);
+    SIZEOF(iommu_ioas_alloc);
+    OFFSET(iommu_ioas_alloc, size);
+    OFFSET(iommu_ioas_alloc, flags);
+    OFFSET(iommu_ioas_alloc, out_ioas_id);
+    SIZEOF(iommu_ioas_map);
+    OFFSET(iommu_ioas_map, size);
+    OFFSET(iommu_ioas_map, flags);
+    OFFSET(iommu_ioas_map, ioas_id);
+    OFFSET(iommu_ioas_map, __reserved);
+    OFFSET(iommu_ioas_map, user_va);
+    OFFSET(iommu_ioas_map, length);
+    OFFSET(iommu_ioas_map, iova);
+    SIZEOF(iommu_ioas_unmap);
+    OFFSET(iommu_ioas_unmap, size);
+    OFFSET(iommu_ioas_unmap, ioas_id);
+    OFFSET(iommu_ioas_unmap, iova);
+    OFFSET(iommu_ioas_unmap, length);
+#endif
 
     SIZEOF(vfio_irq_set);
     OFFSET(vfio_irq_set, argsz);

@@ -18,14 +18,19 @@ import java.util.Locale;
  *   dirty-rate=SIZE                 bytes of internal state changed per second while running (default 256K)
  *   no-dma-log                      the device cannot track its DMA writes
  *   seed=N                          seed of the device's deterministic behaviour
+ *   pps=N                           packets per second the NIC's wire delivers while RX runs
+ *                                   (default 4000; 0: only when a test calls advance)
  *   fault=KIND[:STATE[:MILLIS]]     an injected fault (repeatable), see {@link FaultKind}
  * </pre>
  */
 public record EmulatedVfSpec(MigCapabilities capabilities, boolean migration, long stateBytes, long initialBytes,
-                             long dirtyRate, boolean dmaLogging, long seed, List<Fault> faults) {
+                             long dirtyRate, boolean dmaLogging, long seed, List<Fault> faults, long packetRate) {
     public static final long MAX_STATE = 1L << 30;
     public static final long DEFAULT_STATE = 4L << 20;
     public static final long DEFAULT_DIRTY_RATE = 256L << 10;
+    public static final long DEFAULT_PACKET_RATE = 4000;
+    /** Far above what the data plane can deliver; a bound so pacing arithmetic cannot overflow. */
+    public static final long MAX_PACKET_RATE = 10_000_000;
 
     public EmulatedVfSpec {
         if (!capabilities.hasAll(MigCapabilities.STOP_COPY)) {
@@ -40,7 +45,17 @@ public record EmulatedVfSpec(MigCapabilities capabilities, boolean migration, lo
         if (dirtyRate < 0) {
             throw new IllegalArgumentException("dirty-rate must not be negative");
         }
+        if (packetRate < 0 || packetRate > MAX_PACKET_RATE) {
+            throw new IllegalArgumentException("pps=" + packetRate + " is outside 0.." + MAX_PACKET_RATE);
+        }
         faults = List.copyOf(faults);
+    }
+
+    /** A spec with the default packet rate (the form before {@code pps} existed). */
+    public EmulatedVfSpec(MigCapabilities capabilities, boolean migration, long stateBytes, long initialBytes,
+                          long dirtyRate, boolean dmaLogging, long seed, List<Fault> faults) {
+        this(capabilities, migration, stateBytes, initialBytes, dirtyRate, dmaLogging, seed, faults,
+                DEFAULT_PACKET_RATE);
     }
 
     public static EmulatedVfSpec defaults() {
@@ -52,29 +67,34 @@ public record EmulatedVfSpec(MigCapabilities capabilities, boolean migration, lo
     }
 
     public EmulatedVfSpec withCapabilities(MigCapabilities caps) {
-        return new EmulatedVfSpec(caps, migration, stateBytes, initialBytes, dirtyRate, dmaLogging, seed, faults);
+        return new EmulatedVfSpec(caps, migration, stateBytes, initialBytes, dirtyRate, dmaLogging, seed, faults, packetRate);
     }
 
     public EmulatedVfSpec withState(long state, long initial) {
-        return new EmulatedVfSpec(capabilities, migration, state, initial, dirtyRate, dmaLogging, seed, faults);
+        return new EmulatedVfSpec(capabilities, migration, state, initial, dirtyRate, dmaLogging, seed, faults, packetRate);
     }
 
     public EmulatedVfSpec withDirtyRate(long rate) {
-        return new EmulatedVfSpec(capabilities, migration, stateBytes, initialBytes, rate, dmaLogging, seed, faults);
+        return new EmulatedVfSpec(capabilities, migration, stateBytes, initialBytes, rate, dmaLogging, seed, faults, packetRate);
     }
 
     public EmulatedVfSpec withSeed(long s) {
-        return new EmulatedVfSpec(capabilities, migration, stateBytes, initialBytes, dirtyRate, dmaLogging, s, faults);
+        return new EmulatedVfSpec(capabilities, migration, stateBytes, initialBytes, dirtyRate, dmaLogging, s, faults, packetRate);
     }
 
     public EmulatedVfSpec withFault(Fault f) {
         List<Fault> all = new ArrayList<>(faults);
         all.add(f);
-        return new EmulatedVfSpec(capabilities, migration, stateBytes, initialBytes, dirtyRate, dmaLogging, seed, all);
+        return new EmulatedVfSpec(capabilities, migration, stateBytes, initialBytes, dirtyRate, dmaLogging, seed, all, packetRate);
     }
 
     public EmulatedVfSpec withoutFaults() {
-        return new EmulatedVfSpec(capabilities, migration, stateBytes, initialBytes, dirtyRate, dmaLogging, seed, List.of());
+        return new EmulatedVfSpec(capabilities, migration, stateBytes, initialBytes, dirtyRate, dmaLogging, seed, List.of(), packetRate);
+    }
+
+    public EmulatedVfSpec withPacketRate(long pps) {
+        return new EmulatedVfSpec(capabilities, migration, stateBytes, initialBytes, dirtyRate, dmaLogging, seed, faults,
+                pps);
     }
 
     public boolean has(FaultKind kind) {
@@ -90,6 +110,7 @@ public record EmulatedVfSpec(MigCapabilities capabilities, boolean migration, lo
         long rate = DEFAULT_DIRTY_RATE;
         boolean dmaLog = true;
         long seed = 1;
+        long pps = DEFAULT_PACKET_RATE;
         List<Fault> faults = new ArrayList<>();
         for (String raw : flags.split(",")) {
             String f = raw.trim().toLowerCase(Locale.ROOT);
@@ -108,16 +129,25 @@ public record EmulatedVfSpec(MigCapabilities capabilities, boolean migration, lo
                 case "state" -> state = size(key, value);
                 case "initial" -> initial = size(key, value);
                 case "dirty-rate" -> rate = size(key, value);
-                case "seed" -> seed = Long.parseLong(need(key, value));
+                case "seed" -> seed = number(key, value);
+                case "pps" -> pps = number(key, value);
                 case "fault" -> faults.add(Fault.parse(need(key, value)));
                 default -> throw new IllegalArgumentException("unknown VF flag '" + raw.trim()
                         + "' (flags: stop-copy, p2p, pre-copy, no-migration, no-dma-log, state=SIZE, initial=SIZE,"
-                        + " dirty-rate=SIZE, seed=N, fault=KIND[:STATE[:MILLIS]])");
+                        + " dirty-rate=SIZE, seed=N, pps=N, fault=KIND[:STATE[:MILLIS]])");
             }
         }
         caps = caps == 0 ? MigCapabilities.ALL.flags() : caps | MigCapabilities.STOP_COPY;
         return new EmulatedVfSpec(new MigCapabilities(caps), migration, state, initial == null ? state : initial, rate,
-                dmaLog, seed, faults);
+                dmaLog, seed, faults, pps);
+    }
+
+    private static long number(String key, String value) {
+        try {
+            return Long.parseLong(need(key, value).trim());
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("VF flag '" + key + "': '" + value + "' is not a number");
+        }
     }
 
     private static String need(String key, String value) {
@@ -147,7 +177,7 @@ public record EmulatedVfSpec(MigCapabilities capabilities, boolean migration, lo
         }
     }
 
-    /** The flags back in {@link #parse} syntax. */
+    /** The flags back in {@link #parse} syntax: {@code parse(toFlags())} equals this spec. Defaults are left out. */
     public String toFlags() {
         List<String> out = new ArrayList<>();
         if (!migration) {
@@ -162,6 +192,21 @@ public record EmulatedVfSpec(MigCapabilities capabilities, boolean migration, lo
         }
         if (!dmaLogging) {
             out.add("no-dma-log");
+        }
+        if (stateBytes != DEFAULT_STATE) {
+            out.add("state=" + stateBytes);
+        }
+        if (initialBytes != stateBytes) {
+            out.add("initial=" + initialBytes);
+        }
+        if (dirtyRate != DEFAULT_DIRTY_RATE) {
+            out.add("dirty-rate=" + dirtyRate);
+        }
+        if (seed != 1) {
+            out.add("seed=" + seed);
+        }
+        if (packetRate != DEFAULT_PACKET_RATE) {
+            out.add("pps=" + packetRate);
         }
         faults.forEach(f -> out.add("fault=" + f));
         return String.join(",", out);

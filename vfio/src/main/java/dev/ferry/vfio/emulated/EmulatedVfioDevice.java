@@ -49,8 +49,9 @@ import static dev.ferry.vfio.uapi.VfioDeviceState.STOP_COPY;
  * A sequence of records: {@code be32 tag, be32 index, be32 length, payload[length], be64 digest}.
  * Tag 0 header (payload: be32 magic "FRVF", be32 version, be64 state bytes, be32 chunk size,
  * be32 0), tag 1 a 64 KiB chunk of state memory (index = chunk number), tag 2 the control state,
- * tag 3 the end (index = number of chunk records). The digest covers the payload. A resumed image
- * is applied only when it is complete and every digest matches.
+ * tag 3 the end (index = number of chunk records). The digest covers the record's head and its
+ * payload (exactly {@code length} bytes), so a changed index or length is caught like a changed
+ * payload byte. A resumed image is applied only when it is complete and every digest matches.
  *
  * <h2>Threads</h2>
  * Every call is serialized on the device lock; the churn thread and a subclass's data plane take
@@ -569,6 +570,32 @@ public class EmulatedVfioDevice implements VfioDevice {
         return NativeMemory.getLong(dma.hostAddress(iova, 8));
     }
 
+    protected final int dmaGetInt(long iova) {
+        checkDma(iova);
+        return NativeMemory.getInt(dma.hostAddress(iova, 4));
+    }
+
+    /** Copies {@code length} bytes from the device's IOVA space to native {@code dst} (a DMA read: not logged). */
+    protected final void dmaRead(long iova, long dst, long length) {
+        checkDma(iova);
+        NativeMemory.copy(dma.hostAddress(iova, length), dst, length);
+    }
+
+    /**
+     * Makes the device write {@code length} bytes at {@code iova} by DMA now, as inbound traffic
+     * would, logged like every device write. The vendor check and the contract tests use it to
+     * exercise DMA logging on a device whose own data plane is idle. A stopped device refuses
+     * ({@link IllegalStateException}): a device in STOP must not DMA.
+     */
+    public void simulateDma(long iova, long length) {
+        synchronized (lock) {
+            checkDma(iova);
+            long host = dma.hostAddress(iova, length);
+            NativeMemory.fill(host, length, (byte) (0xA5 ^ (dmaBytes >>> 12)));
+            logDma(iova, length);
+        }
+    }
+
     private void checkDma(long iova) {
         if (!Thread.holdsLock(lock)) {
             throw new IllegalStateException(name + ": DMA without the device lock");
@@ -665,7 +692,7 @@ public class EmulatedVfioDevice implements VfioDevice {
     /** A digest of all internal state (memory, generator, subclass state). */
     public long stateDigest() {
         synchronized (lock) {
-            long h = stateMemory == null ? 0 : MemoryDigest.of(stateMemory.address(), stateBytes);
+            long h = stateMemory == null ? 0 : ContentDigest.of(stateMemory.address(), stateBytes);
             h = MemoryDigest.combine(h, churnCounter);
             h = MemoryDigest.combine(h, churnRng);
             return MemoryDigest.combine(h, deviceDigest());
@@ -902,7 +929,7 @@ public class EmulatedVfioDevice implements VfioDevice {
             NativeMemory.putInt(a, Integer.reverseBytes(tag));
             NativeMemory.putInt(a + 4, Integer.reverseBytes(index));
             NativeMemory.putInt(a + 8, Integer.reverseBytes(length));
-            long digest = MemoryDigest.of(a + REC_HEAD, length);
+            long digest = ContentDigest.record(tag, index, length, a + REC_HEAD);
             NativeMemory.putLong(a + REC_HEAD + length, Long.reverseBytes(digest));
             if (corrupt && length > 0) {
                 long p = a + REC_HEAD + length / 2;
@@ -1060,7 +1087,7 @@ public class EmulatedVfioDevice implements VfioDevice {
                     if (tailFill == REC_TAIL) {
                         tailFill = 0;
                         long want = java.nio.ByteBuffer.wrap(tail).getLong();
-                        if (MemoryDigest.of(payloadAddress(), length) != want) {
+                        if (ContentDigest.record(tag, index, length, payloadAddress()) != want) {
                             error = "record " + tagName(tag) + " " + index + ": digest mismatch (corrupt data)";
                             return -1;
                         }
@@ -1174,6 +1201,7 @@ public class EmulatedVfioDevice implements VfioDevice {
                         checkDeviceControl(dev);
                     } catch (IllegalArgumentException e) {
                         problem = "control state rejected: " + e.getMessage();
+                        dev = null;
                     }
                 }
             }
@@ -1283,9 +1311,13 @@ public class EmulatedVfioDevice implements VfioDevice {
                     while (word != 0) {
                         int b = Long.numberOfTrailingZeros(word);
                         word &= word - 1;
+                        // the bits covering this page's part of the window (one, unless the
+                        // window starts inside a page and the page straddles two report pages)
                         long pageIova = r.iova() + ((w << 6) + b) * DMA_PAGE;
-                        long bit = (pageIova - iova) / pageSize;
-                        NativeMemory.getAndOrLong(bitmap + (bit >>> 6) * 8, 1L << (bit & 63));
+                        long last = (Math.min(end, pageIova + DMA_PAGE) - 1 - iova) / pageSize;
+                        for (long bit = (Math.max(iova, pageIova) - iova) / pageSize; bit <= last; bit++) {
+                            NativeMemory.getAndOrLong(bitmap + (bit >>> 6) * 8, 1L << (bit & 63));
+                        }
                     }
                 }
             }

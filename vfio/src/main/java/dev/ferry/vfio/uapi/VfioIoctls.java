@@ -18,6 +18,8 @@ public final class VfioIoctls {
     public static final int VFIO_BASE = 100;
     /** What {@link #VFIO_GET_API_VERSION} answers. */
     public static final int VFIO_API_VERSION = 0;
+    /** The original type1 IOMMU model; type1 drivers answer CHECK_EXTENSION for it too. */
+    public static final int VFIO_TYPE1_IOMMU = 1;
     /** The IOMMU model Ferry asks for with {@link #VFIO_SET_IOMMU} (and checks with CHECK_EXTENSION). */
     public static final int VFIO_TYPE1v2_IOMMU = 3;
 
@@ -25,10 +27,17 @@ public final class VfioIoctls {
     public static final long VFIO_GET_API_VERSION = Ioctl.io(VFIO_TYPE, VFIO_BASE + 0);
     public static final long VFIO_CHECK_EXTENSION = Ioctl.io(VFIO_TYPE, VFIO_BASE + 1);
     public static final long VFIO_SET_IOMMU = Ioctl.io(VFIO_TYPE, VFIO_BASE + 2);
+    /** Passed to the type1 IOMMU driver once SET_IOMMU chose it: {@code struct vfio_iommu_type1_dma_map}. */
+    public static final long VFIO_IOMMU_MAP_DMA = Ioctl.io(VFIO_TYPE, VFIO_BASE + 13);
+    /** {@code struct vfio_iommu_type1_dma_unmap}; answers the bytes unmapped in {@code size}. */
+    public static final long VFIO_IOMMU_UNMAP_DMA = Ioctl.io(VFIO_TYPE, VFIO_BASE + 14);
 
     // group fd (/dev/vfio/N)
     public static final long VFIO_GROUP_GET_STATUS = Ioctl.io(VFIO_TYPE, VFIO_BASE + 3);
+    /** Argument: a pointer to the container's fd number ({@code int *}). */
     public static final long VFIO_GROUP_SET_CONTAINER = Ioctl.io(VFIO_TYPE, VFIO_BASE + 4);
+    public static final long VFIO_GROUP_UNSET_CONTAINER = Ioctl.io(VFIO_TYPE, VFIO_BASE + 5);
+    /** Argument: a pointer to the device's name, NUL-terminated (the PCI address); returns the device fd. */
     public static final long VFIO_GROUP_GET_DEVICE_FD = Ioctl.io(VFIO_TYPE, VFIO_BASE + 6);
 
     // device fd
@@ -39,8 +48,18 @@ public final class VfioIoctls {
     public static final long VFIO_DEVICE_RESET = Ioctl.io(VFIO_TYPE, VFIO_BASE + 11);
     public static final long VFIO_DEVICE_FEATURE = Ioctl.io(VFIO_TYPE, VFIO_BASE + 17);
 
+    // device cdev fd (/dev/vfio/devices/vfioN) only; kernel 6.6+. Until BIND_IOMMUFD succeeds every
+    // other ioctl, read and write on the cdev fd fails with EINVAL.
+    public static final long VFIO_DEVICE_BIND_IOMMUFD = Ioctl.io(VFIO_TYPE, VFIO_BASE + 18);
+    public static final long VFIO_DEVICE_ATTACH_IOMMUFD_PT = Ioctl.io(VFIO_TYPE, VFIO_BASE + 19);
+    public static final long VFIO_DEVICE_DETACH_IOMMUFD_PT = Ioctl.io(VFIO_TYPE, VFIO_BASE + 20);
+
     // migration data fd (returned in vfio_device_feature_mig_state.data_fd); kernel 6.2+
     public static final long VFIO_MIG_GET_PRECOPY_INFO = Ioctl.io(VFIO_TYPE, VFIO_BASE + 21);
+
+    // vfio_iommu_type1_dma_map.flags: the device's access to the mapping
+    public static final int VFIO_DMA_MAP_FLAG_READ = 1 << 0;
+    public static final int VFIO_DMA_MAP_FLAG_WRITE = 1 << 1;
 
     // vfio_group_status.flags
     public static final int VFIO_GROUP_FLAGS_VIABLE = 1 << 0;

@@ -14,9 +14,15 @@
  *       {@code …MigDataSize}, {@code …DmaLoggingControl} with its ranges,
  *       {@code …DmaLoggingReport}); {@code VfioPrecopyInfo} (on the data fd);
  *       {@code VfioDeviceInfo}, {@code VfioRegionInfo}, {@code VfioIrqInfo}, {@code VfioIrqSet}.</li>
+ *   <li>Opening a device: the group/container calls ({@code VfioGroupStatus},
+ *       {@code VfioIommuType1DmaMap}, {@code VfioIommuType1DmaUnmap}) and the device cdev calls
+ *       ({@code VfioDeviceBindIommufd}, {@code VfioDeviceAttachIommufdPt}) with the iommufd ones
+ *       of {@code <linux/iommufd.h>} ({@link dev.ferry.vfio.uapi.IommufdIoctls},
+ *       {@code IommuIoasAlloc}, {@code IommuIoasMap}, {@code IommuIoasUnmap}).</li>
  * </ul>
  * {@code VfioHeaderProbeTest} compiles {@code probes/vfio_uapi.c} against the host's header and
- * checks every public constant here; the PRE_COPY-era additions (kernel 6.2+) that an older
- * header lacks are checked against the reference values recorded in that test instead.
+ * checks every public constant here; the PRE_COPY-era additions (kernel 6.2+), the cdev calls
+ * (6.6+) and iommufd (6.2+) that an older header lacks are checked against the reference values
+ * recorded in that test instead.
  */
 package dev.ferry.vfio.uapi;

@@ -36,6 +36,14 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
  *       {@code vfio_precopy_info} — and for two kernel-internal limits no uAPI header has
  *       (LOG_MAX_RANGES, SZ_4K). When the header does define a reference key, header and
  *       reference must agree, so a wrong reference line cannot hide;</li>
+ *   <li>{@link #REFERENCE} also for the device cdev calls of upstream {@code include/uapi/linux/vfio.h}
+ *       (VFIO_DEVICE_BIND_IOMMUFD, _ATTACH_/_DETACH_IOMMUFD_PT and their structs, Linux 6.6) and
+ *       for {@code include/uapi/linux/iommufd.h} (Linux 6.2), which a 6.1 host lacks entirely.
+ *       The cdev structs grew later behind flags (a token pointer, a PASID); what is checked is
+ *       their minimum size {@code minsz(...)} = offsetofend of the last field the kernel
+ *       requires, which every version accepts. The container and group structs
+ *       ({@code vfio_group_status}, {@code vfio_iommu_type1_dma_map/_unmap}) are in every header
+ *       and are in the reference as well, as a second opinion;</li>
  *   <li>{@code sizeof(vfio_device_info)}: 24 from current headers' {@code pad} member; a header
  *       without it says 20, and then the test checks that pad starts where {@code cap_offset}
  *       ends and takes 24.</li>
@@ -72,8 +80,67 @@ class VfioHeaderProbeTest {
         REFERENCE.put("LOG_MAX_RANGES", 256L); // drivers/vfio/vfio_main.c, not uAPI
         REFERENCE.put("SZ_4K", 4096L); // minimum DMA_LOGGING_REPORT page_size, not uAPI
 
-        sameNames(VfioIoctls.class, "VFIO_TYPE VFIO_BASE VFIO_API_VERSION VFIO_TYPE1v2_IOMMU VFIO_GET_API_VERSION "
-                + "VFIO_CHECK_EXTENSION VFIO_SET_IOMMU VFIO_GROUP_GET_STATUS VFIO_GROUP_SET_CONTAINER "
+        // container and group: in every header since 3.6; recorded as a second opinion
+        REFERENCE.put("VFIO_TYPE1_IOMMU", 1L);
+        REFERENCE.put("VFIO_GROUP_UNSET_CONTAINER", 0x3B69L);
+        REFERENCE.put("VFIO_IOMMU_MAP_DMA", 0x3B71L);
+        REFERENCE.put("VFIO_IOMMU_UNMAP_DMA", 0x3B72L);
+        REFERENCE.put("VFIO_DMA_MAP_FLAG_READ", 1L);
+        REFERENCE.put("VFIO_DMA_MAP_FLAG_WRITE", 2L);
+        REFERENCE.put("sizeof(vfio_group_status)", 8L);
+        REFERENCE.put("sizeof(vfio_iommu_type1_dma_map)", 32L);
+        REFERENCE.put("vfio_iommu_type1_dma_map.vaddr", 8L);
+        REFERENCE.put("vfio_iommu_type1_dma_map.iova", 16L);
+        REFERENCE.put("vfio_iommu_type1_dma_map.size", 24L);
+        REFERENCE.put("sizeof(vfio_iommu_type1_dma_unmap)", 24L);
+        REFERENCE.put("vfio_iommu_type1_dma_unmap.iova", 8L);
+        REFERENCE.put("vfio_iommu_type1_dma_unmap.size", 16L);
+        // device cdev (upstream include/uapi/linux/vfio.h, Linux 6.6)
+        REFERENCE.put("VFIO_DEVICE_BIND_IOMMUFD", 0x3B76L);
+        REFERENCE.put("VFIO_DEVICE_ATTACH_IOMMUFD_PT", 0x3B77L);
+        REFERENCE.put("VFIO_DEVICE_DETACH_IOMMUFD_PT", 0x3B78L);
+        REFERENCE.put("minsz(vfio_device_bind_iommufd)", 16L);
+        REFERENCE.put("vfio_device_bind_iommufd.argsz", 0L);
+        REFERENCE.put("vfio_device_bind_iommufd.flags", 4L);
+        REFERENCE.put("vfio_device_bind_iommufd.iommufd", 8L);
+        REFERENCE.put("vfio_device_bind_iommufd.out_devid", 12L);
+        REFERENCE.put("minsz(vfio_device_attach_iommufd_pt)", 12L);
+        REFERENCE.put("vfio_device_attach_iommufd_pt.argsz", 0L);
+        REFERENCE.put("vfio_device_attach_iommufd_pt.flags", 4L);
+        REFERENCE.put("vfio_device_attach_iommufd_pt.pt_id", 8L);
+        // upstream include/uapi/linux/iommufd.h (Linux 6.2)
+        REFERENCE.put("IOMMUFD_TYPE", (long) ';');
+        REFERENCE.put("IOMMUFD_CMD_BASE", 0x80L);
+        REFERENCE.put("IOMMU_DESTROY", 0x3B80L);
+        REFERENCE.put("IOMMU_IOAS_ALLOC", 0x3B81L);
+        REFERENCE.put("IOMMU_IOAS_MAP", 0x3B85L);
+        REFERENCE.put("IOMMU_IOAS_UNMAP", 0x3B86L);
+        REFERENCE.put("IOMMU_IOAS_MAP_FIXED_IOVA", 1L);
+        REFERENCE.put("IOMMU_IOAS_MAP_WRITEABLE", 2L);
+        REFERENCE.put("IOMMU_IOAS_MAP_READABLE", 4L);
+        REFERENCE.put("sizeof(iommu_ioas_alloc)", 12L);
+        REFERENCE.put("iommu_ioas_alloc.size", 0L);
+        REFERENCE.put("iommu_ioas_alloc.flags", 4L);
+        REFERENCE.put("iommu_ioas_alloc.out_ioas_id", 8L);
+        REFERENCE.put("sizeof(iommu_ioas_map)", 40L);
+        REFERENCE.put("iommu_ioas_map.size", 0L);
+        REFERENCE.put("iommu_ioas_map.flags", 4L);
+        REFERENCE.put("iommu_ioas_map.ioas_id", 8L);
+        REFERENCE.put("iommu_ioas_map.__reserved", 12L);
+        REFERENCE.put("iommu_ioas_map.user_va", 16L);
+        REFERENCE.put("iommu_ioas_map.length", 24L);
+        REFERENCE.put("iommu_ioas_map.iova", 32L);
+        REFERENCE.put("sizeof(iommu_ioas_unmap)", 24L);
+        REFERENCE.put("iommu_ioas_unmap.size", 0L);
+        REFERENCE.put("iommu_ioas_unmap.ioas_id", 4L);
+        REFERENCE.put("iommu_ioas_unmap.iova", 8L);
+        REFERENCE.put("iommu_ioas_unmap.length", 16L);
+
+        sameNames(VfioIoctls.class, "VFIO_TYPE VFIO_BASE VFIO_API_VERSION VFIO_TYPE1_IOMMU VFIO_TYPE1v2_IOMMU "
+                + "VFIO_GET_API_VERSION VFIO_CHECK_EXTENSION VFIO_SET_IOMMU VFIO_IOMMU_MAP_DMA VFIO_IOMMU_UNMAP_DMA "
+                + "VFIO_GROUP_GET_STATUS VFIO_GROUP_SET_CONTAINER VFIO_GROUP_UNSET_CONTAINER "
+                + "VFIO_DEVICE_BIND_IOMMUFD VFIO_DEVICE_ATTACH_IOMMUFD_PT VFIO_DEVICE_DETACH_IOMMUFD_PT "
+                + "VFIO_DMA_MAP_FLAG_READ VFIO_DMA_MAP_FLAG_WRITE "
                 + "VFIO_GROUP_GET_DEVICE_FD VFIO_DEVICE_GET_INFO VFIO_DEVICE_GET_REGION_INFO VFIO_DEVICE_GET_IRQ_INFO "
                 + "VFIO_DEVICE_SET_IRQS VFIO_DEVICE_RESET VFIO_DEVICE_FEATURE VFIO_MIG_GET_PRECOPY_INFO "
                 + "VFIO_GROUP_FLAGS_VIABLE VFIO_GROUP_FLAGS_CONTAINER_SET VFIO_DEVICE_FLAGS_RESET VFIO_DEVICE_FLAGS_PCI "
@@ -113,6 +180,26 @@ class VfioHeaderProbeTest {
                 "INDEX_OFFSET index", "CAP_OFFSET_OFFSET cap_offset", "SIZE_OFFSET size", "OFFSET_OFFSET offset");
         layout(VfioIrqInfo.class, "vfio_irq_info", "ARGSZ_OFFSET argsz", "FLAGS_OFFSET flags", "INDEX_OFFSET index",
                 "COUNT_OFFSET count");
+        layout(VfioGroupStatus.class, "vfio_group_status", "ARGSZ_OFFSET argsz", "FLAGS_OFFSET flags");
+        layout(VfioIommuType1DmaMap.class, "vfio_iommu_type1_dma_map", "ARGSZ_OFFSET argsz", "FLAGS_OFFSET flags",
+                "VADDR_OFFSET vaddr", "IOVA_OFFSET iova", "SIZE_OFFSET size");
+        layout(VfioIommuType1DmaUnmap.class, "vfio_iommu_type1_dma_unmap", "ARGSZ_OFFSET argsz",
+                "FLAGS_OFFSET flags", "IOVA_OFFSET iova", "SIZE_OFFSET size");
+        layout(VfioDeviceBindIommufd.class, "vfio_device_bind_iommufd", "ARGSZ_OFFSET argsz", "FLAGS_OFFSET flags",
+                "IOMMUFD_OFFSET iommufd", "OUT_DEVID_OFFSET out_devid")
+                .put("SIZE", "minsz(vfio_device_bind_iommufd)");
+        layout(VfioDeviceAttachIommufdPt.class, "vfio_device_attach_iommufd_pt", "ARGSZ_OFFSET argsz",
+                "FLAGS_OFFSET flags", "PT_ID_OFFSET pt_id")
+                .put("SIZE", "minsz(vfio_device_attach_iommufd_pt)");
+        sameNames(IommufdIoctls.class, "IOMMUFD_TYPE IOMMUFD_CMD_BASE IOMMU_DESTROY IOMMU_IOAS_ALLOC IOMMU_IOAS_MAP "
+                + "IOMMU_IOAS_UNMAP IOMMU_IOAS_MAP_FIXED_IOVA IOMMU_IOAS_MAP_WRITEABLE IOMMU_IOAS_MAP_READABLE");
+        layout(IommuIoasAlloc.class, "iommu_ioas_alloc", "SIZE_OFFSET size", "FLAGS_OFFSET flags",
+                "OUT_IOAS_ID_OFFSET out_ioas_id");
+        layout(IommuIoasMap.class, "iommu_ioas_map", "SIZE_OFFSET size", "FLAGS_OFFSET flags",
+                "IOAS_ID_OFFSET ioas_id", "RESERVED_OFFSET __reserved", "USER_VA_OFFSET user_va",
+                "LENGTH_OFFSET length", "IOVA_OFFSET iova");
+        layout(IommuIoasUnmap.class, "iommu_ioas_unmap", "SIZE_OFFSET size", "IOAS_ID_OFFSET ioas_id",
+                "IOVA_OFFSET iova", "LENGTH_OFFSET length");
         layout(VfioIrqSet.class, "vfio_irq_set", "ARGSZ_OFFSET argsz", "FLAGS_OFFSET flags", "INDEX_OFFSET index",
                 "START_OFFSET start", "COUNT_OFFSET count", "DATA_OFFSET data");
     }

@@ -197,8 +197,52 @@ public final class Sys {
         return r;
     }
 
-    /** Closes a raw fd number; only {@link Fd} calls this. */
-    static void close(int fd, String description) {
+    /**
+     * ioctl on a bare fd number, for a kernel-facing layer that keeps its fds as numbers behind its
+     * own syscall seam (VFIO: the kernel hands the migration data fd back inside a struct, so no
+     * {@link Fd} ever wraps it). Retries EINTR; {@code name} is the request's symbolic name, used
+     * in the error. Returns the non-negative result.
+     */
+    public static int ioctl(int fd, long request, long arg, String name) {
+        int r;
+        do {
+            r = LIBC.ioctl(fd, request, arg);
+        } while (r < 0 && errno() == Errno.EINTR);
+        if (r < 0) {
+            throw fail(name, "fd " + fd);
+        }
+        return r;
+    }
+
+    /** read(2) on a bare fd number into native memory; the count, 0 at EOF; retries EINTR. */
+    public static long read(int fd, long buf, long count) {
+        long n;
+        do {
+            n = LIBC.read(fd, buf, count);
+        } while (n < 0 && errno() == Errno.EINTR);
+        if (n < 0) {
+            throw fail("read", "fd " + fd);
+        }
+        return n;
+    }
+
+    /** write(2) on a bare fd number from native memory; the count written; retries EINTR. */
+    public static long write(int fd, long buf, long count) {
+        long n;
+        do {
+            n = LIBC.write(fd, buf, count);
+        } while (n < 0 && errno() == Errno.EINTR);
+        if (n < 0) {
+            throw fail("write", "fd " + fd);
+        }
+        return n;
+    }
+
+    /**
+     * Closes a bare fd number. {@link Fd} calls this for the fds it owns; a layer that owns fds
+     * as numbers (see {@link #ioctl(int, long, long, String)}) calls it once per fd.
+     */
+    public static void close(int fd, String description) {
         if (LIBC.close(fd) < 0 && errno() != Errno.EINTR) {
             throw fail("close", description + " (fd " + fd + ")");
         }
