@@ -355,78 +355,9 @@ public class EmulatedNicVf extends EmulatedVfioDevice {
             st.icr |= ICR_DMA_FAULT;
             return MBX_ERR_DMA;
         }
-        int op = NativeMemory.getInt(m);
-        int args = NativeMemory.getInt(m + 4);
-        if (args != length - 8) {
-            return MBX_ERR_LENGTH;
-        }
-        long a = m + 8;
-        NicFilter f = st.filter;
-        switch (op) {
-            case MBX_SET_MAC, MBX_ADD_MAC, MBX_DEL_MAC -> {
-                if (args != 6) {
-                    return MBX_ERR_LENGTH;
-                }
-                long mac = NicWire.getMac(a);
-                if (op == MBX_SET_MAC) {
-                    if (!unicastMac(mac)) {
-                        return MBX_ERR_ARGUMENT;
-                    }
-                    st.filter = f.withMac(mac);
-                } else if (op == MBX_ADD_MAC) {
-                    if (!NicState.tableMac(mac)) {
-                        return MBX_ERR_ARGUMENT;
-                    }
-                    if (!f.hasMac(mac) && f.macCount() == TABLE_SIZE) {
-                        return MBX_ERR_TABLE_FULL;
-                    }
-                    st.filter = f.withTableMac(mac);
-                } else {
-                    if (!f.hasMac(mac)) {
-                        return MBX_ERR_NOT_FOUND;
-                    }
-                    st.filter = f.withoutTableMac(mac);
-                }
-            }
-            case MBX_ADD_VLAN, MBX_DEL_VLAN -> {
-                if (args != 2) {
-                    return MBX_ERR_LENGTH;
-                }
-                int vlan = NativeMemory.getShort(a) & 0xFFFF;
-                if (vlan < 1 || vlan > 4094) {
-                    return MBX_ERR_ARGUMENT;
-                }
-                if (op == MBX_ADD_VLAN) {
-                    if (!f.hasVlan(vlan) && f.vlanCount() == TABLE_SIZE) {
-                        return MBX_ERR_TABLE_FULL;
-                    }
-                    st.filter = f.withVlan(vlan);
-                } else {
-                    if (!f.hasVlan(vlan)) {
-                        return MBX_ERR_NOT_FOUND;
-                    }
-                    st.filter = f.withoutVlan(vlan);
-                }
-            }
-            case MBX_SET_RSS_KEY -> {
-                if (args != RSS_KEY_SIZE) {
-                    return MBX_ERR_LENGTH;
-                }
-                byte[] key = new byte[RSS_KEY_SIZE];
-                NativeMemory.copyToArray(a, key, 0, RSS_KEY_SIZE);
-                st.filter = f.withRssKey(key);
-            }
-            case MBX_CLEAR_FILTERS -> {
-                if (args != 0) {
-                    return MBX_ERR_LENGTH;
-                }
-                st.filter = f.withoutTables();
-            }
-            default -> {
-                return MBX_ERR_OPCODE;
-            }
-        }
-        return 0;
+        NicMailbox.Outcome outcome = NicMailbox.apply(st.filter, m, length);
+        st.filter = outcome.filter();
+        return outcome.error();
     }
 
     // ------------------------------------------------------------------------------------------
