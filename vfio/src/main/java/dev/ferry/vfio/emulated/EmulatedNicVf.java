@@ -452,7 +452,7 @@ public class EmulatedNicVf extends EmulatedVfioDevice {
                 long buffer = dmaGetLong(desc);
                 int len = dmaGetInt(desc + 8);
                 if (len < MIN_FRAME || len > MAX_FRAME) {
-                    dmaPutInt(desc + 12, DESC_DD | 2); // done, with the error bit: not sent
+                    dmaPutInt(desc + 12, DESC_DD | DESC_TX_ERROR);
                     continue;
                 }
                 dmaRead(buffer, frame.address(), len);

@@ -25,7 +25,7 @@ package dev.ferry.vfio.emulated;
  * 0x050  TX_TAIL       RW      doorbell: the device sends head..tail-1
  * 0x060  MBX_ADDR      RW64    guest-physical address of the mailbox message
  * 0x068  MBX_DOORBELL  WO      message length in bytes: the device reads the message by DMA and applies it
- * 0x06C  MBX_STATUS    RO      bits 0-7 state (0 idle, 1 done, 2 error, 3 pending), 8-15 error code,
+ * 0x06C  MBX_STATUS    RO      bits 0-7 state (0 idle, 1 done, 2 error), 8-15 error code,
  *                              16-31 messages processed (mod 65536)
  * 0x080  RX_PACKETS    RO64    counters, 64 bits each
  * 0x088  RX_BYTES      RO64
@@ -50,7 +50,7 @@ package dev.ferry.vfio.emulated;
  * <pre>
  *  0 u64 buffer    driver
  *  8 u32 length    driver: 60..MAX_FRAME
- * 12 u32 status    device: DD 0 once sent
+ * 12 u32 status    device: DD 0 once consumed, TX_ERROR 1 if not sent (a length outside 60..MAX_FRAME)
  * 16..31           reserved
  * </pre>
  * <h2>Mailbox message (at MBX_ADDR, 8..{@link #MBX_MAX} bytes)</h2>
@@ -119,7 +119,6 @@ public final class NicRegisters {
     public static final int MBX_IDLE = 0;
     public static final int MBX_DONE = 1;
     public static final int MBX_ERROR = 2;
-    public static final int MBX_PENDING = 3;
 
     public static final int MBX_SET_MAC = 1;
     public static final int MBX_ADD_MAC = 2;
@@ -141,6 +140,7 @@ public final class NicRegisters {
     public static final int DESC_DD = 1;
     public static final int DESC_LOOPBACK = 1 << 1;
     public static final int DESC_VLAN = 1 << 2;
+    public static final int DESC_TX_ERROR = 1 << 1;
 
     public static final int MIN_RING = 8;
     public static final int MAX_RING = 4096;

@@ -250,7 +250,7 @@ class EmulatedNicVfTest {
         }
         d.send(new byte[10]); // shorter than a frame: consumed, marked with the error bit, not sent
         assertEquals(3, d.counter(TX_PACKETS));
-        assertEquals(DESC_DD | 2, memoryA.readInt(Gpa.of(LAYOUT.txRingAddress() + 3L * DESC_SIZE + 12)));
+        assertEquals(DESC_DD | DESC_TX_ERROR, memoryA.readInt(Gpa.of(LAYOUT.txRingAddress() + 3L * DESC_SIZE + 12)));
     }
 
     @Test
@@ -301,7 +301,7 @@ class EmulatedNicVfTest {
                     assertTrue(logged, "page 0x" + Long.toHexString(off) + " changed by DMA but is not in the DMA log");
                 }
             }
-            assertTrue(changed > LAYOUT.rxRing() / 2, "the VF wrote " + changed + " pages");
+            assertTrue(changed > LAYOUT.rxRing() / 4, "the VF wrote " + changed + " pages");
         }
         assertNull(vf.dataPlaneFailure());
     }
