@@ -426,6 +426,82 @@ class EmulatedNicVfTest {
         assertEquals(LAYOUT.rxRingAddress(), seen.mmio().read(BAR + RX_BASE, 8));
     }
 
+    /** Copies the pages the bitmap (one bit per 4 KiB page from 0) marks from A to B; returns how many. */
+    private int copyDirty(Mapping bitmap) {
+        long from = memoryA.regions().get(0).hostAddress(0);
+        long to = memoryB.regions().get(0).hostAddress(0);
+        int pages = 0;
+        for (long w = 0; w < MEMORY / 4096 / 64; w++) {
+            long word = NativeMemory.getAndSetLong(bitmap.address() + w * 8, 0);
+            while (word != 0) {
+                long page = w * 64 + Long.numberOfTrailingZeros(word);
+                word &= word - 1;
+                NativeMemory.copy(from + page * 4096, to + page * 4096, 4096);
+                pages++;
+            }
+        }
+        return pages;
+    }
+
+    /**
+     * RAM migrated the way the engine does it — everything once while the VF runs, then only the
+     * pages the DMA log reports, the last pass after the VF stopped — is enough for the
+     * destination to continue exactly; leaving out that last pass is not.
+     */
+    @Test
+    void theDmaLogIsEnoughToMigrateTheMemoryOfABusyVf() throws Exception {
+        EmulatedSriovPf pfA = own(new EmulatedSriovPf("pfa", 1));
+        EmulatedSriovPf pfB = own(new EmulatedSriovPf("pfb", 1));
+        EmulatedNicVf src = pfA.createVf(0, EmulatedVfSpec.parse("state=1M,dirty-rate=0,pps=20000"),
+                new GuestDmaSpace(memoryA));
+        Nic n = attach(src, memoryA);
+        n.driver().bringUp();
+        src.dmaLoggingStart(4096, List.of(new IovaRange(0, MEMORY)));
+        Mapping bitmap = own(Mapping.anonymous(MEMORY / 4096 / 8));
+        copy(memoryA, memoryB);
+        for (int round = 0; round < 3; round++) {
+            long seen = src.counter(RX_PACKETS);
+            await(() -> src.counter(RX_PACKETS) > seen + 150, "frames flow in round " + round);
+            src.dmaLoggingReport(0, MEMORY, 4096, bitmap.address());
+            assertTrue(copyDirty(bitmap) > 0, "the VF dirtied pages in round " + round);
+        }
+        long lastRound = src.counter(RX_PACKETS);
+        await(() -> src.counter(RX_PACKETS) > lastRound + 100, "frames flow after the last live pass");
+        src.setDeviceState(STOP);
+        Mapping image = own(Mapping.anonymous(8L << 20));
+        long len = 0;
+        VfioDataFd out = own(src.setDeviceState(STOP_COPY));
+        for (long k; (k = out.read(image.address() + len, 1 << 20)) > 0; ) {
+            len += k;
+        }
+        src.dmaLoggingReport(0, MEMORY, 4096, bitmap.address());
+        try (Mapping lastPass = Mapping.anonymous(MEMORY / 4096 / 8)) {
+            NativeMemory.copy(bitmap.address(), lastPass.address(), MEMORY / 4096 / 8);
+            NicVerifier.Report source = NicVerifier.of(n.driver(), memoryA, src.wireSeed()).verify();
+            NicVerifier.Report stale = NicVerifier.of(n.driver(), memoryB, src.wireSeed()).verify();
+            assertTrue(stale.deliveries() < source.deliveries(),
+                    "without the last pass the destination's memory lacks the newest frames: " + stale);
+            assertTrue(copyDirty(lastPass) > 0);
+            assertEquals(source, NicVerifier.of(n.driver(), memoryB, src.wireSeed()).verify(),
+                    "after it, the destination's memory shows exactly the source's ring");
+
+            EmulatedNicVf dst = pfB.createVf(0, src.spec(), new GuestDmaSpace(memoryB));
+            dst.setDeviceState(STOP);
+            try (VfioDataFd in = dst.setDeviceState(RESUMING)) {
+                for (long done = 0; done < len; ) {
+                    done += in.write(image.address() + done, len - done);
+                }
+                dst.setDeviceState(STOP);
+            }
+            dst.setDeviceState(RUNNING);
+            await(() -> dst.counter(RX_PACKETS) > source.deliveries() + 200, "the destination delivers");
+            dst.setDeviceState(STOP);
+            NicVerifier v = NicVerifier.of(n.driver(), memoryB, dst.wireSeed());
+            v.verifyCounters(v.verifyContinues(source), dst.counter(RX_PACKETS), dst.counter(RX_BYTES),
+                    dst.counter(RX_DROPS));
+        }
+    }
+
     @Test
     void theVerifierNamesAnRxBufferPageThatWasNotMigrated() throws Exception {
         EmulatedSriovPf pfA = own(new EmulatedSriovPf("pfa", 2));
