@@ -1,6 +1,5 @@
 package dev.ferry.vfio.emulated;
 
-import dev.ferry.core.memory.DirtyBitmap;
 import dev.ferry.core.memory.MemoryDigest;
 import dev.ferry.core.sys.Errno;
 import dev.ferry.core.sys.Mapping;
@@ -16,7 +15,6 @@ import dev.ferry.vfio.fsm.RefusedStateRequestException;
 import dev.ferry.vfio.fsm.VfioMigrationFsm;
 import dev.ferry.vfio.uapi.VfioDeviceState;
 
-import java.util.ArrayList;
 import java.util.EnumMap;
 import java.util.List;
 import java.util.Map;
@@ -1256,75 +1254,5 @@ public class EmulatedVfioDevice implements VfioDevice {
             case TAG_END -> "end";
             default -> "tag " + tag;
         };
-    }
-
-    // ------------------------------------------------------------------------------------------
-    // DMA logging
-
-    private final class DmaLog {
-        private final List<IovaRange> ranges;
-        private final List<DirtyBitmap> bitmaps = new ArrayList<>();
-
-        DmaLog(List<IovaRange> ranges) {
-            this.ranges = List.copyOf(ranges);
-            for (IovaRange r : ranges) {
-                bitmaps.add(new DirtyBitmap((r.length() + DMA_PAGE - 1) / DMA_PAGE));
-            }
-        }
-
-        void mark(long iova, long length) {
-            for (int i = 0; i < ranges.size(); i++) {
-                IovaRange r = ranges.get(i);
-                long lo = Math.max(iova, r.iova());
-                long hi = Math.min(iova + length, r.end());
-                if (lo < hi) {
-                    bitmaps.get(i).markBytes(lo - r.iova(), hi - lo);
-                }
-            }
-        }
-
-        void report(long iova, long length, long pageSize, long bitmap, boolean clear) {
-            long end = iova + length;
-            for (int i = 0; i < ranges.size(); i++) {
-                IovaRange r = ranges.get(i);
-                long lo = Math.max(iova, r.iova());
-                long hi = Math.min(end, r.end());
-                if (lo >= hi) {
-                    continue;
-                }
-                DirtyBitmap bits = bitmaps.get(i);
-                long firstPage = (lo - r.iova()) / DMA_PAGE;
-                long lastPage = (hi - 1 - r.iova()) / DMA_PAGE;
-                for (long w = firstPage >>> 6; w <= lastPage >>> 6; w++) {
-                    long mask = -1L;
-                    if (w == firstPage >>> 6) {
-                        mask &= -1L << (firstPage & 63);
-                    }
-                    if (w == lastPage >>> 6) {
-                        mask &= -1L >>> (63 - (lastPage & 63));
-                    }
-                    long word = clear ? bits.getAndClearWord(w) : bits.getWord(w);
-                    if (clear && (word & ~mask) != 0) {
-                        bits.orWord(w, word & ~mask);
-                    }
-                    word &= mask;
-                    while (word != 0) {
-                        int b = Long.numberOfTrailingZeros(word);
-                        word &= word - 1;
-                        // the bits covering this page's part of the window (one, unless the
-                        // window starts inside a page and the page straddles two report pages)
-                        long pageIova = r.iova() + ((w << 6) + b) * DMA_PAGE;
-                        long last = (Math.min(end, pageIova + DMA_PAGE) - 1 - iova) / pageSize;
-                        for (long bit = (Math.max(iova, pageIova) - iova) / pageSize; bit <= last; bit++) {
-                            NativeMemory.getAndOrLong(bitmap + (bit >>> 6) * 8, 1L << (bit & 63));
-                        }
-                    }
-                }
-            }
-        }
-
-        void close() {
-            bitmaps.forEach(DirtyBitmap::close);
-        }
     }
 }

@@ -740,7 +740,6 @@ public abstract class VfioDeviceContractTest {
         failsWith(Errno.EINVAL, () -> d.dmaLoggingStart(PAGE, List.of(new IovaRange(0, PAGE + 8))), "unaligned length");
         failsWith(Errno.EINVAL, () -> d.dmaLoggingStart(8192, List.of(new IovaRange(0, 3 * PAGE))),
                 "length not a multiple of page_size 8K");
-        failsWith(Errno.EINVAL, () -> d.dmaLoggingStart(1000, List.of(new IovaRange(0, 1000))), "page_size 1000");
         failsWith(Errno.EINVAL, () -> d.dmaLoggingStart(PAGE, List.of(new IovaRange(0, 4 * PAGE),
                 new IovaRange(3 * PAGE, 2 * PAGE))), "overlapping ranges");
         d.dmaLoggingStart(PAGE, many.subList(0, 256));
@@ -841,22 +840,24 @@ public abstract class VfioDeviceContractTest {
 
     @Test
     void sessionsLeakNeitherFdsNorMappings() throws Exception {
-        long big = 32L << 20;
-        EmulatedVfSpec s = EmulatedVfSpec.parse("state=" + big + "," + baseFlags());
-        Mapping garbage = buffer(PAGE);
-        try (VfioDevice warm = open(s, dmaA)) {
-            cycleSessions(warm, garbage, 2);
+        EmulatedVfSpec small = EmulatedVfSpec.parse("state=64K," + baseFlags());
+        EmulatedVfSpec big = EmulatedVfSpec.parse("state=32M," + baseFlags());
+        Mapping scratch = buffer(PAGE);
+        try (VfioDevice warm = open(small, dmaA)) {
+            cycleSessions(warm, scratch, 4);
         }
         FdLeakCheck fds = FdLeakCheck.start();
         long before = vmSizeKb();
-        int rounds = 48;
-        try (VfioDevice d = open(s, dmaA)) {
-            cycleSessions(d, garbage, rounds);
-            long grown = vmSizeKb() - before;
-            // each resume session stages a whole state (32 MiB): 48 leaked would be 1.5 GiB
-            assertTrue(grown < (big >> 10) * rounds / 4, "virtual memory grew by " + grown + " kB over " + rounds
-                    + " sessions of a " + (big >> 20) + " MiB device");
+        // many sessions of a small device show a leaked per-session buffer, a few of a big one a
+        // leaked staging copy of the state: either would pass 96 MiB many times over
+        try (VfioDevice d = open(small, dmaA)) {
+            cycleSessions(d, scratch, 3000);
         }
+        try (VfioDevice d = open(big, dmaA)) {
+            cycleSessions(d, scratch, 24);
+        }
+        long grown = vmSizeKb() - before;
+        assertTrue(grown < 96 << 10, "virtual memory grew by " + grown + " kB over 3024 save and resume sessions");
         fds.assertNoLeaks();
     }
 

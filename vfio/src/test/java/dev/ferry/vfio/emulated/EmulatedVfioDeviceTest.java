@@ -251,6 +251,15 @@ class EmulatedVfioDeviceTest extends VfioDeviceContractTest {
     }
 
     @Test
+    void dmaLoggingRefusesAPageSizeThatIsNoPowerOfTwo() throws Exception {
+        // the kernel's core leaves this to the driver (mlx5 rounds it); the emulated device refuses
+        EmulatedVfioDevice d = emulated("stop-copy");
+        VfioException e = assertThrows(VfioException.class,
+                () -> d.dmaLoggingStart(1000, List.of(new dev.ferry.vfio.device.IovaRange(0, 1000))));
+        assertEquals(dev.ferry.core.sys.Errno.EINVAL, e.errno());
+    }
+
+    @Test
     void statisticsFollowTheDevice() throws Exception {
         EmulatedVfioDevice d = emulated("stop-copy,fault=slow-set:STOP:30");
         d.setDeviceState(STOP);
