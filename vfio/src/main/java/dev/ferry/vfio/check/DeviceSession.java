@@ -322,7 +322,7 @@ final class DeviceSession implements AutoCloseable {
                         + message(e));
             }
         }
-        if (expected != ERROR && expected != RESUMING && set(RUNNING).ok()) {
+        if (expected != ERROR && expected != RESUMING && supports(expected) && set(RUNNING).ok()) {
             return;
         }
         if (reset() && expected == RUNNING) {
