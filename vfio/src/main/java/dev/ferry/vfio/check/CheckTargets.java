@@ -1,5 +1,11 @@
 package dev.ferry.vfio.check;
 
+import dev.ferry.core.memory.GuestMemory;
+import dev.ferry.vfio.device.GuestDmaSpace;
+import dev.ferry.vfio.device.VfioDevice;
+import dev.ferry.vfio.device.VfioException;
+import dev.ferry.vfio.kernel.KernelVfioDeviceFactory;
+
 import dev.ferry.vfio.emulated.EmulatedVfSpec;
 
 import java.util.regex.Pattern;
@@ -26,24 +32,50 @@ public final class CheckTargets {
         String d = device.trim();
         if (d.equals("emulated") || d.startsWith("emulated:")) {
             String flags = d.equals("emulated") ? "" : d.substring("emulated:".length());
-            return new EmulatedCheckTarget(EmulatedVfSpec.parse(flags), dev.ferry.vfio.emulated.EmulatedVfioDevice::new,
-                    d);
+            return EmulatedCheckTarget.nic(EmulatedVfSpec.parse(flags), d);
         }
-        if (CDEV.matcher(d).matches() || PCI.matcher(d).matches()) {
+        if (CDEV.matcher(d).matches()) {
             return kernel(d);
+        }
+        if (PCI.matcher(d).matches()) {
+            // the kernel names functions dddd:bb:dd.f in lower case; the domain defaults to 0000
+            String full = (d.length() == 7 ? "0000:" + d : d).toLowerCase(java.util.Locale.ROOT);
+            return kernel(full);
         }
         throw new IllegalArgumentException("'" + device + "' is not a device: expected emulated[:FLAGS],"
                 + " /dev/vfio/devices/vfioN or a PCI address such as 0000:3b:00.2");
     }
 
     /**
-     * A kernel VFIO device. Not available yet: it needs a {@code KernelVfioDevice}
-     * (package {@code dev.ferry.vfio.kernel}) that opens the cdev or the PCI function's group,
-     * maps guest memory for its DMA, and a {@link CheckTarget} whose {@code open()} returns it.
+     * A kernel VFIO device, opened through {@link KernelVfioDeviceFactory#host()} (cdev with
+     * iommufd, or the PCI function's group and a type1 container) with a small guest memory
+     * mapped for its DMA at IOVA = GPA. Each {@code open()} opens the device anew, so the load
+     * rule's instances are successive opens of the same function.
      */
     static CheckTarget kernel(String path) {
-        throw new UnsupportedOperationException("kernel devices: not available in this build (" + path
-                + " needs dev.ferry.vfio.kernel.KernelVfioDevice and a CheckTarget over it;"
-                + " use --device emulated[:FLAGS] meanwhile)");
+        return new CheckTarget() {
+            @Override
+            public String description() {
+                return path;
+            }
+
+            @Override
+            public CheckedDevice open() throws VfioException {
+                GuestMemory memory = GuestMemory.ofSize(EmulatedCheckTarget.GUEST_MEMORY);
+                try {
+                    GuestDmaSpace dma = new GuestDmaSpace(memory);
+                    VfioDevice device = KernelVfioDeviceFactory.host().open(path, dma);
+                    return CheckedDevice.withMemory(device, dma, memory);
+                } catch (VfioException | RuntimeException e) {
+                    memory.close();
+                    throw e;
+                }
+            }
+
+            @Override
+            public java.util.Optional<CheckedDevice> openReplayable() {
+                return java.util.Optional.empty();
+            }
+        };
     }
 }

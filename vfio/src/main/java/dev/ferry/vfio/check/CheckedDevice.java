@@ -62,4 +62,38 @@ public interface CheckedDevice extends AutoCloseable {
             }
         };
     }
+
+    /** A device that DMAs into {@code dma}, backed by {@code memory}; closes the device, then the memory. */
+    static CheckedDevice withMemory(VfioDevice device, DmaSpace dma, AutoCloseable memory) {
+        return new CheckedDevice() {
+            private boolean closed;
+
+            @Override
+            public VfioDevice device() {
+                return device;
+            }
+
+            @Override
+            public Optional<DmaSpace> dmaSpace() {
+                return Optional.of(dma);
+            }
+
+            @Override
+            public synchronized void close() {
+                if (closed) {
+                    return;
+                }
+                closed = true;
+                try {
+                    device.close();
+                } finally {
+                    try {
+                        memory.close();
+                    } catch (Exception e) {
+                        throw new IllegalStateException("closing the memory of " + device.name(), e);
+                    }
+                }
+            }
+        };
+    }
 }

@@ -1,6 +1,10 @@
 package dev.ferry.vfio.check;
 
+import dev.ferry.core.machine.IoBus;
 import dev.ferry.core.memory.GuestMemory;
+import dev.ferry.vfio.emulated.EmulatedNicVf;
+import dev.ferry.vfio.emulated.NicDriver;
+import dev.ferry.vfio.emulated.NicRegisters;
 import dev.ferry.vfio.device.DmaSpace;
 import dev.ferry.vfio.device.GuestDmaSpace;
 import dev.ferry.vfio.device.VfioDevice;
@@ -25,7 +29,9 @@ import java.util.concurrent.atomic.AtomicInteger;
  */
 public final class EmulatedCheckTarget implements CheckTarget {
     /** Guest memory per instance: room for a device's rings and buffers, small enough to scan. */
-    public static final long GUEST_MEMORY = 1L << 20;
+    public static final long GUEST_MEMORY = 4L << 20;
+    /** Where {@link #nic} puts the VF's BAR0 on its private MMIO bus. */
+    static final long NIC_BAR = 0xFE00_0000L;
 
     /** Builds the device; a subclass of the emulated VF (the NIC) plugs in here. */
     @FunctionalInterface
@@ -40,6 +46,28 @@ public final class EmulatedCheckTarget implements CheckTarget {
 
     public EmulatedCheckTarget(EmulatedVfSpec spec) {
         this(spec, EmulatedVfioDevice::new, "emulated:" + spec.toFlags());
+    }
+
+    /**
+     * The reference device: an emulated SR-IOV NIC VF, brought up by {@link NicDriver} through
+     * MMIO on a private bus (rings in the instance's guest memory, RX in auto-recycle mode), so it
+     * receives from its wire and DMAs while it runs and the DMA-log rule sees real device writes.
+     */
+    public static EmulatedCheckTarget nic(EmulatedVfSpec spec, String description) {
+        return new EmulatedCheckTarget(spec, EmulatedCheckTarget::busyNic, description);
+    }
+
+    private static EmulatedVfioDevice busyNic(String name, EmulatedVfSpec spec, DmaSpace dma) {
+        EmulatedNicVf vf = new EmulatedNicVf(name, spec, dma);
+        try {
+            IoBus bus = new IoBus(name + "-mmio");
+            bus.register(name, NIC_BAR, NicRegisters.BAR0_SIZE, vf.bar0());
+            new NicDriver(name, bus, NIC_BAR, ((GuestDmaSpace) dma).memory(), NicDriver.Layout.standard(0)).bringUp();
+            return vf;
+        } catch (RuntimeException | Error e) {
+            vf.close();
+            throw e;
+        }
     }
 
     public EmulatedCheckTarget(EmulatedVfSpec spec, Factory factory, String description) {
@@ -64,7 +92,7 @@ public final class EmulatedCheckTarget implements CheckTarget {
 
     @Override
     public Optional<CheckedDevice> openReplayable() {
-        return Optional.of(build(spec.withDirtyRate(0)));
+        return Optional.of(build(spec.withDirtyRate(0).withPacketRate(0)));
     }
 
     /** How many instances were opened so far. */

@@ -157,10 +157,13 @@ public final class VfioCheck {
                 walk.refusals();
                 walk.arcs();
                 walk.resets();
-                DmaLogTest.run(run, p);
             } finally {
                 own.close();
             }
+        }
+        // a fresh instance: the resets above undid whatever set the device up to DMA (the NIC's rings)
+        try (DeviceSession q = DeviceSession.open(run, target, false)) {
+            DmaLogTest.run(run, q);
         }
     }
 

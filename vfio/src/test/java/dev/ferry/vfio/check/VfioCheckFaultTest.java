@@ -124,6 +124,13 @@ class VfioCheckFaultTest {
                 DmaWritingVf::new, "dma-writing"), OPTIONS);
         assertBroken(writes, Rule.DMA_LOG, "the report did not clear the log");
 
+        // the reference device `ferry vfio check --device emulated` uses is the busy NIC: it is caught there
+        CheckReport nic = VfioCheck.run(CheckTargets.forDevice("emulated:fault=log-no-clear,state=64K"), OPTIONS);
+        assertBroken(nic, Rule.DMA_LOG, "the report did not clear the log");
+        CheckReport healthyNic = VfioCheck.run(CheckTargets.forDevice("emulated:state=64K"), OPTIONS);
+        assertTrue(healthyNic.passed(), healthyNic.toString());
+        assertEquals(CheckReport.Status.PASS, healthyNic.rule(Rule.DMA_LOG).status());
+
         // the base VF never DMAs, so the fault cannot show: the rule says it was not exercised
         CheckReport silent = VfioCheck.run(new EmulatedCheckTarget(EmulatedVfSpec.parse("fault=log-no-clear,state=64K")),
                 OPTIONS);
