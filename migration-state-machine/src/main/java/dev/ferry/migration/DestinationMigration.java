@@ -202,6 +202,11 @@ public final class DestinationMigration implements LoadContext {
         }
     }
 
+    @Override
+    public boolean switchoverAck() {
+        return caps.switchoverAck();
+    }
+
     private boolean rpOutOpen() {
         synchronized (rpLock) {
             return rpOut != null;
@@ -494,6 +499,16 @@ public final class DestinationMigration implements LoadContext {
             } catch (dev.ferry.core.machine.VmStateChangeException e) {
                 failure = "starting the VM after migration failed: " + e.getMessage();
                 ok = false;
+                if (rpOutOpen()) {
+                    // The source hears SHUT(1) below and runs the guest again: this side must not
+                    // run it too. Without a return path (a file) this VM is the only copy and runs.
+                    try {
+                        machine.vmStop(RunState.INTERNAL_ERROR);
+                    } catch (dev.ferry.core.machine.VmStateChangeException again) {
+                        failure += "; stopping it again reported: " + again.getMessage();
+                    }
+                    failure += "; the destination VM is stopped (internal-error), the source keeps the guest";
+                }
             }
         }
         LOG.debug("{}: VM started {} µs after EOF", machine.name(), (System.nanoTime() - t0) / 1000);

@@ -8,6 +8,7 @@ import dev.ferry.core.migration.MigrationBlocker;
 import dev.ferry.core.migration.MigrationEvent;
 import dev.ferry.core.migration.MigrationException;
 import dev.ferry.core.migration.MigrationNotifier;
+import dev.ferry.core.migration.NonIterableSave;
 import dev.ferry.core.migration.SaveEntry;
 import dev.ferry.migration.ram.RamCounters;
 import dev.ferry.migration.ram.RamMigration;
@@ -218,6 +219,7 @@ public final class SourceMigration {
             w.fileHeader();
             w.configuration(MACHINE_TYPE);
             boolean useReturnPath = caps.returnPath() && conn.hasReturnPath();
+            out.switchoverAck(caps.switchoverAck() && useReturnPath);
             if (useReturnPath) {
                 w.command(Qevm.CMD_OPEN_RETURN_PATH, new byte[0]);
                 rp = new ReturnPathReader(conn);
@@ -281,19 +283,27 @@ public final class SourceMigration {
                 }
             }
             for (SaveEntry e : entries) {
-                if (e instanceof SaveEntry.VmState<?> vs) {
+                NonIterableSave part = e instanceof SaveEntry.Live live && live.handler() instanceof NonIterableSave n
+                        ? n : null;
+                if (e instanceof SaveEntry.VmState<?> || part != null) {
                     checkCancel();
                     int id = ids.get(e);
                     long before = out.bytesWritten();
                     long t0 = clock.getAsLong();
                     w.sectionHeader(Qevm.SECTION_FULL, id, e.idstr(), e.instanceId(), e.version());
-                    vs.save(out);
-                    w.footer(id);
-                    progress.addDowntime(e, out.bytesWritten() - before, clock.getAsLong() - t0);
                     Map<String, Object> d = new LinkedHashMap<>();
                     d.put("name", e.idstr());
                     d.put("instance_id", e.instanceId());
-                    d.putAll(vs.describe());
+                    if (e instanceof SaveEntry.VmState<?> vs) {
+                        vs.save(out);
+                        d.putAll(vs.describe());
+                    } else {
+                        long dataStart = out.bytesWritten();
+                        part.saveState(out);
+                        d.putAll(oldStyleDescription(out.bytesWritten() - dataStart));
+                    }
+                    w.footer(id);
+                    progress.addDowntime(e, out.bytesWritten() - before, clock.getAsLong() - t0);
                     devices.add(d);
                 }
             }
@@ -339,6 +349,21 @@ public final class SourceMigration {
         finish(failure, failureCause, stoppedVm, runStateBefore, setupDone, out, rp);
     }
 
+    /**
+     * The vmdesc entry QEMU writes for a section without a VMStateDescription
+     * ({@code vmstate_save_old_style}): its size and one opaque buffer field "data".
+     */
+    private static Map<String, Object> oldStyleDescription(long size) {
+        Map<String, Object> field = new LinkedHashMap<>();
+        field.put("name", "data");
+        field.put("size", size);
+        field.put("type", "buffer");
+        Map<String, Object> d = new LinkedHashMap<>();
+        d.put("size", size);
+        d.put("fields", List.of(field));
+        return d;
+    }
+
     private void iterate(List<SaveEntry> entries, Map<SaveEntry, Integer> ids, SectionWriter w, ChannelSaveStream out,
                          ReturnPathReader rp, boolean ackNeeded)
             throws IOException, MigrationException, InterruptedException {
@@ -362,7 +387,9 @@ public final class SourceMigration {
                 }
             }
             progress.pending(pending);
-            boolean acked = !ackNeeded || rp.switchoverAcked();
+            // QEMU's migration_can_switchover: a stopped VM has no downtime to protect, and a
+            // device that could not pre-copy (it was stopped) never sends what the ack waits for.
+            boolean acked = !ackNeeded || rp.switchoverAcked() || !machine.runState().isRunning();
             if ((pending == 0 || pending < threshold) && acked) {
                 LOG.debug("{}: switchover with {} bytes pending, threshold {} bytes", machine.name(), pending, threshold);
                 return;
@@ -445,18 +472,26 @@ public final class SourceMigration {
         }
         MigrationEvent ev = ok ? MigrationEvent.COMPLETED
                 : cancelRequested ? MigrationEvent.CANCELLED : MigrationEvent.FAILED;
-        notifyAll(ev, false);
+        List<String> rollbackFailures = notifyAll(ev, false);
         if (!ok) {
-            errorDesc = cancelRequested ? "migration cancelled by the user"
+            String desc = cancelRequested ? "migration cancelled by the user"
                     + (failure.startsWith("migration cancelled") ? "" : " (" + failure + ")") : failure;
+            for (String f : rollbackFailures) {
+                desc += "; " + f;
+            }
+            errorDesc = desc;
         }
         progress.end();
         machine.removeActivity(activity);
         setStatus(ok ? MigrationStatus.COMPLETED : cancelRequested ? MigrationStatus.CANCELLED : MigrationStatus.FAILED);
     }
 
-    /** Runs the notifiers; for SETUP a failure aborts the migration, otherwise it is logged. */
-    private void notifyAll(MigrationEvent ev, boolean propagate) {
+    /**
+     * Runs the notifiers; for SETUP a failure aborts the migration, otherwise it is logged and its
+     * message returned (a device that could not roll back says so in the migration's error).
+     */
+    private List<String> notifyAll(MigrationEvent ev, boolean propagate) {
+        List<String> failures = new ArrayList<>();
         for (MigrationNotifier n : machine.migration().notifiers()) {
             try {
                 n.onMigrationEvent(ev);
@@ -465,8 +500,10 @@ public final class SourceMigration {
                     throw new NotifierFailure(e);
                 }
                 LOG.warn("{}: migration notifier for {} failed: {}", machine.name(), ev, e.toString());
+                failures.add(e.getMessage());
             }
         }
+        return failures;
     }
 
     /** Carries a SETUP notifier's veto out of {@link #notifyAll}. */

@@ -15,10 +15,13 @@ import java.io.IOException;
  */
 public final class ChannelSaveStream implements SaveStream, AutoCloseable {
     public static final int CHUNK_SIZE = 256 * 1024;
+    /** Flushes up to this size are copied out of the chunk, which stays for reuse. */
+    static final int SMALL_FLUSH = 8 * 1024;
     private final MigrationConnection connection;
     private final BandwidthLimiter limiter;
     private ByteBuf chunk;
     private long written;
+    private volatile boolean switchoverAck;
 
     public ChannelSaveStream(MigrationConnection connection, BandwidthLimiter limiter) {
         this.connection = connection;
@@ -30,6 +33,9 @@ public final class ChannelSaveStream implements SaveStream, AutoCloseable {
             return chunk;
         }
         sendChunk();
+        if (chunk != null && chunk.writableBytes() >= n) {
+            return chunk;
+        }
         chunk = connection.alloc().directBuffer(CHUNK_SIZE, CHUNK_SIZE);
         if (!chunk.hasMemoryAddress()) {
             chunk.release();
@@ -39,16 +45,28 @@ public final class ChannelSaveStream implements SaveStream, AutoCloseable {
         return chunk;
     }
 
+    /**
+     * Hands the chunk's bytes to the transport. A chunk flushed with little in it (an iteration
+     * that had almost nothing to send) is copied into a buffer of its size and kept for reuse:
+     * the transport's backpressure counts the bytes queued, not the buffers' capacity, so
+     * handing over a 256 KiB chunk per tiny flush could queue gigabytes of mostly empty buffers
+     * while the migration thread spins waiting for switchover.
+     */
     private void sendChunk() throws IOException {
         ByteBuf c = chunk;
-        chunk = null;
-        if (c != null) {
-            if (c.isReadable()) {
-                connection.write(c);
-            } else {
-                c.release();
-            }
+        if (c == null || !c.isReadable()) {
+            return;
         }
+        int n = c.readableBytes();
+        if (n <= SMALL_FLUSH) {
+            ByteBuf small = connection.alloc().directBuffer(n, n);
+            small.writeBytes(c);
+            c.clear();
+            connection.write(small);
+            return;
+        }
+        chunk = null;
+        connection.write(c);
     }
 
     private void count(long n) {
@@ -113,6 +131,16 @@ public final class ChannelSaveStream implements SaveStream, AutoCloseable {
     @Override
     public boolean rateLimitReached() {
         return limiter.limitReached();
+    }
+
+    @Override
+    public boolean switchoverAck() {
+        return switchoverAck;
+    }
+
+    /** Whether the migration writing this stream waits for the destination's switchover-ack. */
+    public void switchoverAck(boolean v) {
+        this.switchoverAck = v;
     }
 
     public BandwidthLimiter limiter() {

@@ -105,4 +105,80 @@ class ChannelStreamsTest {
         }
         assertEquals(0, c.unreleasedChunks());
     }
+    /**
+     * An iteration that had almost nothing to send flushes a few bytes: they leave in a buffer of
+     * their size and the 256 KiB chunk stays for the next writes. The transport's backpressure
+     * counts queued bytes, so handing over a whole chunk per tiny flush let a spinning migration
+     * queue gigabytes of mostly empty buffers.
+     */
+    @Test
+    void tinyFlushesHandOverSmallBuffersAndKeepTheChunk() throws IOException {
+        MemoryConnection c = new MemoryConnection("out", new byte[0], 1, false);
+        java.util.List<Integer> capacities = new java.util.ArrayList<>();
+        dev.ferry.migration.transport.MigrationConnection recording = new dev.ferry.migration.transport.MigrationConnection() {
+            @Override
+            public io.netty.buffer.ByteBufAllocator alloc() {
+                return c.alloc();
+            }
+
+            @Override
+            public void write(io.netty.buffer.ByteBuf buf) throws IOException {
+                capacities.add(buf.capacity());
+                c.write(buf);
+            }
+
+            @Override
+            public void flush() throws IOException {
+                c.flush();
+            }
+
+            @Override
+            public void drain() throws IOException {
+                c.drain();
+            }
+
+            @Override
+            public io.netty.buffer.ByteBuf read() throws IOException {
+                return c.read();
+            }
+
+            @Override
+            public boolean peerGone() {
+                return false;
+            }
+
+            @Override
+            public boolean hasReturnPath() {
+                return false;
+            }
+
+            @Override
+            public String description() {
+                return "recording";
+            }
+
+            @Override
+            public void close() {
+                c.close();
+            }
+        };
+        StreamBytes want = new StreamBytes();
+        try (ChannelSaveStream out = new ChannelSaveStream(recording, new BandwidthLimiter(0, System::nanoTime))) {
+            for (int i = 0; i < 1000; i++) {
+                out.putBe32(i);
+                want.be32(i);
+                out.flush();
+            }
+            byte[] big = new byte[ChannelSaveStream.CHUNK_SIZE + 5];
+            java.util.Arrays.fill(big, (byte) 7);
+            out.putBytes(big);
+            want.bytes(big);
+            out.flush();
+        }
+        assertArrayEquals(want.toByteArray(), c.writtenBytes());
+        assertEquals(1002, capacities.size());
+        assertTrue(capacities.subList(0, 1000).stream().allMatch(cap -> cap < ChannelSaveStream.SMALL_FLUSH),
+                capacities.subList(0, 10)::toString);
+        assertEquals(ChannelSaveStream.CHUNK_SIZE, capacities.get(1000), "a full chunk goes as it is");
+    }
 }

@@ -8,4 +8,13 @@ public interface LoadContext {
      * handler that {@linkplain LiveSaveHandler#switchoverAckNeeded() needs it} has approved.
      */
     void approveSwitchover();
+
+    /**
+     * True when this incoming migration uses switchover-ack (QEMU's {@code migrate_switchover_ack()}
+     * on the destination): a handler refuses an approval request from a source that should not
+     * have sent one, since the two sides disagree about the migration's capabilities.
+     */
+    default boolean switchoverAck() {
+        return false;
+    }
 }

@@ -33,4 +33,14 @@ public interface SaveStream {
      * sending and returns (QEMU's {@code qemu_file_rate_limit}).
      */
     boolean rateLimitReached();
+
+    /**
+     * True when this migration uses switchover-ack (QEMU's {@code migrate_switchover_ack()}): the
+     * source waits for the destination's approval before it stops the VM, so a handler that
+     * {@linkplain LiveSaveHandler#switchoverAckNeeded() needs it} tells its peer when its
+     * precopy-initial data is out (VFIO's INIT_DATA_SENT). False for streams outside a migration.
+     */
+    default boolean switchoverAck() {
+        return false;
+    }
 }
