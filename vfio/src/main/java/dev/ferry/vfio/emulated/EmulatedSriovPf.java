@@ -51,6 +51,11 @@ public final class EmulatedSriovPf implements AutoCloseable {
      * @throws IllegalStateException if that VF exists already or the PF is closed
      */
     public synchronized EmulatedNicVf createVf(int index, EmulatedVfSpec spec, DmaSpace dma) {
+        return createVf(index, name + "vf" + index, spec, dma);
+    }
+
+    /** As {@link #createVf(int, EmulatedVfSpec, DmaSpace)}, with the name the VMM knows the VF by. */
+    public synchronized EmulatedNicVf createVf(int index, String vfName, EmulatedVfSpec spec, DmaSpace dma) {
         if (closed) {
             throw new IllegalStateException(name + " is closed");
         }
@@ -61,7 +66,7 @@ public final class EmulatedSriovPf implements AutoCloseable {
         if (vfs[index] != null) {
             throw new IllegalStateException(name + ": VF " + index + " exists already (" + vfs[index].name() + ")");
         }
-        EmulatedNicVf vf = new EmulatedNicVf(name + "vf" + index, index, spec, dma);
+        EmulatedNicVf vf = new EmulatedNicVf(vfName, index, spec, dma);
         vfs[index] = vf;
         return vf;
     }

@@ -15,7 +15,7 @@ import java.util.Locale;
  *   no-migration                    the device has no migration support (GET MIGRATION: ENOTTY)
  *   state=SIZE                      internal state memory (default 4M; up to 1G)
  *   initial=SIZE                    how much of it pre-copy offers as initial data (default: all)
- *   dirty-rate=SIZE                 bytes of internal state changed per second while running (default 256K)
+ *   dirty-rate=SIZE                 bytes of internal state changed per second while running (default 1M)
  *   no-dma-log                      the device cannot track its DMA writes
  *   seed=N                          seed of the device's deterministic behaviour
  *   pps=N                           packets per second the NIC's wire delivers while RX runs
@@ -27,7 +27,7 @@ public record EmulatedVfSpec(MigCapabilities capabilities, boolean migration, lo
                              long dirtyRate, boolean dmaLogging, long seed, List<Fault> faults, long packetRate) {
     public static final long MAX_STATE = 1L << 30;
     public static final long DEFAULT_STATE = 4L << 20;
-    public static final long DEFAULT_DIRTY_RATE = 256L << 10;
+    public static final long DEFAULT_DIRTY_RATE = 1L << 20;
     public static final long DEFAULT_PACKET_RATE = 4000;
     /** Far above what the data plane can deliver; a bound so pacing arithmetic cannot overflow. */
     public static final long MAX_PACKET_RATE = 10_000_000;

@@ -94,6 +94,8 @@ public class EmulatedVfioDevice implements VfioDevice {
 
     // churn generator: part of the control state
     private long churnCounter;
+    private boolean digestAtLoad;
+    private Long loadDigest;
     private long churnRng;
     private final Thread churnThread;
 
@@ -424,6 +426,9 @@ public class EmulatedVfioDevice implements VfioDevice {
             resuming.validateAndApply();
             resuming.end();
             resuming = null;
+            if (digestAtLoad) {
+                loadDigest = stateDigestLocked();
+            }
         }
         boolean leavingSaving = (from == PRE_COPY || from == PRE_COPY_P2P || from == STOP_COPY)
                 && !(next == PRE_COPY || next == PRE_COPY_P2P || next == STOP_COPY);
@@ -635,8 +640,16 @@ public class EmulatedVfioDevice implements VfioDevice {
     // ------------------------------------------------------------------------------------------
     // Churn: the device changing its internal state while it runs
 
+    /**
+     * Changes the state at {@link EmulatedVfSpec#dirtyRate()} bytes per second as pre-copy sees
+     * it: each step writes 64 bytes somewhere in one 64 KiB chunk, which makes the whole chunk
+     * dirty, so the loop takes {@code rate / CHUNK} steps a second (owed across 10 ms ticks).
+     * A device whose changes are spread thinner would dirty everything at any rate, and pre-copy
+     * could never get ahead of it.
+     */
     private void churnLoop() {
-        long perTick = Math.max(1, spec.dirtyRate() / 100 / 64);
+        long owed = 0;
+        long perTick = spec.dirtyRate() / 100;
         try {
             while (true) {
                 synchronized (lock) {
@@ -646,7 +659,8 @@ public class EmulatedVfioDevice implements VfioDevice {
                     if (closed) {
                         return;
                     }
-                    for (long i = 0; i < perTick; i++) {
+                    owed += perTick;
+                    for (; owed >= CHUNK; owed -= CHUNK) {
                         churnStep();
                     }
                 }
@@ -690,10 +704,33 @@ public class EmulatedVfioDevice implements VfioDevice {
     /** A digest of all internal state (memory, generator, subclass state). */
     public long stateDigest() {
         synchronized (lock) {
-            long h = stateMemory == null ? 0 : ContentDigest.of(stateMemory.address(), stateBytes);
-            h = MemoryDigest.combine(h, churnCounter);
-            h = MemoryDigest.combine(h, churnRng);
-            return MemoryDigest.combine(h, deviceDigest());
+            return stateDigestLocked();
+        }
+    }
+
+    private long stateDigestLocked() {
+        long h = stateMemory == null ? 0 : ContentDigest.of(stateMemory.address(), stateBytes);
+        h = MemoryDigest.combine(h, churnCounter);
+        h = MemoryDigest.combine(h, churnRng);
+        return MemoryDigest.combine(h, deviceDigest());
+    }
+
+    /**
+     * Asks the device to take {@link #stateDigest()} the moment a resumed state is applied
+     * (RESUMING→STOP), before it runs again: what a destination compares with the source's
+     * digest of its stopped device. Costs a pass over the state memory inside the destination's
+     * start, so it is opt-in (verification runs only).
+     */
+    public void digestAtLoad(boolean on) {
+        synchronized (lock) {
+            digestAtLoad = on;
+        }
+    }
+
+    /** The digest taken when the last resumed state was applied; empty when none was taken. */
+    public java.util.OptionalLong loadDigest() {
+        synchronized (lock) {
+            return loadDigest == null ? java.util.OptionalLong.empty() : java.util.OptionalLong.of(loadDigest);
         }
     }
 

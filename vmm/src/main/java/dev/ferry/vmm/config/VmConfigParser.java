@@ -1,5 +1,7 @@
 package dev.ferry.vmm.config;
 
+import dev.ferry.vfio.emulated.EmulatedVfSpec;
+
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -21,7 +23,7 @@ import java.util.Set;
 public final class VmConfigParser {
     private static final ObjectMapper JSON = new ObjectMapper();
     /** Device kinds this build knows; the device issues add theirs. */
-    private static final Set<String> DEVICE_KINDS = Set.of();
+    private static final Set<String> DEVICE_KINDS = new java.util.TreeSet<>(Set.of("vf", "vfio"));
 
     private final String source;
 
@@ -120,7 +122,40 @@ public final class VmConfigParser {
                     throw error(path + ".kind", "'" + kind + "' is not a device kind this build supports"
                             + (DEVICE_KINDS.isEmpty() ? " (no device models are built yet)" : " " + DEVICE_KINDS));
                 }
-                devices.add(new VmConfig.DeviceConfig(dev.path("id").asText(), kind, dev));
+                String id = dev.path("id").asText("");
+                if (!id.matches("[a-zA-Z][a-zA-Z0-9_.-]{0,31}")) {
+                    throw error(path + ".id", "'" + id + "' must be 1-32 letters, digits, '_', '.', '-', starting"
+                            + " with a letter");
+                }
+                for (VmConfig.DeviceConfig other : devices) {
+                    if (other.id().equals(id)) {
+                        throw error(path + ".id", "'" + id + "' is already used by another device");
+                    }
+                }
+                switch (kind) {
+                    case "vf" -> {
+                        // an emulated SR-IOV NIC VF: "flags" as `--vf` and `ferry vfio check` take them
+                        allowOnly(dev, path + ".", "id", "kind", "flags");
+                        JsonNode flags = dev.get("flags");
+                        if (flags != null && !flags.isTextual()) {
+                            throw error(path + ".flags", "must be a string such as \"stop-copy,p2p,pre-copy\"");
+                        }
+                        try {
+                            EmulatedVfSpec.parse(flags == null ? "" : flags.asText());
+                        } catch (IllegalArgumentException bad) {
+                            throw error(path + ".flags", bad.getMessage());
+                        }
+                    }
+                    case "vfio" -> {
+                        // a kernel VFIO device: a cdev path or a PCI address
+                        allowOnly(dev, path + ".", "id", "kind", "host");
+                        if (!dev.path("host").isTextual() || dev.path("host").asText().isEmpty()) {
+                            throw error(path + ".host", "must name the device: /dev/vfio/devices/vfioN or a PCI address");
+                        }
+                    }
+                    default -> throw new IllegalStateException(kind);
+                }
+                devices.add(new VmConfig.DeviceConfig(id, kind, dev));
             }
         }
         return new VmConfig(name, size, prealloc, vcpus, engine, workload, List.copyOf(devices));

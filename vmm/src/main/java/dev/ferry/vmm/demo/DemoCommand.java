@@ -68,6 +68,12 @@ public final class DemoCommand implements Callable<Integer> {
             description = "kill the destination process in setup, active or device")
     String killAt;
 
+    @Option(names = "--vf", paramLabel = "N[:FLAGS]",
+            description = "give the guest N emulated SR-IOV NIC VFs, busy with DMA; FLAGS as for `ferry vfio check`"
+                    + " (default: stop-copy,p2p,pre-copy), e.g. 2:stop-copy,p2p or 1:state=256M or"
+                    + " 1:fault=fail-set:STOP_COPY")
+    String vf;
+
     @Option(names = "--json", description = "print exactly one JSON object instead of the report")
     boolean json;
 
@@ -80,6 +86,14 @@ public final class DemoCommand implements Callable<Integer> {
         for (String phase : new String[] {cancelAt, killAt}) {
             if (phase != null && !List.of("setup", "active", "device").contains(phase)) {
                 System.err.println("ferry demo: PHASE must be setup, active or device, not '" + phase + "'");
+                return 2;
+            }
+        }
+        if (vf != null) {
+            try {
+                parseVf();
+            } catch (IllegalArgumentException e) {
+                System.err.println("ferry demo: --vf: " + e.getMessage());
                 return 2;
             }
         }
@@ -98,6 +112,28 @@ public final class DemoCommand implements Callable<Integer> {
         }
     }
 
+    int vfCount;
+    String vfFlags = "";
+
+    private void parseVf() {
+        int colon = vf.indexOf(':');
+        try {
+            vfCount = Integer.parseInt(colon < 0 ? vf : vf.substring(0, colon));
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("'" + vf + "' does not start with a number of VFs");
+        }
+        if (vfCount < 1 || vfCount > 8) {
+            throw new IllegalArgumentException("between 1 and 8 VFs, not " + vfCount);
+        }
+        vfFlags = colon < 0 ? "" : vf.substring(colon + 1);
+        dev.ferry.vfio.emulated.EmulatedVfSpec.parse(vfFlags);
+    }
+
+    /** Whether a VF was told to fail: then the QEMU outcome (source keeps running) is a success too. */
+    boolean faultInjected() {
+        return vfFlags.contains("fault=");
+    }
+
     private String config(String name) {
         ObjectNode c = QapiJson.JSON.createObjectNode();
         c.put("name", name);
@@ -106,6 +142,10 @@ public final class DemoCommand implements Callable<Integer> {
         c.put("engine", engine);
         c.putObject("workload").put("dirty-rate", Sizes.parse(dirtyRate)).put("working-set", Sizes.parse(workingSet))
                 .put("seed", 2026).put("populate", name.equals("source") ? 1.0 : 0.0);
+        ArrayNode devices = c.putArray("devices");
+        for (int i = 0; i < vfCount; i++) {
+            devices.addObject().put("id", "vf" + i).put("kind", "vf").put("flags", vfFlags);
+        }
         return c.toPrettyString();
     }
 
@@ -120,6 +160,10 @@ public final class DemoCommand implements Callable<Integer> {
             String engineName = s.execute("x-ferry-guest", null).path("engine").asText();
             say.printf("source VMM:      %s RAM, %d vCPUs dirtying %s/s over %s (%s engine)%n", ram, vcpus, dirtyRate,
                     workingSet, engineName);
+            if (vfCount > 0) {
+                say.printf("                 %d emulated SR-IOV NIC VF%s (%s), receiving and DMAing into guest RAM%n",
+                        vfCount, vfCount == 1 ? "" : "s", vfFlags.isEmpty() ? "stop-copy,p2p,pre-copy" : vfFlags);
+            }
 
             for (QmpClient c : List.of(s, d)) {
                 ObjectNode caps = QapiJson.JSON.createObjectNode();
@@ -162,8 +206,9 @@ public final class DemoCommand implements Callable<Integer> {
                 DemoReport.devices(info, o, say);
                 DemoReport.verification(o, say);
             }
-            boolean asAsked = phase == null ? o.status.equals("completed") && o.verified
-                    : !o.status.equals("completed") && o.sourceRunning && o.sourceIntact;
+            boolean keptSource = !o.status.equals("completed") && o.sourceRunning && o.sourceIntact && o.sourceVfsRunning;
+            boolean asAsked = phase != null ? keptSource
+                    : o.status.equals("completed") ? o.verified : faultInjected() && keptSource;
             return asAsked ? 0 : 1;
         }
     }
@@ -210,6 +255,40 @@ public final class DemoCommand implements Callable<Integer> {
         double digestMs;
         boolean verified;
         String problem;
+        boolean sourceVfsRunning = true;
+        final List<VfOutcome> vfs = new ArrayList<>();
+    }
+
+    /** One VF's part of the outcome. */
+    static final class VfOutcome {
+        String id;
+        String sourceState;
+        String destinationState;
+        long precopyBytes;
+        long stopCopyBytes;
+        boolean stateEqual;
+        boolean ringOk;
+        long sourceDeliveries;
+        long destinationDeliveries;
+        int resets;
+        String problem;
+
+        boolean verified() {
+            return stateEqual && ringOk && destinationDeliveries > sourceDeliveries && "STOP".equals(sourceState)
+                    && "RUNNING".equals(destinationState);
+        }
+    }
+
+    private static VfOutcome vf(Outcome o, String id) {
+        for (VfOutcome v : o.vfs) {
+            if (v.id.equals(id)) {
+                return v;
+            }
+        }
+        VfOutcome v = new VfOutcome();
+        v.id = id;
+        o.vfs.add(v);
+        return v;
     }
 
     private Outcome verify(QmpClient s, QmpClient d, FerryRunProcess dst, JsonNode info, PrintStream say)
@@ -220,9 +299,29 @@ public final class DemoCommand implements Callable<Integer> {
         o.sourceRunning = o.sourceState.equals("running");
         JsonNode sv = s.execute("x-ferry-verify", null);
         o.sourceIntact = sv.path("working-set").path("intact").asBoolean();
+        JsonNode sourceVfs = s.execute("x-ferry-vfio", null).path("devices");
+        for (JsonNode v : sourceVfs) {
+            VfOutcome vo = new VfOutcome();
+            vo.id = v.path("id").asText();
+            vo.sourceState = v.path("device-state").asText();
+            vo.precopyBytes = v.path("stats").path("precopy-bytes").asLong();
+            vo.stopCopyBytes = v.path("stats").path("stop-copy-bytes").asLong();
+            vo.resets = v.path("stats").path("resets").asInt();
+            o.vfs.add(vo);
+            // after a failed or cancelled migration the source's VFs must be running again
+            o.sourceVfsRunning &= vo.sourceState.equals("RUNNING");
+        }
+        for (JsonNode v : sv.path("vfs")) {
+            VfOutcome vo = vf(o, v.path("id").asText());
+            vo.sourceDeliveries = v.path("ring").path("deliveries").asLong();
+            if (!v.path("ring").path("ok").asBoolean()) {
+                vo.problem = "source ring: " + v.path("ring").path("error").asText();
+            }
+        }
         if (!o.status.equals("completed")) {
             o.destinationState = dst.isAlive() ? d.execute("query-status", null).path("status").asText() : "killed";
-            if (dst.isAlive()) {
+            o.problem = info.path("error-desc").asText(null);
+            if (o.problem == null && dst.isAlive()) {
                 JsonNode dinfo = d.execute("query-migrate", null);
                 o.problem = dinfo.path("error-desc").asText(null);
             }
@@ -237,8 +336,29 @@ public final class DemoCommand implements Callable<Integer> {
         o.stepsReplayed = dv.path("continuation").path("steps-replayed").asLong();
         o.digestMs = dv.path("digest-ms").asDouble();
         boolean destIntact = dv.path("working-set").path("intact").asBoolean();
+        boolean vfsVerified = true;
+        for (JsonNode v : sv.path("vfs")) {
+            VfOutcome vo = vf(o, v.path("id").asText());
+            String srcDigest = v.path("state-digest").asText();
+            for (JsonNode w : dv.path("vfs")) {
+                if (w.path("id").asText().equals(vo.id)) {
+                    vo.stateEqual = !srcDigest.isEmpty() && srcDigest.equals(w.path("digest-at-load").asText());
+                    vo.ringOk = w.path("ring").path("ok").asBoolean();
+                    vo.destinationDeliveries = w.path("ring").path("deliveries").asLong();
+                    if (!vo.ringOk) {
+                        vo.problem = "destination ring: " + w.path("ring").path("error").asText();
+                    }
+                }
+            }
+        }
+        for (JsonNode w : d.execute("x-ferry-vfio", null).path("devices")) {
+            vf(o, w.path("id").asText()).destinationState = w.path("device-state").asText();
+        }
+        for (VfOutcome vo : o.vfs) {
+            vfsVerified &= vo.verified();
+        }
         o.verified = o.memoryEqual && o.continued && o.stepsReplayed > 0 && destIntact
-                && o.destinationState.equals("running");
+                && o.destinationState.equals("running") && vfsVerified;
         if (!o.verified) {
             o.problem = dv.toString();
         }

@@ -24,14 +24,52 @@ final class DemoReport {
         out.println("devices:");
         for (JsonNode d : devs) {
             long us = d.path("downtime-us").asLong();
+            String id = d.path("id").asText();
+            DemoCommand.VfOutcome vf = vfOf(o, id);
             out.printf("  %-10s #%d %-9s %12d bytes  downtime %7.2f ms (%5.1f %%)  source %s, destination %s%n",
-                    d.path("id").asText(), d.path("instance-id").asInt(), kind(d.path("id").asText()),
+                    id, d.path("instance-id").asInt(), kind(id),
                     d.path("precopy-bytes").asLong() + d.path("downtime-bytes").asLong(), us / 1000.0,
-                    totalUs == 0 ? 0.0 : 100.0 * us / totalUs, o.sourceState, o.destinationState);
+                    totalUs == 0 ? 0.0 : 100.0 * us / totalUs, vf != null ? vf.sourceState : o.sourceState,
+                    vf != null ? vf.destinationState : o.destinationState);
+        }
+    }
+
+    /** The VF behind a section id {@code <vf>/vfio}, or null. */
+    static DemoCommand.VfOutcome vfOf(DemoCommand.Outcome o, String idstr) {
+        for (DemoCommand.VfOutcome v : o.vfs) {
+            if (idstr.equals(v.id + "/vfio")) {
+                return v;
+            }
+        }
+        return null;
+    }
+
+    static void vfs(DemoCommand.Outcome o, PrintStream out) {
+        if (o.vfs.isEmpty()) {
+            return;
+        }
+        out.println("VFs:");
+        for (DemoCommand.VfOutcome v : o.vfs) {
+            out.printf("  %-6s %,14d bytes in pre-copy, %,12d in downtime; source %s, destination %s%s%n", v.id,
+                    v.precopyBytes, v.stopCopyBytes, v.sourceState, v.destinationState == null ? "-" : v.destinationState,
+                    v.resets > 0 ? " (reset " + v.resets + "x)" : "");
+            if (o.status.equals("completed")) {
+                out.printf("         internal state at load %s the source's at stop; RX ring in guest RAM %s"
+                                + " (%d deliveries on the source, %d on the destination)%n",
+                        v.stateEqual ? "equals" : "DIFFERS FROM", v.ringOk ? "verified" : "CORRUPT",
+                        v.sourceDeliveries, v.destinationDeliveries);
+            } else {
+                out.printf("         RX ring in guest RAM %s (%d deliveries)%n", v.problem == null ? "verified" : "CORRUPT",
+                        v.sourceDeliveries);
+            }
+            if (v.problem != null) {
+                out.println("         problem: " + v.problem);
+            }
         }
     }
 
     static void verification(DemoCommand.Outcome o, PrintStream out) {
+        vfs(o, out);
         if (o.status.equals("completed")) {
             out.printf("verified:        destination RAM %s the source's at switchover%n",
                     o.memoryEqual ? "equals" : "DIFFERS FROM");
@@ -43,13 +81,17 @@ final class DemoReport {
                 out.println("problem:         " + o.problem);
             }
         } else {
-            out.printf("source VM:       %s, guest memory %s%n", o.sourceState, o.sourceIntact ? "intact" : "CORRUPT");
+            out.printf("source VM:       %s, guest memory %s%s%n", o.sourceState, o.sourceIntact ? "intact" : "CORRUPT",
+                    o.vfs.isEmpty() ? "" : o.sourceVfsRunning ? ", VFs RUNNING" : ", VFs NOT RUNNING");
             out.printf("destination VM:  %s%s%n", o.destinationState,
                     o.problem == null ? "" : " (" + o.problem + ")");
         }
     }
 
     static String kind(String idstr) {
+        if (idstr.endsWith("/vfio")) {
+            return "vfio";
+        }
         return switch (idstr) {
             case "ram" -> "ram";
             case "cpu-soft" -> "soft-vcpu";
@@ -82,8 +124,20 @@ final class DemoReport {
             dn.put("kind", kind(id));
             dn.put("transferred_bytes", d.path("precopy-bytes").asLong() + d.path("downtime-bytes").asLong());
             dn.put("downtime_ms", d.path("downtime-us").asLong() / 1000.0);
-            dn.put("source_state", o.sourceState);
-            dn.put("destination_state", o.destinationState);
+            DemoCommand.VfOutcome vf = vfOf(o, id);
+            dn.put("source_state", vf != null ? vf.sourceState : o.sourceState);
+            dn.put("destination_state", vf != null ? vf.destinationState : o.destinationState);
+        }
+        ArrayNode vfs = j.putArray("vfs");
+        for (DemoCommand.VfOutcome v : o.vfs) {
+            vfs.addObject().put("id", v.id).put("source_state", v.sourceState).put("destination_state", v.destinationState)
+                    .put("precopy_bytes", v.precopyBytes).put("downtime_bytes", v.stopCopyBytes)
+                    .put("state_equal", v.stateEqual).put("ring_verified", v.ringOk)
+                    .put("source_deliveries", v.sourceDeliveries).put("destination_deliveries", v.destinationDeliveries)
+                    .put("resets", v.resets).put("verified", v.verified());
+        }
+        if (o.problem != null) {
+            j.put("problem", o.problem);
         }
         return j;
     }

@@ -35,7 +35,7 @@ final class KvmGuest implements VmGuest {
         this.config = config;
         long wsPages = Math.min(config.workload().workingSetBytes(), config.memoryBytes() - (2L << 20)) / 4096;
         this.params = GuestParams.of(config.workload().seed(), wsPages, PAGES_PER_HEARTBEAT);
-        GuestMemory memory = GuestMemory.builder().region("pc.ram", 0, config.memoryBytes())
+        GuestMemory memory = VmVfs.withDmaRegion(config, GuestMemory.builder().region("pc.ram", 0, config.memoryBytes()))
                 .prealloc(config.prealloc()).build();
         IoBus pio = new IoBus("pio");
         IoBus mmio = new IoBus("mmio");

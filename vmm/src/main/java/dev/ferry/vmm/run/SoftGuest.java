@@ -26,7 +26,7 @@ final class SoftGuest implements VmGuest {
         this.config = config;
         this.workload = new SoftWorkload(config.vcpus(), config.workload().dirtyRateBytesPerSec(),
                 config.workload().workingSetBytes(), 0, config.workload().seed());
-        GuestMemory memory = GuestMemory.builder().region("pc.ram", 0, config.memoryBytes())
+        GuestMemory memory = VmVfs.withDmaRegion(config, GuestMemory.builder().region("pc.ram", 0, config.memoryBytes()))
                 .prealloc(config.prealloc()).build();
         this.cpus = new SoftCpuEngine(memory, workload);
         this.machine = new Machine(config.name(), memory, cpus, RunState.PRELAUNCH);

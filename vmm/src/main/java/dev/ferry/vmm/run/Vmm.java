@@ -41,6 +41,7 @@ public final class Vmm implements AutoCloseable {
     private final VmConfig config;
     private final VmGuest guest;
     private final Machine machine;
+    private final VmVfs vfs;
     private final NettyMigrationTransports transports = new NettyMigrationTransports();
     private final Events events;
     private final HoldPoints holds;
@@ -72,6 +73,12 @@ public final class Vmm implements AutoCloseable {
         this.autostart = !startPaused;
         this.guest = VmGuests.create(config, notice);
         this.machine = guest.machine();
+        try {
+            this.vfs = VmVfs.attach(config, machine, verifyAtLoad);
+        } catch (VmmException | RuntimeException e) {
+            guest.close();
+            throw e;
+        }
         this.holds = new HoldPoints(p -> events.emit("X-FERRY-HOLD", QapiJson.JSON.createObjectNode()
                 .put("phase", p.name().toLowerCase(java.util.Locale.ROOT))));
         machine.addRunStateListener((prev, now) -> {
@@ -98,8 +105,9 @@ public final class Vmm implements AutoCloseable {
 
     /** Starts the guest, or enters inmigrate; called once after construction. */
     public void boot() throws VmStateChangeException {
-        if (!incomingMode) { // incoming: the source's RAM and vCPU state replace it
+        if (!incomingMode) { // incoming: the source's RAM, vCPU and device state replace it
             guest.boot();
+            vfs.bringUp();
         }
         if (incomingMode) {
             machine.setRunState(RunState.INMIGRATE);
@@ -305,6 +313,13 @@ public final class Vmm implements AutoCloseable {
         return o;
     }
 
+    /** The VM's VFIO devices: state, migration statistics, wire and counters (x-ferry-vfio). */
+    public ObjectNode vfioInfo() {
+        ObjectNode o = QapiJson.JSON.createObjectNode();
+        o.set("devices", vfs.describe(false));
+        return o;
+    }
+
     /** The digest of guest RAM; the VM must be stopped so it means something. */
     public ObjectNode memoryDigest() throws VmmException {
         if (machine.isRunning()) {
@@ -326,6 +341,9 @@ public final class Vmm implements AutoCloseable {
             }
             ObjectNode o = QapiJson.JSON.createObjectNode();
             guest.verify(o);
+            if (!vfs.isEmpty()) {
+                o.set("vfs", vfs.describe(true));
+            }
             DestinationMigration in = incoming;
             if (in != null && in.status() == MigrationStatus.COMPLETED && in.memoryDigestAtLoad() != null) {
                 o.put("digest-at-load", hex(in.memoryDigestAtLoad()));
