@@ -45,6 +45,11 @@ import java.util.function.LongSupplier;
  * final only after all of that, so a caller that sees it may rely on it.
  */
 public final class SourceMigration {
+    /** A round that sent less than this with every handler done counts as idle. */
+    private static final long IDLE_ROUND_BYTES = 64 << 10;
+    /** How long an idle round waits before the next look at the dirty logs. */
+    private static final long IDLE_PAUSE_MS = 5;
+
     private static final Logger LOG = LoggerFactory.getLogger(SourceMigration.class);
     private static final ObjectMapper JSON = new ObjectMapper();
     /** Written in the CONFIGURATION section. */
@@ -394,21 +399,34 @@ public final class SourceMigration {
                 LOG.debug("{}: switchover with {} bytes pending, threshold {} bytes", machine.name(), pending, threshold);
                 return;
             }
+            boolean allDone = true;
+            long roundStart = out.bytesWritten();
             for (SaveEntry e : entries) {
                 if (e instanceof SaveEntry.Live live) {
                     if (out.rateLimitReached()) {
+                        allDone = false;
                         break;
                     }
                     int id = ids.get(e);
                     long before = out.bytesWritten();
                     w.sectionHeader(Qevm.SECTION_PART, id);
-                    live.handler().saveIterate(out);
+                    allDone &= live.handler().saveIterate(out);
                     w.footer(id);
                     progress.addPrecopy(e, out.bytesWritten() - before);
                 }
             }
             out.flush();
             limiter.awaitNextWindow();
+            if (allDone) {
+                // Nothing is left to pre-copy, yet what must go in the downtime (a device's
+                // stop-copy state, say) is more than the link is believed to move within the
+                // limit, or the ack is outstanding. An idle link measures the supply, not the
+                // bandwidth: keep the estimate, and do not spin re-syncing dirty logs.
+                progress.idleWindow();
+                if (out.bytesWritten() - roundStart < IDLE_ROUND_BYTES) {
+                    Thread.sleep(IDLE_PAUSE_MS);
+                }
+            }
             progress.updateWindow(out.bytesWritten(), downtimeLimit, ram.counters());
         }
     }

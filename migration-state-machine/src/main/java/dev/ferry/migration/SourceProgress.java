@@ -37,12 +37,19 @@ final class SourceProgress {
         this.clock = clock;
     }
 
+    private boolean idle;
+
     void begin() {
         start = clock.getAsLong();
     }
 
     void setupDone() {
         setupNanos = clock.getAsLong() - start;
+    }
+
+    /** The senders ran dry in the current window: its byte count says nothing of the link. */
+    void idleWindow() {
+        idle = true;
     }
 
     void newWindow(long bytes) {
@@ -59,7 +66,11 @@ final class SourceProgress {
         }
         double ms = elapsed / 1e6;
         long sent = bytes - windowBytes;
-        bytesPerMs = sent / ms;
+        double measured = sent / ms;
+        // a window whose senders ran dry may only raise the estimate (QEMU lowers it, and a VM
+        // with a large stop-copy device and idle RAM then never converges)
+        bytesPerMs = idle ? Math.max(bytesPerMs, measured) : measured;
+        idle = false;
         mbps = sent * 8.0 / 1e6 / (ms / 1000.0);
         long pages = ram.normal() + ram.duplicate();
         pagesPerSecond = (long) ((pages - windowPages) / (ms / 1000.0));

@@ -169,6 +169,12 @@ public final class DemoCommand implements Callable<Integer> {
                 ObjectNode caps = QapiJson.JSON.createObjectNode();
                 ArrayNode list = caps.putArray("capabilities");
                 list.addObject().put("capability", "events").put("state", true);
+                if (vfCount > 0) {
+                    // QEMU's advice for VFIO: the destination acks once a device's initial
+                    // pre-copy data is loaded, so the source does not stop the guest before
+                    list.addObject().put("capability", "return-path").put("state", true);
+                    list.addObject().put("capability", "switchover-ack").put("state", true);
+                }
                 if (autoConverge && c == s) {
                     list.addObject().put("capability", "auto-converge").put("state", true);
                 }
