@@ -324,8 +324,8 @@ class VfioSectionStreamTest {
         dst.handler().loadSetup(new Context(false));
         assertRefused(dst, tags(TAG_HIGH | 7), "vf0: unknown VFIO migration tag 0xffffffffef100007");
         assertRefused(dst, tags(0), "vf0: unknown VFIO migration tag 0x0000000000000000");
-        assertRefused(dst, tags(DATA_STATE, VfioLiveHandler.MAX_DATA_BLOCK + 1),
-                "vf0: DATA_STATE block of " + (VfioLiveHandler.MAX_DATA_BLOCK + 1) + " bytes, at most");
+        assertRefused(dst, tags(DATA_STATE, VfioLoadSide.MAX_DATA_BLOCK + 1),
+                "vf0: DATA_STATE block of " + (VfioLoadSide.MAX_DATA_BLOCK + 1) + " bytes, at most");
         assertRefused(dst, tags(DATA_STATE, -1L), "vf0: DATA_STATE block of 18446744073709551615 bytes");
         assertRefused(dst, tags(INIT_DATA_SENT), "vf0: INIT_DATA_SENT arrived but switchover-ack is not in use");
         assertRefused(dst, tags(CONFIG_LOAD_READY), "vf0: CONFIG_LOAD_READY belongs to multifd device-state transfer");
