@@ -1,5 +1,6 @@
 package dev.ferry.vfio.migration;
 
+import dev.ferry.core.migration.MigrationException;
 import dev.ferry.vfio.device.VfioDataFd;
 import dev.ferry.vfio.device.VfioDevice;
 import dev.ferry.vfio.device.VfioException;
@@ -65,10 +66,29 @@ final class DeviceStateControl {
         return dataFd;
     }
 
+    /** The open session's data fd; a migration error when the SET that entered the state gave none. */
+    VfioDataFd requireDataFd() throws MigrationException {
+        if (dataFd == null) {
+            throw new MigrationException(name + ": the device is in " + state
+                    + " but no data session is open (the SET that entered it returned no data fd)");
+        }
+        return dataFd;
+    }
+
     void closeDataFd() {
         if (dataFd != null) {
             dataFd.close();
             dataFd = null;
+        }
+    }
+
+    /** {@link #set} from a migration callback: a failure becomes the migration's error. */
+    void setForMigration(VfioDeviceState target, VfioDeviceState recover) throws MigrationException {
+        try {
+            set(target, recover);
+        } catch (StateChangeFailure f) {
+            stats.error(f.getMessage());
+            throw new MigrationException(f.getMessage(), f);
         }
     }
 

@@ -246,14 +246,17 @@ class VfioMigrationEndToEndTest {
     void aWholeMigrationLeaksNoFd() throws Exception {
         // warm up the transport's event loops and the JDK's lazily opened files
         try (VfioVmPair pair = VfioVmPair.builder().vf("stop-copy,p2p,pre-copy" + STATE).build()) {
-            assertEquals(MigrationStatus.COMPLETED, pair.migrate(transports, ACK).source());
+            VfioVmPair.Outcome o = pair.migrate(transports, ACK);
+            assertEquals(MigrationStatus.COMPLETED, o.source(), o::toString);
         }
         FdLeakCheck check = FdLeakCheck.start();
         try (VfioVmPair pair = VfioVmPair.builder().vf("stop-copy,p2p,pre-copy" + STATE).build()) {
-            assertEquals(MigrationStatus.COMPLETED, pair.migrate(transports, ACK).source());
+            VfioVmPair.Outcome o = pair.migrate(transports, ACK);
+            assertEquals(MigrationStatus.COMPLETED, o.source(), o::toString);
         }
         try (VfioVmPair pair = VfioVmPair.builder().vf("stop-copy,p2p,pre-copy" + STATE + ",fault=fail-read").build()) {
-            assertEquals(MigrationStatus.FAILED, pair.migrate(transports, ACK).source());
+            VfioVmPair.Outcome o = pair.migrate(transports, ACK);
+            assertEquals(MigrationStatus.FAILED, o.source(), o::toString);
         }
         check.assertNoLeaks();
     }

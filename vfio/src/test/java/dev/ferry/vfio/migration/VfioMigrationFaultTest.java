@@ -220,7 +220,7 @@ class VfioMigrationFaultTest {
             VfioVmPair.Outcome o = pair.migrate(transports, ACK);
             assertEquals(MigrationStatus.FAILED, o.source(), o::toString);
             assertTrue(o.sourceError().contains("vf0: read(data_fd) in STOP_COPY answered ENOMSG "
-                    + VfioLiveHandler.STOP_COPY_NO_DATA_LIMIT + " times in a row"), o.sourceError());
+                    + VfioSaveSide.STOP_COPY_NO_DATA_LIMIT + " times in a row"), o.sourceError());
             assertRestarted(pair, RUNNING, RUNNING_P2P, STOP, STOP_COPY, STOP, RUNNING_P2P, RUNNING);
         }
     }

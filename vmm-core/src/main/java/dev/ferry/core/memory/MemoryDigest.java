@@ -26,15 +26,42 @@ public final class MemoryDigest {
     private MemoryDigest() {
     }
 
-    /** Digest of {@code length} bytes (a multiple of 32) at {@code address}. */
+    /**
+     * Digest of the {@code length} bytes at {@code address}, and of nothing beyond them: whole
+     * 32-byte blocks go through the four lanes; a tail of fewer than 32 bytes feeds its 8-byte
+     * words, then its last bytes zero-padded, into the lanes in order. For multiples of 32 (pages)
+     * the tail is empty.
+     */
     public static long of(long address, long length) {
         long a = 1, b = 2, c = 3, d = 4;
-        long end = address + length;
-        for (long p = address; p < end; p += 32) {
+        long blocksEnd = address + (length & ~31L);
+        for (long p = address; p < blocksEnd; p += 32) {
             a = Long.rotateLeft(a + NativeMemory.getLong(p) * P2, 31) * P1;
             b = Long.rotateLeft(b + NativeMemory.getLong(p + 8) * P2, 31) * P1;
             c = Long.rotateLeft(c + NativeMemory.getLong(p + 16) * P2, 31) * P1;
             d = Long.rotateLeft(d + NativeMemory.getLong(p + 24) * P2, 31) * P1;
+        }
+        int tail = (int) (length & 31);
+        long p = blocksEnd;
+        for (int lane = 0; tail > 0; lane++) {
+            long word;
+            if (tail >= 8) {
+                word = NativeMemory.getLong(p);
+                p += 8;
+                tail -= 8;
+            } else {
+                word = 0;
+                for (int i = 0; i < tail; i++) {
+                    word |= (NativeMemory.getByte(p + i) & 0xffL) << (8 * i);
+                }
+                tail = 0;
+            }
+            switch (lane) {
+                case 0 -> a = Long.rotateLeft(a + word * P2, 31) * P1;
+                case 1 -> b = Long.rotateLeft(b + word * P2, 31) * P1;
+                case 2 -> c = Long.rotateLeft(c + word * P2, 31) * P1;
+                default -> d = Long.rotateLeft(d + word * P2, 31) * P1;
+            }
         }
         long h = Long.rotateLeft(a, 1) + Long.rotateLeft(b, 7) + Long.rotateLeft(c, 12) + Long.rotateLeft(d, 18);
         return mix(h ^ length);
