@@ -373,6 +373,7 @@ public final class SourceMigration {
                          ReturnPathReader rp, boolean ackNeeded)
             throws IOException, MigrationException, InterruptedException {
         long downtimeLimit = params.downtimeLimitMs();
+        progress.maxBandwidth(limiter.bytesPerSecond());
         progress.newWindow(out.bytesWritten());
         while (true) {
             checkCancel();
@@ -401,6 +402,7 @@ public final class SourceMigration {
             }
             boolean allDone = true;
             long roundStart = out.bytesWritten();
+            long roundNanos = System.nanoTime();
             for (SaveEntry e : entries) {
                 if (e instanceof SaveEntry.Live live) {
                     if (out.rateLimitReached()) {
@@ -416,6 +418,7 @@ public final class SourceMigration {
                 }
             }
             out.flush();
+            progress.busy(System.nanoTime() - roundNanos);
             limiter.awaitNextWindow();
             if (allDone) {
                 // Nothing is left to pre-copy, yet what must go in the downtime (a device's

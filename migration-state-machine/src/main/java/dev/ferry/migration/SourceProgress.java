@@ -38,6 +38,24 @@ final class SourceProgress {
     }
 
     private boolean idle;
+    private long busyNanos;
+    /** An idle window must have sent at least this much for its busy rate to count. */
+    private static final long IDLE_MIN_BYTES = 64 << 10;
+
+    /** QEMU's default max-bandwidth, what an idle link is assumed to move at least. */
+    static final long IDLE_LINK_FLOOR = 128L << 20;
+    private double idleFloorBytesPerMs = IDLE_LINK_FLOOR / 1000.0;
+
+    /** The configured max-bandwidth (0: unlimited) caps the idle floor. */
+    void maxBandwidth(long bytesPerSecond) {
+        long floor = bytesPerSecond > 0 ? Math.min(bytesPerSecond, IDLE_LINK_FLOOR) : IDLE_LINK_FLOOR;
+        idleFloorBytesPerMs = floor / 1000.0;
+    }
+
+    /** Time a pre-copy round spent sending (handlers and flush), excluding waits. */
+    void busy(long nanos) {
+        busyNanos += nanos;
+    }
 
     void begin() {
         start = clock.getAsLong();
@@ -67,10 +85,21 @@ final class SourceProgress {
         double ms = elapsed / 1e6;
         long sent = bytes - windowBytes;
         double measured = sent / ms;
-        // a window whose senders ran dry may only raise the estimate (QEMU lowers it, and a VM
-        // with a large stop-copy device and idle RAM then never converges)
-        bytesPerMs = idle ? Math.max(bytesPerMs, measured) : measured;
+        if (idle) {
+            // The senders ran dry: the window's bytes measure the supply, not the link. Judge
+            // the link by how fast the busy part of the window went out (QEMU uses the plain
+            // window rate, and a VM with a large stop-copy device whose RAM is quiet then never
+            // converges; QEMU 8.2 added avail-switchover-bandwidth for it). Never lower it, and
+            // with nothing flowing assume at least QEMU's default max-bandwidth (128 MiB/s) or
+            // the configured limit, whichever is lower.
+            double busyMs = busyNanos / 1e6;
+            double busyRate = busyMs > 0 && sent > IDLE_MIN_BYTES ? sent / busyMs : 0;
+            bytesPerMs = Math.max(Math.max(bytesPerMs, idleFloorBytesPerMs), Math.max(measured, busyRate));
+        } else {
+            bytesPerMs = measured;
+        }
         idle = false;
+        busyNanos = 0;
         mbps = sent * 8.0 / 1e6 / (ms / 1000.0);
         long pages = ram.normal() + ram.duplicate();
         pagesPerSecond = (long) ((pages - windowPages) / (ms / 1000.0));

@@ -129,15 +129,21 @@ final class LocalVmms implements AutoCloseable {
 
     /** The config of a guest; a source and its destination must share the workload's seed and size. */
     static VmConfig config(String name, double populate) throws ConfigException {
+        return config(name, populate, "[]");
+    }
+
+    /** With {@code devices}, the JSON list of the config's devices. */
+    static VmConfig config(String name, double populate, String devices) throws ConfigException {
         return VmConfigParser.parse("""
                 {
                   "name": "%s",
                   "memory": { "size": "32M" },
                   "vcpus": 1,
                   "engine": "soft",
-                  "workload": { "dirty-rate": "4M", "working-set": "8M", "seed": 7, "populate": %s }
+                  "workload": { "dirty-rate": "4M", "working-set": "8M", "seed": 7, "populate": %s },
+                  "devices": %s
                 }
-                """.formatted(name, populate), "test.json");
+                """.formatted(name, populate, devices), "test.json");
     }
 
     /** A guest that runs (its working set filled before it starts). */
@@ -150,8 +156,11 @@ final class LocalVmms implements AutoCloseable {
         return start(name, "defer", paused, true);
     }
 
+    /** The devices list every VM started from now on gets (JSON). */
+    String devices = "[]";
+
     Vm start(String name, String incoming, boolean paused, boolean verifyAtLoad) throws Exception {
-        VmmInstance instance = VmmInstance.start(config(name, incoming == null ? 1.0 : 0.0),
+        VmmInstance instance = VmmInstance.start(config(name, incoming == null ? 1.0 : 0.0, devices),
                 dir.resolve(name + ".qmp"), incoming, paused, verifyAtLoad);
         QmpClient client;
         try {
