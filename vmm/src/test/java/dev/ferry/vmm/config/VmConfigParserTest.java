@@ -48,11 +48,30 @@ class VmConfigParserTest {
             "{\"memory\": {\"size\": \"64M\"}, \"workload\": {\"populate\": 2}} | vm.json: workload.populate: 2.0 must be between 0 and 1",
             "{\"memory\": {\"size\": \"64M\"}, \"devices\": [{\"id\": \"n0\", \"kind\": \"virtio-net\"}]} | vm.json: devices[0].kind: 'virtio-net' is not a device kind",
             "[1, 2]                                              | vm.json: the config must be a JSON object",
+            "{\"memory\": {\"size\": \"64M\"}, \"devices\": [{\"id\": \"vf0\", \"kind\": \"vf\", \"flags\": \"warp\"}]} | vm.json: devices[0].flags: unknown VF flag 'warp'",
+            "{\"memory\": {\"size\": \"64M\"}, \"devices\": [{\"id\": \"vf0\", \"kind\": \"vf\", \"flags\": 3}]} | vm.json: devices[0].flags: must be a string",
+            "{\"memory\": {\"size\": \"64M\"}, \"devices\": [{\"id\": \"vf0\", \"kind\": \"vf\", \"bar\": 3}]} | vm.json: devices[0].bar: unknown field",
+            "{\"memory\": {\"size\": \"64M\"}, \"devices\": [{\"id\": \"vf0\", \"kind\": \"vf\"}, {\"id\": \"vf0\", \"kind\": \"vf\"}]} | vm.json: devices[1].id: 'vf0' is already used",
+            "{\"memory\": {\"size\": \"64M\"}, \"devices\": [{\"id\": \"0x\", \"kind\": \"vf\"}]} | vm.json: devices[0].id: '0x' must be",
+            "{\"memory\": {\"size\": \"64M\"}, \"devices\": [{\"id\": \"n1\", \"kind\": \"vfio\"}]} | vm.json: devices[0].host: must name the device",
     })
     void badConfigNamesTheFieldAndTheProblem(String json, String expected) {
         String input = json.trim().equals("{") ? "{}" : json.trim();
         ConfigException e = assertThrows(ConfigException.class, () -> VmConfigParser.parse(input, "vm.json"));
         assertTrue(e.getMessage().startsWith(expected.trim()), e.getMessage());
+    }
+
+    @Test
+    void vfsAreDevices() throws Exception {
+        VmConfig c = VmConfigParser.parse("""
+                {"memory": {"size": "64M"}, "devices": [
+                  {"id": "vf0", "kind": "vf", "flags": "stop-copy,p2p,state=1M"},
+                  {"id": "vf1", "kind": "vf"},
+                  {"id": "nic", "kind": "vfio", "host": "0000:3b:00.2"}]}""", "vm.json");
+        assertEquals(3, c.devices().size());
+        assertEquals("vf", c.devices().get(0).kind());
+        assertEquals("stop-copy,p2p,state=1M", c.devices().get(0).options().path("flags").asText());
+        assertEquals("0000:3b:00.2", c.devices().get(2).options().path("host").asText());
     }
 
     @Test
