@@ -59,11 +59,22 @@ public final class NicVerifier {
 
     public NicVerifier(GuestMemory memory, NicDriver.Layout layout, NicFilter filter, boolean promiscuous,
                        long wireSeed) {
+        this(memory, layout, filter, promiscuous, wireSeed, 0);
+    }
+
+    /**
+     * A verifier for a ring the driver set up when the wire had reached frame {@code firstFrame}
+     * (a driver that brought the VF up again after a reset: the wire went on meanwhile, and the
+     * ring's first delivery is the first frame from there that the filter passes).
+     */
+    public NicVerifier(GuestMemory memory, NicDriver.Layout layout, NicFilter filter, boolean promiscuous,
+                       long wireSeed, long firstFrame) {
         this.memory = memory;
         this.layout = layout;
         this.filter = filter;
         this.promiscuous = promiscuous;
         this.wire = new NicWire(wireSeed);
+        this.scanned = firstFrame;
     }
 
     /** A verifier for what {@code driver} programmed, over {@code memory} (the source's or a destination's). */

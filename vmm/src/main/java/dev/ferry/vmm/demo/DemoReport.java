@@ -30,7 +30,7 @@ final class DemoReport {
                     id, d.path("instance-id").asInt(), kind(id),
                     d.path("precopy-bytes").asLong() + d.path("downtime-bytes").asLong(), us / 1000.0,
                     totalUs == 0 ? 0.0 : 100.0 * us / totalUs, vf != null ? vf.sourceState : o.sourceState,
-                    vf != null ? vf.destinationState : o.destinationState);
+                    vf != null ? (vf.destinationState == null ? "-" : vf.destinationState) : o.destinationState);
         }
     }
 
@@ -52,7 +52,8 @@ final class DemoReport {
         for (DemoCommand.VfOutcome v : o.vfs) {
             out.printf("  %-6s %,14d bytes in pre-copy, %,12d in downtime; source %s, destination %s%s%n", v.id,
                     v.precopyBytes, v.stopCopyBytes, v.sourceState, v.destinationState == null ? "-" : v.destinationState,
-                    v.resets > 0 ? " (reset " + v.resets + "x)" : "");
+                    v.resets > 0 ? " (reset " + v.resets + "x by QEMU's recovery; the guest's driver brought it up again)"
+                            : "");
             if (o.status.equals("completed")) {
                 out.printf("         internal state at load %s the source's at stop; RX ring in guest RAM %s"
                                 + " (%d deliveries on the source, %d on the destination)%n",
@@ -83,8 +84,10 @@ final class DemoReport {
         } else {
             out.printf("source VM:       %s, guest memory %s%s%n", o.sourceState, o.sourceIntact ? "intact" : "CORRUPT",
                     o.vfs.isEmpty() ? "" : o.sourceVfsRunning ? ", VFs RUNNING" : ", VFs NOT RUNNING");
-            out.printf("destination VM:  %s%s%n", o.destinationState,
-                    o.problem == null ? "" : " (" + o.problem + ")");
+            out.printf("destination VM:  %s%n", o.destinationState);
+            if (o.problem != null) {
+                out.printf("reason:          %s%n", o.problem);
+            }
         }
     }
 

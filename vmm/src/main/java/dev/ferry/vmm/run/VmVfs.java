@@ -50,13 +50,15 @@ final class VmVfs implements AutoCloseable {
 
     /** One VFIO device of the VM. */
     private record Vf(String id, VfioDevice device, EmulatedNicVf nic, long bar, NicDriver.Layout layout,
-                      VfioMigration migration) {
+                      VfioMigration migration, java.util.concurrent.atomic.AtomicLong ringStart) {
     }
 
     private final Machine machine;
     private final EmulatedSriovPf pf;
     private final List<Vf> vfs = new ArrayList<>();
     private final List<NicDriver> drivers = new ArrayList<>();
+    private final Map<String, Integer> resetsSeen = new java.util.concurrent.ConcurrentHashMap<>();
+    private final java.util.concurrent.atomic.AtomicInteger driverRestarts = new java.util.concurrent.atomic.AtomicInteger();
 
     private VmVfs(Machine machine, EmulatedSriovPf pf) {
         this.machine = machine;
@@ -82,6 +84,12 @@ final class VmVfs implements AutoCloseable {
         EmulatedSriovPf pf = n == 0 ? null : new EmulatedSriovPf("pf0", (int) Math.max(8, n));
         VmVfs vfs = new VmVfs(machine, pf);
         machine.addDevice(vfs); // closed after the migrations attached below (reverse order)
+        machine.migration().addNotifier(ev -> {
+            if (ev == dev.ferry.core.migration.MigrationEvent.FAILED
+                    || ev == dev.ferry.core.migration.MigrationEvent.CANCELLED) {
+                vfs.restartDriversOfResetVfs();
+            }
+        });
         GuestDmaSpace dma = new GuestDmaSpace(machine.memory());
         int index = 0;
         for (VmConfig.DeviceConfig d : config.devices()) {
@@ -93,9 +101,10 @@ final class VmVfs implements AutoCloseable {
                     long bar = BAR_BASE + (long) index * NicRegisters.BAR0_SIZE;
                     machine.mmio().register(d.id(), bar, NicRegisters.BAR0_SIZE, nic.bar0());
                     NicDriver.Layout layout = NicDriver.Layout.standard(DMA_BASE + index * DMA_PER_VF);
-                    VfioMigration m = VfioMigration.attach(machine, nic,
-                            VfioMigration.Options.defaults().withConfig(new BarConfig(d.id(), bar, layout.base())));
-                    vfs.vfs.add(new Vf(d.id(), nic, nic, bar, layout, m));
+                    java.util.concurrent.atomic.AtomicLong ringStart = new java.util.concurrent.atomic.AtomicLong();
+                    VfioMigration m = VfioMigration.attach(machine, nic, VfioMigration.Options.defaults()
+                            .withConfig(new BarConfig(d.id(), bar, layout.base(), ringStart)));
+                    vfs.vfs.add(new Vf(d.id(), nic, nic, bar, layout, m, ringStart));
                     index++;
                 }
                 case "vfio" -> {
@@ -107,7 +116,7 @@ final class VmVfs implements AutoCloseable {
                     }
                     machine.addDevice(dev);
                     VfioMigration m = VfioMigration.attach(machine, dev);
-                    vfs.vfs.add(new Vf(d.id(), dev, null, 0, null, m));
+                    vfs.vfs.add(new Vf(d.id(), dev, null, 0, null, m, null));
                 }
                 default -> { }
             }
@@ -120,8 +129,31 @@ final class VmVfs implements AutoCloseable {
         for (Vf vf : vfs) {
             if (vf.nic() != null) {
                 NicDriver driver = new NicDriver(vf.id(), machine.mmio(), vf.bar(), machine.memory(), vf.layout());
+                vf.ringStart().set(vf.nic().wirePosition());
                 driver.bringUp();
                 drivers.add(driver);
+            }
+        }
+    }
+
+    /**
+     * What the guest's VF driver does when its function was reset under it (QEMU's recovery
+     * resets a device whose state change failed; the reset is guest-visible): it brings the VF up
+     * again. Runs when a migration failed or was cancelled, after the VM runs again.
+     */
+    void restartDriversOfResetVfs() {
+        for (Vf vf : vfs) {
+            if (vf.nic() == null) {
+                continue;
+            }
+            int resets = vf.nic().resets();
+            Integer seen = resetsSeen.put(vf.id(), resets);
+            if (resets > (seen == null ? 0 : seen) && vf.device().deviceStateOrError() == VfioDeviceState.RUNNING) {
+                // fresh rings, as a driver allocating them anew (the reset stopped RX: nothing DMAs)
+                machine.memory().fill(dev.ferry.core.memory.Gpa.of(vf.layout().base()), DMA_PER_VF, (byte) 0);
+                vf.ringStart().set(vf.nic().wirePosition());
+                new NicDriver(vf.id(), machine.mmio(), vf.bar(), machine.memory(), vf.layout()).bringUp();
+                driverRestarts.incrementAndGet();
             }
         }
     }
@@ -154,12 +186,15 @@ final class VmVfs implements AutoCloseable {
             o.put("wire-position", nic.wirePosition());
             o.put("rx-packets", nic.counter(NicRegisters.RX_PACKETS));
             o.put("dma-bytes", nic.dmaBytes());
+            o.put("resets", nic.resets());
+            o.put("driver-restarts", driverRestarts.get());
             nic.loadDigest().ifPresent(h -> o.put("digest-at-load", Vmm.hex(h)));
             if (verify) {
                 o.put("state-digest", Vmm.hex(nic.stateDigest()));
                 ObjectNode ring = o.putObject("ring");
                 try {
-                    NicVerifier v = new NicVerifier(machine.memory(), vf.layout(), nic.filter(), false, nic.wireSeed());
+                    NicVerifier v = new NicVerifier(machine.memory(), vf.layout(), nic.filter(), false, nic.wireSeed(),
+                            vf.ringStart().get());
                     NicVerifier.Report r = v.verify();
                     v.verifyCounters(r, nic.counter(NicRegisters.RX_PACKETS), nic.counter(NicRegisters.RX_BYTES),
                             nic.counter(NicRegisters.RX_DROPS));
@@ -206,26 +241,33 @@ final class VmVfs implements AutoCloseable {
     /**
      * What QEMU's vfio-pci keeps outside the device and sends in the config section: here the
      * BAR0 address and the driver area, which must match on the destination (a different layout
-     * would leave the migrated driver programming dangling).
+     * would leave the migrated driver programming dangling), and the wire position at which the
+     * guest's driver last set the rings up (what the ring verification numbers deliveries from).
      */
-    private record BarConfig(String id, long bar, long driverArea) implements VfioDeviceConfig {
+    private record BarConfig(String id, long bar, long driverArea, java.util.concurrent.atomic.AtomicLong ringStart)
+            implements VfioDeviceConfig {
         @Override
         public byte[] save() {
-            return ByteBuffer.allocate(16).putLong(bar).putLong(driverArea).array();
+            return ByteBuffer.allocate(24).putLong(bar).putLong(driverArea).putLong(ringStart.get()).array();
         }
 
         @Override
         public void load(byte[] state) {
-            if (state.length != 16) {
-                throw new IllegalArgumentException(id + ": config state of " + state.length + " bytes, expected 16");
+            if (state.length != 24) {
+                throw new IllegalArgumentException(id + ": config state of " + state.length + " bytes, expected 24");
             }
             ByteBuffer b = ByteBuffer.wrap(state);
             long srcBar = b.getLong();
             long srcArea = b.getLong();
+            long start = b.getLong();
             if (srcBar != bar || srcArea != driverArea) {
                 throw new IllegalArgumentException(String.format("%s: the source put BAR0 at 0x%x and the driver"
                         + " area at 0x%x; this VM has them at 0x%x and 0x%x", id, srcBar, srcArea, bar, driverArea));
             }
+            if (start < 0) {
+                throw new IllegalArgumentException(id + ": ring start " + start + " is negative");
+            }
+            ringStart.set(start);
         }
     }
 }

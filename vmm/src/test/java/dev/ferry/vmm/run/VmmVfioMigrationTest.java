@@ -127,8 +127,12 @@ class VmmVfioMigrationTest {
         // reset (guest-visible; the guest's driver brings it up again), not merely recovered
         assertEquals(1, v.path("stats").path("resets").asInt(), v.toString());
         assertTrue(v.path("stats").path("errors").toString().contains("vf0 reset, now RUNNING"), v.toString());
+        assertEquals(1, v.path("driver-restarts").asInt(), "the guest's driver brought the reset VF up again: " + v);
+        Thread.sleep(100); // the VF receives again
         JsonNode verify = src.run("x-ferry-verify");
         assertTrue(verify.path("working-set").path("intact").asBoolean(), verify.toString());
+        JsonNode ring = vf(verify.path("vfs"), "vf0").path("ring");
+        assertTrue(ring.path("ok").asBoolean() && ring.path("deliveries").asLong() > 0, verify.toString());
     }
 
     @Test
