@@ -6,10 +6,15 @@ package dev.ferry.migration;
  * 50 %). Immutable; QMP's migrate-set-parameters builds a new one.
  *
  * @param maxBandwidth bytes per second; 0 means unlimited (Ferry's extension; QEMU has no "off")
+ * @param availSwitchoverBandwidth bytes per second the link can give the switchover (QEMU 8.2's
+ *                                 avail-switchover-bandwidth); when above 0 it replaces the measured
+ *                                 bandwidth in the switchover decision, for guests whose pre-copy
+ *                                 traffic is too thin to measure the link (a large stop-copy device
+ *                                 behind quiet RAM); 0, the default, uses the measurement
  */
 public record MigrationParameters(long downtimeLimitMs, long maxBandwidth, int cpuThrottleInitial,
                                   int cpuThrottleIncrement, int maxCpuThrottle, int throttleTriggerThreshold,
-                                  long returnPathTimeoutMs) {
+                                  long returnPathTimeoutMs, long availSwitchoverBandwidth) {
     public static final long MAX_THROTTLE = 128L << 20;
 
     public MigrationParameters {
@@ -26,6 +31,10 @@ public record MigrationParameters(long downtimeLimitMs, long maxBandwidth, int c
         if (returnPathTimeoutMs <= 0) {
             throw new IllegalArgumentException("return-path timeout must be positive");
         }
+        if (availSwitchoverBandwidth < 0) {
+            throw new IllegalArgumentException("avail-switchover-bandwidth must not be negative, got "
+                    + availSwitchoverBandwidth);
+        }
     }
 
     private static void checkPercent(String name, int v, int lo, int hi) {
@@ -35,31 +44,36 @@ public record MigrationParameters(long downtimeLimitMs, long maxBandwidth, int c
     }
 
     public static MigrationParameters defaults() {
-        return new MigrationParameters(300, MAX_THROTTLE, 20, 10, 99, 50, 60_000);
+        return new MigrationParameters(300, MAX_THROTTLE, 20, 10, 99, 50, 60_000, 0);
     }
 
     public MigrationParameters withDowntimeLimitMs(long v) {
         return new MigrationParameters(v, maxBandwidth, cpuThrottleInitial, cpuThrottleIncrement, maxCpuThrottle,
-                throttleTriggerThreshold, returnPathTimeoutMs);
+                throttleTriggerThreshold, returnPathTimeoutMs, availSwitchoverBandwidth);
     }
 
     public MigrationParameters withMaxBandwidth(long v) {
         return new MigrationParameters(downtimeLimitMs, v, cpuThrottleInitial, cpuThrottleIncrement, maxCpuThrottle,
-                throttleTriggerThreshold, returnPathTimeoutMs);
+                throttleTriggerThreshold, returnPathTimeoutMs, availSwitchoverBandwidth);
     }
 
     public MigrationParameters withThrottle(int initial, int increment, int max) {
         return new MigrationParameters(downtimeLimitMs, maxBandwidth, initial, increment, max,
-                throttleTriggerThreshold, returnPathTimeoutMs);
+                throttleTriggerThreshold, returnPathTimeoutMs, availSwitchoverBandwidth);
     }
 
     public MigrationParameters withThrottleTriggerThreshold(int v) {
         return new MigrationParameters(downtimeLimitMs, maxBandwidth, cpuThrottleInitial, cpuThrottleIncrement,
-                maxCpuThrottle, v, returnPathTimeoutMs);
+                maxCpuThrottle, v, returnPathTimeoutMs, availSwitchoverBandwidth);
     }
 
     public MigrationParameters withReturnPathTimeoutMs(long v) {
         return new MigrationParameters(downtimeLimitMs, maxBandwidth, cpuThrottleInitial, cpuThrottleIncrement,
-                maxCpuThrottle, throttleTriggerThreshold, v);
+                maxCpuThrottle, throttleTriggerThreshold, v, availSwitchoverBandwidth);
+    }
+
+    public MigrationParameters withAvailSwitchoverBandwidth(long v) {
+        return new MigrationParameters(downtimeLimitMs, maxBandwidth, cpuThrottleInitial, cpuThrottleIncrement,
+                maxCpuThrottle, throttleTriggerThreshold, returnPathTimeoutMs, v);
     }
 }

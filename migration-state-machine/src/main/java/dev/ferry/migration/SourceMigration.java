@@ -374,6 +374,7 @@ public final class SourceMigration {
             throws IOException, MigrationException, InterruptedException {
         long downtimeLimit = params.downtimeLimitMs();
         progress.maxBandwidth(limiter.bytesPerSecond());
+        progress.availSwitchoverBandwidth(params.availSwitchoverBandwidth());
         progress.newWindow(out.bytesWritten());
         while (true) {
             checkCancel();

@@ -45,9 +45,11 @@ final class SourceProgress {
     /** QEMU's default max-bandwidth, what an idle link is assumed to move at least. */
     static final long IDLE_LINK_FLOOR = 128L << 20;
     private double idleFloorBytesPerMs = IDLE_LINK_FLOOR / 1000.0;
+    private double capBytesPerMs;
 
     /** The configured max-bandwidth (0: unlimited) caps the idle floor. */
     void maxBandwidth(long bytesPerSecond) {
+        capBytesPerMs = bytesPerSecond / 1000.0;
         long floor = bytesPerSecond > 0 ? Math.min(bytesPerSecond, IDLE_LINK_FLOOR) : IDLE_LINK_FLOOR;
         idleFloorBytesPerMs = floor / 1000.0;
     }
@@ -95,6 +97,9 @@ final class SourceProgress {
             double busyMs = busyNanos / 1e6;
             double busyRate = busyMs > 0 && sent > IDLE_MIN_BYTES ? sent / busyMs : 0;
             bytesPerMs = Math.max(Math.max(bytesPerMs, idleFloorBytesPerMs), Math.max(measured, busyRate));
+            if (capBytesPerMs > 0) {
+                bytesPerMs = Math.min(bytesPerMs, capBytesPerMs); // the link is limited to max-bandwidth
+            }
         } else {
             bytesPerMs = measured;
         }
@@ -112,8 +117,16 @@ final class SourceProgress {
     }
 
     long thresholdBytes(long downtimeLimitMs) {
-        return (long) (bytesPerMs * downtimeLimitMs);
+        double rate = availBytesPerMs > 0 ? availBytesPerMs : bytesPerMs;
+        return (long) (rate * downtimeLimitMs);
     }
+
+    /** QEMU's avail-switchover-bandwidth (bytes/s; 0: use the measured bandwidth). */
+    void availSwitchoverBandwidth(long bytesPerSecond) {
+        availBytesPerMs = bytesPerSecond / 1000.0;
+    }
+
+    private double availBytesPerMs;
 
     void pending(long p) {
         pending = p;

@@ -55,6 +55,11 @@ public final class DemoCommand implements Callable<Integer> {
     @Option(names = "--max-bandwidth", defaultValue = "0", description = "bytes/s, 0 = unlimited (default ${DEFAULT-VALUE})")
     String maxBandwidth;
 
+    @Option(names = "--avail-switchover-bandwidth", defaultValue = "0",
+            description = "bytes/s the link gives the switchover, instead of the measured rate (QEMU 8.2's parameter;"
+                    + " for devices with much stop-copy state behind quiet RAM; default 0 = measured)")
+    String availSwitchoverBandwidth;
+
     @Option(names = "--auto-converge", description = "throttle the guest when it dirties faster than the link")
     boolean autoConverge;
 
@@ -185,7 +190,8 @@ public final class DemoCommand implements Callable<Integer> {
             String uri = boundUri(d.execute("query-migrate", null), listen);
             say.printf("destination VMM: waiting on %s%n", uri);
             s.execute("migrate-set-parameters", QapiJson.JSON.createObjectNode().put("downtime-limit", downtimeLimit)
-                    .put("max-bandwidth", Sizes.parse(maxBandwidth)));
+                    .put("max-bandwidth", Sizes.parse(maxBandwidth))
+                    .put("avail-switchover-bandwidth", Sizes.parse(availSwitchoverBandwidth)));
             String phase = cancelAt != null ? cancelAt : killAt;
             if (phase != null) {
                 s.execute("x-ferry-hold", QapiJson.JSON.createObjectNode().put("phase", phase));

@@ -104,6 +104,7 @@ public final class QapiJson {
         o.put("cpu-throttle-increment", p.cpuThrottleIncrement());
         o.put("max-cpu-throttle", p.maxCpuThrottle());
         o.put("throttle-trigger-threshold", p.throttleTriggerThreshold());
+        o.put("avail-switchover-bandwidth", p.availSwitchoverBandwidth());
         return o;
     }
 

@@ -55,7 +55,8 @@ final class VmmQmpCommands {
         c.register("query-migrate", Set.of(), a -> vmm.queryMigrate());
         c.register("query-migrate-parameters", Set.of(), a -> QapiJson.parameters(vmm.parameters()));
         c.register("migrate-set-parameters", Set.of("downtime-limit", "max-bandwidth", "cpu-throttle-initial",
-                "cpu-throttle-increment", "max-cpu-throttle", "throttle-trigger-threshold"), a -> {
+                "cpu-throttle-increment", "max-cpu-throttle", "throttle-trigger-threshold",
+                "avail-switchover-bandwidth"), a -> {
             MigrationParameters p = vmm.parameters();
             long downtime = range(a, "downtime-limit", "downtime_limit", p.downtimeLimitMs(), 0, 2_000_000,
                     " milliseconds");
@@ -67,8 +68,11 @@ final class VmmQmpCommands {
             int max = (int) range(a, "max-cpu-throttle", "max_cpu_throttle", p.maxCpuThrottle(), 1, 99, "");
             int trigger = (int) range(a, "throttle-trigger-threshold", "throttle_trigger_threshold",
                     p.throttleTriggerThreshold(), 1, 100, "");
+            long avail = range(a, "avail-switchover-bandwidth", "avail_switchover_bandwidth",
+                    p.availSwitchoverBandwidth(), 0, Long.MAX_VALUE, " bytes/second");
             MigrationParameters next = p.withDowntimeLimitMs(downtime).withMaxBandwidth(bandwidth)
-                    .withThrottle(initial, increment, max).withThrottleTriggerThreshold(trigger);
+                    .withThrottle(initial, increment, max).withThrottleTriggerThreshold(trigger)
+                    .withAvailSwitchoverBandwidth(avail);
             return run(() -> vmm.setParameters(next));
         });
         c.register("query-migrate-capabilities", Set.of(), a -> QapiJson.capabilities(vmm.capabilities()));

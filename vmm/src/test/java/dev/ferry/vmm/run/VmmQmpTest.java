@@ -51,7 +51,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 @Timeout(value = 120, unit = TimeUnit.SECONDS)
 class VmmQmpTest {
     private static final List<String> PARAMETERS = List.of("downtime-limit", "max-bandwidth", "cpu-throttle-initial",
-            "cpu-throttle-increment", "max-cpu-throttle", "throttle-trigger-threshold");
+            "cpu-throttle-increment", "max-cpu-throttle", "throttle-trigger-threshold", "avail-switchover-bandwidth");
     private static final JsonMapper SINGLE_QUOTES = JsonMapper.builder()
             .enable(JsonReadFeature.ALLOW_SINGLE_QUOTES).build();
     private static final List<String> CAPABILITIES = List.of("events", "auto-converge", "return-path", "switchover-ack");
@@ -213,6 +213,10 @@ class VmmQmpTest {
         assertEquals(parameters(2_000_000, 0, 1, 5, 99, 50), vm.run("query-migrate-parameters"));
         vm.run("migrate-set-parameters", QapiJson.JSON.createObjectNode());
         assertEquals(parameters(2_000_000, 0, 1, 5, 99, 50), vm.run("query-migrate-parameters"));
+        vm.run("migrate-set-parameters", args("avail-switchover-bandwidth", 2L << 30));
+        assertEquals(parameters(2_000_000, 0, 1, 5, 99, 50, 2L << 30), vm.run("query-migrate-parameters"));
+        vm.assertRefused("migrate-set-parameters", args("avail-switchover-bandwidth", -1), "Parameter "
+                + "'avail_switchover_bandwidth' expects an integer in the range of 0 to 18446744073709551615 bytes/second");
     }
 
     @Test
@@ -398,10 +402,15 @@ class VmmQmpTest {
     /** As it reads off the wire (Jackson's node equality tells an int from a long of the same value). */
     private static JsonNode parameters(long downtime, long bandwidth, int initial, int increment, int max, int trigger)
             throws IOException {
+        return parameters(downtime, bandwidth, initial, increment, max, trigger, 0);
+    }
+
+    private static JsonNode parameters(long downtime, long bandwidth, int initial, int increment, int max, int trigger,
+                                       long avail) throws IOException {
         return QapiJson.JSON.readTree(QapiJson.JSON.createObjectNode().put("downtime-limit", downtime)
                 .put("max-bandwidth", bandwidth).put("cpu-throttle-initial", initial)
                 .put("cpu-throttle-increment", increment).put("max-cpu-throttle", max)
-                .put("throttle-trigger-threshold", trigger).toString());
+                .put("throttle-trigger-threshold", trigger).put("avail-switchover-bandwidth", avail).toString());
     }
 
     private static JsonNode capabilityList(boolean... states) {

@@ -136,6 +136,35 @@ class VmmVfioMigrationTest {
     }
 
     @Test
+    void aLargeStopCopyVfConvergesOnlyWithAvailSwitchoverBandwidth() throws Exception {
+        // 8 MiB of device state that only stop-copy can send, behind a link limited to 20 MB/s:
+        // 300 ms of downtime moves 6 MB, so the migration cannot converge (QEMU's behaviour) ...
+        vms.devices = vfs(1, "stop-copy,p2p,state=8M");
+        Vm dst = vms.destination("dst", false);
+        Vm src = vms.source("src");
+        String uri = dst.listen("tcp:127.0.0.1:0");
+        src.run("migrate-set-parameters", args("max-bandwidth", 20_000_000));
+        src.run("migrate", args("uri", uri));
+        Thread.sleep(1500);
+        JsonNode stuck = src.run("query-migrate");
+        assertEquals("active", stuck.path("status").asText(), stuck.toString());
+        src.run("migrate_cancel");
+        assertEquals("cancelled", src.awaitMigrationEnd().path("status").asText());
+        assertEquals("RUNNING", vf(src.run("x-ferry-vfio").path("devices"), "vf0").path("device-state").asText());
+
+        // ... until the operator says what the link gives the switchover (QEMU 8.2's parameter)
+        Vm dst2 = vms.destination("dst2", false);
+        String uri2 = dst2.listen("tcp:127.0.0.1:0");
+        src.run("migrate-set-parameters", args("avail-switchover-bandwidth", 1L << 30));
+        src.run("migrate", args("uri", uri2));
+        JsonNode done = src.awaitMigrationEnd();
+        assertEquals("completed", done.path("status").asText(), done.toString());
+        JsonNode d = vf(dst2.run("x-ferry-vfio").path("devices"), "vf0");
+        assertEquals("RUNNING", d.path("device-state").asText(), d.toString());
+        assertTrue(d.path("stats").path("loaded-bytes").asLong() >= 8L << 20, d.toString());
+    }
+
+    @Test
     void twoVfsWithoutP2pBlockTheMigration() throws Exception {
         vms.devices = vfs(2, "stop-copy,pre-copy,state=64K");
         Vm src = vms.source("src");
