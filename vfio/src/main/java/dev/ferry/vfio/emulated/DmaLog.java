@@ -1,7 +1,9 @@
 package dev.ferry.vfio.emulated;
 
 import dev.ferry.core.memory.DirtyBitmap;
+import dev.ferry.core.sys.Errno;
 import dev.ferry.core.sys.NativeMemory;
+import dev.ferry.vfio.device.VfioException;
 import dev.ferry.vfio.device.IovaRange;
 
 import java.util.ArrayList;
@@ -18,6 +20,42 @@ final class DmaLog {
 
     private final List<IovaRange> ranges;
     private final List<DirtyBitmap> bitmaps = new ArrayList<>();
+
+    /** DMA_LOGGING_START's argument rules (vfio_ioctl_device_feature_logging_start). */
+    static void checkStart(String op, long pageSize, List<IovaRange> ranges) throws VfioException {
+        if (ranges.isEmpty()) {
+            throw new VfioException(op, Errno.EINVAL, "num_ranges is 0");
+        }
+        if (ranges.size() > EmulatedVfioDevice.MAX_RANGES) {
+            throw new VfioException(op, Errno.E2BIG, ranges.size() + " ranges, at most " + EmulatedVfioDevice.MAX_RANGES);
+        }
+        checkPageSize(op, pageSize);
+        for (int i = 0; i < ranges.size(); i++) {
+            IovaRange r = ranges.get(i);
+            if ((r.iova() & (pageSize - 1)) != 0 || (r.length() & (pageSize - 1)) != 0) {
+                throw new VfioException(op, Errno.EINVAL, "range " + r + " is not aligned to " + pageSize);
+            }
+            for (int j = 0; j < i; j++) {
+                if (r.overlaps(ranges.get(j))) {
+                    throw new VfioException(op, Errno.EINVAL, "ranges " + ranges.get(j) + " and " + r + " overlap");
+                }
+            }
+        }
+    }
+
+    /** DMA_LOGGING_REPORT's argument rules. */
+    static void checkReport(String op, long iova, long length, long pageSize, long bitmap) throws VfioException {
+        checkPageSize(op, pageSize);
+        if (length <= 0 || iova + length < iova || bitmap == 0) {
+            throw new VfioException(op, Errno.EINVAL, "bad iova/length/bitmap");
+        }
+    }
+
+    private static void checkPageSize(String op, long pageSize) throws VfioException {
+        if (pageSize < PAGE || Long.bitCount(pageSize) != 1) {
+            throw new VfioException(op, Errno.EINVAL, "page_size " + pageSize + " is not a power of two >= 4096");
+        }
+    }
 
     DmaLog(List<IovaRange> ranges) {
         this.ranges = List.copyOf(ranges);
