@@ -115,14 +115,11 @@ public final class EmulatedCheckTarget implements CheckTarget {
     /** A device and the guest memory it DMAs into; closes both. */
     private static final class Instance implements CheckedDevice {
         private final EmulatedVfioDevice device;
-        private final GuestMemory memory;
-        private final GuestDmaSpace dma;
-        private boolean closed;
+        private final CheckedDevice owner;
 
         Instance(EmulatedVfioDevice device, GuestMemory memory, GuestDmaSpace dma) {
             this.device = device;
-            this.memory = memory;
-            this.dma = dma;
+            this.owner = CheckedDevice.withMemory(device, dma, memory);
         }
 
         @Override
@@ -132,7 +129,7 @@ public final class EmulatedCheckTarget implements CheckTarget {
 
         @Override
         public Optional<DmaSpace> dmaSpace() {
-            return Optional.of(dma);
+            return owner.dmaSpace();
         }
 
         @Override
@@ -147,16 +144,8 @@ public final class EmulatedCheckTarget implements CheckTarget {
         }
 
         @Override
-        public synchronized void close() {
-            if (closed) {
-                return;
-            }
-            closed = true;
-            try {
-                device.close();
-            } finally {
-                memory.close();
-            }
+        public void close() {
+            owner.close();
         }
     }
 }

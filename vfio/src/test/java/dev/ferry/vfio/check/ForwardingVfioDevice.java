@@ -17,11 +17,9 @@ import java.util.function.UnaryOperator;
  * A VFIO device that forwards to a healthy emulated VF, for tests that override one call to break
  * one rule the injected faults do not cover. Everything not overridden keeps the kernel's rules.
  */
-class ForwardingVfioDevice implements VfioDevice {
-    protected final VfioDevice delegate;
-
+class ForwardingVfioDevice extends dev.ferry.vfio.device.ForwardingVfioDevice {
     ForwardingVfioDevice(VfioDevice delegate) {
-        this.delegate = delegate;
+        super(delegate);
     }
 
     /** Emulated instances of {@code spec}, each device wrapped by {@code wrap}. */
@@ -73,60 +71,5 @@ class ForwardingVfioDevice implements VfioDevice {
                 c.close();
             }
         };
-    }
-
-    @Override
-    public String name() {
-        return delegate.name();
-    }
-
-    @Override
-    public MigCapabilities migrationFlags() throws VfioException {
-        return delegate.migrationFlags();
-    }
-
-    @Override
-    public VfioDeviceState deviceState() throws VfioException {
-        return delegate.deviceState();
-    }
-
-    @Override
-    public VfioDataFd setDeviceState(VfioDeviceState target) throws VfioException {
-        return delegate.setDeviceState(target);
-    }
-
-    @Override
-    public long stopCopyLength() throws VfioException {
-        return delegate.stopCopyLength();
-    }
-
-    @Override
-    public boolean dmaLoggingSupported() {
-        return delegate.dmaLoggingSupported();
-    }
-
-    @Override
-    public void dmaLoggingStart(long pageSize, List<IovaRange> ranges) throws VfioException {
-        delegate.dmaLoggingStart(pageSize, ranges);
-    }
-
-    @Override
-    public void dmaLoggingStop() throws VfioException {
-        delegate.dmaLoggingStop();
-    }
-
-    @Override
-    public void dmaLoggingReport(long iova, long length, long pageSize, long bitmapAddress) throws VfioException {
-        delegate.dmaLoggingReport(iova, length, pageSize, bitmapAddress);
-    }
-
-    @Override
-    public void reset() throws VfioException {
-        delegate.reset();
-    }
-
-    @Override
-    public void close() {
-        delegate.close();
     }
 }
