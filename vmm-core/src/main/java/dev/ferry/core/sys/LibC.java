@@ -47,6 +47,12 @@ public interface LibC {
 
     @ssize_t long pread(int fd, long buf, @size_t long count, long offset);
 
+    @ssize_t long pwrite(int fd, long buf, @size_t long count, long offset);
+
+    int fsync(int fd);
+
+    int fdatasync(int fd);
+
     int open(String path, int flags, int mode);
 
     int fcntl(int fd, int cmd, int arg);

@@ -15,7 +15,8 @@ import java.nio.ByteOrder;
 public final class NativeMemory {
     private static final sun.misc.Unsafe U;
     private static final long BYTE_ARRAY_BASE;
-    static final boolean BIG_ENDIAN_HOST = ByteOrder.nativeOrder() == ByteOrder.BIG_ENDIAN;
+    /** True on a big-endian host: guest-visible little-endian values need a byte swap there. */
+    public static final boolean BIG_ENDIAN_HOST = ByteOrder.nativeOrder() == ByteOrder.BIG_ENDIAN;
 
     static {
         try {

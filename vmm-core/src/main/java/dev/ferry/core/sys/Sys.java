@@ -173,6 +173,41 @@ public final class Sys {
         return n;
     }
 
+    /** pread(2) into native memory at {@code offset}; the byte count, short at EOF; retries EINTR. */
+    public static long pread(Fd fd, long buf, long count, long offset) {
+        long n;
+        do {
+            n = LIBC.pread(fd.get(), buf, count, offset);
+        } while (n < 0 && errno() == Errno.EINTR);
+        if (n < 0) {
+            throw fail("pread", fd + ", count=" + count + ", offset=" + offset);
+        }
+        return n;
+    }
+
+    /** pwrite(2) from native memory at {@code offset}; the byte count written; retries EINTR. */
+    public static long pwrite(Fd fd, long buf, long count, long offset) {
+        long n;
+        do {
+            n = LIBC.pwrite(fd.get(), buf, count, offset);
+        } while (n < 0 && errno() == Errno.EINTR);
+        if (n < 0) {
+            throw fail("pwrite", fd + ", count=" + count + ", offset=" + offset);
+        }
+        return n;
+    }
+
+    /** fdatasync(2): the file's data (and what is needed to read it back) reaches stable storage. */
+    public static void fdatasync(Fd fd) {
+        int r;
+        do {
+            r = LIBC.fdatasync(fd.get());
+        } while (r < 0 && errno() == Errno.EINTR);
+        if (r < 0) {
+            throw fail("fdatasync", fd.toString());
+        }
+    }
+
     /** Pipe with both ends owned: {@code [read end, write end]}. */
     public static Fd[] pipe(int flags) {
         int[] fds = new int[2];
