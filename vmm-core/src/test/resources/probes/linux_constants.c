@@ -1,6 +1,7 @@
 /*
  * Prints the kernel and libc constants that dev.ferry.core.sys.Linux and Errno mirror, and the
- * layout of struct pollfd, as the host's headers define them. HeaderProbeTest maps each Java
+ * layouts of struct pollfd, struct epoll_event and struct itimerspec, as the host's headers
+ * define them. HeaderProbeTest maps each Java
  * constant to one of these keys; a key printed here must be checked there and vice versa.
  */
 #define _GNU_SOURCE
@@ -12,6 +13,9 @@
 #include <errno.h>
 #include <unistd.h>
 #include <linux/memfd.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
+#include <time.h>
 
 #include "ferry_probe.h"
 
@@ -53,6 +57,38 @@ int main(void) {
     FERRY_SIZEOF("sizeof(pollfd.fd)", ((struct pollfd *)0)->fd);
     FERRY_SIZEOF("sizeof(pollfd.events)", ((struct pollfd *)0)->events);
     FERRY_SIZEOF("sizeof(pollfd.revents)", ((struct pollfd *)0)->revents);
+
+    /* sys/epoll.h: struct epoll_event { uint32_t events; epoll_data_t data; }, packed on x86-64 */
+    FERRY_PROBE(EPOLL_CLOEXEC);
+    FERRY_PROBE(EPOLL_CTL_ADD);
+    FERRY_PROBE(EPOLL_CTL_DEL);
+    FERRY_PROBE(EPOLL_CTL_MOD);
+    FERRY_PROBE(EPOLLIN);
+    FERRY_PROBE(EPOLLOUT);
+    FERRY_PROBE(EPOLLERR);
+    FERRY_PROBE(EPOLLHUP);
+    FERRY_PROBE(EPOLLRDHUP);
+    FERRY_PROBE(EPOLLONESHOT);
+    FERRY_PROBE(EPOLLET);
+    FERRY_SIZEOF("sizeof(struct_epoll_event)", struct epoll_event);
+    FERRY_OFFSETOF("offsetof(struct_epoll_event,events)", struct epoll_event, events);
+    FERRY_OFFSETOF("offsetof(struct_epoll_event,data)", struct epoll_event, data);
+    FERRY_SIZEOF("sizeof(epoll_event.events)", ((struct epoll_event *)0)->events);
+    FERRY_SIZEOF("sizeof(epoll_event.data)", ((struct epoll_event *)0)->data);
+
+    /* time.h, sys/timerfd.h: struct itimerspec { struct timespec it_interval, it_value; },
+       struct timespec { time_t tv_sec; long tv_nsec; } */
+    FERRY_PROBE(CLOCK_MONOTONIC);
+    FERRY_PROBE(TFD_NONBLOCK);
+    FERRY_PROBE(TFD_CLOEXEC);
+    FERRY_SIZEOF("sizeof(struct_itimerspec)", struct itimerspec);
+    FERRY_OFFSETOF("offsetof(struct_itimerspec,it_interval)", struct itimerspec, it_interval);
+    FERRY_OFFSETOF("offsetof(struct_itimerspec,it_value)", struct itimerspec, it_value);
+    FERRY_OFFSETOF("offsetof(struct_timespec,tv_sec)", struct timespec, tv_sec);
+    FERRY_OFFSETOF("offsetof(struct_timespec,tv_nsec)", struct timespec, tv_nsec);
+    FERRY_SIZEOF("sizeof(struct_timespec)", struct timespec);
+    FERRY_SIZEOF("sizeof(timespec.tv_sec)", ((struct timespec *)0)->tv_sec);
+    FERRY_SIZEOF("sizeof(timespec.tv_nsec)", ((struct timespec *)0)->tv_nsec);
 
     /* fcntl.h */
     FERRY_PROBE(O_RDONLY);

@@ -66,4 +66,23 @@ public interface LibC {
     long syscall(long number, long a1, long a2, long a3);
 
     int fstat(int fd, @Out @In byte[] statbuf);
+
+    /** glibc's {@code eventfd_write}: one 8-byte write of {@code value}; 0 or -1 with errno. */
+    int eventfd_write(int fd, long value);
+
+    /** glibc's {@code eventfd_read}: one 8-byte read into {@code value[0]}; 0 or -1 with errno. */
+    int eventfd_read(int fd, @Out long[] value);
+
+    int epoll_create1(int flags);
+
+    /** {@code event} is the address of a packed 12-byte {@code struct epoll_event} (0 for DEL). */
+    int epoll_ctl(int epfd, int op, int fd, long event);
+
+    /** {@code events} is the address of {@code maxevents} packed {@code struct epoll_event}s. */
+    int epoll_wait(int epfd, long events, int maxevents, int timeout);
+
+    int timerfd_create(int clockid, int flags);
+
+    /** {@code newValue} and {@code oldValue} are addresses of {@code struct itimerspec} (old may be 0). */
+    int timerfd_settime(int fd, int flags, long newValue, long oldValue);
 }

@@ -48,6 +48,52 @@ public final class Linux {
 
     public static final long PAGE_SIZE = 4096;
 
+    /** epoll_create1 flag (sys/epoll.h). */
+    public static final int EPOLL_CLOEXEC = 02000000;
+    public static final int EPOLL_CTL_ADD = 1;
+    public static final int EPOLL_CTL_DEL = 2;
+    public static final int EPOLL_CTL_MOD = 3;
+    public static final int EPOLLIN = 0x001;
+    public static final int EPOLLOUT = 0x004;
+    public static final int EPOLLERR = 0x008;
+    public static final int EPOLLHUP = 0x010;
+    public static final int EPOLLRDHUP = 0x2000;
+    public static final int EPOLLONESHOT = 1 << 30;
+    public static final int EPOLLET = 1 << 31;
+    /**
+     * {@code struct epoll_event}, packed on x86-64 (no padding between the fields):
+     * <pre>
+     *   0      4                  12
+     *   +------+------------------+
+     *   |events| data (u64)       |
+     *   +------+------------------+
+     * </pre>
+     */
+    public static final int EPOLL_EVENT_SIZE = 12;
+    public static final int EPOLL_EVENT_EVENTS_OFFSET = 0;
+    public static final int EPOLL_EVENT_DATA_OFFSET = 4;
+
+    /** time.h: the clock timerfds count on; never jumps with wall-clock changes. */
+    public static final int CLOCK_MONOTONIC = 1;
+    public static final int TFD_NONBLOCK = 04000;
+    public static final int TFD_CLOEXEC = 02000000;
+    /**
+     * {@code struct itimerspec} of two {@code struct timespec} (each {@code time_t tv_sec; long
+     * tv_nsec;}, 16 bytes):
+     * <pre>
+     *   0                16               32
+     *   +----------------+----------------+
+     *   | it_interval    | it_value       |   it_value = 0 disarms; it_interval = 0 fires once
+     *   | sec  | nsec    | sec  | nsec    |
+     *   +----------------+----------------+
+     * </pre>
+     */
+    public static final int ITIMERSPEC_SIZE = 32;
+    public static final int ITIMERSPEC_INTERVAL_OFFSET = 0;
+    public static final int ITIMERSPEC_VALUE_OFFSET = 16;
+    public static final int TIMESPEC_SEC_OFFSET = 0;
+    public static final int TIMESPEC_NSEC_OFFSET = 8;
+
     private Linux() {
     }
 }

@@ -13,6 +13,8 @@ import jnr.ffi.Runtime;
 public final class Sys {
     private static final LibC LIBC = LibraryLoader.create(LibC.class).load("c");
     private static final Runtime RUNTIME = Runtime.getRuntime(LIBC);
+    /** Where {@link #eventfdReadOrZero} lets jnr-ffi copy the counter out: one per thread, reused. */
+    private static final ThreadLocal<long[]> EVENTFD_VALUE = ThreadLocal.withInitial(() -> new long[1]);
 
     private Sys() {
     }
@@ -271,6 +273,124 @@ public final class Sys {
             throw fail("write", "fd " + fd);
         }
         return n;
+    }
+
+    /**
+     * read(2) on a non-blocking fd into native memory: the byte count, 0 at EOF, -1 when nothing
+     * is ready (EAGAIN). Retries EINTR.
+     */
+    public static long readNonBlocking(Fd fd, long buf, long count) {
+        long n;
+        do {
+            n = LIBC.read(fd.get(), buf, count);
+        } while (n < 0 && errno() == Errno.EINTR);
+        if (n < 0) {
+            if (errno() == Errno.EAGAIN) {
+                return -1;
+            }
+            throw fail("read", fd.toString());
+        }
+        return n;
+    }
+
+    /**
+     * Adds {@code value} to the eventfd counter on a bare fd number (glibc's {@code eventfd_write},
+     * an 8-byte write(2) from its own stack: no buffer is shared between callers). Retries EINTR.
+     */
+    public static void eventfdWrite(int fd, long value) {
+        int r;
+        do {
+            r = LIBC.eventfd_write(fd, value);
+        } while (r < 0 && errno() == Errno.EINTR);
+        if (r < 0) {
+            throw fail("write", "eventfd (fd " + fd + ")");
+        }
+    }
+
+    /**
+     * Reads and resets the eventfd counter on a bare fd number (glibc's {@code eventfd_read}; the
+     * value lands in a per-thread array, so callers share no buffer). Blocks on a blocking
+     * eventfd whose counter is 0; on a non-blocking one that is {@code read: EAGAIN}. Retries
+     * EINTR.
+     */
+    public static long eventfdRead(int fd) {
+        long v = eventfdReadOrZero(fd);
+        if (v == 0) {
+            throw new NativeCallException("read", Errno.EAGAIN, "eventfd (fd " + fd + ")");
+        }
+        return v;
+    }
+
+    /**
+     * Like {@link #eventfdRead} but returns 0 when a non-blocking eventfd's counter is 0 (a
+     * successful read never returns 0: the kernel blocks or fails with EAGAIN instead).
+     */
+    public static long eventfdReadOrZero(int fd) {
+        long[] value = EVENTFD_VALUE.get();
+        int r;
+        do {
+            r = LIBC.eventfd_read(fd, value);
+        } while (r < 0 && errno() == Errno.EINTR);
+        if (r < 0) {
+            if (errno() == Errno.EAGAIN) {
+                return 0;
+            }
+            throw fail("read", "eventfd (fd " + fd + ")");
+        }
+        return value[0];
+    }
+
+    /** An epoll instance; {@code flags} is 0 or {@link Linux#EPOLL_CLOEXEC}. Prefer {@link Epoll}. */
+    public static Fd epollCreate(int flags) {
+        int fd = LIBC.epoll_create1(flags);
+        if (fd < 0) {
+            throw fail("epoll_create1", "flags=0x" + Integer.toHexString(flags));
+        }
+        return new Fd(fd, "epoll");
+    }
+
+    /**
+     * epoll_ctl(2): {@code op} is {@link Linux#EPOLL_CTL_ADD}, {@code _MOD} or {@code _DEL};
+     * {@code event} the address of a {@code struct epoll_event} (ignored, may be 0, for DEL).
+     */
+    public static void epollCtl(Fd epfd, int op, Fd fd, long event) {
+        if (LIBC.epoll_ctl(epfd.get(), op, fd.get(), event) < 0) {
+            String name = op == Linux.EPOLL_CTL_ADD ? "ADD" : op == Linux.EPOLL_CTL_MOD ? "MOD"
+                    : op == Linux.EPOLL_CTL_DEL ? "DEL" : "op " + op;
+            throw fail("epoll_ctl", epfd + ", EPOLL_CTL_" + name + ", " + fd);
+        }
+    }
+
+    /**
+     * epoll_wait(2) into {@code maxEvents} {@code struct epoll_event}s at {@code events}: the
+     * number of ready fds, 0 on timeout. The one place an interrupted wait is handled: EINTR
+     * returns 0 too, and callers loop (as after a timeout).
+     */
+    public static int epollWait(Fd epfd, long events, int maxEvents, int timeoutMillis) {
+        int r = LIBC.epoll_wait(epfd.get(), events, maxEvents, timeoutMillis);
+        if (r < 0) {
+            if (errno() == Errno.EINTR) {
+                return 0;
+            }
+            throw fail("epoll_wait", epfd + ", maxevents=" + maxEvents);
+        }
+        return r;
+    }
+
+    /** A timerfd on {@code clockid} ({@link Linux#CLOCK_MONOTONIC}). Prefer {@link TimerFd}. */
+    public static Fd timerfdCreate(int clockid, int flags) {
+        int fd = LIBC.timerfd_create(clockid, flags);
+        if (fd < 0) {
+            throw fail("timerfd_create", "clock=" + clockid + ", flags=0x" + Integer.toHexString(flags));
+        }
+        return new Fd(fd, "timerfd");
+    }
+
+    /** timerfd_settime(2) with the {@code struct itimerspec} at {@code newValue}; the old value is not read. */
+    public static void timerfdSettime(Fd fd, int flags, long newValue) {
+        if (LIBC.timerfd_settime(fd.get(), flags, newValue, 0) < 0) {
+            throw fail("timerfd_settime", fd.toString());
+        }
     }
 
     /**

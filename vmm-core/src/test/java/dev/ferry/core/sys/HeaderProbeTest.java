@@ -39,15 +39,34 @@ class HeaderProbeTest {
             "offsetof(struct_pollfd,events)", 4L, "sizeof(pollfd.events)", 2L,
             "offsetof(struct_pollfd,revents)", 6L, "sizeof(pollfd.revents)", 2L);
 
+    /**
+     * The field widths Epoll and TimerFd read and write at Linux's offsets: epoll_event's u32 events
+     * and u64 data (packed: 4 + 8 = 12), and timespec's two 8-byte fields (16 bytes, two per
+     * itimerspec).
+     */
+    private static final Map<String, Long> EPOLL_TIMER_LAYOUT = Map.of(
+            "sizeof(epoll_event.events)", 4L, "sizeof(epoll_event.data)", 8L,
+            "sizeof(struct_timespec)", 16L, "sizeof(timespec.tv_sec)", 8L, "sizeof(timespec.tv_nsec)", 8L);
+
     static {
         for (String same : List.of("MFD_CLOEXEC", "MFD_ALLOW_SEALING", "PROT_NONE", "PROT_READ", "PROT_WRITE",
                 "MAP_SHARED", "MAP_PRIVATE", "MAP_ANONYMOUS", "MAP_NORESERVE", "MAP_FAILED", "MADV_DONTNEED",
                 "MADV_REMOVE", "MADV_POPULATE_WRITE", "SEEK_DATA", "SEEK_HOLE", "EFD_CLOEXEC", "EFD_NONBLOCK", "EFD_SEMAPHORE", "POLLIN", "POLLOUT", "POLLERR",
                 "POLLHUP", "POLLNVAL", "O_RDONLY", "O_WRONLY", "O_RDWR", "O_NONBLOCK", "O_CLOEXEC", "F_GETFD",
-                "F_GETFL", "F_SETFL", "PAGE_SIZE")) {
+                "F_GETFL", "F_SETFL", "PAGE_SIZE", "EPOLL_CLOEXEC", "EPOLL_CTL_ADD", "EPOLL_CTL_DEL", "EPOLL_CTL_MOD",
+                "EPOLLIN", "EPOLLOUT", "EPOLLERR", "EPOLLHUP", "EPOLLRDHUP", "EPOLLONESHOT", "EPOLLET",
+                "CLOCK_MONOTONIC", "TFD_NONBLOCK", "TFD_CLOEXEC")) {
             LINUX.put(same, same);
         }
         LINUX.put("POLLFD_SIZE", "sizeof(struct_pollfd)");
+        LINUX.put("EPOLL_EVENT_SIZE", "sizeof(struct_epoll_event)");
+        LINUX.put("EPOLL_EVENT_EVENTS_OFFSET", "offsetof(struct_epoll_event,events)");
+        LINUX.put("EPOLL_EVENT_DATA_OFFSET", "offsetof(struct_epoll_event,data)");
+        LINUX.put("ITIMERSPEC_SIZE", "sizeof(struct_itimerspec)");
+        LINUX.put("ITIMERSPEC_INTERVAL_OFFSET", "offsetof(struct_itimerspec,it_interval)");
+        LINUX.put("ITIMERSPEC_VALUE_OFFSET", "offsetof(struct_itimerspec,it_value)");
+        LINUX.put("TIMESPEC_SEC_OFFSET", "offsetof(struct_timespec,tv_sec)");
+        LINUX.put("TIMESPEC_NSEC_OFFSET", "offsetof(struct_timespec,tv_nsec)");
         for (String same : List.of("EPERM", "ENOENT", "EINTR", "EIO", "ENXIO", "ESRCH", "E2BIG", "EBADF", "EAGAIN", "ENOMEM", "EACCES",
                 "EFAULT", "EBUSY", "EEXIST", "ENODEV", "EINVAL", "ENOTTY", "ENOSPC", "ERANGE", "ENOSYS", "ENOMSG",
                 "EOPNOTSUPP")) {
@@ -100,10 +119,26 @@ class HeaderProbeTest {
     }
 
     @Test
+    void epollEventAndItimerspecFieldWidthsMatchTheHeaders() {
+        List<String> problems = new ArrayList<>();
+        EPOLL_TIMER_LAYOUT.forEach((key, expected) -> {
+            Long c = constants.get(key);
+            if (!expected.equals(c)) {
+                problems.add(key + ": expected " + expected + ", headers say " + c);
+            }
+        });
+        assertNoProblems(problems);
+        // the packed layout the Java side walks: events, then data right after it, no padding
+        assertEquals(Linux.EPOLL_EVENT_DATA_OFFSET + 8L, (long) Linux.EPOLL_EVENT_SIZE);
+        assertEquals(Linux.ITIMERSPEC_VALUE_OFFSET + 16L, (long) Linux.ITIMERSPEC_SIZE);
+    }
+
+    @Test
     void everyProbedConstantIsChecked() {
         Set<String> checked = new HashSet<>(LINUX.values());
         checked.addAll(ERRNO.values());
         checked.addAll(POLLFD_LAYOUT.keySet());
+        checked.addAll(EPOLL_TIMER_LAYOUT.keySet());
         Set<String> unchecked = new TreeSet<>(constants.keySet());
         unchecked.removeAll(checked);
         assertTrue(unchecked.isEmpty(), "linux_constants.c prints values no test compares: " + unchecked);
