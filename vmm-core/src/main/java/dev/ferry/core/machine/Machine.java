@@ -31,6 +31,9 @@ public final class Machine implements AutoCloseable {
     private final List<AutoCloseable> activities = new CopyOnWriteArrayList<>();
     private volatile RunState runState;
     private int handlerSeq;
+    private dev.ferry.core.device.DeviceEventLoop eventLoop;
+    private volatile dev.ferry.core.device.InterruptController interrupts;
+    private dev.ferry.core.memory.DeviceMemory deviceMemory;
 
     private record HandlerEntry(VmChangeStateHandler handler, int priority, int seq) {
     }
@@ -76,6 +79,51 @@ public final class Machine implements AutoCloseable {
 
     public MigrationRegistry migration() {
         return migration;
+    }
+
+    /**
+     * The machine's device event loop ({@code ferry-devices-<name>}), started on first use. It
+     * follows the run state: {@link #vmStop} pauses it after the vCPUs and before the
+     * VM-change-state handlers, {@link #vmStart} resumes it after the handlers and before the
+     * vCPUs, so a stopped VM's devices run no handler (their tasks still run: devices drain and
+     * save through {@code call}). Closed with the machine, after its devices.
+     */
+    public synchronized dev.ferry.core.device.DeviceEventLoop eventLoop() {
+        if (eventLoop == null) {
+            eventLoop = new dev.ferry.core.device.DeviceEventLoop(name);
+            if (!runState.isRunning()) {
+                eventLoop.pause();
+            }
+        }
+        return eventLoop;
+    }
+
+    /** Guest memory as devices may touch it: every write dirty-tracked ({@link dev.ferry.core.memory.DeviceMemory}). */
+    public synchronized dev.ferry.core.memory.DeviceMemory deviceMemory() {
+        if (deviceMemory == null) {
+            deviceMemory = new dev.ferry.core.memory.DeviceMemory(memory);
+        }
+        return deviceMemory;
+    }
+
+    /**
+     * Sets the interrupt controller devices raise their lines on (the soft controller, or KVM's
+     * in-kernel irqchip), once, while the machine is built.
+     */
+    public void attachInterruptController(dev.ferry.core.device.InterruptController controller) {
+        if (interrupts != null) {
+            throw new IllegalStateException(name + ": an interrupt controller is already attached");
+        }
+        interrupts = controller;
+    }
+
+    /** The interrupt controller; throws when the machine was built without one. */
+    public dev.ferry.core.device.InterruptController interrupts() {
+        dev.ferry.core.device.InterruptController c = interrupts;
+        if (c == null) {
+            throw new IllegalStateException(name + ": this machine has no interrupt controller for devices");
+        }
+        return c;
     }
 
     public RunState runState() {
@@ -141,6 +189,7 @@ public final class Machine implements AutoCloseable {
             return;
         }
         cpus.pause();
+        pauseDevices();
         setRunState(state);
         notifyHandlers(false, state);
     }
@@ -157,9 +206,22 @@ public final class Machine implements AutoCloseable {
             failure = e;
         }
         setRunState(RunState.RUNNING);
+        resumeDevices();
         cpus.resume();
         if (failure != null) {
             throw failure;
+        }
+    }
+
+    private synchronized void pauseDevices() {
+        if (eventLoop != null) {
+            eventLoop.pause();
+        }
+    }
+
+    private synchronized void resumeDevices() {
+        if (eventLoop != null) {
+            eventLoop.resume();
         }
     }
 
@@ -210,6 +272,11 @@ public final class Machine implements AutoCloseable {
                     d.close();
                 } catch (Exception e) {
                     org.slf4j.LoggerFactory.getLogger(Machine.class).warn("{}: closing device failed: {}", name, e.toString());
+                }
+            }
+            synchronized (this) {
+                if (eventLoop != null) {
+                    eventLoop.close();
                 }
             }
             memory.close();

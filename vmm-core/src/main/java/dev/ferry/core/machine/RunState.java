@@ -10,7 +10,9 @@ public enum RunState {
     POSTMIGRATE("postmigrate"),
     RESTORE_VM("restore-vm"),
     SHUTDOWN("shutdown"),
-    INTERNAL_ERROR("internal-error");
+    INTERNAL_ERROR("internal-error"),
+    /** Stopped by a disk error under the {@code stop} error policy (QEMU's {@code io-error}). */
+    IO_ERROR("io-error");
 
     private final String qapiName;
 
