@@ -31,15 +31,31 @@ import java.util.Map;
  * size 1) the byte '0' standing for a NULL pointer; "capability" u8 len + name; everything else
  * ("buffer", "unused_buffer", "bitmap", "pci config", "qtailq", ...) {@code size} raw bytes.
  *
+ * Arrays of structs (QEMU's VMSTATE_STRUCT_ARRAY, VMSTATE_STRUCT_VARRAY_*; Ferry's
+ * {@code structArray}/{@code structVarray}) have no length on the wire; the vmdesc carries it:
+ * <pre>
+ * {"name": "vqs", "array_len": 4, "type": "struct", "struct": {"vmsd_name": "vq", ...}, "size": 12}
+ *     elements without subsections: one entry for all, "size" is one element's bytes
+ * {"name": "vqs", "index": 0, "type": "struct", "struct": {... "subsections": [...]}, "size": 28}
+ * {"name": "vqs", "index": 1, "type": "struct", "struct": {...}, "size": 12}    ...
+ *     elements whose subsections may come and go: one entry per element, each with its own
+ *     subsections and size; one element alone has neither "array_len" nor "index"
+ * </pre>
+ *
  * <p>Every nested struct must take exactly the size the vmdesc recorded for it, every listed
  * subsection must be where the vmdesc says, and the number of values is capped, so a vmdesc that
- * does not describe the stream fails with the field's path instead of decoding garbage.
- * Not thread-safe; one per analysis.
+ * does not describe the stream fails with the field's path instead of decoding garbage. Caps
+ * against a hostile vmdesc: {@link #MAX_ARRAY_LEN} elements per entry, a compressed array's
+ * {@code array_len × size} must fit in the rest of the file before an element is decoded,
+ * {@link #MAX_VALUES} values in all, and structs and subsections nest at most {@link #MAX_DEPTH}
+ * deep. Not thread-safe; one per analysis.
  */
 final class VmStateDecoder {
     /** Values decoded in one analysis at most; QEMU's pc machine has a few thousand. */
     static final int MAX_VALUES = 2_000_000;
     static final long MAX_ARRAY_LEN = 1 << 24;
+    /** Nesting of structs and subsections; QEMU's devices nest a handful deep. */
+    static final int MAX_DEPTH = 32;
     private static final int NULL_MARKER = '0';
 
     private final StreamInput in;
@@ -52,10 +68,13 @@ final class VmStateDecoder {
     /** Decodes one section body (fields, then subsections) described by {@code desc}. */
     FieldValue.Struct decode(JsonNode desc, String label) throws IOException, AnalysisException {
         charge(label);
-        return struct(desc, label);
+        return struct(desc, label, 0);
     }
 
-    private FieldValue.Struct struct(JsonNode desc, String path) throws IOException, AnalysisException {
+    private FieldValue.Struct struct(JsonNode desc, String path, int depth) throws IOException, AnalysisException {
+        if (depth > MAX_DEPTH) {
+            throw vmdesc(path + " nests structs and subsections more than " + MAX_DEPTH + " deep");
+        }
         JsonNode fields = desc.get("fields");
         if (fields == null || !fields.isArray()) {
             throw vmdesc(path + " has no \"fields\" list");
@@ -77,8 +96,16 @@ final class VmStateDecoder {
                 if (n > MAX_ARRAY_LEN) {
                     throw vmdesc(fpath + " has array_len " + n + ", more than " + MAX_ARRAY_LEN);
                 }
+                if (type.equals("struct") && n > 0 && f.has("size")) {
+                    // Each element must take the size of the one described (checkSize), so all of
+                    // them must fit before the first is decoded. n <= 2^24: the product cannot
+                    // overflow for sizes below 2^63 / 2^24; larger ones cannot fit anyway.
+                    long size = size(f, fpath);
+                    in.require(size > Long.MAX_VALUE / MAX_ARRAY_LEN ? -1 : n * size,
+                            fpath + " (" + n + " elements of " + size + " bytes)");
+                }
                 for (int i = 0; i < n; i++) {
-                    slot.values.add(element(f, type, fpath + "[" + slot.values.size() + "]"));
+                    slot.values.add(element(f, type, fpath + "[" + slot.values.size() + "]", depth));
                 }
                 slot.array = true;
             } else {
@@ -87,7 +114,8 @@ final class VmStateDecoder {
                     slot.array = true;
                 }
                 slot.array |= !slot.values.isEmpty();
-                slot.values.add(element(f, type, slot.array ? fpath + "[" + slot.values.size() + "]" : fpath));
+                slot.values.add(element(f, type, slot.array ? fpath + "[" + slot.values.size() + "]" : fpath,
+                        depth));
             }
         }
         List<FieldValue.Field> out = new ArrayList<>(slots.size());
@@ -95,10 +123,11 @@ final class VmStateDecoder {
             FieldValue v = s.array ? new FieldValue.Array(List.copyOf(s.values)) : s.values.get(0);
             out.add(new FieldValue.Field(s.name, s.type, v));
         }
-        return new FieldValue.Struct(List.copyOf(out), subsections(desc, path));
+        return new FieldValue.Struct(List.copyOf(out), subsections(desc, path, depth));
     }
 
-    private List<FieldValue.Subsection> subsections(JsonNode desc, String path) throws IOException, AnalysisException {
+    private List<FieldValue.Subsection> subsections(JsonNode desc, String path, int depth)
+            throws IOException, AnalysisException {
         JsonNode subs = desc.get("subsections");
         if (subs == null) {
             return List.of();
@@ -122,12 +151,12 @@ final class VmStateDecoder {
             }
             long version = in.be32("the version of subsection " + name);
             charge(path);
-            out.add(new FieldValue.Subsection(name, version, struct(s, name)));
+            out.add(new FieldValue.Subsection(name, version, struct(s, name, depth + 1)));
         }
         return List.copyOf(out);
     }
 
-    private FieldValue element(JsonNode f, String type, String path) throws IOException, AnalysisException {
+    private FieldValue element(JsonNode f, String type, String path, int depth) throws IOException, AnalysisException {
         charge(path);
         long at = in.offset();
         switch (type) {
@@ -141,7 +170,7 @@ final class VmStateDecoder {
                     // then wrote only the placeholder byte.
                     return nullMarker(path);
                 }
-                FieldValue.Struct v = struct(s, path);
+                FieldValue.Struct v = struct(s, path, depth + 1);
                 checkSize(f, at, path);
                 return v;
             }
@@ -149,7 +178,7 @@ final class VmStateDecoder {
                 if (!f.has("fields")) {
                     return raw(f, path);
                 }
-                FieldValue.Struct v = struct(f, path);
+                FieldValue.Struct v = struct(f, path, depth + 1);
                 checkSize(f, at, path);
                 return v;
             }

@@ -360,6 +360,8 @@ class VmStateDescriptionTest {
                 () -> VmStateDescription.<Dev>builder("d", 2).minimumVersion(3).build());
         assertThrows(IllegalArgumentException.class,
                 () -> VmStateDescription.<Dev>builder("d", 2).minimumVersion(0).build());
+        assertThrows(IllegalArgumentException.class, () -> VmStateDescription.<Dev>builder("d", 1)
+                .subsection(EXTRA, d -> true).subsection(EXTRA, d -> false));
         assertThrows(IllegalArgumentException.class, () -> VmStateDescription.<Dev>builder("x".repeat(256), 1));
         VmStateDescription.<Dev>builder("x".repeat(255), 1).build();
     }
