@@ -48,6 +48,19 @@ public final class SoftCpuEngine implements CpuEngine {
     private final SoftVcpu[] vcpus;
     private final Thread[] threads;
     private final Object lifecycle = new Object();
+    private final java.util.List<Program> programs = new java.util.concurrent.CopyOnWriteArrayList<>();
+
+    /** A guest program and its thread, started with the vCPUs. */
+    private static final class Program {
+        final String name;
+        final SoftGuestProgram body;
+        volatile Thread thread;
+
+        Program(String name, SoftGuestProgram body) {
+            this.name = name;
+            this.body = body;
+        }
+    }
     private volatile int throttle;
     private boolean closed;
 
@@ -128,7 +141,9 @@ public final class SoftCpuEngine implements CpuEngine {
             gate.shutdown();
             wakeThreads();
             boolean interrupted = false;
-            for (Thread t : threads) {
+            java.util.List<Thread> all = new java.util.ArrayList<>(java.util.Arrays.asList(threads));
+            programs.forEach(p -> all.add(p.thread));
+            for (Thread t : all) {
                 while (t != null && t.isAlive()) {
                     try {
                         t.join();
@@ -269,8 +284,31 @@ public final class SoftCpuEngine implements CpuEngine {
                 nowOnDestination);
     }
 
+    /**
+     * Adds guest code that runs on its own thread while the VM runs ({@link SoftGuestProgram}).
+     * Before the first {@link #resume()} only; the thread is {@code ferry-vcpu-<name>}. A program
+     * that throws stops the whole guest, like a vCPU that dies.
+     */
+    public void addProgram(String name, SoftGuestProgram program) {
+        synchronized (lifecycle) {
+            if (closed || gate.isOpen() || programs.stream().anyMatch(p -> p.thread != null)) {
+                throw new IllegalStateException("soft: programs are added before the engine first runs");
+            }
+            programs.add(new Program(name, program));
+        }
+    }
+
     /** Called under the gate's lock by the first resume. */
     private void startThreads() {
+        int index = threads.length;
+        for (Program p : programs) {
+            int id = index++;
+            Thread t = new Thread(() -> runProgram(id, p), THREAD_PREFIX + p.name);
+            t.setDaemon(true);
+            p.thread = t;
+            t.start();
+            gate.started();
+        }
         for (int i = 0; i < threads.length; i++) {
             Thread t = new Thread(vcpus[i], THREAD_PREFIX + i);
             t.setDaemon(true);
@@ -280,9 +318,32 @@ public final class SoftCpuEngine implements CpuEngine {
         }
     }
 
+    private void runProgram(int id, Program p) {
+        Throwable failure = null;
+        try {
+            while (gate.park()) {
+                while (gate.isOpen()) {
+                    p.body.runSlice();
+                }
+            }
+        } catch (Throwable t) {
+            failure = t;
+            org.slf4j.LoggerFactory.getLogger(SoftCpuEngine.class).error("soft guest program {} died; stopping the guest",
+                    p.name, t);
+        } finally {
+            gate.exited(id, failure);
+        }
+    }
+
     /** Cuts a vCPU's park between grants short so it sees the closed gate at once. */
     private void wakeThreads() {
         for (Thread t : threads) {
+            if (t != null) {
+                LockSupport.unpark(t);
+            }
+        }
+        for (Program p : programs) {
+            Thread t = p.thread;
             if (t != null) {
                 LockSupport.unpark(t);
             }

@@ -1,0 +1,39 @@
+package dev.ferry.virtio;
+
+import dev.ferry.core.device.DeviceEventLoop;
+import dev.ferry.core.memory.DeviceMemory;
+import dev.ferry.virtio.queue.SplitVirtqueue;
+
+/**
+ * What the transport gives a started {@link VirtioDeviceModel}: guest memory, its queues, the
+ * negotiated features, and the ways to tell the driver something. Valid from {@code start} until
+ * the next reset; used on the device's event loop (and, for {@link #notifyQueue}, from a stopping
+ * device's drain).
+ */
+public interface VirtioContext {
+    DeviceMemory memory();
+
+    DeviceEventLoop loop();
+
+    /** Features both sides agreed on (FEATURES_OK). */
+    long features();
+
+    /** Queue {@code index}, or null when the driver did not make it ready. */
+    SplitVirtqueue queue(int index);
+
+    /**
+     * Used buffers were published on queue {@code index}: raise the used-buffer interrupt unless
+     * the driver suppressed it (EVENT_IDX / NO_INTERRUPT).
+     */
+    void notifyQueue(int index);
+
+    /** Config space changed: bump the generation and raise the config interrupt. */
+    void configChanged();
+
+    /**
+     * The driver broke the protocol (a bad descriptor, an impossible request): the device stops
+     * processing, sets NEEDS_RESET and raises the config interrupt (QEMU's virtio_error). The
+     * reason is logged and kept for {@code describe}.
+     */
+    void deviceError(String reason);
+}

@@ -1,0 +1,464 @@
+package dev.ferry.virtio.blk;
+
+import dev.ferry.core.memory.DeviceMemory;
+import dev.ferry.core.migration.LoadStream;
+import dev.ferry.core.migration.MigrationException;
+import dev.ferry.core.migration.SaveStream;
+import dev.ferry.virtio.Virtio;
+import dev.ferry.virtio.VirtioContext;
+import dev.ferry.virtio.VirtioDeviceModel;
+import dev.ferry.virtio.queue.DescriptorChain;
+import dev.ferry.virtio.queue.SplitVirtqueue;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Queue;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * virtio-blk (device ID 2) on a raw image: IN, OUT, FLUSH, GET_ID, DISCARD and WRITE_ZEROES;
+ * read-only mode; capacity, seg_max, blk_size and writeback in the config space.
+ *
+ * <h2>Where the work happens</h2>
+ * The event loop pops requests when the driver kicks, at most {@link BlkOptions#depth()} in
+ * flight across queues, and hands each to a fixed pool of I/O threads that move data between the
+ * image and guest RAM ({@link BlkImage}); completions return to the loop, which writes the status
+ * byte, pushes the used element and interrupts once per batch. Nothing runs on a vCPU thread.
+ *
+ * <h2>Stopping, errors and migration</h2>
+ * {@link #quiesce} (VM stop) waits for every request in flight and completes it to the guest —
+ * QEMU's drain — then flushes the image. A request whose I/O failed completes with IOERR under
+ * the {@code report} policy; under {@code stop} it is parked, the VM stops (io-error, with a
+ * BLOCK_IO_ERROR event) and the request is retried when the VM runs again — on this VMM after
+ * {@code cont}, or on a migration destination, which gets the parked requests in the device part
+ * of the stream:
+ * <pre>
+ *   per parked request:  u8 1 | be32 queue | be16 head | be16 nread | be16 nwrite
+ *                        | nread x (be64 gpa | be32 len) | nwrite x (be64 gpa | be32 len)
+ *   end:                 u8 0
+ * </pre>
+ * (QEMU writes a raw host-endian VirtQueueElement there; Ferry writes the same facts portably.)
+ * On a destination the image is inactive until the VM first starts, so a failed migration never
+ * leaves a destination write in it.
+ */
+public final class VirtioBlk implements VirtioDeviceModel {
+    private static final Logger LOG = LoggerFactory.getLogger(VirtioBlk.class);
+    public static final int F_SEG_MAX = 2;
+    public static final int F_RO = 5;
+    public static final int F_BLK_SIZE = 6;
+    public static final int F_FLUSH = 9;
+    public static final int F_CONFIG_WCE = 11;
+    public static final int F_MQ = 12;
+    public static final int F_DISCARD = 13;
+    public static final int F_WRITE_ZEROES = 14;
+    /** Most parked requests a stream may carry per queue (a queue holds no more). */
+    private static final int MAX_SEGMENTS = 1024;
+
+    private final String id;
+    private final BlkOptions options;
+    private final BlkImage image;
+    private final IoErrorStop stopper;
+    private final ExecutorService io;
+    private volatile boolean writeback = true;
+
+    // Loop-thread state.
+    private VirtioContext ctx;
+    private boolean stopping = true;
+    private final boolean[] kickPending;
+    private final List<Parked> parked = new ArrayList<>();
+    private final AtomicInteger inflight = new AtomicInteger();
+    private final Queue<Done> completions = new ConcurrentLinkedQueue<>();
+    private final Object drained = new Object();
+
+    // Statistics, any thread.
+    private final AtomicLong requests = new AtomicLong();
+    private final AtomicLong bytesRead = new AtomicLong();
+    private final AtomicLong bytesWritten = new AtomicLong();
+    private final AtomicLong ioErrors = new AtomicLong();
+    private final AtomicLong drainedAtStop = new AtomicLong();
+    private volatile int carriedOut;
+    private volatile int carriedIn;
+    private final Map<String, AtomicLong> byType = new java.util.concurrent.ConcurrentHashMap<>();
+
+    /** A request waiting for a retry: its queue and chain. */
+    record Parked(int queue, DescriptorChain chain) {
+    }
+
+    /** A finished request on its way back to the loop. */
+    private record Done(int queue, DescriptorChain chain, int status, int written, boolean park) {
+    }
+
+    /**
+     * Opens the image. {@code incoming}: this VMM is a migration destination, so the image stays
+     * inactive until the VM starts.
+     *
+     * @throws IOException naming the path when the image is missing, unreadable or malformed
+     */
+    public VirtioBlk(String id, BlkOptions options, boolean incoming, IoErrorStop stopper) throws IOException {
+        this.id = id;
+        this.options = options;
+        this.stopper = stopper;
+        this.image = BlkImage.open(options.image(), options.readOnly(), !incoming);
+        this.kickPending = new boolean[options.queues()];
+        AtomicInteger n = new AtomicInteger();
+        this.io = Executors.newFixedThreadPool(options.ioThreads(), r -> {
+            Thread t = new Thread(r, "ferry-blk-" + id + "-io-" + n.getAndIncrement());
+            t.setDaemon(true);
+            return t;
+        });
+    }
+
+    public Path imagePath() {
+        return image.path();
+    }
+
+    @Override
+    public String name() {
+        return "virtio-blk";
+    }
+
+    @Override
+    public int deviceId() {
+        return Virtio.ID_BLOCK;
+    }
+
+    @Override
+    public int stateVersion() {
+        return 2;
+    }
+
+    @Override
+    public long features() {
+        long f = Virtio.bit(F_SEG_MAX) | Virtio.bit(F_BLK_SIZE) | Virtio.bit(F_FLUSH) | Virtio.bit(F_CONFIG_WCE);
+        if (options.readOnly()) {
+            f |= Virtio.bit(F_RO);
+        } else {
+            f |= Virtio.bit(F_DISCARD) | Virtio.bit(F_WRITE_ZEROES);
+        }
+        if (options.queues() > 1) {
+            f |= Virtio.bit(F_MQ);
+        }
+        return f;
+    }
+
+    @Override
+    public int queueCount() {
+        return options.queues();
+    }
+
+    @Override
+    public int queueMaxSize() {
+        return options.queueSize();
+    }
+
+    @Override
+    public byte[] config() {
+        return new BlkConfig(image.size() / BlkRequest.SECTOR, options.queueSize() - 2, BlkRequest.SECTOR,
+                options.queues(), writeback).encode();
+    }
+
+    @Override
+    public void writeConfig(int offset, int size, long value) {
+        if (offset == BlkConfig.WRITEBACK_OFFSET && size == 1) {
+            writeback = (value & 0xff) != 0;
+        }
+    }
+
+    @Override
+    public void restoreConfig(byte[] config) throws MigrationException {
+        if (config.length < BlkConfig.SIZE) {
+            throw new MigrationException(id + ": virtio-blk config of " + config.length + " bytes, expected "
+                    + BlkConfig.SIZE);
+        }
+        long capacity = BlkConfig.capacityOf(config);
+        if (capacity != image.size() / BlkRequest.SECTOR) {
+            throw new MigrationException(id + ": the source's disk has " + capacity + " sectors, " + image.path()
+                    + " here has " + image.size() / BlkRequest.SECTOR + "; both sides must open the same image");
+        }
+        writeback = config[BlkConfig.WRITEBACK_OFFSET] != 0;
+    }
+
+    // ---- lifecycle (loop thread) ----
+
+    @Override
+    public void start(VirtioContext context) {
+        this.ctx = context;
+        this.stopping = false;
+        if (!image.active()) {
+            image.activate();
+        }
+        if (!parked.isEmpty()) {
+            List<Parked> retry = new ArrayList<>(parked);
+            parked.clear();
+            LOG.info("{}: retrying {} parked request(s)", id, retry.size());
+            for (Parked p : retry) {
+                submit(p.queue(), p.chain());
+            }
+        }
+    }
+
+    @Override
+    public void queueNotified(int queue) {
+        if (stopping || ctx == null) {
+            return;
+        }
+        SplitVirtqueue vq = ctx.queue(queue);
+        if (vq == null) {
+            return;
+        }
+        while (inflight.get() < options.depth()) {
+            DescriptorChain chain = vq.pop();
+            if (chain == null) {
+                kickPending[queue] = false;
+                return;
+            }
+            if (chain.readableBytes() < BlkRequest.HEADER || chain.writableBytes() < 1) {
+                ctx.deviceError("virtio-blk missing headers (head " + chain.head() + ": " + chain.readableBytes()
+                        + " readable, " + chain.writableBytes() + " writable bytes)");
+                return;
+            }
+            submit(queue, chain);
+        }
+        kickPending[queue] = true; // at the depth limit: pop the rest when a slot frees
+    }
+
+    private void submit(int queue, DescriptorChain chain) {
+        inflight.incrementAndGet();
+        requests.incrementAndGet();
+        DeviceMemory memory = ctx.memory();
+        var loop = ctx.loop();
+        io.execute(() -> {
+            Done d;
+            try {
+                d = execute(queue, chain, memory);
+            } catch (RuntimeException e) {
+                LOG.warn("{}: request failed unexpectedly: {}", id, e.toString());
+                d = new Done(queue, chain, BlkRequest.S_IOERR, 1, false);
+            }
+            completions.add(d);
+            inflight.decrementAndGet();
+            synchronized (drained) {
+                drained.notifyAll();
+            }
+            loop.execute(this::completeAll);
+        });
+    }
+
+    /** On an I/O thread: parses and runs one request. */
+    private Done execute(int queue, DescriptorChain chain, DeviceMemory memory) {
+        BlkExecution x = new BlkExecution(id, chain, memory, image, options, writeback);
+        int status = x.run();
+        byType.computeIfAbsent(BlkRequest.typeName(x.type()), k -> new AtomicLong()).incrementAndGet();
+        bytesRead.addAndGet(x.bytesRead());
+        bytesWritten.addAndGet(x.bytesWritten());
+        if (status == BlkRequest.S_IOERR && x.ioError() != null) {
+            ioErrors.incrementAndGet();
+            BlkOptions.ErrorPolicy policy = x.isWrite() ? options.werror() : options.rerror();
+            if (policy == BlkOptions.ErrorPolicy.STOP) {
+                stopper.stopForIoError(id, x.isWrite() ? "write" : "read", x.ioError());
+                return new Done(queue, chain, status, 0, true);
+            }
+        }
+        return new Done(queue, chain, status, x.deviceWritten(), false);
+    }
+
+    /** Loop thread: pushes every finished request, then interrupts once per queue touched. */
+    private void completeAll() {
+        if (ctx == null) {
+            completions.clear();
+            return;
+        }
+        boolean[] touched = new boolean[options.queues()];
+        Done d;
+        while ((d = completions.poll()) != null) {
+            if (d.park()) {
+                parked.add(new Parked(d.queue(), d.chain()));
+                continue;
+            }
+            SplitVirtqueue vq = ctx.queue(d.queue());
+            if (vq == null) {
+                continue; // the driver reset the device meanwhile
+            }
+            writeStatus(d.chain(), d.status());
+            vq.push(d.chain(), d.written());
+            touched[d.queue()] = true;
+        }
+        for (int q = 0; q < touched.length; q++) {
+            if (touched[q]) {
+                ctx.queue(q).publish();
+                ctx.notifyQueue(q);
+            }
+        }
+        if (!stopping) {
+            for (int q = 0; q < kickPending.length; q++) {
+                if (kickPending[q]) {
+                    queueNotified(q);
+                }
+            }
+        }
+    }
+
+    private void writeStatus(DescriptorChain chain, int status) {
+        var w = chain.writable();
+        var last = w.get(w.size() - 1);
+        ctx.memory().writeU8(last.gpa() + last.length() - 1, status);
+    }
+
+    @Override
+    public void quiesce() {
+        stopping = true;
+        long before = requests.get();
+        int waited = inflight.get();
+        synchronized (drained) {
+            while (inflight.get() > 0) {
+                try {
+                    drained.wait(100);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    break;
+                }
+            }
+        }
+        completeAll();
+        drainedAtStop.addAndGet(waited);
+        if (image.active() && !image.readOnly()) {
+            try {
+                image.flush();
+            } catch (IOException e) {
+                LOG.warn("{}: flush at stop failed: {}", id, e.getMessage());
+            }
+        }
+        LOG.debug("{}: quiesced: {} request(s) drained, {} parked, {} total", id, waited, parked.size(), before);
+    }
+
+    @Override
+    public void reset() {
+        stopping = true;
+        synchronized (drained) {
+            while (inflight.get() > 0) {
+                try {
+                    drained.wait(100);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    break;
+                }
+            }
+        }
+        completions.clear();
+        parked.clear();
+        java.util.Arrays.fill(kickPending, false);
+        ctx = null;
+    }
+
+    // ---- migration: the parked requests ----
+
+    @Override
+    public void save(SaveStream out) throws IOException {
+        for (Parked p : parked) {
+            out.putU8(1);
+            out.putBe32(p.queue());
+            out.putBe16(p.chain().head());
+            out.putBe16(p.chain().readable().size());
+            out.putBe16(p.chain().writable().size());
+            for (var s : p.chain().readable()) {
+                out.putBe64(s.gpa());
+                out.putBe32((int) s.length());
+            }
+            for (var s : p.chain().writable()) {
+                out.putBe64(s.gpa());
+                out.putBe32((int) s.length());
+            }
+        }
+        out.putU8(0);
+        carriedOut = parked.size();
+    }
+
+    @Override
+    public void load(LoadStream in, int version) throws IOException, MigrationException {
+        List<Parked> loaded = new ArrayList<>();
+        while (true) {
+            int marker = in.getU8();
+            if (marker == 0) {
+                break;
+            }
+            if (marker != 1) {
+                throw new MigrationException(id + ": parked-request marker 0x" + Integer.toHexString(marker));
+            }
+            if (loaded.size() >= options.queues() * options.queueSize()) {
+                throw new MigrationException(id + ": more parked requests than " + options.queues() + " queue(s) of "
+                        + options.queueSize() + " can hold");
+            }
+            int queue = in.getBe32();
+            if (queue < 0 || queue >= options.queues()) {
+                throw new MigrationException(id + ": parked request on queue " + Integer.toUnsignedString(queue)
+                        + "; this disk has " + options.queues());
+            }
+            int head = in.getBe16();
+            int nr = in.getBe16();
+            int nw = in.getBe16();
+            if (head >= options.queueSize() || nr + nw > MAX_SEGMENTS || nw < 1) {
+                throw new MigrationException(id + ": parked request head " + head + " with " + nr + " readable and "
+                        + nw + " writable segments does not fit a queue of " + options.queueSize());
+            }
+            List<dev.ferry.virtio.queue.Segment> r = new ArrayList<>();
+            List<dev.ferry.virtio.queue.Segment> w = new ArrayList<>();
+            for (int i = 0; i < nr + nw; i++) {
+                long gpa = in.getBe64();
+                long len = Integer.toUnsignedLong(in.getBe32());
+                (i < nr ? r : w).add(new dev.ferry.virtio.queue.Segment(gpa, len));
+            }
+            loaded.add(new Parked(queue, DescriptorChain.restored(head, r, w)));
+        }
+        parked.clear();
+        parked.addAll(loaded);
+        carriedIn = loaded.size();
+    }
+
+    /** Parked requests now (tests and reports). */
+    public int parkedRequests() {
+        return parked.size();
+    }
+
+    @Override
+    public void describe(Map<String, Object> into) {
+        Map<String, Object> d = new LinkedHashMap<>();
+        d.put("image", image.path().toString());
+        d.put("read-only", options.readOnly());
+        d.put("active", image.active());
+        d.put("capacity", image.size());
+        d.put("requests", requests.get());
+        d.put("bytes-read", bytesRead.get());
+        d.put("bytes-written", bytesWritten.get());
+        d.put("io-errors", ioErrors.get());
+        d.put("in-flight", inflight.get());
+        d.put("drained-at-stop", drainedAtStop.get());
+        d.put("parked", parked.size());
+        d.put("carried-out", carriedOut);
+        d.put("carried-in", carriedIn);
+        Map<String, Object> types = new LinkedHashMap<>();
+        byType.forEach((k, v) -> types.put(k, v.get()));
+        d.put("by-type", types);
+        into.put("virtio-blk", d);
+    }
+
+    @Override
+    public void close() {
+        io.shutdownNow();
+        try {
+            io.awaitTermination(5, java.util.concurrent.TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        image.close();
+    }
+}

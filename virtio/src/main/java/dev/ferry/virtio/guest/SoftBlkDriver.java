@@ -1,0 +1,320 @@
+package dev.ferry.virtio.guest;
+
+import dev.ferry.core.cpu.soft.SoftGuestProgram;
+import dev.ferry.core.device.SoftInterruptController;
+import dev.ferry.core.machine.IoBus;
+import dev.ferry.core.memory.DeviceMemory;
+import dev.ferry.virtio.Virtio;
+import dev.ferry.virtio.blk.VirtioBlk;
+
+import java.util.concurrent.TimeUnit;
+
+/**
+ * Ferry's guest virtio-blk driver for the soft engine: guest code that drives a virtio-mmio disk
+ * only as a guest can — register reads and writes on the MMIO bus, rings and buffers in guest RAM,
+ * interrupts from the soft interrupt controller — while the soft vCPUs dirty memory beside it.
+ *
+ * <p>It keeps {@code depth} requests in flight on one queue: writes of whole 4 KiB blocks in the
+ * {@link DiskBlock} format (a fresh generation each), reads that check what they get against the
+ * generation it last saw acknowledged, and now and then a flush. It never has two requests on the
+ * same block, so the image must hold, for every block, the last acknowledged generation — or the
+ * one in flight. Everything it knows lives in its {@link BlkDriverArea}: acknowledged generations,
+ * the requests in flight, counters; so after a migration the same program on the destination
+ * continues the same sequence, and a verifier can prove that no acknowledged write was lost,
+ * no request was lost or completed twice, and I/O went on.
+ *
+ * <p>Runs on its own soft "vCPU" thread ({@link SoftGuestProgram}); one slice reaps completions,
+ * fills free slots and, with nothing else to do, waits up to 2 ms for the device's interrupt.
+ */
+public final class SoftBlkDriver implements SoftGuestProgram {
+    private static final long WAIT_NANOS = TimeUnit.MILLISECONDS.toNanos(2);
+    private final BlkDriverArea area;
+    private final DeviceMemory mem;
+    private final IoBus mmio;
+    private final long regs;
+    private final SoftInterruptController irqchip;
+    private final int irqMask;
+    private final long seed;
+    private final int depth;
+    private final long maxBlocks;
+    private final long[] words = new long[DiskBlock.WORDS];
+    private final byte[] page = new byte[DiskBlock.SIZE];
+    private boolean booted;
+    private int queueSize;
+    private boolean eventIdx;
+
+    /**
+     * @param regs      the device's virtio-mmio register window
+     * @param gsi       its interrupt line
+     * @param maxBlocks the first {@code maxBlocks} 4 KiB blocks of the disk are used (capped by capacity)
+     */
+    public SoftBlkDriver(DeviceMemory memory, long areaBase, IoBus mmio, long regs, SoftInterruptController irqchip,
+                         int gsi, long seed, int depth, long maxBlocks) {
+        if (depth < 1 || depth > BlkDriverArea.MAX_DEPTH) {
+            throw new IllegalArgumentException("disk driver depth " + depth + " outside 1.." + BlkDriverArea.MAX_DEPTH);
+        }
+        this.area = new BlkDriverArea(memory, areaBase);
+        this.mem = memory;
+        this.mmio = mmio;
+        this.regs = regs;
+        this.irqchip = irqchip;
+        this.irqMask = 1 << gsi;
+        this.seed = seed;
+        this.depth = depth;
+        this.maxBlocks = Math.min(maxBlocks, BlkDriverArea.MAX_BLOCKS);
+    }
+
+    public BlkDriverArea area() {
+        return area;
+    }
+
+    @Override
+    public void runSlice() throws InterruptedException {
+        if (!booted) {
+            boot();
+            booted = true;
+        }
+        if (area.get(BlkDriverArea.R_ERRORS) != 0) {
+            Thread.sleep(2); // a broken device or protocol: stop issuing, keep the evidence
+            return;
+        }
+        int reaped = reap();
+        int submitted = submit();
+        if (reaped == 0 && submitted == 0) {
+            if (area.get(BlkDriverArea.R_IRQ_MASKED) != 0) {
+                Thread.sleep(1); // interrupts masked: poll the used ring, leave the line pending
+                return;
+            }
+            if (irqchip.await(irqMask, WAIT_NANOS, TimeUnit.NANOSECONDS) != 0) {
+                int isr = (int) mmio.read(regs + 0x060, 4);
+                mmio.write(regs + 0x064, 4, isr);
+                area.add(BlkDriverArea.R_INTERRUPTS, 1);
+                if ((isr & Virtio.ISR_CONFIG) != 0 && (mmio.read(regs + 0x070, 4) & Virtio.STATUS_NEEDS_RESET) != 0) {
+                    error(BlkDriverArea.ERR_DEVICE);
+                }
+            }
+        }
+    }
+
+    // ---- boot or resume ----
+
+    private void boot() {
+        queueSize = BlkDriverArea.QUEUE_SIZE;
+        if (area.get(BlkDriverArea.R_MAGIC) == BlkDriverArea.MAGIC) {
+            // Resumed (a migration destination, or the same VM after a pause): the device is set up.
+            eventIdx = Virtio.has(area.get(BlkDriverArea.R_FEATURES), Virtio.F_EVENT_IDX);
+            return;
+        }
+        if (mmio.read(regs, 4) != 0x74726976L || mmio.read(regs + 4, 4) != 2 || mmio.read(regs + 8, 4) != Virtio.ID_BLOCK) {
+            throw new IllegalStateException("no virtio-mmio v2 block device at 0x" + Long.toHexString(regs));
+        }
+        mmio.write(regs + 0x070, 4, 0);
+        mmio.write(regs + 0x070, 4, Virtio.STATUS_ACKNOWLEDGE);
+        mmio.write(regs + 0x070, 4, Virtio.STATUS_ACKNOWLEDGE | Virtio.STATUS_DRIVER);
+        long offered = readFeatures();
+        long want = Virtio.bit(Virtio.F_VERSION_1) | Virtio.bit(Virtio.F_EVENT_IDX) | Virtio.bit(VirtioBlk.F_FLUSH)
+                | Virtio.bit(VirtioBlk.F_BLK_SIZE) | Virtio.bit(VirtioBlk.F_SEG_MAX);
+        long accept = offered & want;
+        for (int sel = 0; sel < 2; sel++) {
+            mmio.write(regs + 0x024, 4, sel);
+            mmio.write(regs + 0x020, 4, accept >>> (32 * sel) & 0xffffffffL);
+        }
+        int st = Virtio.STATUS_ACKNOWLEDGE | Virtio.STATUS_DRIVER | Virtio.STATUS_FEATURES_OK;
+        mmio.write(regs + 0x070, 4, st);
+        if ((mmio.read(regs + 0x070, 4) & Virtio.STATUS_FEATURES_OK) == 0) {
+            throw new IllegalStateException("the disk refused features 0x" + Long.toHexString(accept));
+        }
+        eventIdx = Virtio.has(accept, Virtio.F_EVENT_IDX);
+        mmio.write(regs + 0x030, 4, 0);
+        long max = mmio.read(regs + 0x034, 4);
+        if (max < queueSize) {
+            throw new IllegalStateException("the disk's queue holds " + max + " entries; the driver needs " + queueSize);
+        }
+        mem.fill(area.base(), BlkDriverArea.SIZE, (byte) 0);
+        long capacityBlocks = (mmio.read(regs + 0x100, 4) | mmio.read(regs + 0x104, 4) << 32) / 8;
+        long blocks = Math.min(maxBlocks, capacityBlocks);
+        if (blocks < depth) {
+            throw new IllegalStateException("the disk has " + capacityBlocks + " blocks; the driver needs at least " + depth);
+        }
+        mmio.write(regs + 0x038, 4, queueSize);
+        writeAddress(0x080, area.desc(0));
+        writeAddress(0x090, area.avail());
+        writeAddress(0x0a0, area.used());
+        mmio.write(regs + 0x044, 4, 1);
+        area.set(BlkDriverArea.R_VERSION, BlkDriverArea.VERSION);
+        area.set(BlkDriverArea.R_SEED, seed);
+        area.set(BlkDriverArea.R_FEATURES, accept);
+        area.set(BlkDriverArea.R_BLOCKS, blocks);
+        area.set(BlkDriverArea.R_DEPTH, depth);
+        area.set(BlkDriverArea.R_RNG, DiskBlock.mix(seed ^ 0x5EED0000D15CL));
+        area.set(BlkDriverArea.R_NEXT_SEQ, 1);
+        area.set(BlkDriverArea.R_MAGIC, BlkDriverArea.MAGIC);
+        mmio.write(regs + 0x070, 4, st | Virtio.STATUS_DRIVER_OK);
+    }
+
+    private long readFeatures() {
+        long f = 0;
+        for (int sel = 0; sel < 2; sel++) {
+            mmio.write(regs + 0x014, 4, sel);
+            f |= (mmio.read(regs + 0x010, 4) & 0xffffffffL) << (32 * sel);
+        }
+        return f;
+    }
+
+    private void writeAddress(int reg, long gpa) {
+        mmio.write(regs + reg, 4, gpa & 0xffffffffL);
+        mmio.write(regs + reg + 4, 4, gpa >>> 32);
+    }
+
+    // ---- completions ----
+
+    private int reap() {
+        long lastUsed = area.get(BlkDriverArea.R_LAST_USED);
+        int usedIdx = mem.loadU16Acquire(area.used() + 2);
+        int pending = (usedIdx - (int) lastUsed) & 0xffff;
+        if (pending > depth) {
+            error(BlkDriverArea.ERR_USED_AHEAD);
+            return 0;
+        }
+        for (int k = 0; k < pending; k++) {
+            long e = area.used() + 4 + 8L * ((lastUsed + k) % queueSize);
+            int id = mem.readU32(e);
+            if (id < 0 || id >= 3 * depth || id % 3 != 0) {
+                error(BlkDriverArea.ERR_BAD_ID);
+                return k;
+            }
+            complete(id / 3);
+        }
+        long newLast = lastUsed + pending;
+        area.set(BlkDriverArea.R_LAST_USED, newLast);
+        if (eventIdx) {
+            // used_event: interrupt me when the next element arrives.
+            mem.storeU16Release(area.avail() + 4 + 2L * queueSize, (int) newLast);
+        }
+        return pending;
+    }
+
+    private void complete(int s) {
+        int type = area.slotType(s);
+        if (type == BlkDriverArea.IDLE) {
+            error(BlkDriverArea.ERR_IDLE_COMPLETION);
+            return;
+        }
+        long seq = area.slotSeq(s);
+        long block = area.slotBlock(s);
+        int status = mem.readU8(area.header(s) + 16);
+        if (status != 0) {
+            area.add(BlkDriverArea.R_IOERRS, 1);
+        } else if (type == BlkDriverArea.WRITE) {
+            area.setGeneration(block, seq);
+            area.add(BlkDriverArea.R_WRITES_ACKED, 1);
+        } else if (type == BlkDriverArea.READ) {
+            mem.read(area.buffer(s), page, 0, DiskBlock.SIZE);
+            java.nio.ByteBuffer.wrap(page).order(java.nio.ByteOrder.LITTLE_ENDIAN).asLongBuffer().get(words);
+            long got = DiskBlock.generationOf(words, block, seed);
+            if (got != area.generation(block)) {
+                area.add(BlkDriverArea.R_READ_MISMATCHES, 1);
+            } else {
+                area.add(BlkDriverArea.R_READS_VERIFIED, 1);
+            }
+        } else {
+            area.add(BlkDriverArea.R_FLUSHES, 1);
+        }
+        area.setSlot(s, 0, BlkDriverArea.IDLE, 0);
+        area.add(BlkDriverArea.R_COMPLETED, 1);
+    }
+
+    // ---- submissions ----
+
+    private int submit() {
+        int n = 0;
+        long blocks = area.get(BlkDriverArea.R_BLOCKS);
+        long oldAvail = area.get(BlkDriverArea.R_AVAIL);
+        long avail = oldAvail;
+        for (int s = 0; s < depth; s++) {
+            if (area.slotType(s) != BlkDriverArea.IDLE) {
+                continue;
+            }
+            long rng = area.get(BlkDriverArea.R_RNG) + 0x9E3779B97F4A7C15L;
+            area.set(BlkDriverArea.R_RNG, rng);
+            long r = DiskBlock.mix(rng);
+            int kind = (int) Long.remainderUnsigned(r, 100);
+            int type = kind < 55 ? BlkDriverArea.WRITE : kind < 97 ? BlkDriverArea.READ : BlkDriverArea.FLUSH;
+            long block = Long.remainderUnsigned(r >>> 8, blocks);
+            if (type != BlkDriverArea.FLUSH && busy(block)) {
+                continue; // one request per block at a time
+            }
+            long seq = area.get(BlkDriverArea.R_NEXT_SEQ);
+            area.set(BlkDriverArea.R_NEXT_SEQ, seq + 1);
+            prepare(s, type, block, seq);
+            area.setSlot(s, seq, type, block);
+            mem.writeU16(area.avail() + 4 + 2L * (avail % queueSize), 3 * s);
+            avail++;
+            n++;
+        }
+        if (n == 0) {
+            return 0;
+        }
+        mem.storeU16Release(area.avail() + 2, (int) avail);
+        area.set(BlkDriverArea.R_AVAIL, avail);
+        area.add(BlkDriverArea.R_SUBMITTED, n);
+        mem.fullFence();
+        if (kickNeeded(oldAvail, avail)) {
+            mmio.write(regs + 0x050, 4, 0);
+            area.add(BlkDriverArea.R_KICKS, 1);
+        }
+        return n;
+    }
+
+    private boolean busy(long block) {
+        for (int s = 0; s < depth; s++) {
+            if (area.slotType(s) != BlkDriverArea.IDLE && area.slotType(s) != BlkDriverArea.FLUSH
+                    && area.slotBlock(s) == block) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private boolean kickNeeded(long oldAvail, long newAvail) {
+        if (!eventIdx) {
+            return (mem.readU16(area.used()) & 1) == 0; // VRING_USED_F_NO_NOTIFY
+        }
+        int event = mem.readU16(area.used() + 4 + 8L * queueSize);
+        return ((int) newAvail - event - 1 & 0xffff) < ((int) (newAvail - oldAvail) & 0xffff);
+    }
+
+    private void prepare(int s, int type, long block, long seq) {
+        long hdr = area.header(s);
+        mem.writeU32(hdr, type == BlkDriverArea.WRITE ? 1 : type == BlkDriverArea.READ ? 0 : 4);
+        mem.writeU32(hdr + 4, 0);
+        mem.writeU64(hdr + 8, type == BlkDriverArea.FLUSH ? 0 : block * 8);
+        mem.writeU8(hdr + 16, 0xff);
+        if (type == BlkDriverArea.WRITE) {
+            DiskBlock.fill(words, block, seq, seed);
+            java.nio.ByteBuffer.wrap(page).order(java.nio.ByteOrder.LITTLE_ENDIAN).asLongBuffer().put(words);
+            mem.write(area.buffer(s), page, 0, DiskBlock.SIZE);
+        }
+        int d0 = 3 * s;
+        descriptor(d0, hdr, 16, 1, type == BlkDriverArea.FLUSH ? d0 + 2 : d0 + 1);
+        if (type != BlkDriverArea.FLUSH) {
+            descriptor(d0 + 1, area.buffer(s), DiskBlock.SIZE, 1 | (type == BlkDriverArea.READ ? 2 : 0), d0 + 2);
+        }
+        descriptor(d0 + 2, hdr + 16, 1, 2, 0);
+    }
+
+    private void descriptor(int i, long addr, int len, int flags, int next) {
+        long d = area.desc(i);
+        mem.writeU64(d, addr);
+        mem.writeU32(d + 8, len);
+        mem.writeU16(d + 12, flags);
+        mem.writeU16(d + 14, next);
+    }
+
+    private void error(long code) {
+        if (area.get(BlkDriverArea.R_FIRST_ERROR) == 0) {
+            area.set(BlkDriverArea.R_FIRST_ERROR, code);
+        }
+        area.add(BlkDriverArea.R_ERRORS, 1);
+    }
+}
