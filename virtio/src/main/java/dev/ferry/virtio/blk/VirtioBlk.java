@@ -122,6 +122,11 @@ public final class VirtioBlk implements VirtioDeviceModel {
         return image.path();
     }
 
+    /** The disk's size in bytes. */
+    public long capacityBytes() {
+        return image.size();
+    }
+
     @Override
     public String name() {
         return "virtio-blk";
@@ -292,6 +297,9 @@ public final class VirtioBlk implements VirtioDeviceModel {
             writeStatus(d.chain(), d.status());
             vq.push(d.chain(), d.written());
             touched[d.queue()] = true;
+            if (ctx.loop().isPaused()) {
+                drainedAtStop.incrementAndGet(); // the VM is stopping: this request completes as part of the drain
+            }
         }
         for (int q = 0; q < touched.length; q++) {
             if (touched[q]) {
@@ -330,7 +338,6 @@ public final class VirtioBlk implements VirtioDeviceModel {
             }
         }
         completeAll();
-        drainedAtStop.addAndGet(waited);
         if (image.active() && !image.readOnly()) {
             try {
                 image.flush();

@@ -22,8 +22,8 @@ import java.util.Set;
  */
 public final class VmConfigParser {
     private static final ObjectMapper JSON = new ObjectMapper();
-    /** Device kinds this build knows; the device issues add theirs. */
-    private static final Set<String> DEVICE_KINDS = new java.util.TreeSet<>(Set.of("vf", "vfio"));
+    /** The VFIO kinds, built together on one emulated PF by the VMM; every other kind comes from the registry. */
+    private static final Set<String> VFIO_KINDS = Set.of("vf", "vfio");
 
     private final String source;
 
@@ -118,9 +118,11 @@ public final class VmConfigParser {
                 }
                 ObjectNode dev = (ObjectNode) d.get(i);
                 String kind = dev.path("kind").asText("");
-                if (!DEVICE_KINDS.contains(kind)) {
-                    throw error(path + ".kind", "'" + kind + "' is not a device kind this build supports"
-                            + (DEVICE_KINDS.isEmpty() ? " (no device models are built yet)" : " " + DEVICE_KINDS));
+                java.util.Optional<dev.ferry.core.device.DeviceKind> registered = DeviceKinds.find(kind);
+                if (!VFIO_KINDS.contains(kind) && registered.isEmpty()) {
+                    java.util.Set<String> known = new java.util.TreeSet<>(VFIO_KINDS);
+                    known.addAll(DeviceKinds.names());
+                    throw error(path + ".kind", "'" + kind + "' is not a device kind this build supports " + known);
                 }
                 String id = dev.path("id").asText("");
                 if (!id.matches("[a-zA-Z][a-zA-Z0-9_.-]{0,31}")) {
@@ -131,6 +133,18 @@ public final class VmConfigParser {
                     if (other.id().equals(id)) {
                         throw error(path + ".id", "'" + id + "' is already used by another device");
                     }
+                }
+                if (registered.isPresent()) {
+                    List<String> allowed = new ArrayList<>(List.of("id", "kind"));
+                    allowed.addAll(new java.util.TreeSet<>(registered.get().options()));
+                    allowOnly(dev, path + ".", allowed.toArray(new String[0]));
+                    try {
+                        registered.get().validate(DeviceKinds.options(path, dev));
+                    } catch (dev.ferry.core.device.DeviceConfigException bad) {
+                        throw new ConfigException(source + ": " + bad.getMessage());
+                    }
+                    devices.add(new VmConfig.DeviceConfig(id, kind, dev));
+                    continue;
                 }
                 switch (kind) {
                     case "vf" -> {

@@ -79,6 +79,12 @@ public final class DemoCommand implements Callable<Integer> {
                     + " 1:fault=fail-set:STOP_COPY")
     String vf;
 
+    @Option(names = "--disk", defaultValue = "64M", paramLabel = "SIZE",
+            description = "give the guest a virtio-blk disk of SIZE on a temporary image, which its driver writes,"
+                    + " reads back and flushes while it runs; 0 = no disk (default ${DEFAULT-VALUE}). The soft"
+                    + " engine runs the guest's disk driver; on the KVM engine virtio is not built yet")
+    String disk;
+
     @Option(names = "--json", description = "print exactly one JSON object instead of the report")
     boolean json;
 
@@ -102,6 +108,20 @@ public final class DemoCommand implements Callable<Integer> {
                 return 2;
             }
         }
+        try {
+            diskBytes = Sizes.parse(disk);
+        } catch (IllegalArgumentException e) {
+            System.err.println("ferry demo: --disk: " + e.getMessage());
+            return 2;
+        }
+        if (diskBytes != 0 && (diskBytes < (1 << 20) || diskBytes % 4096 != 0)) {
+            System.err.println("ferry demo: --disk must be 0 or at least 1M, a multiple of 4K");
+            return 2;
+        }
+        if (diskBytes != 0 && engine.equals("kvm")) {
+            System.err.println("ferry demo: the KVM engine has no virtio support yet; use --engine soft or --disk 0");
+            return 2;
+        }
         if (!transport.equals("tcp") && !transport.equals("unix")) {
             System.err.println("ferry demo: --transport must be tcp or unix");
             return 2;
@@ -119,6 +139,8 @@ public final class DemoCommand implements Callable<Integer> {
 
     int vfCount;
     String vfFlags = "";
+    long diskBytes;
+    Path image;
 
     private void parseVf() {
         int colon = vf.indexOf(':');
@@ -151,10 +173,20 @@ public final class DemoCommand implements Callable<Integer> {
         for (int i = 0; i < vfCount; i++) {
             devices.addObject().put("id", "vf" + i).put("kind", "vf").put("flags", vfFlags);
         }
+        if (image != null) {
+            // Shared storage: both VMMs open the same image; the destination writes it only once it runs.
+            devices.addObject().put("id", "disk0").put("kind", "virtio-blk").put("image", image.toString());
+        }
         return c.toPrettyString();
     }
 
     private int run(Path dir, PrintStream say) throws Exception {
+        if (diskBytes > 0) {
+            image = dir.resolve("disk0.img");
+            try (java.io.RandomAccessFile f = new java.io.RandomAccessFile(image.toFile(), "rw")) {
+                f.setLength(diskBytes);
+            }
+        }
         Files.writeString(dir.resolve("source.json"), config("source"));
         Files.writeString(dir.resolve("destination.json"), config("destination"));
         try (FerryRunProcess dst = FerryRunProcess.start("destination", dir, dir.resolve("destination.json"),
@@ -165,6 +197,10 @@ public final class DemoCommand implements Callable<Integer> {
             String engineName = s.execute("x-ferry-guest", null).path("engine").asText();
             say.printf("source VMM:      %s RAM, %d vCPUs dirtying %s/s over %s (%s engine)%n", ram, vcpus, dirtyRate,
                     workingSet, engineName);
+            if (image != null) {
+                say.printf("                 a %s virtio-blk disk (shared image %s); the guest writes, reads back and"
+                        + " flushes verifiable blocks, %d requests in flight%n", disk, image.getFileName(), 32);
+            }
             if (vfCount > 0) {
                 say.printf("                 %d emulated SR-IOV NIC VF%s (%s), receiving and DMAing into guest RAM%n",
                         vfCount, vfCount == 1 ? "" : "s", vfFlags.isEmpty() ? "stop-copy,p2p,pre-copy" : vfFlags);
@@ -218,7 +254,8 @@ public final class DemoCommand implements Callable<Integer> {
                 DemoReport.devices(info, o, say);
                 DemoReport.verification(o, say);
             }
-            boolean keptSource = !o.status.equals("completed") && o.sourceRunning && o.sourceIntact && o.sourceVfsRunning;
+            boolean keptSource = !o.status.equals("completed") && o.sourceRunning && o.sourceIntact && o.sourceVfsRunning
+                    && o.disks.stream().allMatch(dk -> dk.imageOk);
             boolean asAsked = phase != null ? keptSource
                     : o.status.equals("completed") ? o.verified : faultInjected() && keptSource;
             return asAsked ? 0 : 1;
@@ -237,6 +274,54 @@ public final class DemoCommand implements Callable<Integer> {
             }
         } catch (Exception e) {
             actions.add("acting in phase " + phase + " failed: " + e.getMessage());
+        }
+    }
+
+    /**
+     * Reads each disk's verdict: on the source (its image against what its guest saw acknowledged,
+     * what its drain completed at stop) and, after a completed migration, on the destination (the
+     * image again, and that the guest's I/O continued from where the source stopped).
+     */
+    private static void disks(Outcome o, QmpClient vmm, JsonNode verify, boolean source) throws Exception {
+        JsonNode devs = vmm.execute("x-ferry-devices", null).path("devices");
+        for (JsonNode v : verify.path("disks")) {
+            String id = v.path("id").asText();
+            DiskOutcome dk = null;
+            for (DiskOutcome x : o.disks) {
+                if (x.id.equals(id)) {
+                    dk = x;
+                }
+            }
+            if (dk == null) {
+                dk = new DiskOutcome();
+                dk.id = id;
+                o.disks.add(dk);
+            }
+            // After a completed migration the destination owns (and writes) the image: the source's
+            // view of it is history, so only the destination's verdict on the image counts then.
+            boolean judges = !source || !o.status.equals("completed");
+            if (judges) {
+                dk.imageOk = v.path("ok").asBoolean();
+                dk.writesAcked = v.path("writes-acked").asLong();
+                dk.blocksWritten = v.path("blocks-written").asLong();
+                if (!dk.imageOk) {
+                    dk.problem = (source ? "source: " : "destination: ") + v.path("problems").toString();
+                }
+            }
+            if (source) {
+                dk.sourceCompleted = v.path("completed").asLong();
+                dk.continued = true;
+            } else {
+                dk.destinationCompleted = v.path("completed").asLong();
+                dk.continued = v.path("continuation").path("ok").asBoolean();
+            }
+            for (JsonNode dev : devs) {
+                if (dev.path("id").asText().equals(id) && source) {
+                    dk.drainedAtStop = dev.path("virtio-blk").path("drained-at-stop").asLong();
+                    dk.carried = dev.path("virtio-blk").path("carried-out").asLong();
+                    dk.section = String.format("virtio-mmio@%08x/virtio-blk", Long.decode(dev.path("base").asText()));
+                }
+            }
         }
     }
 
@@ -269,6 +354,26 @@ public final class DemoCommand implements Callable<Integer> {
         String problem;
         boolean sourceVfsRunning = true;
         final List<VfOutcome> vfs = new ArrayList<>();
+        final List<DiskOutcome> disks = new ArrayList<>();
+    }
+
+    /** One disk's part of the outcome. */
+    static final class DiskOutcome {
+        String id;
+        String section;
+        long drainedAtStop;
+        long carried;
+        long sourceCompleted;
+        long destinationCompleted;
+        long writesAcked;
+        long blocksWritten;
+        boolean imageOk;
+        boolean continued;
+        String problem;
+
+        boolean verified() {
+            return imageOk && continued;
+        }
     }
 
     /** One VF's part of the outcome. */
@@ -330,6 +435,7 @@ public final class DemoCommand implements Callable<Integer> {
                 vo.problem = "source ring: " + v.path("ring").path("error").asText();
             }
         }
+        disks(o, s, sv, true);
         if (!o.status.equals("completed")) {
             o.destinationState = dst.isAlive() ? d.execute("query-status", null).path("status").asText() : "killed";
             o.problem = info.path("error-desc").asText(null);
@@ -368,6 +474,10 @@ public final class DemoCommand implements Callable<Integer> {
         }
         for (VfOutcome vo : o.vfs) {
             vfsVerified &= vo.verified();
+        }
+        disks(o, d, dv, false);
+        for (DiskOutcome dk : o.disks) {
+            vfsVerified &= dk.verified();
         }
         o.verified = o.memoryEqual && o.continued && o.stepsReplayed > 0 && destIntact
                 && o.destinationState.equals("running") && vfsVerified;

@@ -22,11 +22,15 @@ final class DemoReport {
             totalUs += d.path("downtime-us").asLong();
         }
         out.println("devices:");
+        int width = 10;
+        for (JsonNode d : devs) {
+            width = Math.max(width, d.path("id").asText().length());
+        }
         for (JsonNode d : devs) {
             long us = d.path("downtime-us").asLong();
             String id = d.path("id").asText();
             DemoCommand.VfOutcome vf = vfOf(o, id);
-            out.printf("  %-10s #%d %-9s %12d bytes  downtime %7.2f ms (%5.1f %%)  source %s, destination %s%n",
+            out.printf("  %-" + width + "s #%d %-10s %12d bytes  downtime %7.2f ms (%5.1f %%)  source %s, destination %s%n",
                     id, d.path("instance-id").asInt(), kind(id),
                     d.path("precopy-bytes").asLong() + d.path("downtime-bytes").asLong(), us / 1000.0,
                     totalUs == 0 ? 0.0 : 100.0 * us / totalUs, vf != null ? vf.sourceState : o.sourceState,
@@ -69,8 +73,32 @@ final class DemoReport {
         }
     }
 
+    static void disks(DemoCommand.Outcome o, PrintStream out) {
+        if (o.disks.isEmpty()) {
+            return;
+        }
+        out.println("disks:");
+        for (DemoCommand.DiskOutcome d : o.disks) {
+            if (o.status.equals("completed")) {
+                out.printf("  %-6s %d request(s) in flight drained at stop, %d carried in the stream%n", d.id,
+                        d.drainedAtStop, d.carried);
+                out.printf("         image %s against the guest's %d acknowledged writes (%d blocks written);"
+                                + " guest I/O %s (%d requests completed on the source, %d by now on the destination)%n",
+                        d.imageOk ? "verified" : "CORRUPT", d.writesAcked, d.blocksWritten,
+                        d.continued ? "continued" : "DID NOT CONTINUE", d.sourceCompleted, d.destinationCompleted);
+            } else {
+                out.printf("  %-6s image %s against the source guest's %d acknowledged writes%n", d.id,
+                        d.imageOk ? "verified" : "CORRUPT", d.writesAcked);
+            }
+            if (d.problem != null) {
+                out.println("         problem: " + d.problem);
+            }
+        }
+    }
+
     static void verification(DemoCommand.Outcome o, PrintStream out) {
         vfs(o, out);
+        disks(o, out);
         if (o.status.equals("completed")) {
             out.printf("verified:        destination RAM %s the source's at switchover%n",
                     o.memoryEqual ? "equals" : "DIFFERS FROM");
@@ -94,6 +122,9 @@ final class DemoReport {
     static String kind(String idstr) {
         if (idstr.endsWith("/vfio")) {
             return "vfio";
+        }
+        if (idstr.endsWith("/virtio-blk")) {
+            return "virtio-blk";
         }
         return switch (idstr) {
             case "ram" -> "ram";
@@ -130,6 +161,13 @@ final class DemoReport {
             DemoCommand.VfOutcome vf = vfOf(o, id);
             dn.put("source_state", vf != null ? vf.sourceState : o.sourceState);
             dn.put("destination_state", vf != null ? vf.destinationState : o.destinationState);
+        }
+        ArrayNode disks = j.putArray("disks");
+        for (DemoCommand.DiskOutcome d : o.disks) {
+            disks.addObject().put("id", d.id).put("drained_at_stop", d.drainedAtStop).put("carried", d.carried)
+                    .put("writes_acked", d.writesAcked).put("image_verified", d.imageOk).put("continued", d.continued)
+                    .put("source_completed", d.sourceCompleted).put("destination_completed", d.destinationCompleted)
+                    .put("verified", d.verified());
         }
         ArrayNode vfs = j.putArray("vfs");
         for (DemoCommand.VfOutcome v : o.vfs) {

@@ -64,6 +64,13 @@ final class KvmGuest implements VmGuest {
     }
 
     @Override
+    public void attachDrivers(VmDevices devices) {
+        if (!devices.all().isEmpty()) {
+            throw new IllegalStateException("the built-in KVM guest has no virtio driver yet");
+        }
+    }
+
+    @Override
     public void boot() {
         BuiltInGuest.boot(machine, cpus, params);
     }

@@ -7,30 +7,69 @@ import dev.ferry.core.cpu.soft.SoftCpuEngine;
 import dev.ferry.core.cpu.soft.SoftVcpuState;
 import dev.ferry.core.cpu.soft.SoftWorkload;
 import dev.ferry.core.cpu.soft.WorkingSetCheck;
+import dev.ferry.core.device.Device;
+import dev.ferry.core.device.SoftInterruptController;
 import dev.ferry.core.machine.Machine;
 import dev.ferry.core.machine.RunState;
 import dev.ferry.core.memory.GuestMemory;
+import dev.ferry.core.migration.MigrationPriority;
+import dev.ferry.virtio.VirtioMmioDevice;
+import dev.ferry.virtio.blk.VirtioBlk;
+import dev.ferry.virtio.guest.BlkDriverArea;
+import dev.ferry.virtio.guest.DiskVerifier;
+import dev.ferry.virtio.guest.SoftBlkDriver;
 import dev.ferry.vmm.config.VmConfig;
 
+import java.util.ArrayList;
 import java.util.List;
 
-/** The soft engine's workload as a VM's guest. */
+/**
+ * The soft engine's workload as a VM's guest, with the soft interrupt controller for its devices
+ * and, per virtio disk, Ferry's guest disk driver ({@link SoftBlkDriver}) running beside the
+ * vCPUs. Each disk driver keeps its rings, buffers and record in the top {@value #DRIVER_KIB} KiB of
+ * RAM below the previous one's (disk 0 highest); the working set is kept below them.
+ */
 final class SoftGuest implements VmGuest {
+    static final long DRIVER_KIB = BlkDriverArea.SIZE / 1024;
+    /** Requests each guest disk driver keeps in flight. */
+    static final int DISK_DEPTH = 32;
+
     private final VmConfig config;
     private final SoftWorkload workload;
     private final SoftCpuEngine cpus;
     private final Machine machine;
+    private final SoftInterruptController irqchip = new SoftInterruptController();
+    private final List<Disk> disks = new ArrayList<>();
     private volatile List<SoftVcpuState> loadedStates;
+
+    /** One disk and its guest driver; {@code loaded} is the driver's progress as a migration left it. */
+    private static final class Disk {
+        final String id;
+        final VirtioBlk model;
+        final SoftBlkDriver driver;
+        volatile BlkDriverArea.Progress loaded;
+
+        Disk(String id, VirtioBlk model, SoftBlkDriver driver) {
+            this.id = id;
+            this.model = model;
+            this.driver = driver;
+        }
+    }
 
     SoftGuest(VmConfig config) {
         this.config = config;
-        this.workload = new SoftWorkload(config.vcpus(), config.workload().dirtyRateBytesPerSec(),
-                config.workload().workingSetBytes(), 0, config.workload().seed());
+        long reserved = DRIVER_KIB * 1024 * config.devices().stream().filter(d -> d.kind().equals("virtio-blk")).count();
+        long ws = Math.min(config.workload().workingSetBytes(), config.memoryBytes() - reserved);
+        this.workload = new SoftWorkload(config.vcpus(), config.workload().dirtyRateBytesPerSec(), ws, 0,
+                config.workload().seed());
         GuestMemory memory = VmVfs.withDmaRegion(config, GuestMemory.builder().region("pc.ram", 0, config.memoryBytes()))
                 .prealloc(config.prealloc()).build();
         this.cpus = new SoftCpuEngine(memory, workload);
         this.machine = new Machine(config.name(), memory, cpus, RunState.PRELAUNCH);
         cpus.registerMigration(machine.migration());
+        machine.attachInterruptController(irqchip);
+        machine.migration().registerVmState(SoftInterruptController.IDSTR, 0, SoftInterruptController.VMSTATE, irqchip,
+                MigrationPriority.DEVICE);
     }
 
     @Override
@@ -44,6 +83,22 @@ final class SoftGuest implements VmGuest {
     }
 
     @Override
+    public void attachDrivers(VmDevices devices) {
+        for (Device d : devices.all()) {
+            if (d instanceof VirtioMmioDevice v && v.transport().model() instanceof VirtioBlk blk) {
+                long area = config.memoryBytes() - (disks.size() + 1) * BlkDriverArea.SIZE;
+                long blocks = Math.min(BlkDriverArea.MAX_BLOCKS, blk.capacityBytes() / 4096);
+                SoftBlkDriver driver = new SoftBlkDriver(machine.deviceMemory(), area, machine.mmio(), v.transport().base(),
+                        irqchip, v.transport().irq().gsi(), config.workload().seed() ^ disks.size(), DISK_DEPTH, blocks);
+                cpus.addProgram(d.id(), driver);
+                disks.add(new Disk(d.id(), blk, driver));
+            } else {
+                throw new IllegalStateException("the soft guest has no driver for " + d.id() + " (" + d.kind() + ")");
+            }
+        }
+    }
+
+    @Override
     public void boot() {
         if (config.workload().populate() > 0) {
             cpus.populate(config.workload().populate());
@@ -53,12 +108,28 @@ final class SoftGuest implements VmGuest {
     @Override
     public void loaded() {
         loadedStates = cpus.snapshot();
+        for (Disk d : disks) {
+            d.loaded = d.driver.area().progress();
+        }
     }
 
     @Override
     public void describe(ObjectNode o) {
         o.put("pages-written", cpus.pagesWritten());
         o.put("bytes-dirtied", cpus.bytesDirtied());
+        if (!disks.isEmpty()) {
+            ArrayNode a = o.putArray("disks");
+            for (Disk d : disks) {
+                progress(a.addObject().put("id", d.id), d.driver.area().progress());
+            }
+        }
+    }
+
+    private static void progress(ObjectNode o, BlkDriverArea.Progress p) {
+        o.put("started", p.started()).put("submitted", p.submitted()).put("completed", p.completed())
+                .put("writes-acked", p.writesAcked()).put("reads-verified", p.readsVerified())
+                .put("read-mismatches", p.readMismatches()).put("io-errors", p.ioErrors()).put("errors", p.errors())
+                .put("interrupts", p.interrupts()).put("in-flight", p.inFlight());
     }
 
     @Override
@@ -76,6 +147,34 @@ final class SoftGuest implements VmGuest {
             cn.put("ok", c.ok()).put("steps-replayed", c.stepsReplayed());
             ArrayNode problems = cn.putArray("problems");
             c.problems().forEach(problems::add);
+        }
+        if (!disks.isEmpty()) {
+            ArrayNode a = o.putArray("disks");
+            for (Disk d : disks) {
+                ObjectNode dn = a.addObject().put("id", d.id).put("image", d.model.imagePath().toString());
+                BlkDriverArea.Progress now = d.driver.area().progress();
+                progress(dn, now);
+                ArrayNode problems = dn.putArray("problems");
+                boolean ok;
+                try {
+                    DiskVerifier.Verdict v = DiskVerifier.verifyImage(d.driver.area(), d.model.imagePath());
+                    dn.put("blocks-checked", v.blocksChecked()).put("blocks-written", v.blocksWritten());
+                    v.problems().forEach(problems::add);
+                    ok = v.ok();
+                } catch (java.io.IOException e) {
+                    problems.add("reading the image failed: " + e.getMessage());
+                    ok = false;
+                }
+                if (d.loaded != null) {
+                    ObjectNode cn = dn.putObject("continuation");
+                    List<String> cont = DiskVerifier.verifyContinuation(d.loaded, now, 1);
+                    cn.put("ok", cont.isEmpty()).put("completed-at-load", d.loaded.completed())
+                            .put("in-flight-at-load", d.loaded.inFlight());
+                    cont.forEach(problems::add);
+                    ok &= cont.isEmpty();
+                }
+                dn.put("ok", ok);
+            }
         }
     }
 

@@ -14,6 +14,13 @@ interface VmGuest extends AutoCloseable {
     /** {@code "soft"} or {@code "kvm"}. */
     String engineName();
 
+    /**
+     * The config's devices are on the machine: give the guest its drivers for them (the soft
+     * engine runs a guest virtio driver per disk). Called once, before {@link #boot} or an
+     * incoming migration.
+     */
+    void attachDrivers(VmDevices devices);
+
     /** First start of a fresh VM: fill the working set (soft) or load the program (kvm). */
     void boot();
 

@@ -18,6 +18,10 @@ final class VmGuests {
 
     static VmGuest create(VmConfig config, Consumer<String> notice) throws VmmException {
         Optional<String> kvmMissing = kvmMissing(config);
+        if (kvmMissing.isEmpty() && hasVirtioDevices(config)) {
+            kvmMissing = Optional.of("the config has virtio devices, and the KVM engine's in-kernel irqchip and "
+                    + "guest virtio driver are not built yet");
+        }
         return switch (config.engine()) {
             case SOFT -> new SoftGuest(config);
             case KVM -> {
@@ -34,6 +38,11 @@ final class VmGuests {
                 yield new KvmGuest(config);
             }
         };
+    }
+
+    /** Devices of registered kinds (virtio-blk, ...): they need an interrupt controller and a guest driver. */
+    static boolean hasVirtioDevices(VmConfig config) {
+        return config.devices().stream().anyMatch(d -> dev.ferry.vmm.config.DeviceKinds.find(d.kind()).isPresent());
     }
 
     /** Why the KVM engine cannot run this VM here, or empty. */

@@ -42,6 +42,7 @@ public final class Vmm implements AutoCloseable {
     private final VmGuest guest;
     private final Machine machine;
     private final VmVfs vfs;
+    private final VmDevices devices;
     private final NettyMigrationTransports transports = new NettyMigrationTransports();
     private final Events events;
     private final HoldPoints holds;
@@ -75,6 +76,8 @@ public final class Vmm implements AutoCloseable {
         this.machine = guest.machine();
         try {
             this.vfs = VmVfs.attach(config, machine, verifyAtLoad);
+            this.devices = VmDevices.attach(config, machine, incomingMode, this::stopForDevice);
+            guest.attachDrivers(devices);
         } catch (VmmException | RuntimeException e) {
             guest.close();
             throw e;
@@ -101,6 +104,24 @@ public final class Vmm implements AutoCloseable {
                 }
             }
         }, Integer.MIN_VALUE);
+    }
+
+    /**
+     * A device asks to stop the VM (a disk error under the {@code stop} policy): the event first,
+     * then the stop, on a thread of its own — the device's event loop must not stop the VM it
+     * runs in. QEMU emits BLOCK_IO_ERROR, then STOP.
+     */
+    private void stopForDevice(String device, RunState state, String event, java.util.Map<String, Object> data) {
+        events.emit(event, QapiJson.JSON.valueToTree(data));
+        Thread t = new Thread(() -> {
+            try {
+                machine.vmStop(state);
+            } catch (VmStateChangeException e) {
+                LOG.warn("{}: stopping the VM for {} failed: {}", config.name(), device, e.getMessage());
+            }
+        }, "ferry-stop-for-" + device);
+        t.setDaemon(true);
+        t.start();
     }
 
     /** Starts the guest, or enters inmigrate; called once after construction. */
@@ -310,6 +331,13 @@ public final class Vmm implements AutoCloseable {
         o.put("ram", machine.memory().totalSize());
         guest.describe(o);
         o.put("status", machine.runState().qapiName());
+        return o;
+    }
+
+    /** The VM's config devices (virtio-blk, ...): transport, rings and counters (x-ferry-devices). */
+    public ObjectNode devicesInfo() {
+        ObjectNode o = QapiJson.JSON.createObjectNode();
+        o.set("devices", devices.describe());
         return o;
     }
 

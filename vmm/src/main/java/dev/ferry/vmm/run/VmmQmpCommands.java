@@ -111,6 +111,7 @@ final class VmmQmpCommands {
         c.register("x-ferry-memory-digest", Set.of(), a -> call(vmm::memoryDigest));
         c.register("x-ferry-verify", Set.of(), a -> call(vmm::verify));
         c.register("x-ferry-vfio", Set.of(), a -> vmm.vfioInfo());
+        c.register("x-ferry-devices", Set.of(), a -> vmm.devicesInfo());
         return c;
     }
 
