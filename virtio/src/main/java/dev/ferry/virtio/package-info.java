@@ -1,6 +1,14 @@
 /**
- * virtio devices: split virtqueues in guest memory, the virtio-mmio transport, and the
- * virtio-net, virtio-blk and virtio-balloon models. Each device's state is a
- * {@link dev.ferry.core.migration.VmStateDescription}. Not built yet: see the open issues.
+ * virtio devices on the virtio-mmio transport (version 2).
+ *
+ * <ul>
+ *   <li>{@link dev.ferry.virtio.VirtioMmio} — the transport and the state every virtio device
+ *       shares (status, features, queue registers, interrupt status, reset); its migration state is
+ *       QEMU's {@code virtio} field ({@code VirtioState}).</li>
+ *   <li>{@link dev.ferry.virtio.VirtioDeviceModel} — the device-specific half a new device implements.</li>
+ *   <li>{@link dev.ferry.virtio.VirtioMmioDevice} — a model on a machine, as a config device.</li>
+ *   <li>{@code queue} — split virtqueues, device and driver side; {@code blk} — virtio-blk;
+ *       {@code guest} — Ferry's guest drivers for the soft engine and their verifiers.</li>
+ * </ul>
  */
 package dev.ferry.virtio;
