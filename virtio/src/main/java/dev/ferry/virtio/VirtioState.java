@@ -9,6 +9,7 @@ import dev.ferry.virtio.queue.SplitVirtqueue;
 import dev.ferry.virtio.queue.VirtqueueError;
 
 import java.io.IOException;
+import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 
 /**
@@ -72,83 +73,78 @@ final class VirtioState implements VmStateField<VirtioMmio> {
         return 1;
     }
 
+    /**
+     * Writes the field. The fixed parts go through one heap buffer each (before and after the
+     * device part): the subsections alone are 1024-entry tables, and one bulk put keeps the
+     * switchover short.
+     */
     @Override
     public void save(VirtioMmio d, SaveStream out) throws IOException {
         long start = out.bytesWritten();
         synchronized (d) {
-            out.putBe32(d.hostFeaturesSel);
-            out.putBe32(d.guestFeaturesSel);
-            out.putBe32(0); // guest_page_shift: legacy only
-            out.putU8(d.status);
-            out.putU8(d.isr);
-            out.putBe16(d.queueSel);
-            out.putBe32((int) d.guestFeatures);
             byte[] cfg = d.model.config();
-            out.putBe32(cfg.length);
-            out.putBytes(cfg);
+            ByteBuffer head = ByteBuffer.allocate(12 + 8 + 4 + cfg.length + 4 + 18 * d.queues.length);
+            head.putInt(d.hostFeaturesSel).putInt(d.guestFeaturesSel).putInt(0); // guest_page_shift: legacy only
+            head.put((byte) d.status).put((byte) d.isr).putShort((short) d.queueSel).putInt((int) d.guestFeatures);
+            head.putInt(cfg.length).put(cfg);
             int n = 0;
             while (n < d.queues.length && d.queues[n].num != 0) {
                 n++;
             }
-            out.putBe32(n);
+            head.putInt(n);
             for (int i = 0; i < n; i++) {
                 VirtioMmio.QueueRegs q = d.queues[i];
-                out.putBe32(q.num);
-                out.putBe32(ALIGN);
-                out.putBe64(q.desc);
-                out.putBe16(q.ready ? q.ring.lastAvailIdx() : 0);
+                head.putInt(q.num).putInt(ALIGN).putLong(q.desc).putShort((short) (q.ready ? q.ring.lastAvailIdx() : 0));
             }
+            out.putBytes(head.array(), 0, head.position());
             d.model.save(out);
+            ByteBuffer tail = ByteBuffer.allocate(64 * 6 + 8 + 16 * Virtio.QUEUE_MAX + 4 * Virtio.QUEUE_MAX + 1 + 8
+                    + 27 * Virtio.QUEUE_MAX + 1);
             if (d.guestFeatures >>> 32 != 0) {
-                subsection(out, "virtio/64bit_features");
-                out.putBe64(d.guestFeatures);
+                subsection(tail, "virtio/64bit_features");
+                tail.putLong(d.guestFeatures);
             }
-            subsection(out, "virtio/virtqueues");
+            subsection(tail, "virtio/virtqueues");
             for (int i = 0; i < Virtio.QUEUE_MAX; i++) {
                 VirtioMmio.QueueRegs q = i < d.queues.length ? d.queues[i] : null;
-                out.putBe64(q == null ? 0 : q.avail);
-                out.putBe64(q == null ? 0 : q.used);
+                tail.putLong(q == null ? 0 : q.avail).putLong(q == null ? 0 : q.used);
             }
             boolean resized = false;
             for (VirtioMmio.QueueRegs q : d.queues) {
                 resized |= q.num != d.model.queueMaxSize();
             }
             if (resized) {
-                subsection(out, "virtio/ringsize");
+                subsection(tail, "virtio/ringsize");
                 for (int i = 0; i < Virtio.QUEUE_MAX; i++) {
-                    out.putBe32(i < d.queues.length ? d.model.queueMaxSize() : 0);
+                    tail.putInt(i < d.queues.length ? d.model.queueMaxSize() : 0);
                 }
             }
             if (d.brokenReason != null) {
-                subsection(out, "virtio/broken");
-                out.putU8(1);
+                subsection(tail, "virtio/broken");
+                tail.put((byte) 1);
             }
-            subsection(out, "virtio/extra_state");
-            out.putBe32((int) d.guestFeatures);
-            out.putBe32((int) (d.guestFeatures >>> 32));
+            subsection(tail, "virtio/extra_state");
+            tail.putInt((int) d.guestFeatures).putInt((int) (d.guestFeatures >>> 32));
             for (int i = 0; i < Virtio.QUEUE_MAX; i++) {
                 VirtioMmio.QueueRegs q = i < d.queues.length ? d.queues[i] : null;
-                out.putBe16(q == null ? 0 : q.num);
-                out.putU8(q != null && q.ready ? 1 : 0);
-                for (long a : q == null ? new long[3] : new long[] {q.desc, q.avail, q.used}) {
-                    out.putBe32((int) a);
-                    out.putBe32((int) (a >>> 32));
+                tail.putShort((short) (q == null ? 0 : q.num)).put((byte) (q != null && q.ready ? 1 : 0));
+                long[] a = q == null ? new long[3] : new long[] {q.desc, q.avail, q.used};
+                for (long x : a) {
+                    tail.putInt((int) x).putInt((int) (x >>> 32));
                 }
             }
             if (d.started) {
-                subsection(out, "virtio/started");
-                out.putU8(1);
+                subsection(tail, "virtio/started");
+                tail.put((byte) 1);
             }
+            out.putBytes(tail.array(), 0, tail.position());
         }
         lastSize = (int) (out.bytesWritten() - start);
     }
 
-    private static void subsection(SaveStream out, String name) throws IOException {
+    private static void subsection(ByteBuffer out, String name) {
         byte[] n = name.getBytes(StandardCharsets.US_ASCII);
-        out.putU8(SUBSECTION);
-        out.putU8(n.length);
-        out.putBytes(n);
-        out.putBe32(1);
+        out.put((byte) SUBSECTION).put((byte) n.length).put(n).putInt(1);
     }
 
     /** What the stream says, before any of it is applied. */
