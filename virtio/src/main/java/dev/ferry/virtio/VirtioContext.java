@@ -18,7 +18,11 @@ public interface VirtioContext {
     /** Features both sides agreed on (FEATURES_OK). */
     long features();
 
-    /** Queue {@code index}, or null when the driver did not make it ready. */
+    /**
+     * Queue {@code index}, or null when the driver did not make it ready or the device needs a
+     * reset (after {@link #deviceError}, completions still in flight are dropped, as QEMU drops
+     * a broken device's).
+     */
     SplitVirtqueue queue(int index);
 
     /**

@@ -72,8 +72,17 @@ public interface VirtioDeviceModel extends AutoCloseable {
     /** The device part of QEMU's {@code virtio} field ({@code VirtioDeviceClass.save}). */
     void save(SaveStream out) throws IOException;
 
-    /** Reads what {@link #save} wrote; called before the transport's post-load checks. */
+    /**
+     * Reads what {@link #save} wrote, before the transport's post-load checks: the device keeps
+     * it aside and changes nothing, since the load may still be refused.
+     */
     void load(LoadStream in, int version) throws IOException, MigrationException;
+
+    /**
+     * The whole state {@link #load} was part of checked out (after {@link #restoreConfig}): what
+     * {@code load} read becomes the device's. Not called for a refused load.
+     */
+    void commitLoad();
 
     /** What the device reports in {@code x-ferry-devices} and the demo: requests, bytes, ... */
     void describe(java.util.Map<String, Object> into);

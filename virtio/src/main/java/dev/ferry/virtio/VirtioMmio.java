@@ -450,7 +450,9 @@ public final class VirtioMmio implements BusDevice, VmChangeStateHandler, AutoCl
         @Override
         public SplitVirtqueue queue(int index) {
             synchronized (VirtioMmio.this) {
-                return index >= 0 && index < queues.length && queues[index].ready ? queues[index].ring : null;
+                // A device that needs a reset touches its rings no more (QEMU drops a broken device's pushes).
+                return index >= 0 && index < queues.length && queues[index].ready && brokenReason == null
+                        ? queues[index].ring : null;
             }
         }
 
@@ -546,6 +548,7 @@ public final class VirtioMmio implements BusDevice, VmChangeStateHandler, AutoCl
                                   boolean[] enabled, SplitVirtqueue[] rings, boolean started, String broken)
             throws dev.ferry.core.migration.MigrationException {
         model.restoreConfig(config);
+        model.commitLoad();
         this.hostFeaturesSel = hostSel;
         this.guestFeaturesSel = guestSel;
         this.status = status;
@@ -567,6 +570,9 @@ public final class VirtioMmio implements BusDevice, VmChangeStateHandler, AutoCl
         this.brokenReason = broken;
         if (broken != null) {
             this.status |= Virtio.STATUS_NEEDS_RESET;
+            if ((status & Virtio.STATUS_DRIVER_OK) != 0) {
+                this.isr |= Virtio.ISR_CONFIG; // as fail(): the line goes up when the VM starts
+            }
             LOG.warn("{}: loaded broken: {}", name, broken);
         }
     }

@@ -190,7 +190,7 @@ final class VirtioState implements VmStateField<VirtioMmio> {
         in.getBytes(l.config, 0, configLen);
         int n = in.getBe32();
         if (n < 0 || n > Virtio.QUEUE_MAX) {
-            throw new MigrationException(who + ": invalid number of virtqueues: 0x" + Integer.toHexString(n));
+            throw new MigrationException(who + ": Invalid number of virtqueues: 0x" + Integer.toHexString(n));
         }
         if (n > d.queues.length) {
             throw new MigrationException(who + ": the stream has " + n + " virtqueues, this device has "

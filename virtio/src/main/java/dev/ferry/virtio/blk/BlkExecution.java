@@ -73,14 +73,15 @@ final class BlkExecution {
         if (chain.readableBytes() < BlkRequest.HEADER || chain.writableBytes() < 1) {
             return BlkRequest.S_IOERR; // QEMU: virtio_error "missing headers"; the caller checked already
         }
-        byte[] h = new byte[BlkRequest.HEADER];
-        chain.reader().readFully(h);
-        java.nio.ByteBuffer hb = java.nio.ByteBuffer.wrap(h).order(java.nio.ByteOrder.LITTLE_ENDIAN);
-        type = hb.getInt(0);
-        long sector = hb.getLong(8);
         List<Segment> out = dataAfterHeader(chain.readable());
         List<Segment> in = dataBeforeStatus(chain.writable());
         try {
+            // Through the segments, not chain.reader(): a request parked on a migration source
+            // comes back as a restored chain, which has no reader of its own.
+            java.nio.ByteBuffer hb = java.nio.ByteBuffer.wrap(header(chain.readable()))
+                    .order(java.nio.ByteOrder.LITTLE_ENDIAN);
+            type = hb.getInt(0);
+            long sector = hb.getLong(8);
             return switch (type) {
                 case BlkRequest.T_IN -> read(sector, in);
                 case BlkRequest.T_OUT -> write(sector, out);
@@ -95,6 +96,21 @@ final class BlkExecution {
         } catch (GuestMemoryException e) {
             return BlkRequest.S_IOERR;
         }
+    }
+
+    /** The 16 header bytes from the start of the readable segments (the caller checked there are 16). */
+    private byte[] header(List<Segment> readable) {
+        byte[] h = new byte[BlkRequest.HEADER];
+        int at = 0;
+        for (Segment s : readable) {
+            int n = (int) Math.min(s.length(), h.length - at);
+            memory.read(s.gpa(), h, at, n);
+            at += n;
+            if (at == h.length) {
+                break;
+            }
+        }
+        return h;
     }
 
     private int read(long sector, List<Segment> in) throws IOException {

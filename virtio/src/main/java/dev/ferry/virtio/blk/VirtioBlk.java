@@ -8,7 +8,9 @@ import dev.ferry.virtio.Virtio;
 import dev.ferry.virtio.VirtioContext;
 import dev.ferry.virtio.VirtioDeviceModel;
 import dev.ferry.virtio.queue.DescriptorChain;
+import dev.ferry.virtio.queue.Segment;
 import dev.ferry.virtio.queue.SplitVirtqueue;
+import dev.ferry.virtio.queue.VirtqueueError;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -76,6 +78,8 @@ public final class VirtioBlk implements VirtioDeviceModel {
     private boolean stopping = true;
     private final boolean[] kickPending;
     private final List<Parked> parked = new ArrayList<>();
+    /** Parked requests a load read, until the transport commits the load (migration thread). */
+    private List<Parked> loadedParked;
     private final AtomicInteger inflight = new AtomicInteger();
     private final Queue<Done> completions = new ConcurrentLinkedQueue<>();
     private final Object drained = new Object();
@@ -207,6 +211,14 @@ public final class VirtioBlk implements VirtioDeviceModel {
             parked.clear();
             LOG.info("{}: retrying {} parked request(s)", id, retry.size());
             for (Parked p : retry) {
+                String bad = outsideRam(p.chain());
+                if (bad != null) {
+                    // QEMU: mapping a loaded element fails -> virtio_error; nothing of it is retried.
+                    ctx.deviceError("parked request head " + p.chain().head() + ": " + bad);
+                    return;
+                }
+            }
+            for (Parked p : retry) {
                 submit(p.queue(), p.chain());
             }
         }
@@ -222,12 +234,21 @@ public final class VirtioBlk implements VirtioDeviceModel {
             return;
         }
         while (inflight.get() < options.depth()) {
-            DescriptorChain chain = vq.pop();
+            DescriptorChain chain;
+            try {
+                chain = vq.pop();
+            } catch (VirtqueueError e) {
+                // Also reached from completeAll (a slot freed), where no transport catches it.
+                kickPending[queue] = false;
+                ctx.deviceError("queue " + queue + ": " + e.getMessage());
+                return;
+            }
             if (chain == null) {
                 kickPending[queue] = false;
                 return;
             }
             if (chain.readableBytes() < BlkRequest.HEADER || chain.writableBytes() < 1) {
+                kickPending[queue] = false;
                 ctx.deviceError("virtio-blk missing headers (head " + chain.head() + ": " + chain.readableBytes()
                         + " readable, " + chain.writableBytes() + " writable bytes)");
                 return;
@@ -283,7 +304,7 @@ public final class VirtioBlk implements VirtioDeviceModel {
             completions.clear();
             return;
         }
-        boolean[] touched = new boolean[options.queues()];
+        SplitVirtqueue[] touched = new SplitVirtqueue[options.queues()];
         Done d;
         while ((d = completions.poll()) != null) {
             if (d.park()) {
@@ -292,18 +313,18 @@ public final class VirtioBlk implements VirtioDeviceModel {
             }
             SplitVirtqueue vq = ctx.queue(d.queue());
             if (vq == null) {
-                continue; // the driver reset the device meanwhile
+                continue; // the driver reset the device meanwhile, or it needs a reset
             }
             writeStatus(d.chain(), d.status());
             vq.push(d.chain(), d.written());
-            touched[d.queue()] = true;
+            touched[d.queue()] = vq;
             if (ctx.loop().isPaused()) {
                 drainedAtStop.incrementAndGet(); // the VM is stopping: this request completes as part of the drain
             }
         }
         for (int q = 0; q < touched.length; q++) {
-            if (touched[q]) {
-                ctx.queue(q).publish();
+            if (touched[q] != null) {
+                touched[q].publish();
                 ctx.notifyQueue(q);
             }
         }
@@ -314,6 +335,18 @@ public final class VirtioBlk implements VirtioDeviceModel {
                 }
             }
         }
+    }
+
+    /** The first segment of a chain restored from a stream that is not guest RAM, or null. */
+    private String outsideRam(DescriptorChain chain) {
+        for (List<Segment> segs : List.of(chain.readable(), chain.writable())) {
+            for (Segment s : segs) {
+                if (!ctx.memory().isRam(s.gpa(), s.length())) {
+                    return "buffer " + s + " is not in RAM";
+                }
+            }
+        }
+        return null;
     }
 
     private void writeStatus(DescriptorChain chain, int status) {
@@ -364,6 +397,7 @@ public final class VirtioBlk implements VirtioDeviceModel {
         completions.clear();
         parked.clear();
         java.util.Arrays.fill(kickPending, false);
+        writeback = true; // the power-on cache mode (QEMU: original_wce)
         ctx = null;
     }
 
@@ -417,15 +451,22 @@ public final class VirtioBlk implements VirtioDeviceModel {
                 throw new MigrationException(id + ": parked request head " + head + " with " + nr + " readable and "
                         + nw + " writable segments does not fit a queue of " + options.queueSize());
             }
-            List<dev.ferry.virtio.queue.Segment> r = new ArrayList<>();
-            List<dev.ferry.virtio.queue.Segment> w = new ArrayList<>();
+            List<Segment> r = new ArrayList<>();
+            List<Segment> w = new ArrayList<>();
             for (int i = 0; i < nr + nw; i++) {
                 long gpa = in.getBe64();
                 long len = Integer.toUnsignedLong(in.getBe32());
-                (i < nr ? r : w).add(new dev.ferry.virtio.queue.Segment(gpa, len));
+                (i < nr ? r : w).add(new Segment(gpa, len));
             }
             loaded.add(new Parked(queue, DescriptorChain.restored(head, r, w)));
         }
+        loadedParked = loaded; // taken by commitLoad once the whole state checked out
+    }
+
+    @Override
+    public void commitLoad() {
+        List<Parked> loaded = loadedParked == null ? List.of() : loadedParked;
+        loadedParked = null;
         parked.clear();
         parked.addAll(loaded);
         carriedIn = loaded.size();

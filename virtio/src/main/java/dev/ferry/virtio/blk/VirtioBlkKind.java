@@ -44,13 +44,21 @@ public final class VirtioBlkKind implements DeviceKind {
         if (image.isEmpty()) {
             throw o.error("image", "must name a raw image file");
         }
+        int queueSize = o.integer("queue-size", 256, 2, 1024);
+        if (Integer.bitCount(queueSize) != 1) {
+            throw o.error("queue-size", "must be a power of two from 2 to 1024, got " + queueSize);
+        }
+        String serial = o.string("serial", "ferry-disk");
+        if (serial.getBytes(java.nio.charset.StandardCharsets.US_ASCII).length > BlkRequest.ID_BYTES) {
+            throw o.error("serial", "'" + serial + "' is longer than " + BlkRequest.ID_BYTES + " bytes");
+        }
         try {
             return new BlkOptions(Path.of(image), o.bool("read-only", false), o.integer("queues", 1, 1, 16),
-                    o.integer("queue-size", 256, 2, 1024), o.integer("depth", 32, 1, 4096),
+                    queueSize, o.integer("depth", 32, 1, 4096),
                     o.integer("io-threads", 2, 1, 64),
                     BlkOptions.ErrorPolicy.parse(o.choice("werror", "report", "report", "stop")),
                     BlkOptions.ErrorPolicy.parse(o.choice("rerror", "report", "report", "stop")),
-                    o.string("serial", "ferry-disk"));
+                    serial);
         } catch (IllegalArgumentException e) {
             throw new DeviceConfigException(o.path() + ": " + e.getMessage());
         }
