@@ -173,7 +173,7 @@ public final class VirtioMmio implements BusDevice, VmChangeStateHandler, AutoCl
             byte[] cfg = model.config();
             long off = offset - 0x100;
             if (off + size > cfg.length) {
-                return 0;
+                return size >= 8 ? -1L : (1L << (size * 8)) - 1; // QEMU: all ones past the config space
             }
             long v = 0;
             for (int i = size - 1; i >= 0; i--) {
@@ -406,8 +406,17 @@ public final class VirtioMmio implements BusDevice, VmChangeStateHandler, AutoCl
         brokenReason = reason;
         started = false;
         status |= Virtio.STATUS_NEEDS_RESET;
+        notifyConfig();
+    }
+
+    /**
+     * QEMU's virtio_notify_config: after DRIVER_OK only, InterruptStatus gets both bits (0x3),
+     * the config generation moves on, and the line goes up. Holding the lock.
+     */
+    private void notifyConfig() {
         if ((status & Virtio.STATUS_DRIVER_OK) != 0) {
-            isr |= Virtio.ISR_CONFIG;
+            isr |= Virtio.ISR_QUEUE | Virtio.ISR_CONFIG;
+            configGeneration++;
             irq.raise();
         }
     }
@@ -471,11 +480,7 @@ public final class VirtioMmio implements BusDevice, VmChangeStateHandler, AutoCl
         @Override
         public void configChanged() {
             synchronized (VirtioMmio.this) {
-                if ((status & Virtio.STATUS_DRIVER_OK) != 0) {
-                    configGeneration++;
-                    isr |= Virtio.ISR_CONFIG;
-                    irq.raise();
-                }
+                notifyConfig();
             }
         }
 
@@ -571,7 +576,7 @@ public final class VirtioMmio implements BusDevice, VmChangeStateHandler, AutoCl
         if (broken != null) {
             this.status |= Virtio.STATUS_NEEDS_RESET;
             if ((status & Virtio.STATUS_DRIVER_OK) != 0) {
-                this.isr |= Virtio.ISR_CONFIG; // as fail(): the line goes up when the VM starts
+                this.isr |= Virtio.ISR_QUEUE | Virtio.ISR_CONFIG; // as fail(): the line goes up when the VM starts
             }
             LOG.warn("{}: loaded broken: {}", name, broken);
         }

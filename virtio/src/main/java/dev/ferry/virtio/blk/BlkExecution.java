@@ -87,7 +87,7 @@ final class BlkExecution {
                 case BlkRequest.T_OUT -> write(sector, out);
                 case BlkRequest.T_FLUSH -> flush();
                 case BlkRequest.T_GET_ID -> getId(in);
-                case BlkRequest.T_DISCARD, BlkRequest.T_WRITE_ZEROES -> zeroes(out);
+                case BlkRequest.T_DISCARD, BlkRequest.T_WRITE_ZEROES -> zeroes(type, out);
                 default -> BlkRequest.S_UNSUPP;
             };
         } catch (IOException e) {
@@ -166,9 +166,17 @@ final class BlkExecution {
         return BlkRequest.S_OK;
     }
 
-    private int zeroes(List<Segment> out) throws IOException {
+    /**
+     * DISCARD and WRITE_ZEROES, as blk/description.tex says: a read-only disk never offered them
+     * (UNSUPP); DISCARD with any flag, or WRITE_ZEROES with a flag other than UNMAP, is UNSUPP; a
+     * range outside the disk is IOERR. Both zero the range (a discard may leave anything there).
+     */
+    private int zeroes(int type, List<Segment> out) throws IOException {
         long len = total(out);
-        if (options.readOnly() || len == 0 || len % BlkRequest.RANGE != 0) {
+        if (options.readOnly()) {
+            return BlkRequest.S_UNSUPP;
+        }
+        if (len == 0 || len % BlkRequest.RANGE != 0) {
             return BlkRequest.S_IOERR;
         }
         if (len > BlkConfig.MAX_DISCARD_SEG * BlkRequest.RANGE) {
@@ -184,8 +192,11 @@ final class BlkExecution {
         long sector = rb.getLong(0);
         long sectors = Integer.toUnsignedLong(rb.getInt(8));
         int flags = rb.getInt(12);
-        if (sectors > BlkConfig.MAX_DISCARD_SECTORS || !rangeOk(sector, sectors * BlkRequest.SECTOR)
-                || (flags & ~BlkRequest.WRITE_ZEROES_UNMAP) != 0) {
+        int allowed = type == BlkRequest.T_WRITE_ZEROES ? BlkRequest.WRITE_ZEROES_UNMAP : 0;
+        if ((flags & ~allowed) != 0) {
+            return BlkRequest.S_UNSUPP;
+        }
+        if (sectors > BlkConfig.MAX_DISCARD_SECTORS || !rangeOk(sector, sectors * BlkRequest.SECTOR)) {
             return BlkRequest.S_IOERR;
         }
         image.writeZeroes(sector * BlkRequest.SECTOR, sectors * BlkRequest.SECTOR);

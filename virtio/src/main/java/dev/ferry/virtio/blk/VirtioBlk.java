@@ -272,7 +272,6 @@ public final class VirtioBlk implements VirtioDeviceModel {
                 d = new Done(queue, chain, BlkRequest.S_IOERR, 1, false);
             }
             completions.add(d);
-            inflight.decrementAndGet();
             synchronized (drained) {
                 drained.notifyAll();
             }
@@ -301,12 +300,17 @@ public final class VirtioBlk implements VirtioDeviceModel {
     /** Loop thread: pushes every finished request, then interrupts once per queue touched. */
     private void completeAll() {
         if (ctx == null) {
-            completions.clear();
+            while (completions.poll() != null) {
+                inflight.decrementAndGet(); // the driver reset the device: nothing to complete to
+            }
             return;
         }
         SplitVirtqueue[] touched = new SplitVirtqueue[options.queues()];
         Done d;
         while ((d = completions.poll()) != null) {
+            // A request leaves the depth budget only here, on the loop: a slot freed on an I/O
+            // thread would let a kick pop the next chain before this completion is published.
+            inflight.decrementAndGet();
             if (d.park()) {
                 parked.add(new Parked(d.queue(), d.chain()));
                 continue;
@@ -358,19 +362,7 @@ public final class VirtioBlk implements VirtioDeviceModel {
     @Override
     public void quiesce() {
         stopping = true;
-        long before = requests.get();
-        int waited = inflight.get();
-        synchronized (drained) {
-            while (inflight.get() > 0) {
-                try {
-                    drained.wait(100);
-                } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                    break;
-                }
-            }
-        }
-        completeAll();
+        drainInFlight();
         if (image.active() && !image.readOnly()) {
             try {
                 image.flush();
@@ -378,27 +370,34 @@ public final class VirtioBlk implements VirtioDeviceModel {
                 LOG.warn("{}: flush at stop failed: {}", id, e.getMessage());
             }
         }
-        LOG.debug("{}: quiesced: {} request(s) drained, {} parked, {} total", id, waited, parked.size(), before);
+        LOG.debug("{}: quiesced: {} parked, {} requests in all", id, parked.size(), requests.get());
+    }
+
+    /** Loop thread: waits for every request on the I/O threads and completes (or drops) each. */
+    private void drainInFlight() {
+        while (inflight.get() > 0) {
+            synchronized (drained) {
+                while (completions.isEmpty() && inflight.get() > 0) {
+                    try {
+                        drained.wait(100);
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                        return;
+                    }
+                }
+            }
+            completeAll();
+        }
     }
 
     @Override
     public void reset() {
         stopping = true;
-        synchronized (drained) {
-            while (inflight.get() > 0) {
-                try {
-                    drained.wait(100);
-                } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                    break;
-                }
-            }
-        }
-        completions.clear();
+        ctx = null; // completions of requests still in flight are dropped: the rings are gone
+        drainInFlight();
         parked.clear();
         java.util.Arrays.fill(kickPending, false);
         writeback = true; // the power-on cache mode (QEMU: original_wce)
-        ctx = null;
     }
 
     // ---- migration: the parked requests ----

@@ -69,6 +69,7 @@ class VirtioStatusTableTest {
         public void reset() { ctx = null; }
         public void save(SaveStream out) { }
         public void load(LoadStream in, int version) { }
+        public void commitLoad() { }
         public void describe(Map<String, Object> into) { }
         public void close() { }
     }
