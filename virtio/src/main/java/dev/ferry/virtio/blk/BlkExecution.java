@@ -73,8 +73,12 @@ final class BlkExecution {
         if (chain.readableBytes() < BlkRequest.HEADER || chain.writableBytes() < 1) {
             return BlkRequest.S_IOERR; // QEMU: virtio_error "missing headers"; the caller checked already
         }
-        byte[] h = new byte[BlkRequest.HEADER];
-        chain.reader().readFully(h);
+        byte[] h;
+        try {
+            h = readHeader(chain.readable(), memory);
+        } catch (GuestMemoryException e) {
+            return BlkRequest.S_IOERR;
+        }
         java.nio.ByteBuffer hb = java.nio.ByteBuffer.wrap(h).order(java.nio.ByteOrder.LITTLE_ENDIAN);
         type = hb.getInt(0);
         long sector = hb.getLong(8);
@@ -191,6 +195,25 @@ final class BlkExecution {
             t += s.length();
         }
         return t;
+    }
+
+    /**
+     * The 16-byte header from the first readable bytes, however the driver split it. Read by
+     * segment, not through {@link DescriptorChain#reader()}: a request restored from a migration
+     * stream (parked on the source, retried here) has no reader.
+     */
+    private static byte[] readHeader(List<Segment> readable, DeviceMemory memory) {
+        byte[] h = new byte[BlkRequest.HEADER];
+        int at = 0;
+        for (Segment s : readable) {
+            if (at == h.length) {
+                break;
+            }
+            int n = (int) Math.min(s.length(), h.length - at);
+            memory.read(s.gpa(), h, at, n);
+            at += n;
+        }
+        return h;
     }
 
     /** The readable segments past the 16-byte header (a header split over descriptors included). */
