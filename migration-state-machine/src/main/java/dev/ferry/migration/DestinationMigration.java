@@ -490,23 +490,22 @@ public final class DestinationMigration implements LoadContext {
             }
         }
         if (ok) {
+            boolean sourceTakesOver = rpOutOpen();
             try {
-                if (autostart) {
-                    machine.vmStart();
-                } else {
+                if (!autostart) {
                     machine.setRunState(RunState.PAUSED);
+                } else if (sourceTakesOver) {
+                    // The source hears SHUT(1) below and runs the guest again if the start fails:
+                    // then this side must not have run it at all, not even until a stop — the
+                    // two share the guest's disks.
+                    machine.vmStartOrStayStopped(RunState.INTERNAL_ERROR);
+                } else {
+                    machine.vmStart(); // a file: this VM is the only copy and runs
                 }
             } catch (dev.ferry.core.machine.VmStateChangeException e) {
                 failure = "starting the VM after migration failed: " + e.getMessage();
                 ok = false;
-                if (rpOutOpen()) {
-                    // The source hears SHUT(1) below and runs the guest again: this side must not
-                    // run it too. Without a return path (a file) this VM is the only copy and runs.
-                    try {
-                        machine.vmStop(RunState.INTERNAL_ERROR);
-                    } catch (dev.ferry.core.machine.VmStateChangeException again) {
-                        failure += "; stopping it again reported: " + again.getMessage();
-                    }
+                if (sourceTakesOver) {
                     failure += "; the destination VM is stopped (internal-error), the source keeps the guest";
                 }
             }

@@ -114,7 +114,9 @@ public final class SourceMigration {
             throw new MigrationException(e.getMessage());
         }
         RunState rs = machine.runState();
-        if (rs != RunState.RUNNING && rs != RunState.PAUSED && rs != RunState.PRELAUNCH) {
+        // A VM stopped on a disk error migrates as QEMU migrates it: its devices carry the
+        // requests they parked, and a failed migration leaves it in io-error again.
+        if (rs != RunState.RUNNING && rs != RunState.PAUSED && rs != RunState.PRELAUNCH && rs != RunState.IO_ERROR) {
             throw new MigrationException("cannot migrate a VM in run state " + rs.qapiName());
         }
         progress.begin();

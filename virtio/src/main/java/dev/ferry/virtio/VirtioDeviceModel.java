@@ -50,8 +50,12 @@ public interface VirtioDeviceModel extends AutoCloseable {
     void writeConfig(int offset, int size, long value);
 
     /**
-     * The driver set DRIVER_OK (or a migrated, started device's VM starts): the negotiated
-     * features and ready queues are in {@code context}; begin serving. Loop thread.
+     * The driver set DRIVER_OK (or a started device's VM starts): the negotiated features and
+     * ready queues are in {@code context}; serve from the next {@link #queueNotified}. Loop thread,
+     * possibly as a task while the loop is still paused and before the VM's start is certain (a
+     * start can be rolled back by {@link #quiesce}): touch nothing outside the device here — no
+     * image I/O, no retries — and leave that to the first queue notification, which the transport
+     * raises for every ready queue once the VM runs.
      */
     void start(VirtioContext context);
 

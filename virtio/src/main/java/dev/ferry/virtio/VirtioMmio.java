@@ -499,7 +499,10 @@ public final class VirtioMmio implements BusDevice, VmChangeStateHandler, AutoCl
      * happen now, as part of stopping); VM start: a started device serves again, re-raising its
      * line when InterruptStatus is set (a migrated pending interrupt) and looking at every queue
      * once, since a kick may have been lost with the source (QEMU: the first notify after load is
-     * unconditional; Firecracker re-kicks on resume).
+     * unconditional; Firecracker re-kicks on resume). That look is a signal on the queue's
+     * doorbell, served once the loop runs handlers again — after every VM-change-state handler
+     * started and the machine resumed the loop — so a start that is rolled back
+     * ({@link dev.ferry.core.machine.Machine#vmStartOrStayStopped}) did no I/O.
      */
     @Override
     public void onChange(boolean running, RunState state) {
@@ -520,7 +523,7 @@ public final class VirtioMmio implements BusDevice, VmChangeStateHandler, AutoCl
                 for (QueueRegs q : queues) {
                     if (q.ready) {
                         q.ring.forceNextNotify();
-                        kicked(q);
+                        q.kick.signal(); // served when the loop resumes, not in this task
                     }
                 }
             } else {

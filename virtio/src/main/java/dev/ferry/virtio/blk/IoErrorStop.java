@@ -2,8 +2,9 @@ package dev.ferry.virtio.blk;
 
 /**
  * Outbound port: an I/O error under the {@code stop} policy. The VMM stops the VM (run state
- * {@code io-error}) and emits QEMU's {@code BLOCK_IO_ERROR} event. Called on the device's event
- * loop; implementations must not stop the VM on the calling thread (stopping pauses that loop).
+ * {@code io-error}) and emits QEMU's {@code BLOCK_IO_ERROR} event. Called on the device's I/O
+ * thread that saw the error, once per failed request; implementations must not stop the VM on the
+ * calling thread (stopping drains the requests in flight, this one among them).
  */
 @FunctionalInterface
 public interface IoErrorStop {

@@ -43,15 +43,17 @@ import java.util.concurrent.atomic.AtomicLong;
  * the {@code report} policy; under {@code stop} it is parked, the VM stops (io-error, with a
  * BLOCK_IO_ERROR event) and the request is retried when the VM runs again — on this VMM after
  * {@code cont}, or on a migration destination, which gets the parked requests in the device part
- * of the stream:
+ * of the stream (a retried request is read through guest RAM by its segments, so a chain restored
+ * from the stream runs like a popped one):
  * <pre>
  *   per parked request:  u8 1 | be32 queue | be16 head | be16 nread | be16 nwrite
  *                        | nread x (be64 gpa | be32 len) | nwrite x (be64 gpa | be32 len)
  *   end:                 u8 0
  * </pre>
  * (QEMU writes a raw host-endian VirtQueueElement there; Ferry writes the same facts portably.)
- * On a destination the image is inactive until the VM first starts, so a failed migration never
- * leaves a destination write in it.
+ * On a destination the image is inactive until the VM first runs (the first queue notification
+ * after {@link #start}), so a failed migration — even one whose destination began to start and
+ * rolled back — never leaves a destination write in it.
  */
 public final class VirtioBlk implements VirtioDeviceModel {
     private static final Logger LOG = LoggerFactory.getLogger(VirtioBlk.class);
@@ -76,6 +78,8 @@ public final class VirtioBlk implements VirtioDeviceModel {
     // Loop-thread state.
     private VirtioContext ctx;
     private boolean stopping = true;
+    /** Started, and the image activation and parked retries wait for the first queue notification. */
+    private boolean resumePending;
     private final boolean[] kickPending;
     private final List<Parked> parked = new ArrayList<>();
     /** Parked requests a load read, until the transport commits the load (migration thread). */
@@ -199,10 +203,21 @@ public final class VirtioBlk implements VirtioDeviceModel {
 
     // ---- lifecycle (loop thread) ----
 
+    /**
+     * Arms the device; the image is taken over and parked requests are retried at the first queue
+     * notification ({@link #resume}), when the VM surely runs: a destination whose start is rolled
+     * back never activated or wrote the image it shares with the source.
+     */
     @Override
     public void start(VirtioContext context) {
         this.ctx = context;
         this.stopping = false;
+        this.resumePending = true;
+    }
+
+    /** Loop thread, the VM running: activate the image (a migration destination) and retry the parked requests. */
+    private void resume() {
+        resumePending = false;
         if (!image.active()) {
             image.activate();
         }
@@ -228,6 +243,9 @@ public final class VirtioBlk implements VirtioDeviceModel {
     public void queueNotified(int queue) {
         if (stopping || ctx == null) {
             return;
+        }
+        if (resumePending) {
+            resume();
         }
         SplitVirtqueue vq = ctx.queue(queue);
         if (vq == null) {
@@ -396,6 +414,7 @@ public final class VirtioBlk implements VirtioDeviceModel {
         ctx = null; // completions of requests still in flight are dropped: the rings are gone
         drainInFlight();
         parked.clear();
+        resumePending = false;
         java.util.Arrays.fill(kickPending, false);
         writeback = true; // the power-on cache mode (QEMU: original_wce)
     }

@@ -13,11 +13,15 @@ import dev.ferry.core.memory.DeviceMemory;
  * base + 0x01800  avail ring (6 + 2 x QUEUE_SIZE)
  * base + 0x02000  used ring (6 + 8 x QUEUE_SIZE)
  * base + 0x03000  request headers: slot s at + 32 s: le32 type | le32 0 | le64 sector, status byte at +16
- * base + 0x04000  acknowledged generation per block (u64; 0 = never written)
+ * base + 0x04000  acknowledged generation per block (u64; 0 = never written; bit 63 = IN_DOUBT)
  * base + 0x40000  data buffers: slot s at + 4096 s
  * </pre>
  * Slot {@code s} uses descriptors {@code 3s} (header), {@code 3s+1} (data) and {@code 3s+2}
  * (status); a flush skips the data descriptor.
+ *
+ * <p>A block is {@linkplain #IN_DOUBT in doubt} after a write to it completed with an error: a
+ * device may fail a write after some or all of it reached the image, so the block holds the last
+ * acknowledged generation or a failed later one until a read shows which, or a write succeeds.
  */
 public final class BlkDriverArea {
     public static final long SIZE = 0x80000;
@@ -62,6 +66,9 @@ public final class BlkDriverArea {
     static final int HEADERS = 0x3000;
     static final int GENERATIONS = 0x4000;
     static final int BUFFERS = 0x40000;
+
+    /** Set in a block's generation word after a write to it failed; the low 63 bits stay the acknowledged one. */
+    static final long IN_DOUBT = 1L << 63;
 
     /** Slot types. */
     static final int IDLE = 0;
@@ -126,8 +133,19 @@ public final class BlkDriverArea {
         memory.writeU32(a + 12, (int) block);
     }
 
+    /** The block's generation word: the last acknowledged generation, with {@link #IN_DOUBT} perhaps set. */
     long generation(long block) {
         return memory.readU64(base + GENERATIONS + block * 8);
+    }
+
+    /** The last acknowledged generation of {@code block} (0: never written). */
+    long acknowledged(long block) {
+        return generation(block) & ~IN_DOUBT;
+    }
+
+    /** True when a write to {@code block} failed since its last acknowledged one (see {@link #IN_DOUBT}). */
+    boolean inDoubt(long block) {
+        return (generation(block) & IN_DOUBT) != 0;
     }
 
     void setGeneration(long block, long gen) {

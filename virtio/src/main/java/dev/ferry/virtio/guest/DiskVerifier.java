@@ -12,10 +12,11 @@ import java.util.List;
 /**
  * Proves a disk image against what the guest driver knows ({@link BlkDriverArea}), with the guest
  * paused: every block holds the generation the driver saw acknowledged last — or, for a block
- * with a write in flight, that write's generation — whole and valid; a block never acknowledged
- * is zero or holds its in-flight write. And, across a migration, that I/O continued and that no
- * request in flight at switchover was lost or completed twice (the driver counts a completion for
- * an idle slot as an error; a request still in flight long after switchover was lost).
+ * with a write in flight or a write that failed since, that write's generation — whole and valid;
+ * a block never acknowledged is zero or holds such a write. And, across a migration, that I/O
+ * continued and that no request in flight at switchover was lost or completed twice (the driver
+ * counts a completion for an idle slot as an error; a request still in flight long after
+ * switchover was lost).
  *
  * <p>Reads the image with plain positional reads on the caller's thread; stateless.
  */
@@ -32,8 +33,22 @@ public final class DiskVerifier {
         }
     }
 
-    /** Checks {@code image} against the driver's record in {@code area}. */
+    /**
+     * Checks {@code image} against the driver's record in {@code area}; a request that completed
+     * with an error status is a problem.
+     */
     public static Verdict verifyImage(BlkDriverArea area, Path image) throws IOException {
+        return verifyImage(area, image, false);
+    }
+
+    /**
+     * Checks {@code image} against the driver's record in {@code area}. With
+     * {@code ioErrorsExpected} (a disk that reports errors to the guest), requests that completed
+     * with an error status are no problem in themselves: the image must still hold every
+     * acknowledged write, and a block whose write failed holds the acknowledged generation before
+     * it or, whole, the failed one.
+     */
+    public static Verdict verifyImage(BlkDriverArea area, Path image, boolean ioErrorsExpected) throws IOException {
         List<String> problems = new ArrayList<>();
         BlkDriverArea.Progress p = area.progress();
         if (!p.started()) {
@@ -61,7 +76,7 @@ public final class DiskVerifier {
         if (p.readMismatches() != 0) {
             problems.add(p.readMismatches() + " read(s) returned something other than the last acknowledged write");
         }
-        if (p.ioErrors() != 0) {
+        if (p.ioErrors() != 0 && !ioErrorsExpected) {
             problems.add(p.ioErrors() + " request(s) completed with an error status");
         }
         long written = 0;
@@ -80,12 +95,15 @@ public final class DiskVerifier {
                 java.util.Arrays.fill(words, 0);
                 buf.asLongBuffer().get(words, 0, Math.min(words.length, buf.remaining() / 8));
                 long got = DiskBlock.generationOf(words, b, seed);
-                long acked = area.generation(b);
+                long acked = area.acknowledged(b);
                 long flight = inflightWrite[(int) b];
                 if (acked != 0) {
                     written++;
                 }
-                if (got != acked && (flight == 0 || got != flight)) {
+                // In doubt, a valid generation above the acknowledged one can only be a failed
+                // write: the driver never has two requests on one block.
+                boolean failedWrite = area.inDoubt(b) && got > acked;
+                if (got != acked && (flight == 0 || got != flight) && !failedWrite) {
                     if (problems.size() < 8) {
                         problems.add("block " + b + " holds " + (got < 0 ? "no valid data" : "generation " + got)
                                 + ", the last acknowledged write is " + acked

@@ -18,10 +18,11 @@ import java.util.concurrent.TimeUnit;
  * {@link DiskBlock} format (a fresh generation each), reads that check what they get against the
  * generation it last saw acknowledged, and now and then a flush. It never has two requests on the
  * same block, so the image must hold, for every block, the last acknowledged generation — or the
- * one in flight. Everything it knows lives in its {@link BlkDriverArea}: acknowledged generations,
- * the requests in flight, counters; so after a migration the same program on the destination
- * continues the same sequence, and a verifier can prove that no acknowledged write was lost,
- * no request was lost or completed twice, and I/O went on.
+ * one in flight, or one whose write completed with an error (see {@link BlkDriverArea#IN_DOUBT}).
+ * Everything it knows lives in its {@link BlkDriverArea}: acknowledged generations, the requests
+ * in flight, counters; so after a migration the same program on the destination continues the
+ * same sequence, and a verifier can prove that no acknowledged write was lost, no request was lost
+ * or completed twice, and I/O went on.
  *
  * <p>Runs on its own soft "vCPU" thread ({@link SoftGuestProgram}); one slice reaps completions,
  * fills free slots and, with nothing else to do, waits up to 2 ms for the device's interrupt.
@@ -205,6 +206,11 @@ public final class SoftBlkDriver implements SoftGuestProgram {
         int status = mem.readU8(area.header(s) + 16);
         if (status != 0) {
             area.add(BlkDriverArea.R_IOERRS, 1);
+            if (type == BlkDriverArea.WRITE) {
+                // Not acknowledged, so the acknowledged generation stays; but the image may hold
+                // this write anyway: the block is in doubt until a read or a good write settles it.
+                area.setGeneration(block, area.generation(block) | BlkDriverArea.IN_DOUBT);
+            }
         } else if (type == BlkDriverArea.WRITE) {
             area.setGeneration(block, seq);
             area.add(BlkDriverArea.R_WRITES_ACKED, 1);
@@ -212,10 +218,15 @@ public final class SoftBlkDriver implements SoftGuestProgram {
             mem.read(area.buffer(s), page, 0, DiskBlock.SIZE);
             java.nio.ByteBuffer.wrap(page).order(java.nio.ByteOrder.LITTLE_ENDIAN).asLongBuffer().get(words);
             long got = DiskBlock.generationOf(words, block, seed);
-            if (got != area.generation(block)) {
-                area.add(BlkDriverArea.R_READ_MISMATCHES, 1);
-            } else {
+            long acked = area.acknowledged(block);
+            if (got == acked) {
+                area.setGeneration(block, acked); // what the image holds now: no longer in doubt
                 area.add(BlkDriverArea.R_READS_VERIFIED, 1);
+            } else if (area.inDoubt(block) && got > acked) {
+                area.setGeneration(block, got); // a failed write that did reach the image
+                area.add(BlkDriverArea.R_READS_VERIFIED, 1);
+            } else {
+                area.add(BlkDriverArea.R_READ_MISMATCHES, 1);
             }
         } else {
             area.add(BlkDriverArea.R_FLUSHES, 1);

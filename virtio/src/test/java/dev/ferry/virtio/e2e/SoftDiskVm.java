@@ -22,6 +22,8 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * A soft-engine VM with a virtio-blk disk and Ferry's guest disk driver beside the page-dirtying
@@ -41,6 +43,9 @@ final class SoftDiskVm implements AutoCloseable {
     final VirtioMmioDevice disk;
     final SoftBlkDriver driver;
     final List<String> stopEvents = new CopyOnWriteArrayList<>();
+    /** Stop requests whose {@code vmStop} has not returned yet. */
+    private final AtomicInteger stopsInProgress = new AtomicInteger();
+    private final AtomicBoolean closed = new AtomicBoolean();
 
     SoftDiskVm(String name, Path image, boolean incoming) throws DeviceConfigException {
         this(name, Map.of("image", image.toString()), incoming, 16);
@@ -56,11 +61,14 @@ final class SoftDiskVm implements AutoCloseable {
                 MigrationPriority.DEVICE);
         DevicePlacement placement = new DevicePlacement(machine, incoming, (dev, state, event, data) -> {
             stopEvents.add(event + " " + data);
+            stopsInProgress.incrementAndGet();
             Thread t = new Thread(() -> {
                 try {
                     machine.vmStop(state);
                 } catch (Exception e) {
                     stopEvents.add("stop failed: " + e);
+                } finally {
+                    stopsInProgress.decrementAndGet();
                 }
             }, "stop-for-" + dev);
             t.start();
@@ -100,6 +108,23 @@ final class SoftDiskVm implements AutoCloseable {
         }
     }
 
+    /**
+     * Waits (bounded) until the VM is in {@code state} and every stop a device requested has
+     * returned: each failing request asks once, so a late request must not stop the VM again after
+     * the test continued it.
+     */
+    void awaitStopped(RunState state) throws InterruptedException {
+        long deadline = System.nanoTime() + 20_000_000_000L;
+        while (machine.runState() != state || stopsInProgress.get() != 0) {
+            if (System.nanoTime() > deadline) {
+                throw new AssertionError(machine.name() + ": not " + state.qapiName() + " with every stop request done: "
+                        + machine.runState().qapiName() + ", " + stopsInProgress.get() + " in progress; events "
+                        + stopEvents + "; driver " + progress());
+            }
+            Thread.sleep(5);
+        }
+    }
+
     DiskVerifier.Verdict verify(Path image) throws Exception {
         return DiskVerifier.verifyImage(driver.area(), image);
     }
@@ -115,8 +140,11 @@ final class SoftDiskVm implements AutoCloseable {
         return (Map<String, Object>) describe().get("virtio-blk");
     }
 
+    /** Closes the machine once (a test may close it early, as if the VMM process died). */
     @Override
     public void close() {
-        machine.close();
+        if (closed.compareAndSet(false, true)) {
+            machine.close();
+        }
     }
 }

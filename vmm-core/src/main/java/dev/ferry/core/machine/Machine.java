@@ -213,6 +213,39 @@ public final class Machine implements AutoCloseable {
         }
     }
 
+    /**
+     * Starts the VM only if every handler starts it. When one fails, the VM does not run at all:
+     * the handlers hear it stop into {@code onFailure} (both stages, as {@link #vmStop}), the
+     * device loop and the vCPUs are never resumed, the state becomes {@code onFailure} and all
+     * failures are thrown. For a migration destination whose source takes the guest back when the
+     * start fails: the two share the guest's disks (and networks), so the guest must not run here
+     * even for a moment — a device whose start was rolled back has done no I/O, since devices
+     * begin serving only once their loop runs again.
+     */
+    public synchronized void vmStartOrStayStopped(RunState onFailure) throws VmStateChangeException {
+        if (onFailure.isRunning()) {
+            throw new IllegalArgumentException("vmStartOrStayStopped falling back to " + onFailure);
+        }
+        if (runState.isRunning()) {
+            return;
+        }
+        try {
+            notifyHandlers(true, RunState.RUNNING);
+        } catch (VmStateChangeException failed) {
+            setRunState(onFailure);
+            try {
+                notifyHandlers(false, onFailure);
+            } catch (VmStateChangeException again) {
+                throw new VmStateChangeException(failed.getMessage() + "; stopping again reported: " + again.getMessage(),
+                        failed);
+            }
+            throw failed;
+        }
+        setRunState(RunState.RUNNING);
+        resumeDevices();
+        cpus.resume();
+    }
+
     private synchronized void pauseDevices() {
         if (eventLoop != null) {
             eventLoop.pause();

@@ -189,6 +189,38 @@ class MachineTest {
         assertTrue(cpus.running);
     }
 
+    /** A destination whose source takes the guest back: a failed start never runs it, the handlers hear the stop. */
+    @Test
+    void failingStartOrStayStoppedNeverRunsTheVm() throws Exception {
+        handler("a", 0);
+        handler("b", 10).failChange = "b: RESUMING->RUNNING failed (EINVAL)";
+        machine.setRunState(RunState.INMIGRATE);
+        var loop = machine.eventLoop(); // made paused, as the VM does not run
+        events.clear();
+        VmStateChangeException e = assertThrows(VmStateChangeException.class,
+                () -> machine.vmStartOrStayStopped(RunState.INTERNAL_ERROR));
+        // b fails the rollback's stop too (it fails every main stage), and says so.
+        assertEquals("b: RESUMING->RUNNING failed (EINVAL); stopping again reported: b: RESUMING->RUNNING failed (EINVAL)",
+                e.getMessage());
+        assertEquals(List.of(
+                "prepare:a:run:running", "prepare:b:run:running", "change:a:run:running", "change:b:run:running",
+                "state:inmigrate->internal-error",
+                "prepare:b:stop:internal-error", "prepare:a:stop:internal-error",
+                "change:b:stop:internal-error", "change:a:stop:internal-error"), events);
+        assertEquals(RunState.INTERNAL_ERROR, machine.runState());
+        assertFalse(cpus.running);
+        assertTrue(loop.isPaused(), "the device loop was never resumed");
+    }
+
+    @Test
+    void startOrStayStoppedRunsTheVmWhenEveryHandlerStarts() throws Exception {
+        handler("a", 0);
+        machine.vmStartOrStayStopped(RunState.INTERNAL_ERROR);
+        assertEquals(RunState.RUNNING, machine.runState());
+        assertEquals("cpus:resume", events.get(events.size() - 1), events.toString());
+        assertTrue(cpus.running);
+    }
+
     @Test
     void listenersSeeEveryTransition() throws Exception {
         machine.vmStart();
