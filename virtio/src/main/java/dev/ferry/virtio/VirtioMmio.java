@@ -7,7 +7,6 @@ import dev.ferry.core.machine.RunState;
 import dev.ferry.core.machine.VmChangeStateHandler;
 import dev.ferry.core.memory.DeviceMemory;
 import dev.ferry.core.sys.EventFd;
-import dev.ferry.core.sys.Linux;
 import dev.ferry.virtio.queue.SplitVirtqueue;
 import dev.ferry.virtio.queue.VirtqueueError;
 import org.slf4j.Logger;
@@ -59,7 +58,7 @@ public final class VirtioMmio implements BusDevice, VmChangeStateHandler, AutoCl
     private final DeviceEventLoop loop;
     private final InterruptLine irq;
     final long hostFeatures;
-    final QueueRegs[] queues;
+    final MmioQueue[] queues;
 
     // Register state, guarded by this. (Read by the migration thread with the VM stopped.)
     int status;
@@ -76,25 +75,7 @@ public final class VirtioMmio implements BusDevice, VmChangeStateHandler, AutoCl
     volatile String brokenReason;
     private boolean vmRunning;
     private volatile boolean closed;
-    private final Context context = new Context();
-
-    /** One queue's registers, the ring that serves it once ready, and its doorbell. */
-    static final class QueueRegs {
-        final int index;
-        int num;
-        boolean ready;
-        long desc;
-        long avail;
-        long used;
-        SplitVirtqueue ring;
-        final EventFd kick = new EventFd(Linux.EFD_NONBLOCK);
-        AutoCloseable kickRegistration;
-
-        QueueRegs(int index, int maxSize) {
-            this.index = index;
-            this.num = maxSize;
-        }
-    }
+    private final MmioContext context = new MmioContext(this);
 
     /**
      * @param name    the device's id, for messages ({@code "disk0"})
@@ -118,11 +99,11 @@ public final class VirtioMmio implements BusDevice, VmChangeStateHandler, AutoCl
             throw new IllegalArgumentException(name + ": " + n + " queues of at most " + model.queueMaxSize()
                     + " entries: need 1.." + Virtio.QUEUE_MAX + " queues of a power of two up to 32768");
         }
-        this.queues = new QueueRegs[n];
+        this.queues = new MmioQueue[n];
         try {
             for (int i = 0; i < n; i++) {
-                queues[i] = new QueueRegs(i, model.queueMaxSize());
-                QueueRegs q = queues[i];
+                queues[i] = new MmioQueue(i, model.queueMaxSize());
+                MmioQueue q = queues[i];
                 q.kickRegistration = loop.add(q.kick, () -> kicked(q));
             }
         } catch (RuntimeException e) {
@@ -208,7 +189,7 @@ public final class VirtioMmio implements BusDevice, VmChangeStateHandler, AutoCl
         } & 0xffffffffL;
     }
 
-    private QueueRegs sel() {
+    private MmioQueue sel() {
         return queueSel < queues.length ? queues[queueSel] : null;
     }
 
@@ -229,7 +210,7 @@ public final class VirtioMmio implements BusDevice, VmChangeStateHandler, AutoCl
                 return;
             }
             int v = (int) value;
-            QueueRegs q = sel();
+            MmioQueue q = sel();
             switch ((int) offset) {
                 case 0x014 -> hostFeaturesSel = v;
                 case 0x020 -> {
@@ -247,12 +228,36 @@ public final class VirtioMmio implements BusDevice, VmChangeStateHandler, AutoCl
                 case 0x044 -> queueReady(q, v);
                 case 0x064 -> ack(v);
                 case 0x070 -> onLoop = status(v);
-                case 0x080 -> setLow(q, 0, v);
-                case 0x084 -> setHigh(q, 0, v);
-                case 0x090 -> setLow(q, 1, v);
-                case 0x094 -> setHigh(q, 1, v);
-                case 0x0a0 -> setLow(q, 2, v);
-                case 0x0a4 -> setHigh(q, 2, v);
+                case 0x080 -> {
+                    if (q != null) {
+                        q.setAddress(0, false, v);
+                    }
+                }
+                case 0x084 -> {
+                    if (q != null) {
+                        q.setAddress(0, true, v);
+                    }
+                }
+                case 0x090 -> {
+                    if (q != null) {
+                        q.setAddress(1, false, v);
+                    }
+                }
+                case 0x094 -> {
+                    if (q != null) {
+                        q.setAddress(1, true, v);
+                    }
+                }
+                case 0x0a0 -> {
+                    if (q != null) {
+                        q.setAddress(2, false, v);
+                    }
+                }
+                case 0x0a4 -> {
+                    if (q != null) {
+                        q.setAddress(2, true, v);
+                    }
+                }
                 case 0x0c0 -> {
                     if (q != null && v == 1) {
                         LOG.debug("{}: queue reset of {} ignored (RING_RESET not offered)", name, q.index);
@@ -272,30 +277,6 @@ public final class VirtioMmio implements BusDevice, VmChangeStateHandler, AutoCl
         }
     }
 
-    private void setLow(QueueRegs q, int which, int v) {
-        if (q == null || q.ready) {
-            return;
-        }
-        long low = Integer.toUnsignedLong(v);
-        switch (which) {
-            case 0 -> q.desc = q.desc & ~0xffffffffL | low;
-            case 1 -> q.avail = q.avail & ~0xffffffffL | low;
-            default -> q.used = q.used & ~0xffffffffL | low;
-        }
-    }
-
-    private void setHigh(QueueRegs q, int which, int v) {
-        if (q == null || q.ready) {
-            return;
-        }
-        long high = Integer.toUnsignedLong(v) << 32;
-        switch (which) {
-            case 0 -> q.desc = q.desc & 0xffffffffL | high;
-            case 1 -> q.avail = q.avail & 0xffffffffL | high;
-            default -> q.used = q.used & 0xffffffffL | high;
-        }
-    }
-
     private void notifyWrite(int queue) {
         // Only the low 16 bits name the queue (without NOTIFICATION_DATA).
         int q = queue & 0xffff;
@@ -304,7 +285,7 @@ public final class VirtioMmio implements BusDevice, VmChangeStateHandler, AutoCl
         }
     }
 
-    private void queueReady(QueueRegs q, int v) {
+    private void queueReady(MmioQueue q, int v) {
         if (q == null) {
             return;
         }
@@ -389,7 +370,7 @@ public final class VirtioMmio implements BusDevice, VmChangeStateHandler, AutoCl
         driverFeatureWords[1] = 0;
         started = false;
         brokenReason = null;
-        for (QueueRegs q : queues) {
+        for (MmioQueue q : queues) {
             q.ready = false;
             q.ring = null;
             q.num = model.queueMaxSize();
@@ -424,7 +405,7 @@ public final class VirtioMmio implements BusDevice, VmChangeStateHandler, AutoCl
     // ---- the device's side (event loop) ----
 
     /** A queue's eventfd fired: hand the kick to the model if it serves. Loop thread. */
-    private void kicked(QueueRegs q) {
+    private void kicked(MmioQueue q) {
         boolean serve;
         synchronized (this) {
             serve = started && q.ready && brokenReason == null;
@@ -433,63 +414,44 @@ public final class VirtioMmio implements BusDevice, VmChangeStateHandler, AutoCl
             try {
                 model.queueNotified(q.index);
             } catch (VirtqueueError e) {
-                context.deviceError("queue " + q.index + ": " + e.getMessage());
+                deviceError("queue " + q.index + ": " + e.getMessage());
             }
         }
     }
 
-    private final class Context implements VirtioContext {
-        @Override
-        public DeviceMemory memory() {
-            return memory;
-        }
+    /** {@link VirtioContext#queue}: a ready queue of a device that does not need a reset, or null. */
+    synchronized SplitVirtqueue servedQueue(int index) {
+        // A device that needs a reset touches its rings no more (QEMU drops a broken device's pushes).
+        return index >= 0 && index < queues.length && queues[index].ready && brokenReason == null
+                ? queues[index].ring : null;
+    }
 
-        @Override
-        public DeviceEventLoop loop() {
-            return loop;
+    /** {@link VirtioContext#notifyQueue}: the used-buffer interrupt, unless the driver suppressed it. */
+    void notifyUsed(int index) {
+        SplitVirtqueue ring = servedQueue(index);
+        if (ring == null || !ring.shouldNotify()) {
+            return;
         }
+        synchronized (this) {
+            isr |= Virtio.ISR_QUEUE;
+            irq.raise();
+        }
+    }
 
-        @Override
-        public long features() {
-            synchronized (VirtioMmio.this) {
-                return guestFeatures;
-            }
-        }
+    synchronized void configChangedByDevice() {
+        notifyConfig();
+    }
 
-        @Override
-        public SplitVirtqueue queue(int index) {
-            synchronized (VirtioMmio.this) {
-                // A device that needs a reset touches its rings no more (QEMU drops a broken device's pushes).
-                return index >= 0 && index < queues.length && queues[index].ready && brokenReason == null
-                        ? queues[index].ring : null;
-            }
-        }
+    synchronized void deviceError(String reason) {
+        fail(reason);
+    }
 
-        @Override
-        public void notifyQueue(int index) {
-            SplitVirtqueue ring = queue(index);
-            if (ring == null || !ring.shouldNotify()) {
-                return;
-            }
-            synchronized (VirtioMmio.this) {
-                isr |= Virtio.ISR_QUEUE;
-                irq.raise();
-            }
-        }
+    DeviceMemory memory() {
+        return memory;
+    }
 
-        @Override
-        public void configChanged() {
-            synchronized (VirtioMmio.this) {
-                notifyConfig();
-            }
-        }
-
-        @Override
-        public void deviceError(String reason) {
-            synchronized (VirtioMmio.this) {
-                fail(reason);
-            }
-        }
+    DeviceEventLoop loop() {
+        return loop;
     }
 
     // ---- run state ----
@@ -520,7 +482,7 @@ public final class VirtioMmio implements BusDevice, VmChangeStateHandler, AutoCl
         loop.call(() -> {
             if (running) {
                 model.start(context);
-                for (QueueRegs q : queues) {
+                for (MmioQueue q : queues) {
                     if (q.ready) {
                         q.ring.forceNextNotify();
                         q.kick.signal(); // served when the loop resumes, not in this task
@@ -546,10 +508,6 @@ public final class VirtioMmio implements BusDevice, VmChangeStateHandler, AutoCl
                 dev.ferry.core.migration.MigrationPriority.DEVICE);
     }
 
-    DeviceMemory memoryForLoad() {
-        return memory;
-    }
-
     /** Applies a state {@link VirtioState} read and checked completely. Incoming thread, VM stopped. */
     synchronized void applyLoaded(int hostSel, int guestSel, int status, int isr, int queueSel, long features,
                                   byte[] config, int[] num, long[] desc, long[] avail, long[] used,
@@ -566,7 +524,7 @@ public final class VirtioMmio implements BusDevice, VmChangeStateHandler, AutoCl
         this.driverFeatureWords[0] = (int) features;
         this.driverFeatureWords[1] = (int) (features >>> 32);
         for (int i = 0; i < queues.length; i++) {
-            QueueRegs q = queues[i];
+            MmioQueue q = queues[i];
             q.num = num[i] == 0 ? model.queueMaxSize() : num[i];
             q.desc = desc[i];
             q.avail = avail[i];
@@ -597,7 +555,7 @@ public final class VirtioMmio implements BusDevice, VmChangeStateHandler, AutoCl
             into.put("needs-reset", brokenReason);
         }
         java.util.List<Object> qs = new java.util.ArrayList<>();
-        for (QueueRegs q : queues) {
+        for (MmioQueue q : queues) {
             if (q.ready) {
                 qs.add(Map.of("index", q.index, "size", q.num, "last-avail-idx", q.ring.lastAvailIdx(),
                         "used-idx", q.ring.usedIdx()));
@@ -613,7 +571,7 @@ public final class VirtioMmio implements BusDevice, VmChangeStateHandler, AutoCl
             return;
         }
         closed = true;
-        for (QueueRegs q : queues) {
+        for (MmioQueue q : queues) {
             if (q == null) {
                 continue;
             }

@@ -93,7 +93,7 @@ final class VirtioState implements VmStateField<VirtioMmio> {
             }
             head.putInt(n);
             for (int i = 0; i < n; i++) {
-                VirtioMmio.QueueRegs q = d.queues[i];
+                MmioQueue q = d.queues[i];
                 head.putInt(q.num).putInt(ALIGN).putLong(q.desc).putShort((short) (q.ready ? q.ring.lastAvailIdx() : 0));
             }
             out.putBytes(head.array(), 0, head.position());
@@ -106,11 +106,11 @@ final class VirtioState implements VmStateField<VirtioMmio> {
             }
             subsection(tail, "virtio/virtqueues");
             for (int i = 0; i < Virtio.QUEUE_MAX; i++) {
-                VirtioMmio.QueueRegs q = i < d.queues.length ? d.queues[i] : null;
+                MmioQueue q = i < d.queues.length ? d.queues[i] : null;
                 tail.putLong(q == null ? 0 : q.avail).putLong(q == null ? 0 : q.used);
             }
             boolean resized = false;
-            for (VirtioMmio.QueueRegs q : d.queues) {
+            for (MmioQueue q : d.queues) {
                 resized |= q.num != d.model.queueMaxSize();
             }
             if (resized) {
@@ -126,7 +126,7 @@ final class VirtioState implements VmStateField<VirtioMmio> {
             subsection(tail, "virtio/extra_state");
             tail.putInt((int) d.guestFeatures).putInt((int) (d.guestFeatures >>> 32));
             for (int i = 0; i < Virtio.QUEUE_MAX; i++) {
-                VirtioMmio.QueueRegs q = i < d.queues.length ? d.queues[i] : null;
+                MmioQueue q = i < d.queues.length ? d.queues[i] : null;
                 tail.putShort((short) (q == null ? 0 : q.num)).put((byte) (q != null && q.ready ? 1 : 0));
                 long[] a = q == null ? new long[3] : new long[] {q.desc, q.avail, q.used};
                 for (long x : a) {
@@ -311,7 +311,7 @@ final class VirtioState implements VmStateField<VirtioMmio> {
                 continue;
             }
             try {
-                rings[i] = new SplitVirtqueue(d.memoryForLoad(), i, l.num[i], l.desc[i], l.avail[i], l.used[i],
+                rings[i] = new SplitVirtqueue(d.memory(), i, l.num[i], l.desc[i], l.avail[i], l.used[i],
                         l.features);
             } catch (VirtqueueError e) {
                 throw new MigrationException(who + ": VQ " + i + ": " + e.getMessage(), e);
