@@ -359,7 +359,7 @@ public final class DestinationMigration implements LoadContext {
             throws MigrationException {
         List<String> missing = new ArrayList<>();
         for (SaveEntry e : entries) {
-            if (!complete.contains(e)) {
+            if (!complete.contains(e) && !(e instanceof SaveEntry.VmState<?> vs && vs.optional())) {
                 missing.add("'" + e.idstr() + "' instance " + e.instanceId());
             }
         }
@@ -491,8 +491,13 @@ public final class DestinationMigration implements LoadContext {
         }
         if (ok) {
             boolean sourceTakesOver = rpOutOpen();
+            RunState carried = machine.incomingRunState();
             try {
-                if (!autostart) {
+                if (carried != null && carried != RunState.RUNNING) {
+                    // QEMU's globalstate: a source that was paused or stopped on an I/O error
+                    // stays so here; `cont` starts it (and retries a disk's parked requests).
+                    machine.setRunState(carried == RunState.FINISH_MIGRATE ? RunState.PAUSED : carried);
+                } else if (!autostart) {
                     machine.setRunState(RunState.PAUSED);
                 } else if (sourceTakesOver) {
                     // The source hears SHUT(1) below and runs the guest again if the start fails:

@@ -75,7 +75,8 @@ class StreamAnalyzerTest {
         Saved s = saveSmallVm(TestDevice.sample());
         StreamAnalysis a = StreamAnalyzer.analyze(s.file());
 
-        assertEquals(2, a.sections().size(), a.sections().toString());
+        assertEquals(3, a.sections().size(), a.sections().toString());
+        assertEquals("globalstate", a.sections().get(2).idstr(), "the machine's run state, sent last");
         SectionSummary ram = a.sections().get(0);
         assertEquals("ram", ram.idstr());
         assertEquals(SectionSummary.Kind.RAM, ram.kind());

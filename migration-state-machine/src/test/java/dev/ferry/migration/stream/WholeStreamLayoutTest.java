@@ -27,6 +27,8 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 class WholeStreamLayoutTest {
     private static final int RAM_ID = 1;
     private static final int DEV_ID = 0;
+    /** Registered by the machine itself, after the device (priority: saved last). */
+    private static final int GLOBAL_ID = 2;
 
     private static byte[] pattern() {
         byte[] p = new byte[4096];
@@ -108,6 +110,18 @@ class WholeStreamLayoutTest {
         c.u8(0x7e, "SECTION_FOOTER");
         c.be32(DEV_ID, "footer section id");
 
+        // QEMU's globalstate: the run state the migration stopped the VM in, sent last
+        c.u8(0x04, "SECTION_FULL");
+        c.be32(GLOBAL_ID, "section id");
+        c.str("globalstate", "idstr");
+        c.be32(0, "instance id");
+        c.be32(1, "globalstate version");
+        c.be32(8, "field size (strlen(\"running\") + 1)");
+        byte[] runstate = java.util.Arrays.copyOf("running".getBytes(java.nio.charset.StandardCharsets.US_ASCII), 100);
+        c.bytes(runstate, "field runstate (buffer of 100, NUL-padded)");
+        c.u8(0x7e, "SECTION_FOOTER");
+        c.be32(GLOBAL_ID, "footer section id");
+
         c.u8(0x00, "EOF");
 
         // The vmdesc: type, length, then exactly that many bytes of JSON
@@ -131,7 +145,11 @@ class WholeStreamLayoutTest {
                       {"name": "enabled", "type": "bool", "size": 1}],
                     "subsections": [
                       {"vmsd_name": "test-dev/extra", "version": 1,
-                       "fields": [{"name": "extra", "type": "uint16", "size": 2}]}]}]}
+                       "fields": [{"name": "extra", "type": "uint16", "size": 2}]}]},
+                   {"name": "globalstate", "instance_id": 0, "vmsd_name": "globalstate", "version": 1,
+                    "fields": [
+                      {"name": "size", "type": "uint32", "size": 4},
+                      {"name": "runstate", "type": "buffer", "size": 100}]}]}
                 """);
         String text = new String(json, StandardCharsets.UTF_8);
         assertFalse(text.indexOf('\0') >= 0, "the vmdesc must not contain NUL (analyze-migration.py)");

@@ -149,7 +149,8 @@ class SoftDiskIoErrorTest {
             assertEquals(parked, ((Number) src.blk().get("carried-out")).intValue(), () -> src.blk().toString());
             try (SoftDiskVm dst = new SoftDiskVm("dst", options(img, "stop"), true, 16)) {
                 SoftDiskMigrationTest.load(dst, stream);
-                assertEquals(RunState.PAUSED, dst.machine.runState());
+                assertEquals(RunState.IO_ERROR, dst.machine.runState(),
+                        "globalstate: the destination stays stopped on the source's I/O error until cont");
                 Map<String, Object> loaded = dst.blk();
                 assertEquals(parked, ((Number) loaded.get("parked")).intValue(), loaded::toString);
                 assertEquals(parked, ((Number) loaded.get("carried-in")).intValue(), loaded::toString);

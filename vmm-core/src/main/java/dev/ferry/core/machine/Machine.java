@@ -30,6 +30,10 @@ public final class Machine implements AutoCloseable {
     private final List<AutoCloseable> devices = new CopyOnWriteArrayList<>();
     private final List<AutoCloseable> activities = new CopyOnWriteArrayList<>();
     private volatile RunState runState;
+    /** The run state when a migration last stopped this VM (QEMU's global_state_store). */
+    private volatile RunState beforeMigration = RunState.RUNNING;
+    /** The run state an incoming migration carried, until the destination acted on it. */
+    private volatile RunState incoming;
     private int handlerSeq;
     private dev.ferry.core.device.DeviceEventLoop eventLoop;
     private volatile dev.ferry.core.device.InterruptController interrupts;
@@ -53,6 +57,7 @@ public final class Machine implements AutoCloseable {
         this.memory = memory;
         this.cpus = cpus;
         this.runState = initial;
+        GlobalState.register(this);
     }
 
     public String name() {
@@ -164,6 +169,27 @@ public final class Machine implements AutoCloseable {
         listeners.add(l);
     }
 
+    /**
+     * The run state the last outgoing migration found when it stopped the VM ({@code running},
+     * {@code paused}, {@code io-error}, ...): what the {@code globalstate} section sends.
+     */
+    public RunState stateBeforeMigration() {
+        return beforeMigration;
+    }
+
+    void globalStateLoaded(RunState s) {
+        incoming = s;
+    }
+
+    /**
+     * The run state the source was in, as the last incoming migration's {@code globalstate}
+     * section said, or null when no stream carried one. A destination whose source was not
+     * running stays in that state instead of starting (QEMU's process_incoming_migration_bh).
+     */
+    public RunState incomingRunState() {
+        return incoming;
+    }
+
     /** Sets the state without running handlers (used for inmigrate/postmigrate bookkeeping). */
     public synchronized void setRunState(RunState s) {
         RunState prev = runState;
@@ -183,6 +209,9 @@ public final class Machine implements AutoCloseable {
     public synchronized void vmStop(RunState state) throws VmStateChangeException {
         if (state.isRunning()) {
             throw new IllegalArgumentException("vmStop into " + state);
+        }
+        if (state == RunState.FINISH_MIGRATE) {
+            beforeMigration = runState;
         }
         if (!runState.isRunning()) {
             setRunState(state);

@@ -27,6 +27,15 @@ public final class MigrationRegistry {
         add(new SaveEntry.VmState<>(idstr, instanceId, description, state, priority));
     }
 
+    /**
+     * As {@link #registerVmState}, but a stream that lacks it still loads: for state a
+     * destination can do without (the source's run state, which an older stream did not carry).
+     */
+    public <T> void registerOptionalVmState(String idstr, int instanceId, VmStateDescription<T> description, T state,
+                                            int priority) {
+        add(new SaveEntry.VmState<>(idstr, instanceId, description, state, priority, true));
+    }
+
     private synchronized void add(SaveEntry e) {
         if (e.idstr().getBytes(java.nio.charset.StandardCharsets.UTF_8).length > 255) {
             throw new IllegalArgumentException("section idstr longer than 255 bytes: " + e.idstr());

@@ -33,9 +33,17 @@ public sealed interface SaveEntry permits SaveEntry.Live, SaveEntry.VmState {
         }
     }
 
-    /** A device's declarative state bound to the object that holds it. */
-    record VmState<T>(String idstr, int instanceId, VmStateDescription<T> description, T state, int priority)
-            implements SaveEntry {
+    /**
+     * A device's declarative state bound to the object that holds it. An {@code optional} one is
+     * always sent, but a stream without it still loads (QEMU's {@code globalstate}, gated by
+     * {@code needed}): the destination then goes on without it.
+     */
+    record VmState<T>(String idstr, int instanceId, VmStateDescription<T> description, T state, int priority,
+                      boolean optional) implements SaveEntry {
+        public VmState(String idstr, int instanceId, VmStateDescription<T> description, T state, int priority) {
+            this(idstr, instanceId, description, state, priority, false);
+        }
+
         @Override
         public int version() {
             return description.version();

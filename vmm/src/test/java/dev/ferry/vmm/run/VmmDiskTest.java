@@ -101,7 +101,7 @@ class VmmDiskTest {
     void diskOptionsAreCheckedWithTheirPath() {
         ConfigException e = assertThrows(ConfigException.class, () -> LocalVmms.config("vm", 0,
                 "[{\"id\": \"disk0\", \"kind\": \"virtio-blk\", \"image\": \"x.img\", \"queue-size\": 100}]"));
-        assertTrue(e.getMessage().contains("queue-size must be a power of two"), e.getMessage());
+        assertTrue(e.getMessage().contains("devices[0].queue-size: must be a power of two"), e.getMessage());
         e = assertThrows(ConfigException.class, () -> LocalVmms.config("vm", 0,
                 "[{\"id\": \"disk0\", \"kind\": \"virtio-blk\", \"image\": \"x.img\", \"werror\": \"ignore\"}]"));
         assertTrue(e.getMessage().contains("devices[0].werror: 'ignore' is not one of report, stop"), e.getMessage());
