@@ -12,7 +12,8 @@ import dev.ferry.migration.MigrationParameters;
 import dev.ferry.migration.MigrationStatus;
 import dev.ferry.migration.SourceMigration;
 import dev.ferry.migration.transport.NettyMigrationTransports;
-import dev.ferry.virtio.e2e.FaultyParticipant.Phase;
+import dev.ferry.migration.testing.FaultyDevice;
+import dev.ferry.migration.testing.FaultyDevice.Phase;
 import dev.ferry.virtio.guest.BlkDriverArea;
 import dev.ferry.virtio.guest.DiskVerifier;
 import org.junit.jupiter.api.AfterAll;
@@ -112,7 +113,7 @@ class SoftDiskFailureTest {
     void saveSetupFails() throws Exception {
         Path img = SoftDiskIoTest.image(dir, 16 * SoftDiskVm.MiB);
         assertSourceKeepsTheDisk(img, img, Setup.failing(Phase.SAVE_SETUP), MigrationEventSink.NONE, null,
-                MigrationStatus.FAILED, "fault-part: injected failure in SAVE_SETUP");
+                MigrationStatus.FAILED, "fault-dev: injected failure in SAVE_SETUP");
     }
 
     /** Cancelled at the first MIGRATION_PASS, while the guest runs; no fd outlives the two VMs. */
@@ -133,7 +134,7 @@ class SoftDiskFailureTest {
     void sourceFailsAfterTheVmStopped() throws Exception {
         Path img = SoftDiskIoTest.image(dir, 16 * SoftDiskVm.MiB);
         assertSourceKeepsTheDisk(img, img, Setup.failing(Phase.SAVE_COMPLETE), MigrationEventSink.NONE, null,
-                MigrationStatus.FAILED, "fault-part: injected failure in SAVE_COMPLETE");
+                MigrationStatus.FAILED, "fault-dev: injected failure in SAVE_COMPLETE");
     }
 
     /**
@@ -256,7 +257,7 @@ class SoftDiskFailureTest {
     }
 
     /**
-     * Migrates {@code src} to {@code dst} over TCP with the return path, a {@link FaultyParticipant}
+     * Migrates {@code src} to {@code dst} over TCP with the return path, a {@link FaultyDevice}
      * on both sides (the source's fails or hooks as {@code setup} says). Waits for both ends.
      */
     private static Outcome migrate(SoftDiskVm src, SoftDiskVm dst, Setup setup, MigrationEventSink events,
@@ -266,11 +267,11 @@ class SoftDiskFailureTest {
         AtomicReference<DestinationMigration> in = new AtomicReference<>();
         AtomicReference<BlkDriverArea.Progress> atFault = new AtomicReference<>();
         Context ctx = new Context(src, dst, out, in);
-        src.machine.migration().registerLive(new FaultyParticipant(setup.sourceFails(), setup.hookAt(), () -> {
+        src.machine.migration().registerLive(new FaultyDevice(setup.sourceFails(), setup.hookAt(), () -> {
             atFault.set(src.progress());
             setup.hook().accept(ctx);
         }), MigrationPriority.DEVICE);
-        dst.machine.migration().registerLive(FaultyParticipant.healthy(), MigrationPriority.DEVICE);
+        dst.machine.migration().registerLive(FaultyDevice.healthy(), MigrationPriority.DEVICE);
         setup.destination().accept(dst);
         MigrationEventSink sink = new MigrationEventSink() {
             @Override

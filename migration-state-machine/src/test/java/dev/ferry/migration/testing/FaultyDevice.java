@@ -1,4 +1,4 @@
-package dev.ferry.migration.e2e;
+package dev.ferry.migration.testing;
 
 import dev.ferry.core.migration.LiveSaveHandler;
 import dev.ferry.core.migration.LoadContext;
@@ -13,24 +13,26 @@ import java.util.concurrent.atomic.AtomicInteger;
  * An iterable test participant that sends a small counter-checked payload in every phase and can
  * fail, or run a hook (to cancel or to kill the peer), in a chosen phase. It asks for two
  * iterations before it lets the migration converge, so the iteration phase always happens.
+ * Both sides of a migration register one (the destination must know the section). Shared by the
+ * engine's and the devices' failure tests.
  */
-final class FaultyDevice implements LiveSaveHandler {
-    enum Phase { NONE, SAVE_SETUP, SAVE_ITERATE, SAVE_COMPLETE, LOAD_STATE_END, LOAD_CLEANUP }
+public final class FaultyDevice implements LiveSaveHandler {
+    public enum Phase { NONE, SAVE_SETUP, SAVE_ITERATE, SAVE_COMPLETE, LOAD_STATE_END, LOAD_CLEANUP }
 
     private final Phase failAt;
     private final Runnable hookAt;
     private final Phase hookPhase;
-    final AtomicInteger iterations = new AtomicInteger();
-    final AtomicInteger cleanups = new AtomicInteger();
+    public final AtomicInteger iterations = new AtomicInteger();
+    public final AtomicInteger cleanups = new AtomicInteger();
     int loaded;
 
-    FaultyDevice(Phase failAt, Phase hookPhase, Runnable hook) {
+    public FaultyDevice(Phase failAt, Phase hookPhase, Runnable hook) {
         this.failAt = failAt;
         this.hookPhase = hookPhase;
         this.hookAt = hook;
     }
 
-    static FaultyDevice healthy() {
+    public static FaultyDevice healthy() {
         return new FaultyDevice(Phase.NONE, Phase.NONE, () -> { });
     }
 
