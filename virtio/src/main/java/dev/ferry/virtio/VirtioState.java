@@ -24,12 +24,15 @@ import java.nio.charset.StandardCharsets;
  *   per queue:  be32 num | be32 align | be64 desc | be16 last_avail_idx
  *   device part (the model's save: virtio-blk's parked requests)
  *   subsections (u8 0x05 | u8 len | name | be32 version | fields), each when needed:
- *     virtio/64bit_features  be64 guest_features                        features above bit 31
+ *     virtio/64bit_features  be64 guest_features                        features above bit 31 offered (always:
+ *                                                                       VERSION_1), as QEMU decides
  *     virtio/virtqueues      1024 x { be64 avail | be64 used }          always (VERSION_1 offered)
  *     virtio/ringsize        1024 x be32 num_default                    a queue not at its default size
  *     virtio/broken          u8 broken                                  NEEDS_RESET
- *     virtio/extra_state     be32 guest_features[2] |                   always (modern mmio)
- *                            1024 x { be16 num | u8 enabled | be32 desc[2] | be32 avail[2] | be32 used[2] }
+ *     virtio/extra_state     0x05 | 17 | "virtio_mmio/state" | be32 1   always (modern mmio): virtio-mmio's
+ *                            | be32 guest_features[2] |                 own vmstate, no fields and this
+ *                            1024 x { be16 num | u8 enabled |           one subsection
+ *                                     be32 desc[2] | be32 avail[2] | be32 used[2] }   ([0] the low half)
  *     virtio/started         u8 started                                 the driver set DRIVER_OK
  * </pre>
  * Loading is QEMU's {@code virtio_load} with its checks, done before the destination accepts the
@@ -98,9 +101,9 @@ final class VirtioState implements VmStateField<VirtioMmio> {
             }
             out.putBytes(head.array(), 0, head.position());
             d.model.save(out);
-            ByteBuffer tail = ByteBuffer.allocate(64 * 6 + 8 + 16 * Virtio.QUEUE_MAX + 4 * Virtio.QUEUE_MAX + 1 + 8
+            ByteBuffer tail = ByteBuffer.allocate(64 * 7 + 8 + 16 * Virtio.QUEUE_MAX + 4 * Virtio.QUEUE_MAX + 1 + 8
                     + 27 * Virtio.QUEUE_MAX + 1);
-            if (d.guestFeatures >>> 32 != 0) {
+            if (d.hostFeatures >>> 32 != 0) { // QEMU: host_features, not what the guest took
                 subsection(tail, "virtio/64bit_features");
                 tail.putLong(d.guestFeatures);
             }
@@ -124,6 +127,7 @@ final class VirtioState implements VmStateField<VirtioMmio> {
                 tail.put((byte) 1);
             }
             subsection(tail, "virtio/extra_state");
+            subsection(tail, "virtio_mmio/state"); // QEMU's vmstate_virtio_mmio: no fields, one subsection
             tail.putInt((int) d.guestFeatures).putInt((int) (d.guestFeatures >>> 32));
             for (int i = 0; i < Virtio.QUEUE_MAX; i++) {
                 MmioQueue q = i < d.queues.length ? d.queues[i] : null;
@@ -264,6 +268,7 @@ final class VirtioState implements VmStateField<VirtioMmio> {
                 }
                 case "virtio/broken" -> l.broken = in.getU8() != 0;
                 case "virtio/extra_state" -> {
+                    mmioStateHeader(in, who);
                     in.getBe32();
                     in.getBe32();
                     for (int i = 0; i < Virtio.QUEUE_MAX; i++) {
@@ -327,6 +332,21 @@ final class VirtioState implements VmStateField<VirtioMmio> {
         }
         d.applyLoaded(l.hostFeaturesSel, l.guestFeaturesSel, l.status, l.isr, l.queueSel, l.features, l.config,
                 l.num, l.desc, l.avail, l.used, l.enabled, rings, l.started, broken);
+    }
+
+    /** virtio-mmio's extra state opens with its own subsection, {@code virtio_mmio/state} v1. */
+    private static void mmioStateHeader(LoadStream in, String who) throws IOException, MigrationException {
+        String expected = "virtio_mmio/state";
+        int marker = in.getU8();
+        int len = in.getU8();
+        byte[] nb = new byte[len];
+        in.getBytes(nb, 0, len);
+        String name = new String(nb, StandardCharsets.US_ASCII);
+        int version = in.getBe32();
+        if (marker != SUBSECTION || !name.equals(expected) || version != 1) {
+            throw new MigrationException(who + ": virtio/extra_state does not hold virtio-mmio's subsection "
+                    + expected + " version 1");
+        }
     }
 
     private static boolean subsectionFollows(LoadStream in) throws IOException {

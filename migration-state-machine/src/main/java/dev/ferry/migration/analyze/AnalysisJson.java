@@ -12,9 +12,10 @@ import java.util.HexFormat;
  * A {@link StreamAnalysis} as one JSON object, for {@code ferry analyze --json}. Names follow
  * QEMU's {@code query-migrate} where they mean the same ("total", "duplicate", "normal"). Field
  * values: integers as numbers (unsigned 64-bit ones above 2^63 too), bools, doubles, strings for
- * text; raw bytes as a hex string, or {"size", "prefix"} when only a prefix was kept; arrays as
- * arrays; structs as objects of their fields, followed by their subsections under the
- * subsection's name (as QEMU's analyze-migration.py nests them).
+ * text; named bits (a virtio status or feature word) as {"value": n, "flags": [set bits' names]};
+ * raw bytes as a hex string, or {"size", "prefix"} when only a prefix was kept; arrays as arrays;
+ * structs as objects of their fields, followed by their subsections under the subsection's name
+ * (as QEMU's analyze-migration.py nests them).
  */
 public final class AnalysisJson {
     private static final JsonNodeFactory F = JsonNodeFactory.instance;
@@ -134,6 +135,12 @@ public final class AnalysisJson {
         if (v instanceof FieldValue.Unsigned u) {
             return u.value() >= 0 ? F.numberNode(u.value())
                     : F.numberNode(new BigInteger(Long.toUnsignedString(u.value())));
+        } else if (v instanceof FieldValue.Flags f) {
+            ObjectNode o = F.objectNode();
+            o.set("value", value(new FieldValue.Unsigned(f.value(), f.size())));
+            ArrayNode names = o.putArray("flags");
+            f.names().forEach(names::add);
+            return o;
         } else if (v instanceof FieldValue.Signed s) {
             return F.numberNode(s.value());
         } else if (v instanceof FieldValue.Bool b) {

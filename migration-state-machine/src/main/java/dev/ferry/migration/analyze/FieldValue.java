@@ -25,6 +25,28 @@ public sealed interface FieldValue {
         }
     }
 
+    /**
+     * An unsigned integer of {@code size} bytes whose bits have names, such as a virtio device's
+     * status and feature words: {@code names} are the set bits' names from bit 0 up ("bit N" for a
+     * bit without a name). Printed as {@code 0x0f (ACKNOWLEDGE|DRIVER|DRIVER_OK|FEATURES_OK)}.
+     */
+    record Flags(long value, int size, List<String> names) implements FieldValue {
+        public Flags {
+            names = List.copyOf(names);
+        }
+
+        /** Whether the bit named {@code name} is set. */
+        public boolean has(String name) {
+            return names.contains(name);
+        }
+
+        @Override
+        public String toString() {
+            String hex = String.format("0x%0" + (size * 2) + "x", value);
+            return names.isEmpty() ? hex : hex + " (" + String.join("|", names) + ")";
+        }
+    }
+
     /** A "bool": QEMU writes 0 or 1 and reads any non-zero byte as true. */
     record Bool(boolean value) implements FieldValue {
         @Override

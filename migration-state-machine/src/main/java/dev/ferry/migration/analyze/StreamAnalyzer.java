@@ -257,7 +257,7 @@ public final class StreamAnalyzer {
             case VFIO -> vfio().readSection(t.idstr, t.instance);
             case DEVICE -> {
                 String label = t.idstr + (t.instance != 0 ? " (instance " + t.instance + ")" : "");
-                FieldValue.Struct s = decoder.decode(t.desc, label);
+                FieldValue.Struct s = decoder.decode(t.desc, t.idstr, label);
                 devices.add(device(t, type, at, in.offset() - dataStart, s, null));
             }
             case UNDESCRIBED -> {

@@ -93,6 +93,18 @@ final class StreamInput {
         return b;
     }
 
+    /** Reads {@code n} bytes into {@code dst} from {@code off}, a buffer's worth at a time. */
+    void read(byte[] dst, int off, int n, String what) throws IOException, AnalysisException {
+        require(n, what);
+        while (n > 0) {
+            int chunk = Math.min(n, BUFFER_SIZE);
+            fill(chunk, what);
+            buf.get(dst, off, chunk);
+            off += chunk;
+            n -= chunk;
+        }
+    }
+
     /** A counted string: u8 length (at least {@code min}), then that many bytes, no NUL. */
     String countedString(int min, String what) throws IOException, AnalysisException {
         long at = offset();

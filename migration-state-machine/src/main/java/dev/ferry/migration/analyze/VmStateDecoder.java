@@ -28,7 +28,8 @@ import java.util.Map;
  * equal", "int64 equal", "timer" (be64 expiry, -1 when not armed) signed; "bool" one byte;
  * "float64" be64 IEEE bits; "struct" a nested struct; "vstruct" and "tmp" nested structs whose
  * fields QEMU wrote into the field object itself; "nullptr" (and 7.2's misnamed "uint64" of
- * size 1) the byte '0' standing for a NULL pointer; "capability" u8 len + name; everything else
+ * size 1) the byte '0' standing for a NULL pointer; "capability" u8 len + name; "virtio" a
+ * virtio device's state, {@code size} bytes decoded by {@link VirtioStateDecoder}; everything else
  * ("buffer", "unused_buffer", "bitmap", "pci config", "qtailq", ...) {@code size} raw bytes.
  *
  * Arrays of structs (QEMU's VMSTATE_STRUCT_ARRAY, VMSTATE_STRUCT_VARRAY_*; Ferry's
@@ -60,13 +61,19 @@ final class VmStateDecoder {
 
     private final StreamInput in;
     private int budget = MAX_VALUES;
+    /** The section being decoded. */
+    private String idstr = "";
 
     VmStateDecoder(StreamInput in) {
         this.in = in;
     }
 
-    /** Decodes one section body (fields, then subsections) described by {@code desc}. */
-    FieldValue.Struct decode(JsonNode desc, String label) throws IOException, AnalysisException {
+    /**
+     * Decodes one section body (fields, then subsections) described by {@code desc}, of the
+     * section named {@code idstr}; {@code label} names it in messages.
+     */
+    FieldValue.Struct decode(JsonNode desc, String idstr, String label) throws IOException, AnalysisException {
+        this.idstr = idstr;
         charge(label);
         return struct(desc, label, 0);
     }
@@ -105,7 +112,7 @@ final class VmStateDecoder {
                             fpath + " (" + n + " elements of " + size + " bytes)");
                 }
                 for (int i = 0; i < n; i++) {
-                    slot.values.add(element(f, type, fpath + "[" + slot.values.size() + "]", depth));
+                    slot.values.add(element(f, type, fpath + "[" + slot.values.size() + "]", depth, desc));
                 }
                 slot.array = true;
             } else {
@@ -115,7 +122,7 @@ final class VmStateDecoder {
                 }
                 slot.array |= !slot.values.isEmpty();
                 slot.values.add(element(f, type, slot.array ? fpath + "[" + slot.values.size() + "]" : fpath,
-                        depth));
+                        depth, desc));
             }
         }
         List<FieldValue.Field> out = new ArrayList<>(slots.size());
@@ -156,7 +163,9 @@ final class VmStateDecoder {
         return List.copyOf(out);
     }
 
-    private FieldValue element(JsonNode f, String type, String path, int depth) throws IOException, AnalysisException {
+    /** One element of field {@code f} of the struct {@code owner} describes. */
+    private FieldValue element(JsonNode f, String type, String path, int depth, JsonNode owner)
+            throws IOException, AnalysisException {
         charge(path);
         long at = in.offset();
         switch (type) {
@@ -184,6 +193,9 @@ final class VmStateDecoder {
             }
             case "nullptr" -> {
                 return nullMarker(path);
+            }
+            case "virtio" -> {
+                return virtio(f, path, owner.path("vmsd_name").asText(null));
             }
             case "capability" -> {
                 return new FieldValue.Text(in.countedString(0, path));
@@ -235,6 +247,54 @@ final class VmStateDecoder {
         byte[] prefix = in.bytes(keep, path);
         in.skip(size - keep, path);
         return new FieldValue.Bytes(size, prefix);
+    }
+
+    /**
+     * A "virtio" field: QEMU's virtio_save output, {@code size} bytes, decoded by
+     * {@link VirtioStateDecoder} when the section is on virtio-mmio (QEMU names such a section by
+     * its bus path, {@code .../virtio-mmio@<base>/<vmsd>}, as Ferry does) and not implausibly
+     * large; otherwise raw, with a note saying why.
+     */
+    private FieldValue virtio(JsonNode f, String path, String vmsd) throws IOException, AnalysisException {
+        long size = size(f, path);
+        long at = in.offset();
+        in.require(size, path + " (" + size + " bytes)");
+        String why = !idstr.contains("virtio-mmio@")
+                ? "not decoded: section '" + idstr + "' is not on virtio-mmio (no 'virtio-mmio@' in its name), and only"
+                + " virtio-mmio's layout of the virtio state is known"
+                : size > VirtioStateDecoder.MAX_BYTES ? "not decoded: " + size + " bytes, more than the "
+                + VirtioStateDecoder.MAX_BYTES + " a virtio state is decoded up to" : null;
+        if (why != null) {
+            return VirtioStateDecoder.undecoded(why, raw(f, path));
+        }
+        byte[] field = new byte[(int) size];
+        in.read(field, 0, field.length, path);
+        FieldValue.Struct v = VirtioStateDecoder.decode(field, vmsd, at);
+        budget -= countValues(v);
+        charge(path);
+        return v;
+    }
+
+    /** The values {@code v} holds, for the cap on values. */
+    private static int countValues(FieldValue v) {
+        if (v instanceof FieldValue.Struct s) {
+            int n = 1;
+            for (FieldValue.Field f : s.fields()) {
+                n += countValues(f.value());
+            }
+            for (FieldValue.Subsection sub : s.subsections()) {
+                n += countValues(sub.state());
+            }
+            return n;
+        }
+        if (v instanceof FieldValue.Array a) {
+            int n = 1;
+            for (FieldValue e : a.elements()) {
+                n += countValues(e);
+            }
+            return n;
+        }
+        return 1;
     }
 
     private FieldValue nullMarker(String path) throws IOException, AnalysisException {
