@@ -131,6 +131,8 @@ final class DemoReport {
             case "cpu-soft" -> "soft-vcpu";
             case "cpu" -> "kvm-vcpu";
             case "kvmclock" -> "clock";
+            case "globalstate" -> "run-state";
+            case "soft-irqchip" -> "irqchip";
             default -> "device";
         };
     }
