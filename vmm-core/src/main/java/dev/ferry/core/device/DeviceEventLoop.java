@@ -87,7 +87,7 @@ public final class DeviceEventLoop implements AutoCloseable {
     private boolean closing;
 
     /** Loop thread only: what each epoll token stands for. */
-    private final RegistrationTable<Source> sources = new RegistrationTable<>();
+    private final RegistrationTable<LoopSource> sources = new RegistrationTable<>();
 
     /** Starts the loop thread, running (not paused). */
     public DeviceEventLoop(String name) {
@@ -154,7 +154,7 @@ public final class DeviceEventLoop implements AutoCloseable {
             throw new IllegalArgumentException(name + ": " + fd.fd() + " is blocking; the device loop reads eventfds "
                     + "without waiting: create it with EFD_NONBLOCK");
         }
-        return call(() -> register(new EventFdSource(fd, onSignals), Linux.EPOLLIN));
+        return call(() -> register(new LoopSource.EventFdSource(this, fd, onSignals), Linux.EPOLLIN));
     }
 
     /**
@@ -174,7 +174,7 @@ public final class DeviceEventLoop implements AutoCloseable {
             throw new IllegalArgumentException(name + ": " + fd + ": EPOLLET/EPOLLONESHOT registrations are refused; "
                     + "events that arrive while the loop is paused must still be reported after resume");
         }
-        return call(() -> register(new FdSource(fd, onReady), epollEvents));
+        return call(() -> register(new LoopSource.FdSource(this, fd, onReady), epollEvents));
     }
 
     /**
@@ -184,16 +184,16 @@ public final class DeviceEventLoop implements AutoCloseable {
     public Timer timer(Runnable onExpiry) {
         Objects.requireNonNull(onExpiry, "onExpiry");
         return call(() -> {
-            TimerSource s = register(new TimerSource(new TimerFd(), onExpiry), Linux.EPOLLIN);
+            LoopSource.TimerSource s = register(new LoopSource.TimerSource(this, new TimerFd(), onExpiry), Linux.EPOLLIN);
             return new Timer(s);
         });
     }
 
     /** A one-shot timer on the loop; see {@link #timer}. */
     public final class Timer implements Registration {
-        private final TimerSource source;
+        private final LoopSource.TimerSource source;
 
-        private Timer(TimerSource source) {
+        private Timer(LoopSource.TimerSource source) {
             this.source = source;
         }
 
@@ -397,7 +397,7 @@ public final class DeviceEventLoop implements AutoCloseable {
                     wake.consumeOrZero();
                     continue;
                 }
-                Source s = sources.get(token);
+                LoopSource s = sources.get(token);
                 if (s == null) {
                     continue; // removed by an earlier handler of this batch
                 }
@@ -510,7 +510,7 @@ public final class DeviceEventLoop implements AutoCloseable {
 
     // ---- registrations (loop thread) ----
 
-    private <S extends Source> S register(S s, int events) {
+    private <S extends LoopSource> S register(S s, int events) {
         s.token = sources.add(s);
         try {
             epoll.add(s.fd, events, s.token);
@@ -523,7 +523,12 @@ public final class DeviceEventLoop implements AutoCloseable {
         return s;
     }
 
-    private void unregister(Source s) {
+    /** A source's {@code close()}: removes it on the loop thread (unless the loop is closed already). */
+    void removeSource(LoopSource s) {
+        onLoopUnlessClosed(() -> unregister(s));
+    }
+
+    private void unregister(LoopSource s) {
         if (s.token == RegistrationTable.NONE) {
             return;
         }
@@ -595,101 +600,6 @@ public final class DeviceEventLoop implements AutoCloseable {
 
         LoopClosedException(String name, String what) {
             super("device event loop " + name + ": " + what);
-        }
-    }
-
-    // ---- what the loop watches ----
-
-    /** One registered fd and its epoll token ({@link RegistrationTable#NONE} once removed; loop thread only). */
-    private abstract class Source implements Registration {
-        final Fd fd;
-        long token = RegistrationTable.NONE;
-
-        Source(Fd fd) {
-            this.fd = fd;
-        }
-
-        /** Handles a ready event; loop thread, not paused. */
-        abstract void ready(int events);
-
-        /** After removal, on the loop thread: closes what the loop owns for this source. */
-        void removed() {
-        }
-
-        @Override
-        public void close() {
-            onLoopUnlessClosed(() -> unregister(this));
-        }
-    }
-
-    private final class EventFdSource extends Source {
-        private final EventFd eventFd;
-        private final LongConsumer handler;
-
-        EventFdSource(EventFd eventFd, LongConsumer handler) {
-            super(eventFd.fd());
-            this.eventFd = eventFd;
-            this.handler = handler;
-        }
-
-        @Override
-        void ready(int events) {
-            long count = eventFd.consumeOrZero();
-            if (count > 0) {
-                handler.accept(count);
-            }
-        }
-
-        @Override
-        public String toString() {
-            return fd.toString();
-        }
-    }
-
-    private final class FdSource extends Source {
-        private final IntConsumer handler;
-
-        FdSource(Fd fd, IntConsumer handler) {
-            super(fd);
-            this.handler = handler;
-        }
-
-        @Override
-        void ready(int events) {
-            handler.accept(events);
-        }
-
-        @Override
-        public String toString() {
-            return fd.toString();
-        }
-    }
-
-    private final class TimerSource extends Source {
-        final TimerFd timerFd;
-        private final Runnable handler;
-
-        TimerSource(TimerFd timerFd, Runnable handler) {
-            super(timerFd.fd());
-            this.timerFd = timerFd;
-            this.handler = handler;
-        }
-
-        @Override
-        void ready(int events) {
-            if (timerFd.expirations() > 0) {
-                handler.run();
-            }
-        }
-
-        @Override
-        void removed() {
-            timerFd.close();
-        }
-
-        @Override
-        public String toString() {
-            return "timer " + fd;
         }
     }
 }
