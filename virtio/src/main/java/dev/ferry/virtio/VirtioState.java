@@ -281,9 +281,11 @@ final class VirtioState implements VmStateField<VirtioMmio> {
                         }
                         if (i < d.queues.length) {
                             l.enabled[i] = en;
-                            if (en && (num != l.num[i] || a[0] != l.desc[i])) {
+                            if (en && (num != l.num[i] || a[0] != l.desc[i]
+                                    || l.virtqueues && (a[1] != l.avail[i] || a[2] != l.used[i]))) {
                                 throw new MigrationException(who + ": VQ " + i + " transport state (size " + num
-                                        + ", desc 0x" + Long.toHexString(a[0]) + ") disagrees with the queue state");
+                                        + ", desc 0x" + Long.toHexString(a[0]) + ", driver area 0x" + Long.toHexString(a[1])
+                                        + ", device area 0x" + Long.toHexString(a[2]) + ") disagrees with the queue state");
                             }
                         } else if (en) {
                             throw new MigrationException(who + ": VQ " + i + " enabled, this device has "

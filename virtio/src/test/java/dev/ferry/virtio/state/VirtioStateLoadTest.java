@@ -125,6 +125,14 @@ class VirtioStateLoadTest {
         refused(StateBlob.putBe32(blob, q0() + 4, 8192), "VQ 0 alignment 8192");
     }
 
+    /** virtio-mmio's own copy of a ring address (extra_state) must agree with the virtio/virtqueues one. */
+    @Test
+    void transportStateDisagreeingWithTheQueueState() {
+        // extra_state body: virtio_mmio/state header (23) | features (8) | vq0: num (2) | enabled (1) | desc (8) | avail (8)
+        int availLow = StateBlob.subsectionBody(blob, "virtio/extra_state") + 23 + 8 + 2 + 1 + 8;
+        refused(StateBlob.putBe32(blob, availLow, 0x12340), "transport state");
+    }
+
     @Test
     void descriptorAddressZeroWithAnIndex() {
         refused(StateBlob.putBe64(blob, q0() + 8, 0), "VQ 0 address 0x0 inconsistent with Host index 0x3");
