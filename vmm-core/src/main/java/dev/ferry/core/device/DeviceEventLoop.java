@@ -593,13 +593,4 @@ public final class DeviceEventLoop implements AutoCloseable {
             Thread.currentThread().interrupt();
         }
     }
-
-    /** The loop is closed; thrown by submissions, so registrations' close() can tell it apart. */
-    private static final class LoopClosedException extends IllegalStateException {
-        private static final long serialVersionUID = 1L;
-
-        LoopClosedException(String name, String what) {
-            super("device event loop " + name + ": " + what);
-        }
-    }
 }
