@@ -43,6 +43,8 @@ public final class Vmm implements AutoCloseable {
     private final Machine machine;
     private final VmVfs vfs;
     private final VmDevices devices;
+    /** Times the VM entered running: a device's stop request is for the run it was made in. */
+    private final java.util.concurrent.atomic.AtomicLong starts = new java.util.concurrent.atomic.AtomicLong();
     private final NettyMigrationTransports transports = new NettyMigrationTransports();
     private final Events events;
     private final HoldPoints holds;
@@ -86,6 +88,7 @@ public final class Vmm implements AutoCloseable {
                 .put("phase", p.name().toLowerCase(java.util.Locale.ROOT))));
         machine.addRunStateListener((prev, now) -> {
             if (now == RunState.RUNNING && prev != RunState.RUNNING) {
+                starts.incrementAndGet();
                 events.emit("RESUME", null);
             } else if (prev == RunState.RUNNING) {
                 events.emit("STOP", null);
@@ -113,9 +116,18 @@ public final class Vmm implements AutoCloseable {
      */
     private void stopForDevice(String device, RunState state, String event, java.util.Map<String, Object> data) {
         events.emit(event, QapiJson.JSON.valueToTree(data));
+        long startsAtError = starts.get();
         Thread t = new Thread(() -> {
             try {
-                machine.vmStop(state);
+                // Only the run the error happened in is stopped: a request that arrives once the VM
+                // is stopped (another request of the same burst, a drain at stop) or after a later
+                // `cont` must not stop the guest again. vmStart and vmStop lock the machine, so the
+                // check and the stop are one step.
+                synchronized (machine) {
+                    if (starts.get() == startsAtError && machine.isRunning()) {
+                        machine.vmStop(state);
+                    }
+                }
             } catch (VmStateChangeException e) {
                 LOG.warn("{}: stopping the VM for {} failed: {}", config.name(), device, e.getMessage());
             }
