@@ -12,10 +12,17 @@ import dev.ferry.core.cpu.kvm.bindings.KvmEnableCap;
 import dev.ferry.core.cpu.kvm.bindings.KvmExit;
 import dev.ferry.core.cpu.kvm.bindings.KvmFpu;
 import dev.ferry.core.cpu.kvm.bindings.KvmIoctls;
+import dev.ferry.core.cpu.kvm.bindings.KvmIoeventfd;
+import dev.ferry.core.cpu.kvm.bindings.KvmIrqLevel;
+import dev.ferry.core.cpu.kvm.bindings.KvmIrqRouting;
+import dev.ferry.core.cpu.kvm.bindings.KvmIrqchip;
+import dev.ferry.core.cpu.kvm.bindings.KvmIrqfd;
 import dev.ferry.core.cpu.kvm.bindings.KvmLapicState;
 import dev.ferry.core.cpu.kvm.bindings.KvmMpState;
 import dev.ferry.core.cpu.kvm.bindings.KvmMsrList;
 import dev.ferry.core.cpu.kvm.bindings.KvmMsrs;
+import dev.ferry.core.cpu.kvm.bindings.KvmPitConfig;
+import dev.ferry.core.cpu.kvm.bindings.KvmPitState2;
 import dev.ferry.core.cpu.kvm.bindings.KvmRegs;
 import dev.ferry.core.cpu.kvm.bindings.KvmRun;
 import dev.ferry.core.cpu.kvm.bindings.KvmSegment;
@@ -56,13 +63,15 @@ class KvmHeaderProbeTest {
     private static final Map<String, Long> ALSO = Map.of(
             "kvm_run.system_event.data.count", (long) KvmRun.EXIT_DATA_MAX,
             "kvm_xcrs.xcrs.count", (long) KvmXcrs.MAX_XCRS,
-            "KVM_APIC_REG_SIZE", (long) KvmLapicState.SIZE);
+            "KVM_APIC_REG_SIZE", (long) KvmLapicState.SIZE,
+            "kvm_irqchip.chip.ioapic.redirtbl.count", (long) KvmIrqchip.IOAPIC_NUM_PINS);
 
     static {
         sameNames(KvmIoctls.class, "KVMIO KVM_GET_API_VERSION KVM_CREATE_VM KVM_GET_MSR_INDEX_LIST KVM_CHECK_EXTENSION "
                 + "KVM_GET_VCPU_MMAP_SIZE KVM_GET_SUPPORTED_CPUID KVM_CREATE_VCPU KVM_GET_DIRTY_LOG "
                 + "KVM_SET_USER_MEMORY_REGION KVM_SET_TSS_ADDR KVM_SET_IDENTITY_MAP_ADDR KVM_CREATE_IRQCHIP "
-                + "KVM_SET_CLOCK KVM_GET_CLOCK KVM_ENABLE_CAP KVM_CLEAR_DIRTY_LOG KVM_RUN KVM_GET_REGS KVM_SET_REGS "
+                + "KVM_IRQ_LINE KVM_GET_IRQCHIP KVM_SET_IRQCHIP KVM_SET_GSI_ROUTING KVM_IRQFD KVM_CREATE_PIT2 "
+                + "KVM_IOEVENTFD KVM_SET_CLOCK KVM_GET_CLOCK KVM_GET_PIT2 KVM_SET_PIT2 KVM_ENABLE_CAP KVM_CLEAR_DIRTY_LOG KVM_RUN KVM_GET_REGS KVM_SET_REGS "
                 + "KVM_GET_SREGS "
                 + "KVM_SET_SREGS KVM_GET_MSRS KVM_SET_MSRS KVM_GET_FPU KVM_SET_FPU KVM_GET_LAPIC KVM_SET_LAPIC "
                 + "KVM_SET_CPUID2 KVM_GET_MP_STATE KVM_SET_MP_STATE KVM_GET_VCPU_EVENTS KVM_SET_VCPU_EVENTS "
@@ -78,6 +87,7 @@ class KvmHeaderProbeTest {
                 + "KVM_SYSTEM_EVENT_RESET KVM_SYSTEM_EVENT_CRASH");
         sameNames(KvmCaps.class, "KVM_CAP_IRQCHIP KVM_CAP_HLT KVM_CAP_USER_MEMORY KVM_CAP_SET_TSS_ADDR "
                 + "KVM_CAP_EXT_CPUID KVM_CAP_NR_VCPUS KVM_CAP_NR_MEMSLOTS KVM_CAP_MP_STATE KVM_CAP_SYNC_MMU "
+                + "KVM_CAP_IRQ_ROUTING KVM_CAP_IRQFD KVM_CAP_PIT2 KVM_CAP_IOEVENTFD KVM_CAP_IRQFD_RESAMPLE "
                 + "KVM_CAP_SET_IDENTITY_MAP_ADDR KVM_CAP_ADJUST_CLOCK KVM_CAP_INTERNAL_ERROR_DATA KVM_CAP_VCPU_EVENTS "
                 + "KVM_CAP_DEBUGREGS KVM_CAP_XSAVE KVM_CAP_XCRS KVM_CAP_MAX_VCPUS KVM_CAP_READONLY_MEM "
                 + "KVM_CAP_CHECK_EXTENSION_VM KVM_CAP_IMMEDIATE_EXIT KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 "
@@ -88,7 +98,10 @@ class KvmHeaderProbeTest {
                 + "KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE KVM_DIRTY_LOG_INITIALLY_SET KVM_VCPUEVENT_VALID_NMI_PENDING "
                 + "KVM_VCPUEVENT_VALID_SIPI_VECTOR KVM_VCPUEVENT_VALID_SHADOW KVM_VCPUEVENT_VALID_SMM "
                 + "KVM_VCPUEVENT_VALID_PAYLOAD KVM_VCPUEVENT_VALID_TRIPLE_FAULT KVM_CLOCK_TSC_STABLE "
-                + "KVM_CLOCK_REALTIME KVM_CLOCK_HOST_TSC KVM_CPUID_FLAG_SIGNIFCANT_INDEX KVM_NR_INTERRUPTS");
+                + "KVM_CLOCK_REALTIME KVM_CLOCK_HOST_TSC KVM_CPUID_FLAG_SIGNIFCANT_INDEX KVM_NR_INTERRUPTS "
+                + "KVM_IRQCHIP_PIC_MASTER KVM_IRQCHIP_PIC_SLAVE KVM_IRQCHIP_IOAPIC KVM_IRQ_ROUTING_IRQCHIP "
+                + "KVM_IRQFD_FLAG_DEASSIGN KVM_IRQFD_FLAG_RESAMPLE KVM_IOEVENTFD_FLAG_DATAMATCH "
+                + "KVM_IOEVENTFD_FLAG_PIO KVM_IOEVENTFD_FLAG_DEASSIGN KVM_PIT_SPEAKER_DUMMY");
 
         layout(KvmRegs.class, "kvm_regs", "RAX_OFFSET rax", "RBX_OFFSET rbx", "RCX_OFFSET rcx", "RDX_OFFSET rdx",
                 "RSI_OFFSET rsi", "RDI_OFFSET rdi", "RSP_OFFSET rsp", "RBP_OFFSET rbp", "R8_OFFSET r8", "R9_OFFSET r9",
@@ -147,6 +160,30 @@ class KvmHeaderProbeTest {
         layout(KvmLapicState.class, "kvm_lapic_state", "REGS_OFFSET regs");
         layout(KvmClockData.class, "kvm_clock_data", "CLOCK_OFFSET clock", "FLAGS_OFFSET flags",
                 "REALTIME_OFFSET realtime", "HOST_TSC_OFFSET host_tsc");
+        layout(KvmIrqLevel.class, "kvm_irq_level", "IRQ_OFFSET irq", "STATUS_OFFSET status",
+                "LEVEL_OFFSET level");
+        layout(KvmIrqfd.class, "kvm_irqfd", "FD_OFFSET fd", "GSI_OFFSET gsi", "FLAGS_OFFSET flags",
+                "RESAMPLEFD_OFFSET resamplefd", "PAD_OFFSET pad");
+        layout(KvmIoeventfd.class, "kvm_ioeventfd", "DATAMATCH_OFFSET datamatch", "ADDR_OFFSET addr",
+                "LEN_OFFSET len", "FD_OFFSET fd", "FLAGS_OFFSET flags", "PAD_OFFSET pad");
+        Map<String, String> irqchip = layout(KvmIrqchip.class, "kvm_irqchip", "CHIP_ID_OFFSET chip_id",
+                "CHIP_OFFSET chip", "IOAPIC_IRR_OFFSET chip.ioapic.irr",
+                "IOAPIC_REDIRTBL_OFFSET chip.ioapic.redirtbl", "PIC_IRR_OFFSET chip.pic.irr",
+                "PIC_IMR_OFFSET chip.pic.imr");
+        irqchip.put("CHIP_SIZE", "sizeof(kvm_irqchip.chip)");
+        irqchip.put("IOAPIC_NUM_PINS", "KVM_IOAPIC_NUM_PINS");
+        layout(KvmPitConfig.class, "kvm_pit_config", "FLAGS_OFFSET flags", "PAD_OFFSET pad");
+        layout(KvmPitState2.class, "kvm_pit_state2", "CHANNELS_OFFSET channels", "FLAGS_OFFSET flags",
+                "RESERVED_OFFSET reserved");
+        Map<String, String> routing = layout(KvmIrqRouting.class, "kvm_irq_routing", "NR_OFFSET nr",
+                "FLAGS_OFFSET flags", "ENTRIES_OFFSET entries");
+        routing.put("ENTRY_SIZE", "sizeof(kvm_irq_routing_entry)");
+        routing.put("ENTRY_GSI_OFFSET", "kvm_irq_routing_entry.gsi");
+        routing.put("ENTRY_TYPE_OFFSET", "kvm_irq_routing_entry.type");
+        routing.put("ENTRY_FLAGS_OFFSET", "kvm_irq_routing_entry.flags");
+        routing.put("ENTRY_U_OFFSET", "kvm_irq_routing_entry.u");
+        routing.put("ENTRY_IRQCHIP_IRQCHIP_OFFSET", "kvm_irq_routing_entry.u.irqchip.irqchip");
+        routing.put("ENTRY_IRQCHIP_PIN_OFFSET", "kvm_irq_routing_entry.u.irqchip.pin");
         layout(KvmRun.class, "kvm_run", "REQUEST_INTERRUPT_WINDOW_OFFSET request_interrupt_window",
                 "IMMEDIATE_EXIT_OFFSET immediate_exit", "EXIT_REASON_OFFSET exit_reason",
                 "READY_FOR_INTERRUPT_INJECTION_OFFSET ready_for_interrupt_injection", "IF_FLAG_OFFSET if_flag",

@@ -14,6 +14,10 @@ public final class KvmCaps {
     public static final int KVM_CAP_NR_MEMSLOTS = 10;
     public static final int KVM_CAP_MP_STATE = 14;
     public static final int KVM_CAP_SYNC_MMU = 16;
+    public static final int KVM_CAP_IRQ_ROUTING = 25;
+    public static final int KVM_CAP_IRQFD = 32;
+    public static final int KVM_CAP_PIT2 = 33;
+    public static final int KVM_CAP_IOEVENTFD = 36;
     public static final int KVM_CAP_SET_IDENTITY_MAP_ADDR = 37;
     public static final int KVM_CAP_ADJUST_CLOCK = 39;
     public static final int KVM_CAP_INTERNAL_ERROR_DATA = 40;
@@ -23,6 +27,7 @@ public final class KvmCaps {
     public static final int KVM_CAP_XCRS = 56;
     public static final int KVM_CAP_MAX_VCPUS = 66;
     public static final int KVM_CAP_READONLY_MEM = 81;
+    public static final int KVM_CAP_IRQFD_RESAMPLE = 82;
     public static final int KVM_CAP_CHECK_EXTENSION_VM = 105;
     public static final int KVM_CAP_IMMEDIATE_EXIT = 136;
     public static final int KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 = 168;
@@ -44,6 +49,10 @@ public final class KvmCaps {
             case KVM_CAP_NR_MEMSLOTS -> "KVM_CAP_NR_MEMSLOTS";
             case KVM_CAP_MP_STATE -> "KVM_CAP_MP_STATE";
             case KVM_CAP_SYNC_MMU -> "KVM_CAP_SYNC_MMU";
+            case KVM_CAP_IRQ_ROUTING -> "KVM_CAP_IRQ_ROUTING";
+            case KVM_CAP_IRQFD -> "KVM_CAP_IRQFD";
+            case KVM_CAP_PIT2 -> "KVM_CAP_PIT2";
+            case KVM_CAP_IOEVENTFD -> "KVM_CAP_IOEVENTFD";
             case KVM_CAP_SET_IDENTITY_MAP_ADDR -> "KVM_CAP_SET_IDENTITY_MAP_ADDR";
             case KVM_CAP_ADJUST_CLOCK -> "KVM_CAP_ADJUST_CLOCK";
             case KVM_CAP_INTERNAL_ERROR_DATA -> "KVM_CAP_INTERNAL_ERROR_DATA";
@@ -53,6 +62,7 @@ public final class KvmCaps {
             case KVM_CAP_XCRS -> "KVM_CAP_XCRS";
             case KVM_CAP_MAX_VCPUS -> "KVM_CAP_MAX_VCPUS";
             case KVM_CAP_READONLY_MEM -> "KVM_CAP_READONLY_MEM";
+            case KVM_CAP_IRQFD_RESAMPLE -> "KVM_CAP_IRQFD_RESAMPLE";
             case KVM_CAP_CHECK_EXTENSION_VM -> "KVM_CAP_CHECK_EXTENSION_VM";
             case KVM_CAP_IMMEDIATE_EXIT -> "KVM_CAP_IMMEDIATE_EXIT";
             case KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 -> "KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2";

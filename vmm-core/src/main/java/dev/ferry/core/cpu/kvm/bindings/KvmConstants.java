@@ -39,6 +39,26 @@ public final class KvmConstants {
     /** {@code kvm_cpuid_entry2.flags} (the kernel's spelling). */
     public static final int KVM_CPUID_FLAG_SIGNIFCANT_INDEX = 1;
 
+    /** {@code kvm_irqchip.chip_id} and the irqchip of a {@code kvm_irq_routing_entry}. */
+    public static final int KVM_IRQCHIP_PIC_MASTER = 0;
+    public static final int KVM_IRQCHIP_PIC_SLAVE = 1;
+    public static final int KVM_IRQCHIP_IOAPIC = 2;
+
+    /** {@code kvm_irq_routing_entry.type}: a route to an irqchip pin. */
+    public static final int KVM_IRQ_ROUTING_IRQCHIP = 1;
+
+    /** {@code kvm_irqfd.flags}. */
+    public static final int KVM_IRQFD_FLAG_DEASSIGN = 1;
+    public static final int KVM_IRQFD_FLAG_RESAMPLE = 2;
+
+    /** {@code kvm_ioeventfd.flags} (bits of the header's enum: datamatch 0, pio 1, deassign 2). */
+    public static final int KVM_IOEVENTFD_FLAG_DATAMATCH = 1;
+    public static final int KVM_IOEVENTFD_FLAG_PIO = 2;
+    public static final int KVM_IOEVENTFD_FLAG_DEASSIGN = 4;
+
+    /** {@code kvm_pit_config.flags}. */
+    public static final int KVM_PIT_SPEAKER_DUMMY = 1;
+
     /** Interrupt vectors, and so bits of {@code kvm_sregs.interrupt_bitmap}. */
     public static final int KVM_NR_INTERRUPTS = 256;
 

@@ -29,8 +29,18 @@ public final class KvmIoctls {
     public static final long KVM_SET_TSS_ADDR = Ioctl.io(KVMIO, 0x47);
     public static final long KVM_SET_IDENTITY_MAP_ADDR = Ioctl.iow(KVMIO, 0x48, 8);
     public static final long KVM_CREATE_IRQCHIP = Ioctl.io(KVMIO, 0x60);
+    public static final long KVM_IRQ_LINE = Ioctl.iow(KVMIO, 0x61, KvmIrqLevel.SIZE);
+    public static final long KVM_GET_IRQCHIP = Ioctl.iowr(KVMIO, 0x62, KvmIrqchip.SIZE);
+    /** {@code _IOR} although user space writes: the header has always declared it so. */
+    public static final long KVM_SET_IRQCHIP = Ioctl.ior(KVMIO, 0x63, KvmIrqchip.SIZE);
+    public static final long KVM_SET_GSI_ROUTING = Ioctl.iow(KVMIO, 0x6a, KvmIrqRouting.SIZE);
+    public static final long KVM_IRQFD = Ioctl.iow(KVMIO, 0x76, KvmIrqfd.SIZE);
+    public static final long KVM_CREATE_PIT2 = Ioctl.iow(KVMIO, 0x77, KvmPitConfig.SIZE);
+    public static final long KVM_IOEVENTFD = Ioctl.iow(KVMIO, 0x79, KvmIoeventfd.SIZE);
     public static final long KVM_SET_CLOCK = Ioctl.iow(KVMIO, 0x7b, KvmClockData.SIZE);
     public static final long KVM_GET_CLOCK = Ioctl.ior(KVMIO, 0x7c, KvmClockData.SIZE);
+    public static final long KVM_GET_PIT2 = Ioctl.ior(KVMIO, 0x9f, KvmPitState2.SIZE);
+    public static final long KVM_SET_PIT2 = Ioctl.iow(KVMIO, 0xa0, KvmPitState2.SIZE);
     public static final long KVM_ENABLE_CAP = Ioctl.iow(KVMIO, 0xa3, KvmEnableCap.SIZE);
     public static final long KVM_CLEAR_DIRTY_LOG = Ioctl.iowr(KVMIO, 0xc0, KvmClearDirtyLog.SIZE);
 

@@ -7,6 +7,13 @@ import dev.ferry.core.cpu.kvm.bindings.KvmConstants;
 import dev.ferry.core.cpu.kvm.bindings.KvmDirtyLog;
 import dev.ferry.core.cpu.kvm.bindings.KvmEnableCap;
 import dev.ferry.core.cpu.kvm.bindings.KvmIoctls;
+import dev.ferry.core.cpu.kvm.bindings.KvmIoeventfd;
+import dev.ferry.core.cpu.kvm.bindings.KvmIrqLevel;
+import dev.ferry.core.cpu.kvm.bindings.KvmIrqRouting;
+import dev.ferry.core.cpu.kvm.bindings.KvmIrqchip;
+import dev.ferry.core.cpu.kvm.bindings.KvmIrqfd;
+import dev.ferry.core.cpu.kvm.bindings.KvmPitConfig;
+import dev.ferry.core.cpu.kvm.bindings.KvmPitState2;
 import dev.ferry.core.cpu.kvm.bindings.KvmUserspaceMemoryRegion;
 import dev.ferry.core.memory.DirtyBitmap;
 import dev.ferry.core.memory.GuestRegion;
@@ -20,7 +27,8 @@ import java.util.Map;
 
 /**
  * A KVM VM fd: memory slots, the dirty log, the VM clock, x86 setup addresses, the in-kernel
- * irqchip and vCPU creation. Owns its fd and a few small structs allocated once; the vCPUs it
+ * irqchip and PIT with their interrupt wiring (IRQ lines, irqfd, ioeventfd, GSI routing) and vCPU
+ * creation. Owns its fd and a few small structs allocated once; the vCPUs it
  * creates are owned by the caller (each closes its own fd and mapping).
  *
  * <p>Thread-safe: methods that fill a shared struct are {@code synchronized}. In practice the
@@ -35,6 +43,10 @@ public final class KvmVm implements AutoCloseable {
     private final KvmDirtyLog dirtyLog = new KvmDirtyLog();
     private final KvmClearDirtyLog clearLog = new KvmClearDirtyLog();
     private final KvmEnableCap enableCap = new KvmEnableCap();
+    private final KvmIrqLevel irqLevel = new KvmIrqLevel();
+    private final KvmIrqfd irqfdArg = new KvmIrqfd();
+    private final KvmIoeventfd ioeventfdArg = new KvmIoeventfd();
+    private final KvmPitConfig pitConfig = new KvmPitConfig();
     private final long u64Arg = NativeMemory.allocate(8);
     /** Slot → pages, for checking bitmaps and clear ranges before KVM sees them. */
     private final Map<Integer, Long> slotPages = new HashMap<>();
@@ -239,6 +251,143 @@ public final class KvmVm implements AutoCloseable {
         return irqchip;
     }
 
+    /**
+     * KVM_IRQ_LINE: drives {@code gsi} of the in-kernel irqchip to {@code level} through the
+     * default routing (GSI 0-15 to PIC and IOAPIC, 16-23 to the IOAPIC) or the table set with
+     * {@link #setGsiRouting}. For a device model that has no eventfd of its own (an emulated
+     * device handled on the vCPU thread, or the machine thread); an edge is a raise then a
+     * lower. Any thread; calls are serialised on this VM's struct.
+     */
+    public synchronized void irqLine(int gsi, boolean level) {
+        checkGsi(gsi);
+        irqLevel.set(gsi, level);
+        Sys.ioctl(fd, KvmIoctls.KVM_IRQ_LINE, irqLevel.address(), "KVM_IRQ_LINE(gsi " + gsi + ")");
+    }
+
+    /**
+     * KVM_IRQFD: from now on a write to {@code eventfd} raises {@code gsi} inside KVM, so a
+     * device thread (virtio queue, vhost back-end, timer) interrupts the guest without a vCPU
+     * exit or an ioctl of its own. With {@code resamplefd} (KVM_IRQFD_FLAG_RESAMPLE, needs
+     * KVM_CAP_IRQFD_RESAMPLE) the GSI is level-triggered: it stays asserted until the guest EOIs
+     * it, then KVM signals {@code resamplefd} so the device can re-assert if it still needs
+     * service. Called on the machine thread while wiring devices (and again after a restore);
+     * the caller keeps both eventfds open until {@link #irqfdDeassign}.
+     */
+    public synchronized void irqfd(Fd eventfd, int gsi, Fd resamplefd) {
+        checkGsi(gsi);
+        int flags = resamplefd == null ? 0 : KvmConstants.KVM_IRQFD_FLAG_RESAMPLE;
+        irqfdArg.set(eventfd.get(), gsi, flags, resamplefd == null ? 0 : resamplefd.get());
+        Sys.ioctl(fd, KvmIoctls.KVM_IRQFD, irqfdArg.address(), "KVM_IRQFD(" + eventfd + " → gsi " + gsi
+                + (resamplefd == null ? "" : ", resample " + resamplefd) + ")");
+    }
+
+    /**
+     * KVM_IRQFD with KVM_IRQFD_FLAG_DEASSIGN: {@code eventfd} no longer raises {@code gsi}
+     * (both must match the assignment). Machine thread, before the eventfd is closed or the
+     * device is torn down.
+     */
+    public synchronized void irqfdDeassign(Fd eventfd, int gsi) {
+        checkGsi(gsi);
+        irqfdArg.set(eventfd.get(), gsi, KvmConstants.KVM_IRQFD_FLAG_DEASSIGN, 0);
+        Sys.ioctl(fd, KvmIoctls.KVM_IRQFD, irqfdArg.address(), "KVM_IRQFD(deassign " + eventfd + " from gsi " + gsi
+                + ")");
+    }
+
+    /**
+     * KVM_IOEVENTFD on MMIO: a guest write of {@code len} bytes (1, 2, 4 or 8; 0 for any width)
+     * to guest-physical {@code addr} signals {@code eventfd} inside KVM, without an exit to user
+     * space; the device thread polling the eventfd does the work (a virtio queue-notify doorbell).
+     * With {@code datamatch} (needs a non-zero {@code len}) only writes of exactly that value
+     * signal. KVM refuses a second registration of the same address, length, datamatch and
+     * eventfd with EEXIST. Machine thread, while wiring devices.
+     */
+    public synchronized void ioeventfd(long addr, int len, Long datamatch, Fd eventfd) {
+        ioeventfd(addr, len, datamatch, eventfd, 0, "KVM_IOEVENTFD");
+    }
+
+    /**
+     * KVM_IOEVENTFD with KVM_IOEVENTFD_FLAG_DEASSIGN: removes the registration made by
+     * {@link #ioeventfd} with the same arguments. Machine thread, before the eventfd is closed.
+     */
+    public synchronized void ioeventfdDeassign(long addr, int len, Long datamatch, Fd eventfd) {
+        ioeventfd(addr, len, datamatch, eventfd, KvmConstants.KVM_IOEVENTFD_FLAG_DEASSIGN,
+                "KVM_IOEVENTFD(deassign)");
+    }
+
+    private void ioeventfd(long addr, int len, Long datamatch, Fd eventfd, int flags, String what) {
+        if (len != 0 && len != 1 && len != 2 && len != 4 && len != 8) {
+            throw new IllegalArgumentException(what + ": length " + len + " is none of 0, 1, 2, 4, 8");
+        }
+        if (len == 0 && datamatch != null) {
+            throw new IllegalArgumentException(what + ": a datamatch needs a length (1, 2, 4 or 8), not 0");
+        }
+        if (datamatch != null) {
+            flags |= KvmConstants.KVM_IOEVENTFD_FLAG_DATAMATCH;
+        }
+        ioeventfdArg.set(datamatch == null ? 0 : datamatch, addr, len, eventfd.get(), flags);
+        Sys.ioctl(fd, KvmIoctls.KVM_IOEVENTFD, ioeventfdArg.address(), String.format("%s(%s at 0x%x, len %d%s)", what,
+                eventfd, addr, len, datamatch == null ? "" : ", datamatch 0x" + Long.toHexString(datamatch)));
+    }
+
+    /**
+     * KVM_GET_IRQCHIP: the state of chip {@code chipId} (KVM_IRQCHIP_PIC_MASTER, PIC_SLAVE or
+     * IOAPIC) into {@code out}, for a migration source (vCPUs paused) or a diagnostic. Needs
+     * {@link #createIrqchip()}. Any thread; {@code out} belongs to the caller.
+     */
+    public void getIrqchip(int chipId, KvmIrqchip out) {
+        out.setChipId(chipId);
+        Sys.ioctl(fd, KvmIoctls.KVM_GET_IRQCHIP, out.address(), "KVM_GET_IRQCHIP(chip " + chipId + ")");
+    }
+
+    /**
+     * KVM_SET_IRQCHIP: loads {@code in} into the chip its {@code chip_id} names, on a migration
+     * destination before any vCPU runs. Any thread; vCPUs paused.
+     */
+    public void setIrqchip(KvmIrqchip in) {
+        Sys.ioctl(fd, KvmIoctls.KVM_SET_IRQCHIP, in.address(), "KVM_SET_IRQCHIP(chip " + in.chipId() + ")");
+    }
+
+    /**
+     * KVM_SET_GSI_ROUTING: replaces the whole GSI routing table with the {@code nr} entries of
+     * {@code routing} (after KVM_CREATE_IRQCHIP the kernel installs a default table; setting one
+     * drops it). Machine thread, while wiring interrupts or after a restore.
+     */
+    public void setGsiRouting(KvmIrqRouting routing) {
+        Sys.ioctl(fd, KvmIoctls.KVM_SET_GSI_ROUTING, routing.address(), "KVM_SET_GSI_ROUTING(" + routing.nr()
+                + " routes)");
+    }
+
+    /**
+     * KVM_CREATE_PIT2 with KVM_PIT_SPEAKER_DUMMY: an in-kernel i8254 on ports 0x40-0x43 (and a
+     * dummy speaker port 0x61), driving GSI 0. Machine thread, after {@link #createIrqchip()},
+     * before vCPUs run.
+     */
+    public void createPit2() {
+        createPit2(KvmConstants.KVM_PIT_SPEAKER_DUMMY);
+    }
+
+    /** KVM_CREATE_PIT2 with {@code kvm_pit_config.flags = flags}. */
+    public synchronized void createPit2(int flags) {
+        pitConfig.setFlags(flags);
+        Sys.ioctl(fd, KvmIoctls.KVM_CREATE_PIT2, pitConfig.address(), "KVM_CREATE_PIT2");
+    }
+
+    /** KVM_GET_PIT2: the in-kernel PIT's state into {@code out} (migration source, vCPUs paused). */
+    public void getPit2(KvmPitState2 out) {
+        Sys.ioctl(fd, KvmIoctls.KVM_GET_PIT2, out.address(), "KVM_GET_PIT2");
+    }
+
+    /** KVM_SET_PIT2: loads {@code in} into the in-kernel PIT (migration destination, vCPUs paused). */
+    public void setPit2(KvmPitState2 in) {
+        Sys.ioctl(fd, KvmIoctls.KVM_SET_PIT2, in.address(), "KVM_SET_PIT2");
+    }
+
+    private static void checkGsi(int gsi) {
+        if (gsi < 0) {
+            throw new IllegalArgumentException("GSI " + gsi + " is negative");
+        }
+    }
+
     private long requireSlot(int slot) {
         Long p = slotPages.get(slot);
         if (p == null) {
@@ -272,6 +421,10 @@ public final class KvmVm implements AutoCloseable {
             dirtyLog.close();
             clearLog.close();
             enableCap.close();
+            irqLevel.close();
+            irqfdArg.close();
+            ioeventfdArg.close();
+            pitConfig.close();
             NativeMemory.free(u64Arg);
         }
     }
