@@ -12,11 +12,35 @@ import java.time.Duration;
 import java.util.function.Consumer;
 
 /**
- * Follows a migration through QMP {@code query-migrate} until it ends, drawing a live progress bar
- * (transferred, remaining, rate, pass, expected downtime). Shared by {@code ferry migrate} and
- * {@code ferry demo}.
+ * Follows a migration through QMP {@code query-migrate} until it ends, showing its progress
+ * (transferred, remaining, rate, pass, expected downtime): a live bar on a terminal, plain lines
+ * once a second otherwise (a pipe or a log file would receive the bar's carriage-return
+ * fragments). Shared by {@code ferry migrate} and {@code ferry demo}.
  */
 public final class MigrationProgress {
+    /** How progress is shown. */
+    public enum Display {
+        /** A bar redrawn in place: for a terminal. */
+        BAR,
+        /** One complete line per second and one at the end: for pipes and files. */
+        LINES,
+        /** Nothing. */
+        NONE;
+
+        /** {@link #BAR} when the process has a terminal, else {@link #LINES}. */
+        public static Display forConsole() {
+            return System.console() != null ? BAR : LINES;
+        }
+    }
+
+    /** One {@code query-migrate}. */
+    @FunctionalInterface
+    public interface Query {
+        JsonNode queryMigrate() throws IOException;
+    }
+
+    private static final long LINE_INTERVAL_NANOS = 1_000_000_000L;
+
     private MigrationProgress() {
     }
 
@@ -26,15 +50,29 @@ public final class MigrationProgress {
      */
     public static JsonNode follow(QmpClient qmp, PrintStream out, Duration timeout, Consumer<JsonNode> eachPoll)
             throws IOException, InterruptedException {
+        return follow(() -> qmp.execute("query-migrate", null), out, out == null ? Display.NONE : Display.forConsole(),
+                timeout, Duration.ofMillis(100), eachPoll);
+    }
+
+    /** {@link #follow(QmpClient, PrintStream, Duration, Consumer)} with the display and poll interval chosen. */
+    public static JsonNode follow(Query query, PrintStream out, Display display, Duration timeout, Duration poll,
+                                  Consumer<JsonNode> eachPoll) throws IOException, InterruptedException {
         long deadline = System.nanoTime() + timeout.toNanos();
-        ProgressBar bar = out == null ? null : new ProgressBarBuilder().setTaskName("migrating").setInitialMax(1)
+        long nextLine = System.nanoTime();
+        ProgressBar bar = display != Display.BAR ? null : new ProgressBarBuilder().setTaskName("migrating").setInitialMax(1)
                 .setUnit(" MiB", 1 << 20).setStyle(ProgressBarStyle.ASCII).setUpdateIntervalMillis(100)
                 .setConsumer(new me.tongfei.progressbar.ConsoleProgressBarConsumer(out)).showSpeed().build();
         try {
             while (true) {
-                JsonNode info = qmp.execute("query-migrate", null);
+                JsonNode info = query.queryMigrate();
                 eachPoll.accept(info);
                 String status = info.path("status").asText("none");
+                boolean done = status.equals("completed") || status.equals("failed") || status.equals("cancelled");
+                if (display == Display.LINES && info.has("ram") && (done || System.nanoTime() - nextLine >= 0)) {
+                    out.println(line(info));
+                    out.flush();
+                    nextLine = System.nanoTime() + LINE_INTERVAL_NANOS;
+                }
                 if (bar != null && info.has("ram")) {
                     JsonNode ram = info.get("ram");
                     long transferred = ram.path("transferred").asLong();
@@ -44,7 +82,7 @@ public final class MigrationProgress {
                             status, ram.path("dirty-sync-count").asLong(), ram.path("mbps").asDouble(),
                             ram.path("remaining").asLong() >> 20, info.path("expected-downtime").asLong()));
                 }
-                if (status.equals("completed") || status.equals("failed") || status.equals("cancelled")) {
+                if (done) {
                     if (bar != null) {
                         bar.maxHint(Math.max(bar.getCurrent(), 1));
                     }
@@ -53,13 +91,22 @@ public final class MigrationProgress {
                 if (System.nanoTime() > deadline) {
                     throw new IOException("migration still " + status + " after " + timeout.toSeconds() + " s");
                 }
-                Thread.sleep(100);
+                Thread.sleep(poll.toMillis());
             }
         } finally {
             if (bar != null) {
                 bar.close();
             }
         }
+    }
+
+    /** A plain progress line: status, pass, transferred, remaining, rate, expected downtime. */
+    static String line(JsonNode info) {
+        JsonNode ram = info.get("ram");
+        return String.format("migrating: %s, pass %d, %d/%d MiB transferred, remaining %d MiB, %.0f Mbit/s, expected downtime %d ms",
+                info.path("status").asText("none"), ram.path("dirty-sync-count").asLong(),
+                ram.path("transferred").asLong() >> 20, (ram.path("transferred").asLong() + ram.path("remaining").asLong()) >> 20,
+                ram.path("remaining").asLong() >> 20, ram.path("mbps").asDouble(), info.path("expected-downtime").asLong());
     }
 
     /** The final report of a source's query-migrate reply. */
