@@ -371,6 +371,8 @@ public final class SourceMigration {
         return d;
     }
 
+    private final SwitchoverRule switchover = new SwitchoverRule();
+
     private void iterate(List<SaveEntry> entries, Map<SaveEntry, Integer> ids, SectionWriter w, ChannelSaveStream out,
                          ReturnPathReader rp, boolean ackNeeded)
             throws IOException, MigrationException, InterruptedException {
@@ -386,7 +388,8 @@ public final class SourceMigration {
                     pending += live.handler().pendingEstimate();
                 }
             }
-            long threshold = progress.thresholdBytes(downtimeLimit);
+            double rate = progress.switchoverBytesPerMs();
+            long threshold = SwitchoverRule.budgetBytes(rate, downtimeLimit);
             if (pending < threshold || pending == 0) {
                 pending = 0;
                 for (SaveEntry e : entries) {
@@ -398,9 +401,12 @@ public final class SourceMigration {
             progress.pending(pending);
             // QEMU's migration_can_switchover: a stopped VM has no downtime to protect, and a
             // device that could not pre-copy (it was stopped) never sends what the ack waits for.
-            boolean acked = !ackNeeded || rp.switchoverAcked() || !machine.runState().isRunning();
-            if ((pending == 0 || pending < threshold) && acked) {
-                LOG.debug("{}: switchover with {} bytes pending, threshold {} bytes", machine.name(), pending, threshold);
+            boolean running = machine.runState().isRunning();
+            boolean acked = !ackNeeded || rp.switchoverAcked() || !running;
+            SwitchoverRule.Verdict verdict = switchover.decide(pending, rate, downtimeLimit, acked, running);
+            if (verdict.switchover) {
+                LOG.debug("{}: switchover ({}) with {} bytes pending, budget {} bytes", machine.name(), verdict, pending,
+                        threshold);
                 return;
             }
             boolean allDone = true;

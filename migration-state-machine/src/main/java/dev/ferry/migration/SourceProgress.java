@@ -116,9 +116,9 @@ final class SourceProgress {
         windowBytes = bytes;
     }
 
-    long thresholdBytes(long downtimeLimitMs) {
-        double rate = availBytesPerMs > 0 ? availBytesPerMs : bytesPerMs;
-        return (long) (rate * downtimeLimitMs);
+    /** The rate the switchover decision budgets with: avail-switchover-bandwidth when set, else the measured one. */
+    double switchoverBytesPerMs() {
+        return availBytesPerMs > 0 ? availBytesPerMs : bytesPerMs;
     }
 
     /** QEMU's avail-switchover-bandwidth (bytes/s; 0: use the measured bandwidth). */
