@@ -138,7 +138,7 @@ public final class DestinationMigration implements LoadContext {
         var rc = ram.counters();
         MigrationInfo.Ram r = new MigrationInfo.Ram(rc.transferred(), 0, machine.memory().totalSize(), 0,
                 rc.normal(), rc.normalBytes(), 0, 0, 0, rc.pageSize(), 0, 0, 0);
-        return new MigrationInfo(status, total, 0, 0, 0, 0, errorDesc, List.of(), r, List.of());
+        return new MigrationInfo(status, total, 0, 0, 0, 0, errorDesc, List.of(), r, List.of(), null);
     }
 
     public MigrationStatus await(Duration timeout) throws InterruptedException, TimeoutException {

@@ -144,9 +144,13 @@ final class SourceProgress {
         return downtimeStart;
     }
 
-    void downtimeEnds() {
-        downtimeNanos = clock.getAsLong() - downtimeStart;
+    /** The switchover completed: its phases, whose source part is QEMU's downtime. */
+    void downtimeEnds(DowntimeBreakdown b) {
+        breakdown = b;
+        downtimeNanos = b.downtimeNanos();
     }
+
+    private volatile DowntimeBreakdown breakdown;
 
     void end() {
         end = clock.getAsLong();
@@ -180,6 +184,6 @@ final class SourceProgress {
                 pagesPerSecond, rc.precopyBytes(), rc.downtimeBytes());
         return new MigrationInfo(status, total, setupNanos < 0 ? 0 : setupNanos / 1_000_000,
                 downtimeNanos < 0 ? 0 : downtimeNanos / 1_000_000, expectedDowntimeMs, throttle, errorDesc,
-                List.of(), ram, List.copyOf(ds));
+                List.of(), ram, List.copyOf(ds), breakdown);
     }
 }

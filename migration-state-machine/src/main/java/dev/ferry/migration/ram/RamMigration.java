@@ -101,10 +101,19 @@ public final class RamMigration implements LiveSaveHandler {
     @Override
     public void saveComplete(SaveStream out) throws IOException {
         inDowntime = true;
+        long t0 = System.nanoTime();
         sender.sync();
+        finalSyncNanos = System.nanoTime() - t0;
         long before = out.bytesWritten();
         sender.send(out, true);
         account(out.bytesWritten() - before);
+    }
+
+    private volatile long finalSyncNanos;
+
+    /** How long the dirty-log sync of the last {@link #saveComplete} took (the final pass follows it). */
+    public long finalSyncNanos() {
+        return finalSyncNanos;
     }
 
     private void account(long bytes) {

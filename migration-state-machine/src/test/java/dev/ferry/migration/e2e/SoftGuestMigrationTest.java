@@ -6,6 +6,7 @@ import dev.ferry.core.cpu.soft.SoftVcpuState;
 import dev.ferry.core.cpu.soft.SoftWorkload;
 import dev.ferry.core.machine.RunState;
 import dev.ferry.migration.DestinationMigration;
+import dev.ferry.migration.DowntimeBreakdown;
 import dev.ferry.migration.MigrationCapabilities;
 import dev.ferry.migration.MigrationEventSink;
 import dev.ferry.migration.MigrationInfo;
@@ -27,6 +28,7 @@ import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -112,10 +114,36 @@ class SoftGuestMigrationTest {
             assertTrue(info.ram().duplicate() > 0, "zero pages were sent as ZERO records");
             assertTrue(info.ram().dirtySyncCount() >= 1);
             assertTrue(info.downtimeMs() >= 0 && info.totalTimeMs() >= info.downtimeMs());
+            assertBreakdownAddsUp(info);
+            DowntimeBreakdown b = info.breakdown();
+            assertTrue(b.destinationNanos() >= dst.digestNanos(),
+                    "the destination's digest at load lies in the destination phase, outside QEMU's downtime: " + b);
+            assertTrue(b.vcpuStopNanos() > 0 && b.finalSyncNanos() > 0 && b.finalRamPassNanos() > 0 && b.deviceStateNanos() > 0,
+                    "every source phase was timed: " + b);
             assertEquals(List.of(MigrationStatus.SETUP, MigrationStatus.ACTIVE, MigrationStatus.DEVICE,
                     MigrationStatus.COMPLETED), statuses);
             assertEquals(info.ram().dirtySyncCount(), passes.size(), "one MIGRATION_PASS per dirty sync");
         }
+    }
+
+    /**
+     * The phases are consecutive, so in query-migrate's units (µs per phase, ms totals) they add up
+     * to QEMU's downtime and to the guest-visible pause within a millisecond.
+     */
+    static void assertBreakdownAddsUp(MigrationInfo info) {
+        DowntimeBreakdown b = info.breakdown();
+        assertNotNull(b, "a completed migration reports its switchover phases");
+        long[] us = b.phasesMicros().values().stream().mapToLong(Long::longValue).toArray();
+        long sourceUs = 0;
+        for (int i = 0; i < us.length - 1; i++) {
+            assertTrue(us[i] >= 0, "negative phase in " + b);
+            sourceUs += us[i];
+        }
+        long pauseUs = sourceUs + us[us.length - 1];
+        assertEquals(info.downtimeMs(), sourceUs / 1000.0, 1.0, "QEMU's downtime = vcpu-stop .. drain: " + b);
+        assertEquals(b.guestPauseNanos() / 1e3, pauseUs, 7.0, "the guest pause = all phases: " + b);
+        assertEquals(info.downtimeMs(), b.downtimeNanos() / 1_000_000);
+        assertTrue(b.guestPauseNanos() >= b.downtimeNanos());
     }
 
     /** {@code file:} saves a running guest to a file (a snapshot) that a second VM loads and runs on. */
@@ -134,6 +162,9 @@ class SoftGuestMigrationTest {
             long sourceDigest = pair.source.memory().digest();
             List<SoftVcpuState> saved = pair.sourceState();
             assertTrue(java.nio.file.Files.size(file) > 32 * MiB, "the file holds the working set");
+            assertBreakdownAddsUp(src.info());
+            assertEquals(0, src.info().breakdown().destinationNanos(), "a file has no destination to wait for");
+            assertEquals(src.info().breakdown().downtimeNanos(), src.info().breakdown().guestPauseNanos());
 
             DestinationMigration dst = pair.destination(transports, MigrationCapabilities.defaults());
             dst.listen("file:" + file);

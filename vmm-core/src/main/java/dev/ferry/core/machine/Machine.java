@@ -217,10 +217,30 @@ public final class Machine implements AutoCloseable {
             setRunState(state);
             return;
         }
+        long t0 = System.nanoTime();
         cpus.pause();
-        pauseDevices();
-        setRunState(state);
-        notifyHandlers(false, state);
+        long t1 = System.nanoTime();
+        try {
+            pauseDevices();
+            setRunState(state);
+            notifyHandlers(false, state);
+        } finally {
+            lastStop = new StopTimings(t1 - t0, System.nanoTime() - t1);
+        }
+    }
+
+    /**
+     * How long the last {@link #vmStop} of a running VM took: pausing the vCPUs, then the device
+     * event loop and the VM-change-state handlers (devices quiescing).
+     */
+    public record StopTimings(long cpusNanos, long devicesNanos) {
+    }
+
+    private volatile StopTimings lastStop = new StopTimings(0, 0);
+
+    /** The timings of the last {@link #vmStop} that stopped a running VM (zeros before any). */
+    public StopTimings lastStopTimings() {
+        return lastStop;
     }
 
     /** Starts the VM; on handler failure the VM still runs and the failures are thrown. */

@@ -350,6 +350,7 @@ public final class DemoCommand implements Callable<Integer> {
         boolean continued;
         long stepsReplayed;
         double digestMs;
+        double guestPauseMs;
         boolean verified;
         String problem;
         boolean sourceVfsRunning = true;
@@ -453,6 +454,7 @@ public final class DemoCommand implements Callable<Integer> {
         o.continued = dv.path("continuation").path("ok").asBoolean();
         o.stepsReplayed = dv.path("continuation").path("steps-replayed").asLong();
         o.digestMs = dv.path("digest-ms").asDouble();
+        o.guestPauseMs = info.path("x-ferry-guest-pause").asDouble();
         boolean destIntact = dv.path("working-set").path("intact").asBoolean();
         boolean vfsVerified = true;
         for (JsonNode v : sv.path("vfs")) {

@@ -119,7 +119,16 @@ public final class MigrationProgress {
         long total = info.path("total-time").asLong();
         out.printf("total time:      %d ms (setup %d ms)%n", total, info.path("setup-time").asLong());
         if (info.has("downtime")) {
-            out.printf("downtime:        %d ms%n", info.get("downtime").asLong());
+            out.printf("downtime:        %d ms (QEMU's definition: VM stop to the stream's last byte sent)%n",
+                    info.get("downtime").asLong());
+        }
+        if (info.has("x-ferry-guest-pause")) {
+            out.printf("guest pause:     %d ms (vCPUs paused on the source to running on the destination)%n",
+                    info.get("x-ferry-guest-pause").asLong());
+            StringBuilder sb = new StringBuilder();
+            info.path("x-ferry-downtime-breakdown").fields().forEachRemaining(f -> sb.append(sb.length() == 0 ? "" : ", ")
+                    .append(f.getKey().replace("-us", "")).append(String.format(" %.1f", f.getValue().asLong() / 1000.0)));
+            out.printf("  phases (ms):   %s%n", sb);
         }
         JsonNode ram = info.path("ram");
         out.printf("transferred:     %.1f MiB in %d passes, %.0f Mbit/s average%n", ram.path("transferred").asLong() / 1048576.0,

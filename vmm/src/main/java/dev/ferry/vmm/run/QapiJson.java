@@ -37,6 +37,11 @@ public final class QapiJson {
             o.put("setup-time", i.setupTimeMs());
             if (i.status() == MigrationStatus.COMPLETED) {
                 o.put("downtime", i.downtimeMs());
+                if (i.breakdown() != null) {
+                    o.put("x-ferry-guest-pause", i.breakdown().guestPauseNanos() / 1_000_000);
+                    ObjectNode b = o.putObject("x-ferry-downtime-breakdown");
+                    i.breakdown().phasesMicros().forEach((k, v) -> b.put(k + "-us", v));
+                }
             } else if (!i.status().isFinal()) {
                 o.put("expected-downtime", i.expectedDowntimeMs());
             }

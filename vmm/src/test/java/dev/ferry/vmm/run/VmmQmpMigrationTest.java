@@ -119,6 +119,18 @@ class VmmQmpMigrationTest {
         }
         assertFalse(info.has("expected-downtime") || info.has("error-desc") || info.has("socket-address"),
                 info.toString());
+        // The switchover's phases: the source's add up to QEMU's downtime, all of them to the guest pause.
+        JsonNode phases = info.path("x-ferry-downtime-breakdown");
+        assertEquals(List.of("vcpu-stop-us", "device-stop-us", "final-sync-us", "final-ram-pass-us", "device-state-us",
+                "drain-us", "destination-us"), iterator(phases.fieldNames()), info.toString());
+        long sourceUs = 0;
+        for (String p : List.of("vcpu-stop-us", "device-stop-us", "final-sync-us", "final-ram-pass-us", "device-state-us",
+                "drain-us")) {
+            sourceUs += phases.path(p).asLong();
+        }
+        assertEquals(info.path("downtime").asLong(), sourceUs / 1000.0, 1.0, info.toString());
+        assertEquals(info.path("x-ferry-guest-pause").asLong(), (sourceUs + phases.path("destination-us").asLong()) / 1000.0,
+                1.0, info.toString());
         JsonNode ram = info.path("ram");
         assertTrue(ram.path("transferred").asLong() > 0, info.toString());
         assertEquals(0, ram.path("remaining").asLong(), info.toString());
@@ -351,5 +363,11 @@ class VmmQmpMigrationTest {
             }
         }
         throw new AssertionError("no " + name + (status == null ? "" : " " + status) + " in " + names(events));
+    }
+
+    private static List<String> iterator(java.util.Iterator<String> it) {
+        List<String> l = new java.util.ArrayList<>();
+        it.forEachRemaining(l::add);
+        return l;
     }
 }
