@@ -19,7 +19,7 @@ import java.util.concurrent.Callable;
  * {@code disk-downtime} (a migration runner).
  */
 @Command(name = "bench", description = "Run the benchmarks (JMH). Extra arguments go to JMH, e.g. -p ramMiB=1024,4096 -prof gc.",
-        subcommands = {DiskBenchCommand.class, DiskDowntimeCommand.class})
+        subcommands = {DiskBenchCommand.class, DiskDowntimeCommand.class, QemuScenarioCommand.class})
 public final class BenchCommand implements Callable<Integer> {
     /** Only the long form: {@code -h} stays JMH's help. */
     @Option(names = "--help", usageHelp = true, description = "Show this help message and exit (-h shows JMH's options).")
