@@ -48,7 +48,7 @@ final class DummyCommands {
                 });
     }
 
-    private static ObjectNode typed(QmpArgs args) {
+    static ObjectNode typed(QmpArgs args) {
         String uri = args.requiredString("uri");
         boolean detach = args.optionalBool("detach", false);
         int count = args.optionalInt("count", 1, 0, 10);

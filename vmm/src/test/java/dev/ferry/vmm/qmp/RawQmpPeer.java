@@ -57,6 +57,11 @@ final class RawQmpPeer implements AutoCloseable {
         }
     }
 
+    /** Ends the client's output (half-close): the server sees end of input. */
+    void shutdownOutput() throws IOException {
+        channel.shutdownOutput();
+    }
+
     /** Sends {@code request} and returns the next line. */
     String call(String request) throws IOException {
         send(request);
