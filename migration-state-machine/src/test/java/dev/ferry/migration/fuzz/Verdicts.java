@@ -6,12 +6,12 @@ import dev.ferry.migration.testing.InMemoryMigration.Incoming;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** What every fuzz target of the migration stream accepts as an outcome. */
-final class Verdicts {
+public final class Verdicts {
     private Verdicts() {
     }
 
     /** Loaded, or failed with a reason that says something (not empty, not an exception's class name alone). */
-    static void assertLoadedOrRefused(Incoming r) {
+    public static void assertLoadedOrRefused(Incoming r) {
         assertTrue(r.status() == MigrationStatus.COMPLETED || r.status() == MigrationStatus.FAILED,
                 () -> "the load neither completed nor failed within the wait: " + r);
         if (r.status() == MigrationStatus.FAILED) {
