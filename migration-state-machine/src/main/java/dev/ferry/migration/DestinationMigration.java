@@ -290,6 +290,10 @@ public final class DestinationMigration implements LoadContext {
                 case Qevm.EOF -> {
                     requireComplete(entries, complete);
                     readVmdesc(in);
+                    // Every participant accepts what it loaded before anyone hears "done".
+                    for (LiveSaveHandler h : setupDone) {
+                        h.loadComplete();
+                    }
                     return;
                 }
                 case Qevm.CONFIGURATION -> {
