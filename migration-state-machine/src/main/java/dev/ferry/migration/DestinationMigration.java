@@ -6,6 +6,7 @@ import dev.ferry.core.migration.LiveSaveHandler;
 import dev.ferry.core.migration.LoadContext;
 import dev.ferry.core.migration.MigrationException;
 import dev.ferry.core.migration.SaveEntry;
+import dev.ferry.core.migration.StreamText;
 import dev.ferry.migration.ram.RamMigration;
 import dev.ferry.migration.stream.ChannelLoadStream;
 import dev.ferry.migration.stream.ChannelSaveStream;
@@ -311,7 +312,8 @@ public final class DestinationMigration implements LoadContext {
                     String idstr = new String(name, StandardCharsets.UTF_8);
                     int instance = in.getBe32();
                     int ver = in.getBe32();
-                    SaveEntry e = find(entries, idstr, instance);
+                    SaveEntry e = find(entries, idstr, name, instance);
+                    idstr = e.idstr(); // ours from here on: the stream's bytes never reach a message
                     if (ver > e.version() || ver < 1) {
                         throw new MigrationException("section '" + idstr + "' instance " + instance + ": stream version "
                                 + ver + ", this VM supports up to " + e.version());
@@ -372,13 +374,13 @@ public final class DestinationMigration implements LoadContext {
         }
     }
 
-    private SaveEntry find(List<SaveEntry> entries, String idstr, int instance) throws MigrationException {
+    private SaveEntry find(List<SaveEntry> entries, String idstr, byte[] raw, int instance) throws MigrationException {
         for (SaveEntry e : entries) {
             if (e.idstr().equals(idstr) && e.instanceId() == instance) {
                 return e;
             }
         }
-        throw new MigrationException("unknown section '" + idstr + "' instance " + instance
+        throw new MigrationException("unknown section '" + StreamText.escape(raw) + "' instance " + instance
                 + ": this VM has no such device");
     }
 
