@@ -31,8 +31,10 @@ import java.util.concurrent.TimeoutException;
 /**
  * One incoming migration: QEMU's {@code process_incoming_migration}. The VM waits in
  * {@code inmigrate}; the incoming thread accepts the connection, checks the header, calls every
- * live handler's load setup, then reads sections until EOF, checking each footer. On success it
- * starts the VM (or leaves it paused) and sends SHUT(0) on the return path; on any error it says
+ * live handler's load setup, then reads sections until EOF, checking each footer, and asks every
+ * live handler to accept what it loaded ({@code loadComplete}: a VFIO device validates its state
+ * there) before anything is answered or started. On success it starts the VM (or leaves it
+ * paused) and sends SHUT(0) on the return path; on any error it says
  * what was wrong in {@link MigrationInfo#errorDesc()}, sends SHUT(1) and leaves the VM stopped.
  *
  * <p>The input is hostile: magic, version, section types, section ids, idstrs, versions,

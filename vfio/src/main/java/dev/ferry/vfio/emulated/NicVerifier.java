@@ -31,6 +31,10 @@ import static dev.ferry.vfio.emulated.NicRegisters.MAX_BUF_SIZE;
  * had, and the destination's counters must count every delivery since the start. Guest memory
  * the migration did not carry fails the check, naming the descriptor and the guest page.
  *
+ * <p>The ring is guest memory and its frame numbers are whatever the guest (or a stream) wrote:
+ * each is bounded by the VF's wire position before the wire is replayed, and the replay keeps
+ * only the ring's last {@code N} deliveries, so a verification's heap is in proportion to the ring.
+ *
  * <p>Wire traffic only: loopback frames are reported as unexpected. Not thread-safe; verify a
  * stopped VF (or accept that a running one may be mid-frame).
  */
