@@ -6,6 +6,7 @@ import dev.ferry.core.migration.LiveSaveHandler;
 import dev.ferry.core.migration.LoadContext;
 import dev.ferry.core.migration.MigrationException;
 import dev.ferry.core.migration.SaveEntry;
+import dev.ferry.core.migration.StreamText;
 import dev.ferry.migration.ram.RamMigration;
 import dev.ferry.migration.stream.ChannelLoadStream;
 import dev.ferry.migration.stream.ChannelSaveStream;
@@ -30,8 +31,10 @@ import java.util.concurrent.TimeoutException;
 /**
  * One incoming migration: QEMU's {@code process_incoming_migration}. The VM waits in
  * {@code inmigrate}; the incoming thread accepts the connection, checks the header, calls every
- * live handler's load setup, then reads sections until EOF, checking each footer. On success it
- * starts the VM (or leaves it paused) and sends SHUT(0) on the return path; on any error it says
+ * live handler's load setup, then reads sections until EOF, checking each footer, and asks every
+ * live handler to accept what it loaded ({@code loadComplete}: a VFIO device validates its state
+ * there) before anything is answered or started. On success it starts the VM (or leaves it
+ * paused) and sends SHUT(0) on the return path; on any error it says
  * what was wrong in {@link MigrationInfo#errorDesc()}, sends SHUT(1) and leaves the VM stopped.
  *
  * <p>The input is hostile: magic, version, section types, section ids, idstrs, versions,
@@ -290,6 +293,10 @@ public final class DestinationMigration implements LoadContext {
                 case Qevm.EOF -> {
                     requireComplete(entries, complete);
                     readVmdesc(in);
+                    // Every participant accepts what it loaded before anyone hears "done".
+                    for (LiveSaveHandler h : setupDone) {
+                        h.loadComplete();
+                    }
                     return;
                 }
                 case Qevm.CONFIGURATION -> {
@@ -307,7 +314,8 @@ public final class DestinationMigration implements LoadContext {
                     String idstr = new String(name, StandardCharsets.UTF_8);
                     int instance = in.getBe32();
                     int ver = in.getBe32();
-                    SaveEntry e = find(entries, idstr, instance);
+                    SaveEntry e = find(entries, idstr, name, instance);
+                    idstr = e.idstr(); // ours from here on: the stream's bytes never reach a message
                     if (ver > e.version() || ver < 1) {
                         throw new MigrationException("section '" + idstr + "' instance " + instance + ": stream version "
                                 + ver + ", this VM supports up to " + e.version());
@@ -368,13 +376,13 @@ public final class DestinationMigration implements LoadContext {
         }
     }
 
-    private SaveEntry find(List<SaveEntry> entries, String idstr, int instance) throws MigrationException {
+    private SaveEntry find(List<SaveEntry> entries, String idstr, byte[] raw, int instance) throws MigrationException {
         for (SaveEntry e : entries) {
             if (e.idstr().equals(idstr) && e.instanceId() == instance) {
                 return e;
             }
         }
-        throw new MigrationException("unknown section '" + idstr + "' instance " + instance
+        throw new MigrationException("unknown section '" + StreamText.escape(raw) + "' instance " + instance
                 + ": this VM has no such device");
     }
 

@@ -231,7 +231,7 @@ final class VirtioState implements VmStateField<VirtioMmio> {
             int len = in.getU8();
             byte[] nb = new byte[len];
             in.getBytes(nb, 0, len);
-            String sub = new String(nb, StandardCharsets.US_ASCII);
+            String sub = dev.ferry.core.migration.StreamText.escape(nb); // printable names are unchanged
             int version = in.getBe32();
             if (version != 1) {
                 throw new MigrationException(who + ": subsection " + sub + " version " + version + "; known: 1");

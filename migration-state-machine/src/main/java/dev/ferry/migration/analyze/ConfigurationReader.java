@@ -31,8 +31,8 @@ final class ConfigurationReader {
             throw AnalysisException.malformed(at, "configuration at offset " + at + ": machine type of " + len
                     + " bytes (at most " + Qevm.MAX_CONFIGURATION_LENGTH + ")");
         }
-        String machine = new String(in.bytes((int) len, "the configuration's machine type"),
-                java.nio.charset.StandardCharsets.UTF_8);
+        String machine = dev.ferry.core.migration.StreamText.escape(in.bytes((int) len,
+                "the configuration's machine type"), (int) len, 255);
         List<String> caps = List.of();
         int pageBits = -1;
         String uuid = null;

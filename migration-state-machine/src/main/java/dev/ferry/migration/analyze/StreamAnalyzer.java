@@ -204,7 +204,12 @@ public final class StreamAnalyzer {
                 + ") at offset " + at;
         Optional<JsonNode> desc = vmdesc == null ? Optional.empty() : vmdesc.device(idstr, instance);
         SectionSummary.Kind kind;
-        if (desc.isPresent()) {
+        if (type == Qevm.SECTION_START && VfioSectionReader.isVfio(idstr)) {
+            // Before the vmdesc: the entry under this name describes the device's config, which
+            // comes later as a FULL section under the same id; the live data is read by its tags.
+            kind = SectionSummary.Kind.VFIO;
+            desc = Optional.empty();
+        } else if (desc.isPresent()) {
             kind = SectionSummary.Kind.DEVICE;
         } else if (idstr.equals("ram") && instance == 0) {
             if (version != 4) {

@@ -112,7 +112,8 @@ final class StreamInput {
         if (len < min) {
             throw AnalysisException.malformed(at, what + " has length " + len + " at offset " + at);
         }
-        return new String(bytes(len, what), StandardCharsets.UTF_8);
+        // escaped: the report goes to a terminal; printable ASCII (every name QEMU writes) is unchanged
+        return dev.ferry.core.migration.StreamText.escape(bytes(len, what), len, 255);
     }
 
     void skip(long n, String what) throws AnalysisException {

@@ -146,7 +146,7 @@ final class RamReceiver implements AutoCloseable {
                 return r;
             }
         }
-        throw new MigrationException("ram: the stream has RAM block '" + new String(name, 0, len, StandardCharsets.UTF_8)
+        throw new MigrationException("ram: the stream has RAM block '" + dev.ferry.core.migration.StreamText.escape(name, len)
                 + "', which this VM lacks");
     }
 }

@@ -137,6 +137,10 @@ class DeviceSpiTest {
         }
 
         @Override
+        public void loadComplete() {
+        }
+
+        @Override
         public void loadCleanup(boolean succeeded) {
         }
 

@@ -253,6 +253,13 @@ class MigrationFailureTest {
                 "the destination failed to load");
     }
 
+    /** A participant that refuses what it loaded once the stream ended: no ack, the source keeps the guest. */
+    @Test
+    void destinationRefusesTheLoadedStateBeforeItsAck() throws Exception {
+        assertSafe(Phase.NONE, Phase.LOAD_COMPLETE, Phase.NONE, true, false, MigrationStatus.FAILED,
+                "the destination failed to load");
+    }
+
     @Test
     void destinationDiesBeforeItsAck() throws Exception {
         assertSafe(Phase.NONE, Phase.NONE, Phase.LOAD_CLEANUP, false, false, MigrationStatus.FAILED,

@@ -105,6 +105,10 @@ final class GuestWriter implements LiveSaveHandler {
     }
 
     @Override
+    public void loadComplete() {
+    }
+
+    @Override
     public void loadCleanup(boolean succeeded) {
         // holds nothing
     }

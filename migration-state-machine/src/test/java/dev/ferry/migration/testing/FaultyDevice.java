@@ -17,7 +17,7 @@ import java.util.concurrent.atomic.AtomicInteger;
  * engine's and the devices' failure tests.
  */
 public final class FaultyDevice implements LiveSaveHandler {
-    public enum Phase { NONE, SAVE_SETUP, SAVE_ITERATE, SAVE_COMPLETE, LOAD_STATE_END, LOAD_CLEANUP }
+    public enum Phase { NONE, SAVE_SETUP, SAVE_ITERATE, SAVE_COMPLETE, LOAD_STATE_END, LOAD_COMPLETE, LOAD_CLEANUP }
 
     private final Phase failAt;
     private final Runnable hookAt;
@@ -113,6 +113,11 @@ public final class FaultyDevice implements LiveSaveHandler {
         if (tag == 0xfa03) {
             phase(Phase.LOAD_STATE_END);
         }
+    }
+
+    @Override
+    public void loadComplete() throws MigrationException {
+        phase(Phase.LOAD_COMPLETE);
     }
 
     @Override

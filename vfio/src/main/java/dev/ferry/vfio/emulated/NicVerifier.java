@@ -6,6 +6,7 @@ import dev.ferry.core.sys.Mapping;
 import dev.ferry.core.sys.NativeMemory;
 
 import java.util.Arrays;
+import java.util.function.LongSupplier;
 
 import static dev.ferry.vfio.emulated.NicRegisters.DESC_DD;
 import static dev.ferry.vfio.emulated.NicRegisters.DESC_LOOPBACK;
@@ -30,6 +31,10 @@ import static dev.ferry.vfio.emulated.NicRegisters.MAX_BUF_SIZE;
  * had, and the destination's counters must count every delivery since the start. Guest memory
  * the migration did not carry fails the check, naming the descriptor and the guest page.
  *
+ * <p>The ring is guest memory and its frame numbers are whatever the guest (or a stream) wrote:
+ * each is bounded by the VF's wire position before the wire is replayed, and the replay keeps
+ * only the ring's last {@code N} deliveries, so a verification's heap is in proportion to the ring.
+ *
  * <p>Wire traffic only: loopback frames are reported as unexpected. Not thread-safe; verify a
  * stopped VF (or accept that a running one may be mid-frame).
  */
@@ -47,61 +52,49 @@ public final class NicVerifier {
     public record Report(long deliveries, long lastSequence, long bytes) {
     }
 
+    /**
+     * The most frames one verification replays (about 9 hours of a VF at 4000 frames/s): the
+     * replay costs time in proportion to the frames, never heap, and this bounds the time.
+     */
+    static final long MAX_REPLAY = 1L << 27;
+
     private final GuestMemory memory;
     private final NicDriver.Layout layout;
     private final NicFilter filter;
     private final boolean promiscuous;
     private final NicWire wire;
-    /** accepted[k]: the sequence number of the k-th frame the filter passes; seqs below scanned are known. */
-    private long[] accepted = new long[1024];
-    private int acceptedCount;
-    private long scanned;
-
-    public NicVerifier(GuestMemory memory, NicDriver.Layout layout, NicFilter filter, boolean promiscuous,
-                       long wireSeed) {
-        this(memory, layout, filter, promiscuous, wireSeed, 0);
-    }
+    private final long firstFrame;
+    private final LongSupplier wirePosition;
 
     /**
      * A verifier for a ring the driver set up when the wire had reached frame {@code firstFrame}
      * (a driver that brought the VF up again after a reset: the wire went on meanwhile, and the
-     * ring's first delivery is the first frame from there that the filter passes).
+     * ring's first delivery is the first frame from there that the filter passes), of a VF whose
+     * wire has sent the frames below {@code wirePosition} (read after the descriptors, so a VF
+     * that goes on receiving meanwhile is no false alarm). A descriptor naming a frame outside
+     * {@code [firstFrame, wirePosition)} fails before anything is replayed.
      */
     public NicVerifier(GuestMemory memory, NicDriver.Layout layout, NicFilter filter, boolean promiscuous,
-                       long wireSeed, long firstFrame) {
+                       long wireSeed, long firstFrame, LongSupplier wirePosition) {
+        if (firstFrame < 0) {
+            throw new IllegalArgumentException("first frame " + firstFrame);
+        }
         this.memory = memory;
         this.layout = layout;
         this.filter = filter;
         this.promiscuous = promiscuous;
         this.wire = new NicWire(wireSeed);
-        this.scanned = firstFrame;
+        this.firstFrame = firstFrame;
+        this.wirePosition = wirePosition;
     }
 
-    /** A verifier for what {@code driver} programmed, over {@code memory} (the source's or a destination's). */
-    public static NicVerifier of(NicDriver driver, GuestMemory memory, long wireSeed) {
-        return new NicVerifier(memory, driver.layout(), driver.programmed(), driver.promiscuous(), wireSeed);
-    }
-
-    /** Delivery index of frame {@code seq}, or -1 if the filter rejects it. */
-    private long delivery(long seq) {
-        while (scanned <= seq) {
-            if (filter.accepts(wire.destination(scanned), wire.vlan(scanned), promiscuous)) {
-                if (acceptedCount == accepted.length) {
-                    accepted = Arrays.copyOf(accepted, accepted.length * 2);
-                }
-                accepted[acceptedCount++] = scanned;
-            }
-            scanned++;
-        }
-        int i = Arrays.binarySearch(accepted, 0, acceptedCount, seq);
-        return i < 0 ? -1 : i;
-    }
-
-    private long sequenceOf(long k) {
-        while (acceptedCount <= k) {
-            delivery(scanned);
-        }
-        return accepted[(int) k];
+    /**
+     * A verifier for what {@code driver} programmed, over {@code memory} (the source's or a
+     * destination's), of a VF whose wire has reached frame {@code wireEnd}.
+     */
+    public static NicVerifier of(NicDriver driver, GuestMemory memory, long wireSeed, long wireEnd) {
+        return new NicVerifier(memory, driver.layout(), driver.programmed(), driver.promiscuous(), wireSeed, 0,
+                () -> wireEnd);
     }
 
     private long descriptor(int slot) {
@@ -112,11 +105,16 @@ public final class NicVerifier {
         return "0x" + Long.toHexString(v);
     }
 
-    /** Verifies the RX ring; throws {@link Failure} at the first thing wrong. */
+    /**
+     * Verifies the RX ring; throws {@link Failure} at the first thing wrong. Every frame number
+     * the ring holds is checked against the wire before the wire is replayed up to the newest of
+     * them, once, keeping only the last {@code N} deliveries: heap in proportion to the ring.
+     */
     public Report verify() {
         int n = layout.rxRing();
-        long[] held = new long[n];
-        long newest = -1;
+        long[] held = new long[n]; // frame number per descriptor, -1 for none
+        boolean[] done = new boolean[n]; // the device wrote the descriptor back (DD)
+        long newestFrame = -1;
         for (int i = 0; i < n; i++) {
             long d = descriptor(i);
             int status = memory.readInt(Gpa.of(d + 12));
@@ -128,41 +126,85 @@ public final class NicVerifier {
                 throw new Failure("RX descriptor " + i + " at " + hex(d) + " holds a loopback frame; only wire traffic"
                         + " is verifiable");
             }
-            long seq = memory.readLong(Gpa.of(d + 16));
-            long k = seq < 0 ? -1 : delivery(seq);
-            if (k < 0) {
-                throw new Failure("RX descriptor " + i + " at " + hex(d) + " holds frame " + seq
-                        + ", which the programmed filter rejects");
-            }
-            if (k % n != i) {
-                throw new Failure("RX descriptor " + i + " at " + hex(d) + " holds delivery " + k + " (frame " + seq
-                        + "), which belongs in descriptor " + k % n);
-            }
-            held[i] = k;
-            newest = Math.max(newest, k);
+            held[i] = memory.readLong(Gpa.of(d + 16));
+            done[i] = true;
         }
-        if (newest < 0) {
+        long wireEnd = wirePosition.getAsLong(); // after the descriptors: every frame they hold was sent before
+        for (int i = 0; i < n; i++) {
+            long seq = held[i];
+            if (!done[i]) {
+                continue;
+            }
+            if (seq >= wireEnd) {
+                throw new Failure("RX descriptor " + i + " at " + hex(descriptor(i)) + " holds frame " + seq
+                        + ", which the wire has not sent (it is at frame " + wireEnd + ")");
+            }
+            if (seq < firstFrame) {
+                throw new Failure("RX descriptor " + i + " at " + hex(descriptor(i)) + " holds frame " + seq
+                        + ", from before the ring was set up at frame " + firstFrame);
+            }
+            newestFrame = Math.max(newestFrame, seq);
+        }
+        if (newestFrame < 0) {
             return new Report(0, -1, 0);
         }
+        if (newestFrame - firstFrame >= MAX_REPLAY) {
+            throw new Failure("the ring's newest frame " + newestFrame + " lies " + (newestFrame - firstFrame)
+                    + " frames past the ring's first; a verification replays at most " + MAX_REPLAY);
+        }
+        Integer[] bySeq = new Integer[n];
+        for (int i = 0; i < n; i++) {
+            bySeq[i] = i;
+        }
+        Arrays.sort(bySeq, (a, b) -> Long.compare(held[a], held[b]));
+        int next = 0;
+        while (held[bySeq[next]] < 0) {
+            next++;
+        }
+        long[] delivery = new long[n]; // delivery index per descriptor, -1 for none
+        Arrays.fill(delivery, -1);
+        long[] recent = new long[n]; // frame of delivery k at k mod n, for the last n deliveries
+        long deliveries = 0;
+        long bytes = 0;
+        for (long seq = firstFrame; seq <= newestFrame; seq++) {
+            boolean accepted = filter.accepts(wire.destination(seq), wire.vlan(seq), promiscuous);
+            for (; next < n && held[bySeq[next]] == seq; next++) {
+                int slot = bySeq[next];
+                if (!accepted) {
+                    throw new Failure("RX descriptor " + slot + " at " + hex(descriptor(slot)) + " holds frame " + seq
+                            + ", which the programmed filter rejects");
+                }
+                delivery[slot] = deliveries;
+            }
+            if (accepted) {
+                recent[(int) (deliveries % n)] = seq;
+                bytes += wire.length(seq);
+                deliveries++;
+            }
+        }
+        for (int i = 0; i < n; i++) {
+            long k = delivery[i];
+            if (k >= 0 && k % n != i) {
+                throw new Failure("RX descriptor " + i + " at " + hex(descriptor(i)) + " holds delivery " + k + " (frame "
+                        + held[i] + "), which belongs in descriptor " + k % n);
+            }
+        }
+        long newest = deliveries - 1;
         long oldest = Math.max(0, newest - n + 1);
         try (Mapping expected = Mapping.anonymous(MAX_BUF_SIZE)) {
             for (long k = oldest; k <= newest; k++) {
                 int slot = (int) (k % n);
-                long seq = sequenceOf(k);
-                if (held[slot] != k) {
-                    throw new Failure("RX descriptor " + slot + " at " + hex(descriptor(slot)) + (held[slot] < 0
-                            ? " holds no frame" : " holds delivery " + held[slot]) + ", but delivery " + k + " (frame "
-                            + seq + ") belongs there: the ring has a " + (held[slot] < 0 ? "gap" : "stale entry")
-                            + " below delivery " + newest);
+                long seq = recent[slot];
+                if (delivery[slot] != k) {
+                    throw new Failure("RX descriptor " + slot + " at " + hex(descriptor(slot)) + (delivery[slot] < 0
+                            ? " holds no frame" : " holds delivery " + delivery[slot]) + ", but delivery " + k
+                            + " (frame " + seq + ") belongs there: the ring has a "
+                            + (delivery[slot] < 0 ? "gap" : "stale entry") + " below delivery " + newest);
                 }
                 checkFrame(slot, seq, expected.address());
             }
         }
-        long bytes = 0;
-        for (long k = 0; k <= newest; k++) {
-            bytes += wire.length(sequenceOf(k));
-        }
-        return new Report(newest + 1, sequenceOf(newest), bytes);
+        return new Report(deliveries, newestFrame, bytes);
     }
 
     private void checkFrame(int slot, long seq, long expected) {

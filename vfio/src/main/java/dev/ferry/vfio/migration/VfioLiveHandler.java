@@ -98,6 +98,11 @@ final class VfioLiveHandler implements LiveSaveHandler, NonIterableSave {
     }
 
     @Override
+    public void loadComplete() throws MigrationException {
+        load.loadComplete();
+    }
+
+    @Override
     public void loadCleanup(boolean succeeded) {
         load.loadCleanup(succeeded);
     }

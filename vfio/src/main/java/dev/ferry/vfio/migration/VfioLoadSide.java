@@ -18,12 +18,15 @@ import static dev.ferry.vfio.migration.VfioStreamTag.END_OF_STATE;
 import static dev.ferry.vfio.migration.VfioStreamTag.INIT_DATA_SENT;
 import static dev.ferry.vfio.migration.VfioStreamTag.SETUP_STATE;
 import static dev.ferry.vfio.uapi.VfioDeviceState.RESUMING;
+import static dev.ferry.vfio.uapi.VfioDeviceState.STOP;
 
 /**
  * The destination half of a VFIO device's section (QEMU's {@code vfio_load_*}): setup enters
  * RESUMING and takes the data fd; every DATA_STATE block is copied through a 1 MiB native buffer
  * into the fd, resuming after short writes; INIT_DATA_SENT approves switchover; the config state
- * goes to the owner's provider. The VM start moves the device on (see {@link VfioMigration}).
+ * goes to the owner's provider. When the whole stream is loaded, {@link #loadComplete} takes the
+ * device to STOP — where it validates the image — before the destination answers the source; the
+ * VM start moves it on from there (see {@link VfioMigration}).
  *
  * <p>The input is hostile: a tag this code does not know, a block over {@value #MAX_DATA_BLOCK}
  * bytes, INIT_DATA_SENT where switchover-ack is not in use, CONFIG_LOAD_READY (multifd), config
@@ -179,6 +182,27 @@ final class VfioLoadSide {
                 config.load(state);
             } catch (IllegalArgumentException e) {
                 throw new MigrationException(name + ": config state refused: " + e.getMessage(), e);
+            }
+        }
+    }
+
+    /**
+     * RESUMING→STOP once the stream is loaded: the device checks the image written to it when it
+     * leaves RESUMING, and this is the destination's last chance to refuse before it answers the
+     * source. A refusal resets the device (QEMU's policy for a failed resume) and fails the load;
+     * the VM start later takes the device from STOP to RUNNING.
+     */
+    void loadComplete() throws MigrationException {
+        synchronized (lock) {
+            if (control.state() != RESUMING) {
+                throw new MigrationException(name + ": the stream is loaded but the device is in " + control.state()
+                        + ", not RESUMING");
+            }
+            try {
+                control.setOrReset(STOP);
+            } catch (StateChangeFailure f) {
+                stats.error(f.getMessage());
+                throw new MigrationException(f.getMessage(), f);
             }
         }
     }

@@ -68,8 +68,8 @@ class EmulatedNicVfMigrationTest extends NicTestBase {
         }
         assertEquals(0, n1);
         src.setDeviceState(STOP);
-        NicVerifier.Report report = NicVerifier.of(n.driver(), memoryA, src.wireSeed()).verify();
-        NicVerifier.of(n.driver(), memoryA, src.wireSeed()).verifyCounters(report, src.counter(RX_PACKETS),
+        NicVerifier.Report report = NicVerifier.of(n.driver(), memoryA, src.wireSeed(), src.wirePosition()).verify();
+        NicVerifier.of(n.driver(), memoryA, src.wireSeed(), src.wirePosition()).verifyCounters(report, src.counter(RX_PACKETS),
                 src.counter(RX_BYTES), src.counter(RX_DROPS));
         assertTrue(report.deliveries() > 500, report.toString());
         assertNull(src.dataPlaneFailure());
@@ -108,7 +108,7 @@ class EmulatedNicVfMigrationTest extends NicTestBase {
         await(() -> dst.counter(RX_PACKETS) > s.report().deliveries() + 300, "the destination delivers");
         dst.setDeviceState(STOP);
 
-        NicVerifier verifier = NicVerifier.of(s.driver(), memoryB, dst.wireSeed());
+        NicVerifier verifier = NicVerifier.of(s.driver(), memoryB, dst.wireSeed(), dst.wirePosition());
         NicVerifier.Report after = verifier.verifyContinues(s.report());
         verifier.verifyCounters(after, dst.counter(RX_PACKETS), dst.counter(RX_BYTES), dst.counter(RX_DROPS));
         assertTrue(after.lastSequence() > s.report().lastSequence());
@@ -170,12 +170,12 @@ class EmulatedNicVfMigrationTest extends NicTestBase {
         src.dmaLoggingReport(0, MEMORY, 4096, bitmap.address());
         try (Mapping lastPass = Mapping.anonymous(MEMORY / 4096 / 8)) {
             NativeMemory.copy(bitmap.address(), lastPass.address(), MEMORY / 4096 / 8);
-            NicVerifier.Report source = NicVerifier.of(n.driver(), memoryA, src.wireSeed()).verify();
-            NicVerifier.Report stale = NicVerifier.of(n.driver(), memoryB, src.wireSeed()).verify();
+            NicVerifier.Report source = NicVerifier.of(n.driver(), memoryA, src.wireSeed(), src.wirePosition()).verify();
+            NicVerifier.Report stale = NicVerifier.of(n.driver(), memoryB, src.wireSeed(), src.wirePosition()).verify();
             assertTrue(stale.deliveries() < source.deliveries(),
                     "without the last pass the destination's memory lacks the newest frames: " + stale);
             assertTrue(copyDirty(lastPass) > 0);
-            assertEquals(source, NicVerifier.of(n.driver(), memoryB, src.wireSeed()).verify(),
+            assertEquals(source, NicVerifier.of(n.driver(), memoryB, src.wireSeed(), src.wirePosition()).verify(),
                     "after it, the destination's memory shows exactly the source's ring");
 
             EmulatedNicVf dst = pfB.createVf(0, src.spec(), new GuestDmaSpace(memoryB));
@@ -189,7 +189,7 @@ class EmulatedNicVfMigrationTest extends NicTestBase {
             dst.setDeviceState(RUNNING);
             await(() -> dst.counter(RX_PACKETS) > source.deliveries() + 200, "the destination delivers");
             dst.setDeviceState(STOP);
-            NicVerifier v = NicVerifier.of(n.driver(), memoryB, dst.wireSeed());
+            NicVerifier v = NicVerifier.of(n.driver(), memoryB, dst.wireSeed(), dst.wirePosition());
             v.verifyCounters(v.verifyContinues(source), dst.counter(RX_PACKETS), dst.counter(RX_BYTES),
                     dst.counter(RX_DROPS));
         }
@@ -212,11 +212,11 @@ class EmulatedNicVfMigrationTest extends NicTestBase {
         await(() -> dst.counter(RX_PACKETS) > s.report().deliveries() + 100, "the destination delivers");
         dst.setDeviceState(STOP);
         NicVerifier.Failure f = assertThrows(NicVerifier.Failure.class,
-                () -> NicVerifier.of(s.driver(), memoryB, dst.wireSeed()).verifyContinues(s.report()));
+                () -> NicVerifier.of(s.driver(), memoryB, dst.wireSeed(), dst.wirePosition()).verifyContinues(s.report()));
         assertTrue(f.getMessage().contains("guest page 0x" + Long.toHexString(page)), f.getMessage());
         assertTrue(f.getMessage().contains("RX descriptor "), f.getMessage());
         // the source's own memory is intact
-        NicVerifier.of(s.driver(), memoryA, s.source().wireSeed()).verify();
+        NicVerifier.of(s.driver(), memoryA, s.source().wireSeed(), s.source().wirePosition()).verify();
     }
 
     @Test
@@ -231,7 +231,7 @@ class EmulatedNicVfMigrationTest extends NicTestBase {
         attach(fresh, memoryB).driver().bringUp();
         await(() -> fresh.counter(RX_PACKETS) > 100, "the fresh VF delivers");
         fresh.setDeviceState(STOP);
-        NicVerifier v = NicVerifier.of(s.driver(), memoryB, fresh.wireSeed());
+        NicVerifier v = NicVerifier.of(s.driver(), memoryB, fresh.wireSeed(), fresh.wirePosition());
         NicVerifier.Failure f = assertThrows(NicVerifier.Failure.class, () -> {
             NicVerifier.Report r = v.verifyContinues(s.report());
             v.verifyCounters(r, fresh.counter(RX_PACKETS), fresh.counter(RX_BYTES), fresh.counter(RX_DROPS));
@@ -247,7 +247,7 @@ class EmulatedNicVfMigrationTest extends NicTestBase {
         Nic setup = nic("pps=0", memoryB);
         setup.driver().setUpRings();
         NicVerifier.Failure f = assertThrows(NicVerifier.Failure.class,
-                () -> NicVerifier.of(s.driver(), memoryB, s.source().wireSeed()).verifyContinues(s.report()));
+                () -> NicVerifier.of(s.driver(), memoryB, s.source().wireSeed(), s.source().wirePosition()).verifyContinues(s.report()));
         assertTrue(f.getMessage().contains("delivered nothing new") || f.getMessage().contains("gap"), f.getMessage());
     }
 

@@ -93,6 +93,10 @@ final class PhaseHook implements LiveSaveHandler {
     }
 
     @Override
+    public void loadComplete() {
+    }
+
+    @Override
     public void loadCleanup(boolean succeeded) {
     }
 

@@ -165,8 +165,9 @@ class VfioMigrationEndToEndTest {
             assertTrue(in.getOrDefault(PRE_COPY, 0L) > 0 && in.getOrDefault(STOP_COPY, 0L) > 0, in::toString);
             assertTrue(s.setNanos().containsKey("RUNNING->PRE_COPY") && s.setNanos().containsKey("PRE_COPY_P2P->STOP_COPY")
                     && s.setNanos().containsKey("STOP_COPY->STOP"), s.setNanos()::toString);
-            assertTrue(d.setNanos().containsKey("RUNNING->RESUMING") && d.setNanos().containsKey("RESUMING->RUNNING_P2P"),
-                    d.setNanos()::toString);
+            // the destination leaves RESUMING when the stream is loaded (validation), then starts
+            assertEquals(java.util.Set.of("RUNNING->RESUMING", "RESUMING->STOP", "STOP->RUNNING_P2P",
+                    "RUNNING_P2P->RUNNING"), d.setNanos().keySet(), d.setNanos()::toString);
             assertEquals(0, s.resets());
             assertFalse(s.lost());
             assertTrue(s.errors().isEmpty(), s.errors()::toString);

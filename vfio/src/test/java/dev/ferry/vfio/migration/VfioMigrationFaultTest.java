@@ -225,22 +225,43 @@ class VfioMigrationFaultTest {
         }
     }
 
-    /** The destination VF refuses the state at RESUMING→STOP: its start fails, the source keeps the guest. */
-    @Test
-    void destinationRejectingTheStateFailsTheStartAndTheSourceRuns() throws Exception {
+    /**
+     * The destination VF refuses the state at RESUMING→STOP. The destination drives that arc when
+     * the stream is loaded, before it answers the source: the load fails, the source keeps the
+     * guest — with {@code -S} exactly as without it (the verdict does not wait for {@code cont}).
+     */
+    @ParameterizedTest(name = "autostart {0}")
+    @org.junit.jupiter.params.provider.ValueSource(booleans = {true, false})
+    void destinationRejectingTheStateFailsTheLoadAndTheSourceRuns(boolean autostart) throws Exception {
         try (VfioVmPair pair = VfioVmPair.builder().vf(ALL + STATE, "fault=reject-load").build()) {
-            VfioVmPair.Outcome o = pair.migrate(transports, ACK);
+            VfioVmPair.Outcome o = pair.migrate(transports, ACK, autostart);
             assertEquals(MigrationStatus.FAILED, o.destination(), o::toString);
-            assertTrue(o.destinationError().contains("starting the VM after migration failed: vf0: SET MIG_DEVICE_STATE"
-                    + " RESUMING->RUNNING_P2P: EINVAL") && o.destinationError().contains("reject-load")
+            assertTrue(o.destinationError().startsWith("vf0: SET MIG_DEVICE_STATE RESUMING->STOP: EINVAL")
+                    && o.destinationError().contains("reject-load")
                     && o.destinationError().contains("vf0 reset, now RUNNING"), o.destinationError());
             EmulatedVfioDevice dst = pair.dstVfs.get(0);
             assertEquals(1, dst.resets(), "QEMU resets the device whose resume failed");
-            assertEquals(List.of(RUNNING, RUNNING_P2P, STOP, RESUMING, RUNNING, RUNNING_P2P, STOP), dst.stateHistory());
-            assertEquals(RunState.INTERNAL_ERROR, pair.destination.machine().runState());
+            assertEquals(List.of(RUNNING, RUNNING_P2P, STOP, RESUMING, RUNNING), dst.stateHistory(),
+                    "the VM never started: the device went no further than the reset");
+            assertEquals(RunState.INMIGRATE, pair.destination.machine().runState());
             assertEquals(MigrationStatus.FAILED, o.source(), o::toString);
             assertTrue(o.sourceError().contains("the destination failed to load"), o.sourceError());
             assertRestarted(pair, RUNNING, PRE_COPY, PRE_COPY_P2P, STOP_COPY, STOP, RUNNING_P2P, RUNNING);
+        }
+    }
+
+    /** A paused ({@code -S}) destination whose VF took the state holds it in STOP; cont runs it. */
+    @Test
+    void aPausedDestinationHoldsItsValidatedVfInStopUntilCont() throws Exception {
+        try (VfioVmPair pair = VfioVmPair.builder().vf(ALL + STATE).build()) {
+            VfioVmPair.Outcome o = pair.migrate(transports, ACK, false);
+            assertEquals(MigrationStatus.COMPLETED, o.destination(), o::toString);
+            assertEquals(MigrationStatus.COMPLETED, o.source(), o::toString);
+            EmulatedVfioDevice dst = pair.dstVfs.get(0);
+            assertEquals(STOP, dst.currentState(), "validated before the answer, not yet running");
+            assertEquals(RunState.PAUSED, pair.destination.machine().runState());
+            pair.destination.machine().vmStart();
+            assertEquals(List.of(RUNNING, RUNNING_P2P, STOP, RESUMING, STOP, RUNNING_P2P, RUNNING), dst.stateHistory());
         }
     }
 

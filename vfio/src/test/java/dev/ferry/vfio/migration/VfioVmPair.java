@@ -136,8 +136,13 @@ final class VfioVmPair implements AutoCloseable {
 
     /** Migrates source to destination over {@code transports}; waits for both ends. */
     Outcome migrate(MigrationTransports transports, MigrationCapabilities caps) throws Exception {
+        return migrate(transports, caps, true);
+    }
+
+    /** As {@link #migrate(MigrationTransports, MigrationCapabilities)}; {@code autostart} false is {@code -S}. */
+    Outcome migrate(MigrationTransports transports, MigrationCapabilities caps, boolean autostart) throws Exception {
         DestinationMigration dst = new DestinationMigration(destination.machine(), transports, caps,
-                MigrationEventSink.NONE, true);
+                MigrationEventSink.NONE, autostart);
         dst.digestMemoryAtLoad(true);
         String bound = dst.listen("tcp:127.0.0.1:0");
         SourceMigration src = new SourceMigration(source.machine(), transports,

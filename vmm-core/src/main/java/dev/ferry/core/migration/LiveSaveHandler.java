@@ -15,7 +15,8 @@ import java.io.IOException;
  * {@code saveCleanup} runs last on every path (success, failure, cancel) and may run after
  * the destination already runs. Destination callbacks run on the incoming thread while the VM is
  * in {@code inmigrate}: {@code loadSetup} once for every handler before the first section,
- * {@code loadState} per section, {@code loadCleanup} on every path.
+ * {@code loadState} per section, {@code loadComplete} once after EOF, {@code loadCleanup} on every
+ * path.
  *
  * <p>No method has a silent default: a participant states what it does in every phase.
  */
@@ -51,6 +52,16 @@ public interface LiveSaveHandler {
     void loadSetup(LoadContext context) throws MigrationException;
 
     void loadState(LoadStream in, int versionId) throws IOException, MigrationException;
+
+    /**
+     * The whole stream is loaded (EOF, every section complete): check that the state this handler
+     * took is one it can run with, and throw to refuse it. Runs on the incoming thread after the
+     * last section and before the destination answers the source (SHUT on the return path) or
+     * starts the VM, whatever autostart says: a refusal here fails the migration, and the source
+     * keeps the guest. A VFIO device leaves RESUMING here, which is when the device validates
+     * what was written to it. Not called when the load failed earlier.
+     */
+    void loadComplete() throws MigrationException;
 
     void loadCleanup(boolean succeeded);
 

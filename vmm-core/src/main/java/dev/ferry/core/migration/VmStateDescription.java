@@ -218,7 +218,7 @@ public final class VmStateDescription<T> {
     }
 
     private MigrationException unknownSubsection(byte[] n) {
-        return new MigrationException(name + ": unknown subsection '" + new String(n, StandardCharsets.UTF_8) + "'");
+        return new MigrationException(name + ": unknown subsection '" + StreamText.escape(n) + "'");
     }
 
     private void runPostLoad(T obj, int streamVersion) throws MigrationException {

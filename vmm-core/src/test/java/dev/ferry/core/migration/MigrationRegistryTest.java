@@ -63,6 +63,11 @@ class MigrationRegistryTest {
         }
 
         @Override
+        public void loadComplete() {
+            throw new UnsupportedOperationException();
+        }
+
+        @Override
         public void loadCleanup(boolean succeeded) {
             throw new UnsupportedOperationException();
         }

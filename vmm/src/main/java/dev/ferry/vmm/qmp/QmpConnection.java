@@ -1,6 +1,7 @@
 package dev.ferry.vmm.qmp;
 
 import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.core.exc.StreamConstraintsException;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.ByteBufInputStream;
 import io.netty.buffer.Unpooled;
@@ -143,6 +144,10 @@ final class QmpConnection extends SimpleChannelInboundHandler<Object> {
     private static Object parse(ByteBuf frame) {
         try (InputStream in = new ByteBufInputStream(frame)) {
             return QmpWire.JSON.readTree(in);
+        } catch (StreamConstraintsException e) {
+            // a number, string or nesting past the parser's limits: QEMU's words, not the library's
+            return new QmpJsonFramer.InputError(e.getMessage() != null && e.getMessage().contains("nesting")
+                    ? "JSON nesting depth limit exceeded" : "JSON token size limit exceeded");
         } catch (JsonProcessingException e) {
             return new QmpJsonFramer.InputError("JSON parse error, " + QmpWire.parseProblem(e));
         } catch (IOException e) {

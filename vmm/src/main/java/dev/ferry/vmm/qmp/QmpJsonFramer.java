@@ -25,6 +25,8 @@ import java.util.List;
  *       is a lexical error anywhere: the message in progress is dropped and framing restarts after
  *       that byte. This is the reset that QMP's spec (section 2.6, "Forcing the JSON parser into
  *       known-good state") tells clients to use.</li>
+ *   <li>A message nested deeper than {@value #MAX_NESTING} brackets and braces is refused once,
+ *       in QEMU's words, and skipped to its end like an over-long one.</li>
  *   <li>A message longer than {@code maxFrameBytes} is refused once, as soon as it is detected, and
  *       the rest of it is skipped without being buffered, so the stream stays in step.</li>
  * </ul>
@@ -34,6 +36,12 @@ import java.util.List;
  * <p>Thread: the channel's event loop, like every Netty decoder.
  */
 final class QmpJsonFramer extends ByteToMessageDecoder {
+    /**
+     * QEMU's JSON streamer refuses a message with more open brackets and braces than this
+     * ({@code MAX_NESTING}), saying "JSON nesting depth limit exceeded"; the parser allows as much.
+     */
+    static final int MAX_NESTING = 1024;
+
     /** Input that cannot become a request; answered with a GenericError without {@code "id"}. */
     record InputError(String desc) {
     }
@@ -77,7 +85,10 @@ final class QmpJsonFramer extends ByteToMessageDecoder {
                     } else if (b == '"' || b == '\'') {
                         quote = b;
                     } else if (b == '{' || b == '[') {
-                        depth++;
+                        if (++depth > MAX_NESTING && !discarding) {
+                            discarding = true; // the rest of the message is skipped as it arrives
+                            out.add(new InputError("JSON nesting depth limit exceeded"));
+                        }
                     } else if ((b == '}' || b == ']') && --depth == 0) {
                         complete(in, out, scanned);
                     }

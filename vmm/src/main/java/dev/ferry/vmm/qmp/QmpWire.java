@@ -1,7 +1,9 @@
 package dev.ferry.vmm.qmp;
 
 import com.fasterxml.jackson.core.JsonGenerator;
+import com.fasterxml.jackson.core.JsonFactory;
 import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.core.StreamReadConstraints;
 import com.fasterxml.jackson.core.StreamReadFeature;
 import com.fasterxml.jackson.core.io.CharacterEscapes;
 import com.fasterxml.jackson.core.io.SerializedString;
@@ -38,7 +40,11 @@ import java.util.Arrays;
  */
 final class QmpWire {
     /** Parses input and builds trees; configured for QEMU's input dialect. */
-    static final JsonMapper JSON = JsonMapper.builder()
+    static final JsonMapper JSON = JsonMapper.builder(JsonFactory.builder()
+                    // the framer refuses deeper input in QEMU's words first (QmpJsonFramer.MAX_NESTING)
+                    .streamReadConstraints(StreamReadConstraints.builder()
+                            .maxNestingDepth(QmpJsonFramer.MAX_NESTING).build())
+                    .build())
             .enable(JsonReadFeature.ALLOW_SINGLE_QUOTES)
             .enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION)
             .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS)

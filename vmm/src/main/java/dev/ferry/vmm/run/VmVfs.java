@@ -194,7 +194,7 @@ final class VmVfs implements AutoCloseable {
                 ObjectNode ring = o.putObject("ring");
                 try {
                     NicVerifier v = new NicVerifier(machine.memory(), vf.layout(), nic.filter(), false, nic.wireSeed(),
-                            vf.ringStart().get());
+                            vf.ringStart().get(), nic::wirePosition);
                     NicVerifier.Report r = v.verify();
                     v.verifyCounters(r, nic.counter(NicRegisters.RX_PACKETS), nic.counter(NicRegisters.RX_BYTES),
                             nic.counter(NicRegisters.RX_DROPS));

@@ -114,6 +114,26 @@ class QmpServerProtocolTest {
         assertEquals("{\"return\": {}, \"id\": 3}", peer.call("{\"execute\": \"echo\", \"id\": 3}"));
     }
 
+    /**
+     * QEMU's JSON streamer refuses more than 1024 open brackets and braces with its own words; up
+     * to that depth the message is parsed (and here refused for what it is, not for its depth).
+     * Never the JSON library's internals.
+     */
+    @Test
+    void nestingDeeperThanQemuAllowsIsRefusedInQemusWords() throws IOException {
+        negotiate();
+        assertEquals("{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON nesting depth limit exceeded\"}}",
+                peer.call("[".repeat(1025) + "]".repeat(1025)));
+        assertEquals("{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON nesting depth limit exceeded\"}}",
+                peer.call("{\"execute\": \"echo\", \"arguments\": {\"a\": " + "{\"b\": ".repeat(1100)
+                        + "1" + "}".repeat(1100) + "}}"));
+        assertEquals("{\"return\": {}, \"id\": 5}", peer.call("{\"execute\": \"echo\", \"id\": 5}"));
+        String deepest = peer.call("{\"id\": 6, \"execute\": \"echo\", \"x-deep\": " + "[".repeat(1023)
+                + "]".repeat(1023) + "}");
+        assertTrue(deepest.contains("\"id\": 6") && !deepest.contains("nesting") && !deepest.contains("Constraints"),
+                deepest);
+    }
+
     @Test
     void controlCharacterResetsTheParserAsTheSpecSays() throws IOException {
         negotiate();

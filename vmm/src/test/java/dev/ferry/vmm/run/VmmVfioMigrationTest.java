@@ -135,6 +135,32 @@ class VmmVfioMigrationTest {
         assertTrue(ring.path("ok").asBoolean() && ring.path("deliveries").asLong() > 0, verify.toString());
     }
 
+    /**
+     * A destination VF that refuses the state it was given (fault reject-load): the destination
+     * validates it when the stream is loaded, before it answers — so a paused ({@code -S})
+     * destination fails just as a running one would, and the source keeps its guest running.
+     */
+    @Test
+    void aPausedDestinationRefusesAVfStateBeforeItAnswersAndTheSourceRuns() throws Exception {
+        vms.devices = vfs(1, "stop-copy,p2p,pre-copy,state=256K,fault=reject-load");
+        Vm dst = vms.destination("dst", true);
+        Vm src = vms.source("src");
+        ackCapabilities(src);
+        ackCapabilities(dst);
+        String uri = dst.listen("tcp:127.0.0.1:0");
+        src.run("migrate", args("uri", uri));
+        JsonNode info = src.awaitMigrationEnd();
+        assertEquals("failed", info.path("status").asText(), info.toString());
+        assertTrue(info.path("error-desc").asText().contains("the destination failed to load"), info.toString());
+        assertEquals("running", src.runState());
+        JsonNode in = dst.awaitMigrationEnd();
+        assertEquals("failed", in.path("status").asText(), in.toString());
+        String why = in.path("error-desc").asText();
+        assertTrue(why.contains("vf0: SET MIG_DEVICE_STATE RESUMING->STOP: EINVAL") && why.contains("reject-load"), why);
+        assertEquals("inmigrate", dst.runState());
+        assertEquals("RUNNING", vf(src.run("x-ferry-vfio").path("devices"), "vf0").path("device-state").asText());
+    }
+
     @Test
     void aLargeStopCopyVfConvergesOnlyWithAvailSwitchoverBandwidth() throws Exception {
         // 8 MiB of device state that only stop-copy can send, behind a link limited to 20 MB/s:

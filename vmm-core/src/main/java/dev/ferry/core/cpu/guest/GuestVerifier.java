@@ -47,6 +47,8 @@ import java.util.List;
 public final class GuestVerifier {
     /** Largest working set the verifier's page bitmap handles (256 TiB). */
     static final long MAX_VERIFIABLE_PAGES = 1L << 36;
+    /** Most steps one verification replays (a guest writing a page per 100 ns runs ~2 hours for it). */
+    static final long MAX_REPLAY_STEPS = 1L << 36;
 
     private GuestVerifier() {
     }
@@ -86,6 +88,18 @@ public final class GuestVerifier {
         if (pages > MAX_VERIFIABLE_PAGES) {
             throw new IllegalArgumentException("ferry-guest verifier: working set of " + pages
                     + " pages is larger than " + MAX_VERIFIABLE_PAGES);
+        }
+        // The parameters and the record live in guest memory, which the guest can overwrite:
+        // both numbers are bounded before they size the page bitmap or the replay.
+        if (pages > memory.totalSize() / GuestPage.SIZE) {
+            problems.add("the boot parameters claim a working set of " + pages + " pages, more than the "
+                    + memory.totalSize() / GuestPage.SIZE + " pages of guest RAM");
+            return problems.check(0);
+        }
+        if (Long.compareUnsigned(steps, MAX_REPLAY_STEPS) > 0) {
+            problems.add("the record's counter moved " + Long.toUnsignedString(steps) + " steps since the saved one;"
+                    + " a verification replays at most " + MAX_REPLAY_STEPS);
+            return problems.check(0);
         }
 
         long rng = saved.rng();

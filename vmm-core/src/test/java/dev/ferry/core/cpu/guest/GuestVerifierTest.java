@@ -37,6 +37,34 @@ class GuestVerifierTest {
         assertTrue(check.problems().stream().anyMatch(p -> p.contains(expected)), check.toString());
     }
 
+    /**
+     * The boot parameters and the progress record are guest memory: a guest that overwrites them
+     * with huge numbers gets a problem named at once, not a page bitmap sized by its number or a
+     * replay of 2^60 steps.
+     */
+    @Test
+    void hugeNumbersTheGuestWroteAreBoundedBeforeUse() {
+        GuestParams params = GuestParams.of(5, 64, 8);
+        try (GuestMemory memory = memoryFor(params)) {
+            GuestMirror guest = GuestMirror.boot(memory);
+            guest.run(100);
+            GuestProgress saved = GuestProgress.read(memory);
+            memory.writeLong(Gpa.of(GuestLayout.BOOT_PARAMS_GPA + 8L * 4), 1L << 36); // working-set pages
+            GuestCheck check = org.junit.jupiter.api.Assertions.assertTimeoutPreemptively(
+                    java.time.Duration.ofSeconds(10), () -> GuestVerifier.verifyContinuation(memory, saved));
+            assertProblem(check, "the boot parameters claim a working set of 68719476736 pages, more than the");
+
+            params.write(memory);
+            GuestProgress now = GuestProgress.read(memory);
+            GuestProgress forged = new GuestProgress(saved.counter() + (1L << 60), now.rng(), now.hash(),
+                    now.lastPageGpa());
+            GuestCheck replay = org.junit.jupiter.api.Assertions.assertTimeoutPreemptively(
+                    java.time.Duration.ofSeconds(10),
+                    () -> GuestVerifier.verifyContinuation(memory, params, saved, forged));
+            assertProblem(replay, "steps since the saved one; a verification replays at most");
+        }
+    }
+
     @Test
     void continuationFromAMidwayRecordVerifies() {
         SplittableRandom random = new SplittableRandom(20240611);
