@@ -338,22 +338,27 @@ public final class VirtioNet implements VirtioDeviceModel {
         if (vq == null) {
             return;
         }
-        do {
-            vq.setNotificationEnabled(false);
+        while (true) {
             int n = 0;
             DescriptorChain c;
-            while (serving && (c = vq.pop()) != null) {
+            while ((c = vq.pop()) != null) {
                 if (!sendOne(c)) {
-                    return; // NEEDS_RESET: the transport stops serving the queue
+                    return; // NEEDS_RESET: the transport stops serving the queue; the ring is as the driver left it
+                }
+                if (n++ == 0) {
+                    vq.setNotificationEnabled(false); // no kicks while this burst runs
                 }
                 vq.push(c, 0);
-                n++;
             }
-            if (n > 0) {
-                vq.publish();
-                ctx.notifyQueue(TX);
+            if (n == 0) {
+                return;
             }
-        } while (serving && vq.setNotificationEnabled(true));
+            vq.publish();
+            ctx.notifyQueue(TX);
+            if (!vq.setNotificationEnabled(true)) {
+                return;
+            }
+        }
     }
 
     /** Sends one TX chain's frame; false when the chain broke the protocol (device error raised). */
