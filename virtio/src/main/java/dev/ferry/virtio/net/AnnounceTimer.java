@@ -103,8 +103,8 @@ public final class AnnounceTimer {
             round.accept(k);
             return;
         }
+        round.accept(k); // as QEMU: send, then arm the next round from now
         armNextOrFinish(k);
-        round.accept(k);
     }
 
     /** The driver acked the announce; false (nothing changes) when none was awaited. */

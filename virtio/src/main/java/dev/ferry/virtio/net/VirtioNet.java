@@ -131,6 +131,8 @@ public final class VirtioNet implements VirtioDeviceModel {
     private final AtomicLong guestAnnounces = new AtomicLong();
     private final AtomicLong announceAcks = new AtomicLong();
     private volatile boolean carriedIn;
+    /** When each RARP round of the last schedule went out (System.nanoTime), 0 for rounds not sent. */
+    private final long[] rarpTimes = new long[AnnounceTimer.ROUNDS];
 
     /** What {@link #load} read, kept aside until {@link #commitLoad}. */
     private record Loaded(byte[] mac, int status, boolean promisc, boolean allmulti, boolean alluni, boolean nomulti,
@@ -682,6 +684,10 @@ public final class VirtioNet implements VirtioDeviceModel {
         try {
             if (backend.send(txBuf, NetHeader.SIZE + f.length)) {
                 rarpsSent.incrementAndGet();
+                if (round == 0) {
+                    Arrays.fill(rarpTimes, 0);
+                }
+                rarpTimes[round] = System.nanoTime();
             }
         } catch (NativeCallException e) {
             backendError(e);
@@ -825,6 +831,13 @@ public final class VirtioNet implements VirtioDeviceModel {
         d.put("guest-announces", guestAnnounces.get());
         d.put("announce-acks", announceAcks.get());
         d.put("migrated-in", carriedIn);
+        List<Long> offsets = new ArrayList<>();
+        for (long t : rarpTimes.clone()) {
+            if (t != 0) {
+                offsets.add((t - rarpTimes[0]) / 1000);
+            }
+        }
+        d.put("last-announce-us", offsets);
         into.put("virtio-net", d);
     }
 
