@@ -105,7 +105,7 @@ public final class VirtioNet implements VirtioDeviceModel {
     private DeviceEventLoop.Registration rxWatch;
     /** Length (header included) of the frame in {@link #rxBuf} waiting for RX buffers, or 0. */
     private int rxPending;
-    private boolean backendFailed;
+    private volatile boolean backendFailed;
     private DeviceEventLoop.Timer selfTimer;
     private DeviceEventLoop.Timer guestTimer;
     private AnnounceTimer selfAnnounce;
@@ -825,6 +825,7 @@ public final class VirtioNet implements VirtioDeviceModel {
         d.put("rx-no-buffers", rxNoBuffers.get());
         d.put("rx-dropped-at-stop", rxDroppedAtStop.get());
         d.put("backend-errors", backendErrors.get());
+        d.put("backend-failed", backendFailed);
         d.put("ctrl-commands", ctrlCommands.get());
         d.put("ctrl-errors", ctrlErrors.get());
         d.put("rarps-sent", rarpsSent.get());

@@ -29,6 +29,22 @@ final class NetFixture implements AutoCloseable {
     private int small;
 
     NetFixture(boolean guestAnnounce) throws Exception {
+        this(guestAnnounce, false);
+    }
+
+    /** A migration destination (inmigrate, not started): its device gets its state from a stream. */
+    static NetFixture incoming() throws Exception {
+        return new NetFixture(false, true);
+    }
+
+    /** The driver's queues as {@code src} laid them out (the destination's guest RAM holds them). */
+    void attachQueues(NetFixture src) {
+        rx = DriverQueue.builder(g.mem, src.rx.config()).initialIndex(src.rx.availIdx()).build();
+        tx = DriverQueue.builder(g.mem, src.tx.config()).initialIndex(src.tx.availIdx()).build();
+        ctrl = DriverQueue.builder(g.mem, src.ctrl.config()).initialIndex(src.ctrl.availIdx()).build();
+    }
+
+    private NetFixture(boolean guestAnnounce, boolean incoming) throws Exception {
         wire = DatagramChannel.open().bind(new InetSocketAddress("127.0.0.1", 0));
         InetSocketAddress wireAddr = (InetSocketAddress) wire.getLocalAddress();
         DgramBackend b = new DgramBackend(new InetSocketAddress("127.0.0.1", 0), wireAddr);
@@ -36,13 +52,15 @@ final class NetFixture implements AutoCloseable {
         net = new VirtioNet("nic0", new NetOptions(MAC, 256, guestAnnounce), b);
         MmioGuest guest;
         try {
-            guest = new MmioGuest("net", false, c -> VirtioMmioDevice.attach(c, "virtio-net", net));
+            guest = new MmioGuest("net", incoming, c -> VirtioMmioDevice.attach(c, "virtio-net", net));
         } catch (Exception e) {
             wire.close();
             throw e;
         }
         g = guest;
-        g.machine.vmStart();
+        if (!incoming) {
+            g.machine.vmStart();
+        }
     }
 
     /** Features, the three queues (16 entries), DRIVER_OK. */
