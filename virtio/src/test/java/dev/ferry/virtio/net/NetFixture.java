@@ -37,6 +37,10 @@ final class NetFixture implements AutoCloseable {
         return new NetFixture(false, true);
     }
 
+    static NetFixture incoming(boolean guestAnnounce) throws Exception {
+        return new NetFixture(guestAnnounce, true);
+    }
+
     /** The driver's queues as {@code src} laid them out (the destination's guest RAM holds them). */
     void attachQueues(NetFixture src) {
         rx = DriverQueue.builder(g.mem, src.rx.config()).initialIndex(src.rx.availIdx()).build();
