@@ -11,7 +11,6 @@ import dev.ferry.core.sys.NativeMemory;
 import dev.ferry.virtio.Virtio;
 import dev.ferry.virtio.VirtioContext;
 import dev.ferry.virtio.VirtioDeviceModel;
-import dev.ferry.virtio.queue.ChainReader;
 import dev.ferry.virtio.queue.ChainWriter;
 import dev.ferry.virtio.queue.DescriptorChain;
 import dev.ferry.virtio.queue.SplitVirtqueue;
@@ -25,7 +24,6 @@ import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * virtio-net (device ID 1) on a {@link NetBackend}: one RX/TX queue pair and the control queue
@@ -57,13 +55,7 @@ import java.util.concurrent.atomic.AtomicLong;
  * the rings alone hold the guest's frames and the transport's queue indices carry them. A frame
  * already read from the back-end but waiting for RX buffers is not in the guest's rings; it is
  * dropped at stop and counted ({@code rx-dropped-at-stop}), as frames in the socket are lost with
- * the source. The device part of the stream follows the facts of QEMU's
- * {@code virtio-net-device} (version 11) that apply, portably:
- * <pre>
- *   mac[6] | be32 tx_waiting (0) | be16 mergeable_rx_bufs | be16 status | u8 promisc | u8 allmulti
- *   | be32 mac_table.in_use | in_use x mac[6] | be32 has_vnet_hdr | u8 multi_overflow | u8 uni_overflow
- *   | u8 alluni | u8 nomulti | u8 nouni | u8 nobcast | be32 mac_table.first_multi (Ferry)
- * </pre>
+ * the source. The device part of the stream is {@link NetState}.
  * A destination whose state came from a migration announces itself when the VM first runs
  * ({@link AnnounceTimer}): RARP rounds from the device, and with GUEST_ANNOUNCE the guest's own.
  */
@@ -91,7 +83,6 @@ public final class VirtioNet implements VirtioDeviceModel {
     private final NetBackend backend;
     private final long txBuf;
     private final long rxBuf;
-    private final byte[] ctrlData = new byte[NetControl.MAX_DATA];
     private final List<DescriptorChain> rxChains = new ArrayList<>();
     private final RxFilter filter = new RxFilter();
 
@@ -112,33 +103,16 @@ public final class VirtioNet implements VirtioDeviceModel {
     private AnnounceTimer guestAnnounce;
     /** The state came from a migration: announce when the VM first runs. */
     private boolean announcePending;
-    private Loaded loaded;
+    /** What {@link #load} read, kept aside until {@link #commitLoad}. */
+    private NetState loaded;
     private volatile boolean closed;
 
-    // Statistics, read by describe on any thread.
-    private final AtomicLong txFrames = new AtomicLong();
-    private final AtomicLong txBytes = new AtomicLong();
-    private final AtomicLong txDropped = new AtomicLong();
-    private final AtomicLong rxFrames = new AtomicLong();
-    private final AtomicLong rxBytes = new AtomicLong();
-    private final AtomicLong rxFiltered = new AtomicLong();
-    private final AtomicLong rxNoBuffers = new AtomicLong();
-    private final AtomicLong rxDroppedAtStop = new AtomicLong();
-    private final AtomicLong backendErrors = new AtomicLong();
-    private final AtomicLong ctrlCommands = new AtomicLong();
-    private final AtomicLong ctrlErrors = new AtomicLong();
-    private final AtomicLong rarpsSent = new AtomicLong();
-    private final AtomicLong guestAnnounces = new AtomicLong();
-    private final AtomicLong announceAcks = new AtomicLong();
+    private final NetStats stats = new NetStats();
+    private final NetControlQueue control;
     private volatile boolean carriedIn;
     /** When each RARP round of the last schedule went out (System.nanoTime), 0 for rounds not sent. */
     private final long[] rarpTimes = new long[AnnounceTimer.ROUNDS];
 
-    /** What {@link #load} read, kept aside until {@link #commitLoad}. */
-    private record Loaded(byte[] mac, int status, boolean promisc, boolean allmulti, boolean alluni, boolean nomulti,
-                          boolean nouni, boolean nobcast, boolean uniOverflow, boolean multiOverflow, byte[] table,
-                          int inUse, int firstMulti) {
-    }
 
     /** The device owns {@code backend} from here on and closes it in {@link #close}. */
     public VirtioNet(String id, NetOptions options, NetBackend backend) {
@@ -148,6 +122,28 @@ public final class VirtioNet implements VirtioDeviceModel {
         this.mac = options.mac();
         this.txBuf = NativeMemory.allocate(BUFFER);
         this.rxBuf = NativeMemory.allocate(BUFFER);
+        this.control = new NetControlQueue(filter, new NetControlQueue.Device() {
+            @Override
+            public void setMac(byte[] m) {
+                mac = m;
+            }
+
+            @Override
+            public boolean ackAnnounce() {
+                return announceAck();
+            }
+        }, stats);
+    }
+
+    /** VIRTIO_NET_CTRL_ANNOUNCE_ACK: clears S_ANNOUNCE (before the ack completes, as the spec asks) and lets the next round come. */
+    private boolean announceAck() {
+        if ((status & NetConfig.S_ANNOUNCE) == 0) {
+            return false;
+        }
+        status &= ~NetConfig.S_ANNOUNCE;
+        stats.announceAcks.incrementAndGet();
+        guestAnnounce.acked();
+        return true;
     }
 
     public NetBackend backend() {
@@ -269,7 +265,7 @@ public final class VirtioNet implements VirtioDeviceModel {
                 watchRx(rxPending == 0);
             }
             case TX -> transmit();
-            case CTRL -> control();
+            case CTRL -> control.serve(ctx, CTRL);
             default -> { }
         }
     }
@@ -281,7 +277,7 @@ public final class VirtioNet implements VirtioDeviceModel {
         stopAnnounce();
         if (rxPending > 0) {
             rxPending = 0;
-            rxDroppedAtStop.incrementAndGet();
+            stats.rxDroppedAtStop.incrementAndGet();
         }
     }
 
@@ -386,7 +382,7 @@ public final class VirtioNet implements VirtioDeviceModel {
         boolean csum = (NetHeader.flags(txBuf) & NetHeader.F_NEEDS_CSUM) != 0;
         if (len - NetHeader.SIZE < 14 || gso != NetHeader.GSO_NONE || (csum && !backend.vnetHeader())
                 || (status & NetConfig.S_LINK_UP) == 0) {
-            txDropped.incrementAndGet();
+            stats.txDropped.incrementAndGet();
             return true;
         }
         if (!backend.vnetHeader()) {
@@ -394,20 +390,20 @@ public final class VirtioNet implements VirtioDeviceModel {
         }
         try {
             if (backend.send(txBuf, len)) {
-                txFrames.incrementAndGet();
-                txBytes.addAndGet(len - NetHeader.SIZE);
+                stats.txFrames.incrementAndGet();
+                stats.txBytes.addAndGet(len - NetHeader.SIZE);
             } else {
-                txDropped.incrementAndGet();
+                stats.txDropped.incrementAndGet();
             }
         } catch (NativeCallException e) {
             backendError(e);
-            txDropped.incrementAndGet();
+            stats.txDropped.incrementAndGet();
         }
         return true;
     }
 
     private void backendError(RuntimeException e) {
-        if (backendErrors.getAndIncrement() == 0) {
+        if (stats.backendErrors.getAndIncrement() == 0) {
             LOG.warn("{}: {}: {}", id, backend.describe(), e.getMessage());
         }
     }
@@ -442,7 +438,7 @@ public final class VirtioNet implements VirtioDeviceModel {
                 break;
             }
             if (n < NetHeader.SIZE + 14 || !filter.accepts(mac, rxBuf + NetHeader.SIZE)) {
-                rxFiltered.incrementAndGet();
+                stats.rxFiltered.incrementAndGet();
                 continue;
             }
             rxPending = n;
@@ -459,7 +455,7 @@ public final class VirtioNet implements VirtioDeviceModel {
             ctx.notifyQueue(RX);
         }
         if (rxPending > 0) {
-            rxNoBuffers.incrementAndGet();
+            stats.rxNoBuffers.incrementAndGet();
             watchRx(false); // until the driver adds buffers (its kick ends up in deliverPending)
             if (ctx != null && ctx.queue(RX) != null && vq.setNotificationEnabled(true)) {
                 deliverPending();
@@ -533,8 +529,8 @@ public final class VirtioNet implements VirtioDeviceModel {
         }
         rxChains.clear();
         rxPending = 0;
-        rxFrames.incrementAndGet();
-        rxBytes.addAndGet(len - NetHeader.SIZE);
+        stats.rxFrames.incrementAndGet();
+        stats.rxBytes.addAndGet(len - NetHeader.SIZE);
         return true;
     }
 
@@ -544,132 +540,6 @@ public final class VirtioNet implements VirtioDeviceModel {
         rxPending = 0;
         ctx.deviceError(reason);
         return null;
-    }
-
-    // ---- control queue ----
-
-    private void control() {
-        SplitVirtqueue vq = ctx.queue(CTRL);
-        if (vq == null) {
-            return;
-        }
-        int n = 0;
-        DescriptorChain c;
-        while ((c = vq.pop()) != null) {
-            if (c.readableBytes() < 2 || c.writableBytes() < 1) {
-                ctx.deviceError("virtio-net ctrl missing headers: chain head " + c.head() + " has "
-                        + c.readableBytes() + " device-readable and " + c.writableBytes()
-                        + " device-writable bytes (class, command and ack need 2 and 1)");
-                return;
-            }
-            int ack = command(c);
-            ctrlCommands.incrementAndGet();
-            if (ack != NetControl.OK) {
-                ctrlErrors.incrementAndGet();
-            }
-            c.writer().writeU8(ack);
-            vq.push(c, 1);
-            n++;
-        }
-        if (n > 0) {
-            vq.publish();
-            ctx.notifyQueue(CTRL);
-        }
-    }
-
-    private int command(DescriptorChain c) {
-        ChainReader r = c.reader();
-        int cls = r.readU8();
-        int cmd = r.readU8();
-        long dataLen = r.remaining();
-        if (dataLen > NetControl.MAX_DATA) {
-            return NetControl.ERR;
-        }
-        int len = (int) dataLen;
-        r.readFully(ctrlData, 0, len);
-        long f = ctx.features();
-        return switch (cls) {
-            case NetControl.CLASS_RX -> Virtio.has(f, F_CTRL_RX) ? rxMode(cmd, len) : NetControl.ERR;
-            case NetControl.CLASS_MAC -> macCommand(cmd, len, f);
-            case NetControl.CLASS_ANNOUNCE -> announceAck(cmd, len, f);
-            default -> NetControl.ERR;
-        };
-    }
-
-    private int rxMode(int cmd, int len) {
-        if (len != 1) {
-            return NetControl.ERR;
-        }
-        boolean on = ctrlData[0] != 0;
-        switch (cmd) {
-            case NetControl.RX_PROMISC -> filter.promisc = on;
-            case NetControl.RX_ALLMULTI -> filter.allmulti = on;
-            default -> {
-                return NetControl.ERR; // ALLUNI..NOBCAST need CTRL_RX_EXTRA, not offered
-            }
-        }
-        return NetControl.OK;
-    }
-
-    private int macCommand(int cmd, int len, long f) {
-        if (cmd == NetControl.MAC_ADDR_SET) {
-            if (!Virtio.has(f, F_CTRL_MAC_ADDR) || len != 6) {
-                return NetControl.ERR;
-            }
-            mac = Arrays.copyOf(ctrlData, 6);
-            return NetControl.OK;
-        }
-        if (cmd != NetControl.MAC_TABLE_SET || !Virtio.has(f, F_CTRL_RX)) {
-            return NetControl.ERR;
-        }
-        // le32 n | n macs | le32 m | m macs, exactly the data's length
-        if (len < 8) {
-            return NetControl.ERR;
-        }
-        long uni = le32(0);
-        if (uni > (len - 8) / 6) {
-            return NetControl.ERR;
-        }
-        int at = 4 + (int) uni * 6;
-        long multi = le32(at);
-        if (at + 4 + multi * 6 != len) {
-            return NetControl.ERR;
-        }
-        byte[] table = new byte[RxFilter.TABLE_ENTRIES * 6];
-        int inUse = 0;
-        boolean uniOverflow = uni > RxFilter.TABLE_ENTRIES;
-        if (!uniOverflow) {
-            System.arraycopy(ctrlData, 4, table, 0, (int) uni * 6);
-            inUse = (int) uni;
-        }
-        int firstMulti = inUse;
-        boolean multiOverflow = inUse + multi > RxFilter.TABLE_ENTRIES;
-        if (!multiOverflow) {
-            System.arraycopy(ctrlData, at + 4, table, inUse * 6, (int) multi * 6);
-            inUse += (int) multi;
-        }
-        filter.table = table;
-        filter.inUse = inUse;
-        filter.firstMulti = firstMulti;
-        filter.uniOverflow = uniOverflow;
-        filter.multiOverflow = multiOverflow;
-        return NetControl.OK;
-    }
-
-    private long le32(int at) {
-        return (ctrlData[at] & 0xffL) | (ctrlData[at + 1] & 0xffL) << 8 | (ctrlData[at + 2] & 0xffL) << 16
-                | (ctrlData[at + 3] & 0xffL) << 24;
-    }
-
-    private int announceAck(int cmd, int len, long f) {
-        if (cmd != NetControl.ANNOUNCE_ACK || len != 0 || !Virtio.has(f, F_GUEST_ANNOUNCE)
-                || (status & NetConfig.S_ANNOUNCE) == 0) {
-            return NetControl.ERR;
-        }
-        status &= ~NetConfig.S_ANNOUNCE; // cleared before the ack completes, as the spec asks
-        announceAcks.incrementAndGet();
-        guestAnnounce.acked();
-        return NetControl.OK;
     }
 
     // ---- announce ----
@@ -683,7 +553,7 @@ public final class VirtioNet implements VirtioDeviceModel {
         NativeMemory.copyFromArray(f, 0, txBuf + NetHeader.SIZE, f.length);
         try {
             if (backend.send(txBuf, NetHeader.SIZE + f.length)) {
-                rarpsSent.incrementAndGet();
+                stats.rarpsSent.incrementAndGet();
                 if (round == 0) {
                     Arrays.fill(rarpTimes, 0);
                 }
@@ -700,7 +570,7 @@ public final class VirtioNet implements VirtioDeviceModel {
             return;
         }
         status |= NetConfig.S_ANNOUNCE;
-        guestAnnounces.incrementAndGet();
+        stats.guestAnnounces.incrementAndGet();
         ctx.configChanged();
     }
 
@@ -713,97 +583,24 @@ public final class VirtioNet implements VirtioDeviceModel {
 
     @Override
     public void save(SaveStream out) throws IOException {
-        byte[] m = mac;
-        for (byte b : m) {
-            out.putU8(b & 0xff);
-        }
-        out.putBe32(0); // tx_waiting: no TX is ever left half-done across a loop turn
-        out.putBe16(1); // mergeable_rx_bufs as QEMU saves it (the negotiated features decide)
-        out.putBe16(status);
-        out.putU8(filter.promisc ? 1 : 0);
-        out.putU8(filter.allmulti ? 1 : 0);
-        out.putBe32(filter.inUse);
-        for (int i = 0; i < filter.inUse * 6; i++) {
-            out.putU8(filter.table[i] & 0xff);
-        }
-        out.putBe32(backend.vnetHeader() ? 1 : 0);
-        out.putU8(filter.multiOverflow ? 1 : 0);
-        out.putU8(filter.uniOverflow ? 1 : 0);
-        out.putU8(filter.alluni ? 1 : 0);
-        out.putU8(filter.nomulti ? 1 : 0);
-        out.putU8(filter.nouni ? 1 : 0);
-        out.putU8(filter.nobcast ? 1 : 0);
-        out.putBe32(filter.firstMulti);
+        NetState.of(mac, status, filter).save(out, backend.vnetHeader());
     }
 
     @Override
     public void load(LoadStream in, int version) throws IOException, MigrationException {
-        byte[] m = new byte[6];
-        for (int i = 0; i < 6; i++) {
-            m[i] = (byte) in.getU8();
-        }
-        if ((m[0] & 1) != 0) {
-            throw new MigrationException(id + ": the stream's MAC " + NetOptions.format(m) + " is a multicast address");
-        }
-        int txWaiting = in.getBe32();
-        if (txWaiting != 0) {
-            throw new MigrationException(id + ": the source left TX half-done (tx_waiting " + txWaiting + ")");
-        }
-        in.getBe16();
-        int st = in.getBe16();
-        if ((st & ~(NetConfig.S_LINK_UP | NetConfig.S_ANNOUNCE)) != 0) {
-            throw new MigrationException(id + ": status 0x" + Integer.toHexString(st) + " has bits virtio-net lacks");
-        }
-        boolean promisc = in.getU8() != 0;
-        boolean allmulti = in.getU8() != 0;
-        int inUse = in.getBe32();
-        if (inUse < 0 || inUse > RxFilter.TABLE_ENTRIES) {
-            throw new MigrationException(id + ": MAC table of " + Integer.toUnsignedString(inUse)
-                    + " entries, at most " + RxFilter.TABLE_ENTRIES);
-        }
-        byte[] table = new byte[RxFilter.TABLE_ENTRIES * 6];
-        for (int i = 0; i < inUse * 6; i++) {
-            table[i] = (byte) in.getU8();
-        }
-        int vnet = in.getBe32();
-        if (vnet != 0 && !backend.vnetHeader()) {
-            throw new MigrationException(id + ": the source's back-end carried the virtio-net header; "
-                    + backend.describe() + " here does not (QEMU: saved image requires vnet_hdr=on)");
-        }
-        boolean multiOverflow = in.getU8() != 0;
-        boolean uniOverflow = in.getU8() != 0;
-        boolean alluni = in.getU8() != 0;
-        boolean nomulti = in.getU8() != 0;
-        boolean nouni = in.getU8() != 0;
-        boolean nobcast = in.getU8() != 0;
-        int firstMulti = in.getBe32();
-        if (firstMulti < 0 || firstMulti > inUse) {
-            throw new MigrationException(id + ": MAC table's multicast part starts at " + firstMulti + " of " + inUse);
-        }
-        loaded = new Loaded(m, st, promisc, allmulti, alluni, nomulti, nouni, nobcast, uniOverflow, multiOverflow,
-                table, inUse, firstMulti);
+        loaded = NetState.load(in, id, backend); // taken by commitLoad once the whole state checked out
     }
 
     @Override
     public void commitLoad() {
-        Loaded l = loaded;
+        NetState l = loaded;
         loaded = null;
         if (l == null) {
             return;
         }
-        mac = l.mac();
+        mac = l.mac().clone();
         status = l.status();
-        filter.promisc = l.promisc();
-        filter.allmulti = l.allmulti();
-        filter.alluni = l.alluni();
-        filter.nomulti = l.nomulti();
-        filter.nouni = l.nouni();
-        filter.nobcast = l.nobcast();
-        filter.uniOverflow = l.uniOverflow();
-        filter.multiOverflow = l.multiOverflow();
-        filter.table = l.table();
-        filter.inUse = l.inUse();
-        filter.firstMulti = l.firstMulti();
+        l.applyTo(filter);
         announcePending = true;
         carriedIn = true;
     }
@@ -816,21 +613,8 @@ public final class VirtioNet implements VirtioDeviceModel {
         d.put("link", (status & NetConfig.S_LINK_UP) != 0 ? "up" : "down");
         d.put("status", status);
         d.put("promisc", filter.promisc);
-        d.put("tx-frames", txFrames.get());
-        d.put("tx-bytes", txBytes.get());
-        d.put("tx-dropped", txDropped.get());
-        d.put("rx-frames", rxFrames.get());
-        d.put("rx-bytes", rxBytes.get());
-        d.put("rx-filtered", rxFiltered.get());
-        d.put("rx-no-buffers", rxNoBuffers.get());
-        d.put("rx-dropped-at-stop", rxDroppedAtStop.get());
-        d.put("backend-errors", backendErrors.get());
+        stats.describe(d);
         d.put("backend-failed", backendFailed);
-        d.put("ctrl-commands", ctrlCommands.get());
-        d.put("ctrl-errors", ctrlErrors.get());
-        d.put("rarps-sent", rarpsSent.get());
-        d.put("guest-announces", guestAnnounces.get());
-        d.put("announce-acks", announceAcks.get());
         d.put("migrated-in", carriedIn);
         List<Long> offsets = new ArrayList<>();
         for (long t : rarpTimes.clone()) {
