@@ -88,6 +88,66 @@ class NetStateTest {
         }
     }
 
+    /**
+     * Every prefix of the section that cuts the net device part ends in EOF or a refusal and
+     * leaves the destination's device as it was; the whole section loads.
+     */
+    @Test
+    void everyTruncationIsEofOrARefusal() throws Exception {
+        try (NetFixture src = new NetFixture(false)) {
+            src.bringUp(FEATURES);
+            assertEquals(NetControl.OK, src.control(NetControl.CLASS_RX, NetControl.RX_PROMISC, new byte[] {0}));
+            byte[] table = new byte[4 + 12 + 4 + 6];
+            table[0] = 2;
+            System.arraycopy(OTHER, 0, table, 4, 6);
+            System.arraycopy(STRANGER, 0, table, 10, 6);
+            table[16] = 1;
+            table[20] = 0x01; // a multicast entry
+            assertEquals(NetControl.OK, src.control(NetControl.CLASS_MAC, NetControl.MAC_TABLE_SET, table));
+            src.g.machine.vmStop(dev.ferry.core.machine.RunState.PAUSED);
+            byte[] blob = section(src.g.machine, src.g.transport.idstr());
+            try (NetFixture dst = NetFixture.incoming()) {
+                byte[] ram = new byte[(int) dev.ferry.virtio.transport.MmioGuest.RAM];
+                src.g.machine.memory().read(dev.ferry.core.memory.Gpa.of(0), ram, 0, ram.length);
+                dst.g.machine.memory().write(dev.ferry.core.memory.Gpa.of(0), ram, 0, ram.length);
+                Map<String, Object> before = dst.g.describe();
+                int part = indexOf(blob, NetFixture.MAC);
+                int partLength = 6 + 4 + 2 + 2 + 1 + 1 + 4 + 3 * 6 + 4 + 6 + 4;
+                assertTrue(part > 0 && part + partLength <= blob.length);
+                for (int n = part; n < part + partLength; n++) {
+                    try {
+                        loadSection(dst.g.machine, dst.g.transport.idstr(), java.util.Arrays.copyOf(blob, n));
+                        throw new AssertionError("a prefix of " + n + " of " + blob.length + " bytes loaded");
+                    } catch (java.io.EOFException | dev.ferry.core.migration.MigrationException e) {
+                        assertEquals(before, dst.g.describe(), "prefix of " + n + " bytes changed the device");
+                    }
+                }
+                loadSection(dst.g.machine, dst.g.transport.idstr(), blob);
+                assertEquals(false, dst.stats().get("promisc"), "the whole section loads");
+            }
+        }
+    }
+
+    private static dev.ferry.core.migration.SaveEntry.VmState<?> entry(Machine m, String idstr) {
+        for (dev.ferry.core.migration.SaveEntry e : m.migration().entries()) {
+            if (e instanceof dev.ferry.core.migration.SaveEntry.VmState<?> v && v.idstr().equals(idstr)) {
+                return v;
+            }
+        }
+        throw new AssertionError("no section " + idstr);
+    }
+
+    static byte[] section(Machine m, String idstr) throws Exception {
+        dev.ferry.core.testing.ByteArraySaveStream out = new dev.ferry.core.testing.ByteArraySaveStream();
+        entry(m, idstr).save(out);
+        return out.toByteArray();
+    }
+
+    static void loadSection(Machine m, String idstr, byte[] blob) throws Exception {
+        var e = entry(m, idstr);
+        e.load(new dev.ferry.core.testing.ByteArrayLoadStream(blob), e.version());
+    }
+
     static int indexOf(byte[] hay, byte[] needle) {
         outer:
         for (int i = hay.length - needle.length; i >= 0; i--) {
