@@ -441,6 +441,10 @@ public final class VirtioNet implements VirtioDeviceModel {
                 stats.rxFiltered.incrementAndGet();
                 continue;
             }
+            if (backend.vnetHeader() && !acceptHostHeader()) {
+                stats.rxFiltered.incrementAndGet(); // a GSO frame no feature lets the guest take
+                continue;
+            }
             rxPending = n;
             Boolean ok = deliver(vq);
             if (ok == null) {
@@ -461,6 +465,21 @@ public final class VirtioNet implements VirtioDeviceModel {
                 deliverPending();
             }
         }
+    }
+
+    /**
+     * A TAP's header on a received frame, made what the driver negotiated: without GUEST_CSUM the
+     * flags must be zero (spec 5.1.6.4.1; the kernel sets DATA_VALID), and a GSO frame cannot be
+     * taken at all since no GUEST_TSO/UFO is offered. False: drop the frame.
+     */
+    private boolean acceptHostHeader() {
+        if (NetHeader.gsoType(rxBuf) != NetHeader.GSO_NONE) {
+            return false;
+        }
+        if (!Virtio.has(ctx.features(), F_GUEST_CSUM)) {
+            NativeMemory.putByte(rxBuf + NetHeader.FLAGS, (byte) 0);
+        }
+        return true;
     }
 
     private void deliverPending() {

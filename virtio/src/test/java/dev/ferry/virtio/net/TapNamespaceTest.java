@@ -105,7 +105,7 @@ class TapNamespaceTest {
 
             // ARP: who has 10.213.0.1?
             send(g, tx, arpRequest(), new byte[NetHeader.SIZE]);
-            byte[] reply = awaitFrame(g, rx, fr -> type(fr) == 0x0806 && fr[21] == 2);
+            byte[] reply = awaitFrame(g, rx, fr -> type(fr) == 0x0806 && fr[21] == 2, new byte[1][]);
             byte[] hostMac = Arrays.copyOfRange(reply, 22, 28);
             assertArrayEquals(HOST_IP, Arrays.copyOfRange(reply, 28, 32), "the ARP reply is for 10.213.0.1");
             assertArrayEquals(MAC, Arrays.copyOfRange(reply, 0, 6), "to the guest's MAC");
@@ -116,7 +116,9 @@ class TapNamespaceTest {
             hdr[NetHeader.CSUM_START] = 34;
             hdr[NetHeader.CSUM_OFFSET] = 2;
             send(g, tx, echoRequest(hostMac, 0x4242), hdr);
-            byte[] pong = awaitFrame(g, rx, fr -> type(fr) == 0x0800 && fr[23] == 1 && fr[34] == 0);
+            byte[][] hdrSeen = new byte[1][];
+            byte[] pong = awaitFrame(g, rx, fr -> type(fr) == 0x0800 && fr[23] == 1 && fr[34] == 0, hdrSeen);
+            assertEquals(0, hdrSeen[0][NetHeader.FLAGS], "GUEST_CSUM not negotiated: the device clears the host's flags");
             assertEquals(0x4242, (pong[38] & 0xff) << 8 | (pong[39] & 0xff), "echo id");
             assertArrayEquals(GUEST_IP, Arrays.copyOfRange(pong, 30, 34));
             assertEquals(0, g.status() & Virtio.STATUS_NEEDS_RESET);
@@ -142,7 +144,8 @@ class TapNamespaceTest {
     }
 
     /** The first received frame {@code p} accepts (others — IPv6 chatter of a new interface — are skipped). */
-    private static byte[] awaitFrame(MmioGuest g, DriverQueue rx, FramePredicate p) throws Exception {
+    private static byte[] awaitFrame(MmioGuest g, DriverQueue rx, FramePredicate p, byte[][] header)
+            throws Exception {
         List<String> seen = new ArrayList<>();
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
         while (System.nanoTime() < deadline) {
@@ -156,6 +159,7 @@ class TapNamespaceTest {
             g.kick(VirtioNet.RX);
             byte[] f = Arrays.copyOfRange(b, NetHeader.SIZE, b.length);
             if (f.length >= 42 && p.test(f)) {
+                header[0] = Arrays.copyOf(b, NetHeader.SIZE);
                 return f;
             }
             seen.add("type 0x" + Integer.toHexString(type(f)) + " len " + f.length);
