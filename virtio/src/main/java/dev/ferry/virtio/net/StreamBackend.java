@@ -10,10 +10,11 @@ import java.nio.file.Path;
 
 /**
  * A stream socket, TCP or UNIX (QEMU's {@code -netdev stream}), framed as QEMU frames it: each
- * Ethernet frame as {@code be32 length | frame}, no virtio-net header. Sends block until the
- * whole frame is written; receives gather what the socket has into a native buffer and hand out
- * whole frames. A length above {@link #MAX_FRAME} or the stream's end makes the back-end unusable
- * ({@link NetBackendException}); the device then stops watching it.
+ * Ethernet frame as {@code be32 length | frame}, no virtio-net header. A frame is dropped when the
+ * socket cannot take its first byte (the peer is not reading); once a frame has started the rest
+ * is written, blocking for at most that frame. Receives gather what the socket has into a native
+ * buffer and hand out whole frames. A length above {@link #MAX_FRAME} or the stream's end makes
+ * the back-end unusable ({@link NetBackendException}); the device then stops watching it.
  */
 public final class StreamBackend implements NetBackend {
     private static final int BUFFER = 4 * (MAX_FRAME + 4);
@@ -61,14 +62,15 @@ public final class StreamBackend implements NetBackend {
         int frame = length - NetHeader.SIZE;
         long at = buf + NetHeader.SIZE - 4;
         NativeMemory.putInt(at, NativeMemory.BIG_ENDIAN_HOST ? frame : Integer.reverseBytes(frame));
-        long off = 0;
         long total = frame + 4L;
+        long off = Sockets.send(fd, at, total, NetLinux.MSG_DONTWAIT);
+        if (off < 0) {
+            return false; // the peer is not reading: drop at a frame boundary rather than stall the loop
+        }
         while (off < total) {
-            long n = Sockets.send(fd, at + off, total - off, 0);
-            if (n < 0) {
-                continue;
-            }
-            off += n;
+            // Part of the frame is out: the rest must follow, or the framing breaks. Blocks only
+            // for what is left of this one frame.
+            off += Math.max(0, Sockets.send(fd, at + off, total - off, 0));
         }
         return true;
     }

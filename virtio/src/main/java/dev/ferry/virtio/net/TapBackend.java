@@ -39,17 +39,7 @@ public final class TapBackend implements NetBackend {
 
     @Override
     public boolean send(long buf, int length) {
-        long n;
-        do {
-            n = Sys.libc().write(fd.get(), buf, length);
-        } while (n < 0 && Sys.errno() == dev.ferry.core.sys.Errno.EINTR);
-        if (n < 0) {
-            if (Sys.errno() == dev.ferry.core.sys.Errno.EAGAIN) {
-                return false;
-            }
-            throw new dev.ferry.core.sys.NativeCallException("write", Sys.errno(), fd.toString());
-        }
-        return true;
+        return Sys.writeNonBlocking(fd, buf, length) >= 0;
     }
 
     @Override
