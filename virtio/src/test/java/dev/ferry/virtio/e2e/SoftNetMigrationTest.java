@@ -160,13 +160,13 @@ class SoftNetMigrationTest {
             assertEquals("52:54:00:12:34:56", a.mac());
             long offMs = TimeUnit.NANOSECONDS.toMillis(a.nanos() - t0);
             times.append(k == 0 ? "" : ", ").append(offMs);
-            if (k > 0) {
-                long gap = TimeUnit.NANOSECONDS.toMillis(a.nanos() - rarps.get(k - 1).nanos());
-                // seen by the peer: the two receptions' scheduling jitter on a busy host is the slack
-                assertTrue(gap >= AnnounceTimer.gapMillis(k - 1) - 25, "round " + k + " came " + gap + " ms after "
-                        + "round " + (k - 1) + "; the schedule says " + AnnounceTimer.gapMillis(k - 1));
-            }
         }
+        // Seen by the peer, each reception carries the peer thread's scheduling delay on a busy
+        // host: the rounds are spread over the schedule (the device's own send times below are
+        // checked gap by gap).
+        long spanMs = TimeUnit.NANOSECONDS.toMillis(rarps.get(rarps.size() - 1).nanos() - t0);
+        assertTrue(spanMs >= AnnounceTimer.offsetMillis(AnnounceTimer.ROUNDS - 1) / 2, "the peer saw the five "
+                + "rounds within " + spanMs + " ms: " + times);
         // as the device sent them: its timer never fires early
         @SuppressWarnings("unchecked")
         List<Long> sentUs = (List<Long>) dst.net().get("last-announce-us");
