@@ -168,6 +168,20 @@ public final class DeviceMemory {
         return Sys.pwrite(fd, at(gpa, length), length, fileOffset);
     }
 
+    /**
+     * Copies guest {@code [gpa, gpa + length)} to native memory at {@code dst} (a device's frame
+     * buffer on its way to a socket or TAP): no heap copy.
+     */
+    public void copyToNative(long gpa, long dst, int length) {
+        NativeMemory.copy(at(gpa, length), dst, length);
+    }
+
+    /** Copies {@code length} bytes from native {@code src} into guest RAM at {@code gpa} and marks them written. */
+    public void copyFromNative(long src, long gpa, int length) {
+        NativeMemory.copy(src, at(gpa, length), length);
+        memory.markWritten(new Gpa(gpa), length);
+    }
+
     private static short le(short v) {
         return NativeMemory.BIG_ENDIAN_HOST ? Short.reverseBytes(v) : v;
     }

@@ -85,4 +85,20 @@ public interface LibC {
 
     /** {@code newValue} and {@code oldValue} are addresses of {@code struct itimerspec} (old may be 0). */
     int timerfd_settime(int fd, int flags, long newValue, long oldValue);
+
+    int socket(int domain, int type, int protocol);
+
+    /** {@code addr} is the address of a {@code struct sockaddr_in} or {@code sockaddr_un} of {@code len} bytes. */
+    int bind(int fd, long addr, int len);
+
+    int connect(int fd, long addr, int len);
+
+    /** {@code len} is the address of an in/out {@code socklen_t}. */
+    int getsockname(int fd, long addr, long len);
+
+    int setsockopt(int fd, int level, int optname, long optval, int optlen);
+
+    @ssize_t long send(int fd, long buf, @size_t long count, int flags);
+
+    @ssize_t long recv(int fd, long buf, @size_t long count, int flags);
 }

@@ -294,6 +294,24 @@ public final class Sys {
     }
 
     /**
+     * write(2) from native memory on a non-blocking fd: the byte count, or -1 when the fd cannot
+     * take data now (EAGAIN). Retries EINTR.
+     */
+    public static long writeNonBlocking(Fd fd, long buf, long count) {
+        long n;
+        do {
+            n = LIBC.write(fd.get(), buf, count);
+        } while (n < 0 && errno() == Errno.EINTR);
+        if (n < 0) {
+            if (errno() == Errno.EAGAIN) {
+                return -1;
+            }
+            throw fail("write", fd.toString());
+        }
+        return n;
+    }
+
+    /**
      * Adds {@code value} to the eventfd counter on a bare fd number (glibc's {@code eventfd_write},
      * an 8-byte write(2) from its own stack: no buffer is shared between callers). Retries EINTR.
      */

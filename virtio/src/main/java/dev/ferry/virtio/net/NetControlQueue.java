@@ -1,0 +1,147 @@
+package dev.ferry.virtio.net;
+
+import dev.ferry.virtio.Virtio;
+import dev.ferry.virtio.VirtioContext;
+import dev.ferry.virtio.queue.ChainReader;
+import dev.ferry.virtio.queue.DescriptorChain;
+import dev.ferry.virtio.queue.SplitVirtqueue;
+
+import java.util.Arrays;
+
+/**
+ * virtio-net's control queue ({@link NetControl}): reads each request, applies it to the RX
+ * filter or the device, writes the ack byte and returns the chain. A request without class and
+ * command or without room for the ack is a protocol error (NEEDS_RESET); one the device does not
+ * serve is answered ERR. Loop thread only.
+ */
+final class NetControlQueue {
+    /** What a command changes outside the filter. */
+    interface Device {
+        void setMac(byte[] mac);
+
+        /** VIRTIO_NET_CTRL_ANNOUNCE_ACK: true when an announce was awaited (and is now cleared). */
+        boolean ackAnnounce();
+    }
+
+    private final RxFilter filter;
+    private final Device device;
+    private final NetStats stats;
+    private final byte[] data = new byte[NetControl.MAX_DATA];
+
+    NetControlQueue(RxFilter filter, Device device, NetStats stats) {
+        this.filter = filter;
+        this.device = device;
+        this.stats = stats;
+    }
+
+    /** Serves every available request on queue {@code index}. */
+    void serve(VirtioContext ctx, int index) {
+        SplitVirtqueue vq = ctx.queue(index);
+        if (vq == null) {
+            return;
+        }
+        int n = 0;
+        DescriptorChain c;
+        while ((c = vq.pop()) != null) {
+            if (c.readableBytes() < 2 || c.writableBytes() < 1) {
+                ctx.deviceError("virtio-net ctrl missing headers: chain head " + c.head() + " has "
+                        + c.readableBytes() + " device-readable and " + c.writableBytes()
+                        + " device-writable bytes (class, command and ack need 2 and 1)");
+                return;
+            }
+            int ack = command(c, ctx.features());
+            stats.ctrlCommands.incrementAndGet();
+            if (ack != NetControl.OK) {
+                stats.ctrlErrors.incrementAndGet();
+            }
+            c.writer().writeU8(ack);
+            vq.push(c, 1);
+            n++;
+        }
+        if (n > 0) {
+            vq.publish();
+            ctx.notifyQueue(index);
+        }
+    }
+
+    private int command(DescriptorChain c, long f) {
+        ChainReader r = c.reader();
+        int cls = r.readU8();
+        int cmd = r.readU8();
+        long dataLen = r.remaining();
+        if (dataLen > NetControl.MAX_DATA) {
+            return NetControl.ERR;
+        }
+        int len = (int) dataLen;
+        r.readFully(data, 0, len);
+        return switch (cls) {
+            case NetControl.CLASS_RX -> Virtio.has(f, VirtioNet.F_CTRL_RX) ? rxMode(cmd, len) : NetControl.ERR;
+            case NetControl.CLASS_MAC -> macCommand(cmd, len, f);
+            case NetControl.CLASS_ANNOUNCE -> cmd == NetControl.ANNOUNCE_ACK && len == 0
+                    && Virtio.has(f, VirtioNet.F_GUEST_ANNOUNCE) && device.ackAnnounce() ? NetControl.OK : NetControl.ERR;
+            default -> NetControl.ERR;
+        };
+    }
+
+    private int rxMode(int cmd, int len) {
+        if (len != 1) {
+            return NetControl.ERR;
+        }
+        boolean on = data[0] != 0;
+        switch (cmd) {
+            case NetControl.RX_PROMISC -> filter.promisc = on;
+            case NetControl.RX_ALLMULTI -> filter.allmulti = on;
+            default -> {
+                return NetControl.ERR; // ALLUNI..NOBCAST need CTRL_RX_EXTRA, not offered
+            }
+        }
+        return NetControl.OK;
+    }
+
+    private int macCommand(int cmd, int len, long f) {
+        if (cmd == NetControl.MAC_ADDR_SET) {
+            if (!Virtio.has(f, VirtioNet.F_CTRL_MAC_ADDR) || len != 6) {
+                return NetControl.ERR;
+            }
+            device.setMac(Arrays.copyOf(data, 6));
+            return NetControl.OK;
+        }
+        if (cmd != NetControl.MAC_TABLE_SET || !Virtio.has(f, VirtioNet.F_CTRL_RX) || len < 8) {
+            return NetControl.ERR;
+        }
+        // le32 n | n macs | le32 m | m macs, exactly the data's length
+        long uni = le32(0);
+        if (uni > (len - 8) / 6) {
+            return NetControl.ERR;
+        }
+        int at = 4 + (int) uni * 6;
+        long multi = le32(at);
+        if (at + 4 + multi * 6 != len) {
+            return NetControl.ERR;
+        }
+        byte[] table = new byte[RxFilter.TABLE_ENTRIES * 6];
+        int inUse = 0;
+        boolean uniOverflow = uni > RxFilter.TABLE_ENTRIES;
+        if (!uniOverflow) {
+            System.arraycopy(data, 4, table, 0, (int) uni * 6);
+            inUse = (int) uni;
+        }
+        int firstMulti = inUse;
+        boolean multiOverflow = inUse + multi > RxFilter.TABLE_ENTRIES;
+        if (!multiOverflow) {
+            System.arraycopy(data, at + 4, table, inUse * 6, (int) multi * 6);
+            inUse += (int) multi;
+        }
+        filter.table = table;
+        filter.inUse = inUse;
+        filter.firstMulti = firstMulti;
+        filter.uniOverflow = uniOverflow;
+        filter.multiOverflow = multiOverflow;
+        return NetControl.OK;
+    }
+
+    private long le32(int at) {
+        return (data[at] & 0xffL) | (data[at + 1] & 0xffL) << 8 | (data[at + 2] & 0xffL) << 16
+                | (data[at + 3] & 0xffL) << 24;
+    }
+}
