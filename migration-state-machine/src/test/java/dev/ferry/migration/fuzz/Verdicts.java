@@ -17,6 +17,8 @@ public final class Verdicts {
         if (r.status() == MigrationStatus.FAILED) {
             assertTrue(r.errorDesc() != null && r.errorDesc().length() > 10, () -> "a refusal must say why: " + r);
             assertTrue(!r.errorDesc().startsWith("internal error"), () -> "an internal error is a bug: " + r);
+            assertTrue(r.errorDesc().chars().noneMatch(Character::isISOControl),
+                    () -> "stream bytes reach error-desc unescaped: " + r);
         }
     }
 }

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.ferry.vmm.config.Sizes;
+import dev.ferry.virtio.net.peer.TrafficPeer;
 import dev.ferry.vmm.migrate.MigrationProgress;
 import dev.ferry.vmm.process.FerryRunProcess;
 import dev.ferry.vmm.qmp.QmpClient;
@@ -12,6 +13,8 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 import java.io.PrintStream;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -85,6 +88,12 @@ public final class DemoCommand implements Callable<Integer> {
                     + " engine runs the guest's disk driver; on the KVM engine virtio is not built yet")
     String disk;
 
+    @Option(names = "--nic", negatable = true, defaultValue = "true", fallbackValue = "true",
+            description = "give the guest a virtio-net NIC joined over a UDP socket to a traffic peer the demo runs;"
+                    + " the guest driver and the peer exchange sequence-numbered frames (default on; --no-nic: none;"
+                    + " soft engine)")
+    boolean nic;
+
     @Option(names = "--json", description = "print exactly one JSON object instead of the report")
     boolean json;
 
@@ -118,8 +127,9 @@ public final class DemoCommand implements Callable<Integer> {
             System.err.println("ferry demo: --disk must be 0 or at least 1M, a multiple of 4K");
             return 2;
         }
-        if (diskBytes != 0 && engine.equals("kvm")) {
-            System.err.println("ferry demo: the KVM engine has no virtio support yet; use --engine soft or --disk 0");
+        if ((diskBytes != 0 || nic) && engine.equals("kvm")) {
+            System.err.println("ferry demo: the KVM engine has no virtio support yet; use --engine soft, or --disk 0"
+                    + " and --no-nic");
             return 2;
         }
         if (!transport.equals("tcp") && !transport.equals("unix")) {
@@ -129,13 +139,24 @@ public final class DemoCommand implements Callable<Integer> {
         PrintStream say = json ? new PrintStream(PrintStream.nullOutputStream()) : System.out;
         Path dir = Files.createTempDirectory("ferry-demo");
         try {
+            if (nic) {
+                peer = TrafficPeer.udp(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0));
+            }
             return run(dir, say);
         } finally {
+            if (peer != null) {
+                peer.close();
+            }
             try (Stream<Path> files = Files.walk(dir)) {
                 files.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
             }
         }
     }
+
+    /** The other end of the guest's NIC: a learning switch that checks the guest's frames and answers them. */
+    TrafficPeer peer;
+    /** The guest NIC's MAC. */
+    static final String NIC_MAC = "52:54:00:12:34:56";
 
     int vfCount;
     String vfFlags = "";
@@ -177,6 +198,11 @@ public final class DemoCommand implements Callable<Integer> {
             // Shared storage: both VMMs open the same image; the destination writes it only once it runs.
             devices.addObject().put("id", "disk0").put("kind", "virtio-blk").put("image", image.toString());
         }
+        if (peer != null) {
+            // Both VMMs send to the peer from a port of their own; the destination's announce moves the MAC.
+            devices.addObject().put("id", "net0").put("kind", "virtio-net").put("mac", NIC_MAC)
+                    .put("netdev", "dgram:127.0.0.1:" + peer.port());
+        }
         return c.toPrettyString();
     }
 
@@ -200,6 +226,10 @@ public final class DemoCommand implements Callable<Integer> {
             if (image != null) {
                 say.printf("                 a %s virtio-blk disk (shared image %s); the guest writes, reads back and"
                         + " flushes verifiable blocks, %d requests in flight%n", disk, image.getFileName(), 32);
+            }
+            if (peer != null) {
+                say.printf("                 a virtio-net NIC (%s) joined over UDP to the demo's traffic peer at"
+                        + " 127.0.0.1:%d; guest and peer exchange sequence-numbered frames%n", NIC_MAC, peer.port());
             }
             if (vfCount > 0) {
                 say.printf("                 %d emulated SR-IOV NIC VF%s (%s), receiving and DMAing into guest RAM%n",
@@ -241,6 +271,7 @@ public final class DemoCommand implements Callable<Integer> {
                     new Thread(() -> act(s, dst, ev.data().path("phase").asText(), actions), "ferry-demo-act").start();
                 }
             });
+            migrateNanos = System.nanoTime();
             s.execute("migrate", QapiJson.JSON.createObjectNode().put("uri", uri));
             JsonNode info = MigrationProgress.follow(s, json ? null : System.out, Duration.ofMinutes(30), i -> { });
             say.println();
@@ -255,7 +286,7 @@ public final class DemoCommand implements Callable<Integer> {
                 DemoReport.verification(o, say);
             }
             boolean keptSource = !o.status.equals("completed") && o.sourceRunning && o.sourceIntact && o.sourceVfsRunning
-                    && o.disks.stream().allMatch(dk -> dk.imageOk);
+                    && o.disks.stream().allMatch(dk -> dk.imageOk) && (o.nic == null || o.nic.verified(false));
             boolean asAsked = phase != null ? keptSource
                     : o.status.equals("completed") ? o.verified : faultInjected() && keptSource;
             return asAsked ? 0 : 1;
@@ -339,8 +370,12 @@ public final class DemoCommand implements Callable<Integer> {
         return asked;
     }
 
+    /** When the migrate command went out (the peer's clock). */
+    long migrateNanos;
+
     /** What the demo proved. */
     static final class Outcome {
+        NicOutcome nic;
         String status;
         boolean sourceRunning;
         boolean sourceIntact;
@@ -356,6 +391,75 @@ public final class DemoCommand implements Callable<Integer> {
         boolean sourceVfsRunning = true;
         final List<VfOutcome> vfs = new ArrayList<>();
         final List<DiskOutcome> disks = new ArrayList<>();
+    }
+
+    /** The NIC's part of the outcome, mostly as the traffic peer saw it. */
+    static final class NicOutcome {
+        long guestFrames;
+        long guestLost;
+        long guestDupsOrReorders;
+        long peerLost = -1;
+        long peerDups;
+        String sourcePort;
+        String portNow;
+        boolean moved;
+        boolean sourceContinued;
+        final List<String> announces = new ArrayList<>();
+        long announceAcks;
+        boolean driverOk;
+        String problem;
+
+        boolean verified(boolean completed) {
+            if (!completed) {
+                return sourceContinued && !moved && announces.isEmpty() && guestDupsOrReorders == 0;
+            }
+            return moved && !announces.isEmpty() && guestDupsOrReorders == 0 && peerDups == 0 && driverOk;
+        }
+    }
+
+    /**
+     * The NIC's verdict. After a completed migration: the guest's frames reached the peer without
+     * duplicate or reordering, the destination announced itself and the peer moved the MAC there,
+     * and the destination's driver went on without error; frames lost each way while the guest was
+     * down are counted. After a failed one: the source kept sending from its port, nothing moved
+     * and nobody announced.
+     */
+    private void nicOutcome(Outcome o, JsonNode verify, boolean completed) throws InterruptedException {
+        byte[] mac = dev.ferry.virtio.guest.NetTraffic.longToMac(Long.parseLong(NIC_MAC.replace(":", ""), 16));
+        NicOutcome n = new NicOutcome();
+        TrafficPeer.FlowStats before = peer.flow(mac);
+        if (!completed) {
+            Thread.sleep(500); // the source's guest goes on sending
+        }
+        TrafficPeer.FlowStats f = peer.flow(mac);
+        n.guestFrames = f.received();
+        n.guestLost = f.lost();
+        n.guestDupsOrReorders = f.dupsOrReorders();
+        n.portNow = f.port();
+        long first = -1;
+        for (TrafficPeer.Announce a : peer.announces()) {
+            if (a.nanos() >= migrateNanos) {
+                first = first < 0 ? a.nanos() : first;
+                n.announces.add(String.format(java.util.Locale.ROOT, "%s %.0f ms", a.kind(), (a.nanos() - first) / 1e6));
+            }
+        }
+        for (TrafficPeer.Move m : peer.moves()) {
+            if (m.nanos() >= migrateNanos) {
+                n.moved = true;
+                n.sourcePort = m.from();
+            }
+        }
+        n.sourceContinued = f.received() > before.received() && f.port().equals(before.port());
+        for (JsonNode v : verify.path("nics")) {
+            n.peerLost = v.path("peer-lost").asLong();
+            n.peerDups = v.path("peer-dups").asLong();
+            n.announceAcks = v.path("announce-acks").asLong();
+            n.driverOk = v.path("ok").asBoolean();
+            if (!n.driverOk) {
+                n.problem = v.path("problems").toString();
+            }
+        }
+        o.nic = n;
     }
 
     /** One disk's part of the outcome. */
@@ -438,6 +542,9 @@ public final class DemoCommand implements Callable<Integer> {
         }
         disks(o, s, sv, true);
         if (!o.status.equals("completed")) {
+            if (peer != null) {
+                nicOutcome(o, sv, false);
+            }
             o.destinationState = dst.isAlive() ? d.execute("query-status", null).path("status").asText() : "killed";
             o.problem = info.path("error-desc").asText(null);
             if (o.problem == null && dst.isAlive()) {
@@ -447,7 +554,8 @@ public final class DemoCommand implements Callable<Integer> {
             return o;
         }
         String sourceDigest = s.execute("x-ferry-memory-digest", null).path("digest").asText();
-        Thread.sleep(300); // the guest runs on the destination for a while
+        // The guest runs on the destination for a while; with a NIC, past QEMU's five announce rounds (~800 ms).
+        Thread.sleep(peer != null ? 1200 : 300);
         JsonNode dv = d.execute("x-ferry-verify", null);
         o.destinationState = d.execute("query-status", null).path("status").asText();
         o.memoryEqual = sourceDigest.equals(dv.path("digest-at-load").asText());
@@ -480,6 +588,10 @@ public final class DemoCommand implements Callable<Integer> {
         disks(o, d, dv, false);
         for (DiskOutcome dk : o.disks) {
             vfsVerified &= dk.verified();
+        }
+        if (peer != null) {
+            nicOutcome(o, dv, true);
+            vfsVerified &= o.nic.verified(true);
         }
         o.verified = o.memoryEqual && o.continued && o.stepsReplayed > 0 && destIntact
                 && o.destinationState.equals("running") && vfsVerified;

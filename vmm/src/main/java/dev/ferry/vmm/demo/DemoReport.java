@@ -96,9 +96,33 @@ final class DemoReport {
         }
     }
 
+    static void nic(DemoCommand.Outcome o, PrintStream out) {
+        DemoCommand.NicOutcome n = o.nic;
+        if (n == null) {
+            return;
+        }
+        boolean completed = o.status.equals("completed");
+        out.println("NIC:");
+        out.printf("  net0   guest -> peer: %,d frames, %d lost, %d duplicated or reordered%n", n.guestFrames, n.guestLost,
+                n.guestDupsOrReorders);
+        if (completed) {
+            out.printf("         peer -> guest: %d lost while the guest moved (the peer's frames to the source's port"
+                    + " until the announce), %d duplicated or reordered%n", n.peerLost, n.peerDups);
+            out.printf("         announce: %s; the peer moved the MAC %s; %d guest acks of VIRTIO_NET_S_ANNOUNCE%n",
+                    n.announces.isEmpty() ? "NONE SEEN" : String.join(", ", n.announces),
+                    n.moved ? "from " + n.sourcePort + " to " + n.portNow : "NOWHERE", n.announceAcks);
+            out.printf("         destination driver %s%n", n.driverOk ? "ran on without error" : "FAILED: " + n.problem);
+        } else {
+            out.printf("         the source %s sending from %s; announces %s; MAC %s%n",
+                    n.sourceContinued ? "kept" : "STOPPED", n.portNow, n.announces.isEmpty() ? "none (right)" : n.announces,
+                    n.moved ? "MOVED" : "stayed with the source");
+        }
+    }
+
     static void verification(DemoCommand.Outcome o, PrintStream out) {
         vfs(o, out);
         disks(o, out);
+        nic(o, out);
         if (o.status.equals("completed")) {
             out.printf("verified:        destination RAM %s the source's at switchover%n",
                     o.memoryEqual ? "equals" : "DIFFERS FROM");
@@ -127,6 +151,12 @@ final class DemoReport {
         if (idstr.endsWith("/virtio-blk")) {
             return "virtio-blk";
         }
+        if (idstr.endsWith("/virtio-net")) {
+            return "virtio-net";
+        }
+        if (idstr.endsWith("/virtio-balloon")) {
+            return "virtio-balloon";
+        }
         return switch (idstr) {
             case "ram" -> "ram";
             case "cpu-soft" -> "soft-vcpu";
@@ -149,6 +179,15 @@ final class DemoReport {
         j.put("verification_digest_ms", o.digestMs);
         j.put("guest_pause_without_verification_ms", Math.max(0, info.path("x-ferry-guest-pause").asLong(0) - o.digestMs));
         j.set("downtime_phases_us", info.path("x-ferry-downtime-breakdown").deepCopy());
+        if (o.nic != null) {
+            DemoCommand.NicOutcome n = o.nic;
+            ObjectNode nn = j.putObject("nic");
+            nn.put("guest_frames", n.guestFrames).put("guest_lost", n.guestLost)
+                    .put("guest_dups_or_reorders", n.guestDupsOrReorders).put("peer_lost", n.peerLost)
+                    .put("peer_dups", n.peerDups).put("moved", n.moved).put("source_continued", n.sourceContinued)
+                    .put("announce_acks", n.announceAcks).put("verified", n.verified(o.status.equals("completed")));
+            n.announces.forEach(nn.putArray("announces")::add);
+        }
         j.put("setup_ms", info.path("setup-time").asLong());
         long transferred = info.path("ram").path("transferred").asLong();
         j.put("transferred_bytes", transferred);

@@ -17,7 +17,10 @@ import dev.ferry.virtio.VirtioMmioDevice;
 import dev.ferry.virtio.blk.VirtioBlk;
 import dev.ferry.virtio.guest.BlkDriverArea;
 import dev.ferry.virtio.guest.DiskVerifier;
+import dev.ferry.virtio.guest.NetDriverArea;
 import dev.ferry.virtio.guest.SoftBlkDriver;
+import dev.ferry.virtio.guest.SoftNetDriver;
+import dev.ferry.virtio.net.VirtioNet;
 import dev.ferry.vmm.config.VmConfig;
 
 import java.util.ArrayList;
@@ -25,14 +28,17 @@ import java.util.List;
 
 /**
  * The soft engine's workload as a VM's guest, with the soft interrupt controller for its devices
- * and, per virtio disk, Ferry's guest disk driver ({@link SoftBlkDriver}) running beside the
- * vCPUs. Each disk driver keeps its rings, buffers and record in the top {@value #DRIVER_KIB} KiB of
- * RAM below the previous one's (disk 0 highest); the working set is kept below them.
+ * and Ferry's guest drivers running beside the vCPUs: per virtio disk a {@link SoftBlkDriver}, per
+ * virtio NIC a {@link SoftNetDriver}. Each driver keeps its rings, buffers and record in an area at
+ * the top of RAM, below the previous device's in config order (the first device highest); the
+ * working set is kept below them.
  */
 final class SoftGuest implements VmGuest {
-    static final long DRIVER_KIB = BlkDriverArea.SIZE / 1024;
     /** Requests each guest disk driver keeps in flight. */
     static final int DISK_DEPTH = 32;
+    /** Data frames each guest NIC driver keeps unanswered, and their length (a full Ethernet frame). */
+    static final int NIC_WINDOW = 32;
+    static final int NIC_FRAME = 1514;
 
     private final VmConfig config;
     private final SoftWorkload workload;
@@ -40,6 +46,9 @@ final class SoftGuest implements VmGuest {
     private final Machine machine;
     private final SoftInterruptController irqchip = new SoftInterruptController();
     private final List<Disk> disks = new ArrayList<>();
+    private final List<Nic> nics = new ArrayList<>();
+    /** The lowest driver area so far: the next one ends here. */
+    private long areaTop;
     private volatile List<SoftVcpuState> loadedStates;
 
     /** One disk and its guest driver; {@code loaded} is the driver's progress as a migration left it. */
@@ -56,9 +65,37 @@ final class SoftGuest implements VmGuest {
         }
     }
 
+    /** One NIC and its guest driver; {@code loaded} is the driver's progress as a migration left it. */
+    private static final class Nic {
+        final String id;
+        final VirtioNet model;
+        final SoftNetDriver driver;
+        volatile NetDriverArea.Progress loaded;
+
+        Nic(String id, VirtioNet model, SoftNetDriver driver) {
+            this.id = id;
+            this.model = model;
+            this.driver = driver;
+        }
+    }
+
+    /** RAM the guest drivers of the config's devices take at the top of RAM. */
+    static long driverBytes(VmConfig config) {
+        long n = 0;
+        for (VmConfig.DeviceConfig d : config.devices()) {
+            n += switch (d.kind()) {
+                case "virtio-blk" -> BlkDriverArea.SIZE;
+                case "virtio-net" -> NetDriverArea.SIZE;
+                default -> 0;
+            };
+        }
+        return n;
+    }
+
     SoftGuest(VmConfig config) {
         this.config = config;
-        long reserved = DRIVER_KIB * 1024 * config.devices().stream().filter(d -> d.kind().equals("virtio-blk")).count();
+        this.areaTop = config.memoryBytes();
+        long reserved = driverBytes(config);
         long ws = Math.min(config.workload().workingSetBytes(), config.memoryBytes() - reserved);
         this.workload = new SoftWorkload(config.vcpus(), config.workload().dirtyRateBytesPerSec(), ws, 0,
                 config.workload().seed());
@@ -86,12 +123,18 @@ final class SoftGuest implements VmGuest {
     public void attachDrivers(VmDevices devices) {
         for (Device d : devices.all()) {
             if (d instanceof VirtioMmioDevice v && v.transport().model() instanceof VirtioBlk blk) {
-                long area = config.memoryBytes() - (disks.size() + 1) * BlkDriverArea.SIZE;
+                long area = areaTop -= BlkDriverArea.SIZE;
                 long blocks = Math.min(BlkDriverArea.MAX_BLOCKS, blk.capacityBytes() / 4096);
                 SoftBlkDriver driver = new SoftBlkDriver(machine.deviceMemory(), area, machine.mmio(), v.transport().base(),
                         irqchip, v.transport().irq().gsi(), config.workload().seed() ^ disks.size(), DISK_DEPTH, blocks);
                 cpus.addProgram(d.id(), driver);
                 disks.add(new Disk(d.id(), blk, driver));
+            } else if (d instanceof VirtioMmioDevice v && v.transport().model() instanceof VirtioNet net) {
+                long area = areaTop -= NetDriverArea.SIZE;
+                SoftNetDriver driver = new SoftNetDriver(machine.deviceMemory(), area, machine.mmio(), v.transport().base(),
+                        irqchip, v.transport().irq().gsi(), NIC_WINDOW, NIC_FRAME);
+                cpus.addProgram(d.id(), driver);
+                nics.add(new Nic(d.id(), net, driver));
             } else {
                 throw new IllegalStateException("the soft guest has no driver for " + d.id() + " (" + d.kind() + ")");
             }
@@ -111,6 +154,9 @@ final class SoftGuest implements VmGuest {
         for (Disk d : disks) {
             d.loaded = d.driver.area().progress();
         }
+        for (Nic n : nics) {
+            n.loaded = n.driver.area().progress();
+        }
     }
 
     @Override
@@ -122,6 +168,25 @@ final class SoftGuest implements VmGuest {
             for (Disk d : disks) {
                 progress(a.addObject().put("id", d.id), d.driver.area().progress());
             }
+        }
+        if (!nics.isEmpty()) {
+            ArrayNode a = o.putArray("nics");
+            for (Nic n : nics) {
+                progress(a.addObject().put("id", n.id), n.driver.area().progress());
+            }
+        }
+    }
+
+    private static void progress(ObjectNode o, NetDriverArea.Progress p) {
+        o.put("started", p.started()).put("last-sent-seq", p.lastSentSeq()).put("tx-sent", p.txSent())
+                .put("tx-completed", p.txCompleted()).put("rx-frames", p.rxFrames()).put("peer-frames", p.peerFrames())
+                .put("last-peer-seq", p.lastPeerSeq()).put("peer-lost", p.peerLost()).put("peer-gaps", p.peerGaps())
+                .put("peer-dups", p.peerDups()).put("announces-seen", p.announcesSeen())
+                .put("announce-acks", p.announceAcks()).put("garps-sent", p.garpsSent()).put("ctrl-errors", p.ctrlErrors())
+                .put("errors", p.errors()).put("echo-bad", p.echoBad()).put("interrupts", p.interrupts());
+        ArrayNode gaps = o.putArray("peer-gaps-seq");
+        for (NetDriverArea.Gap g : p.gaps()) {
+            gaps.addObject().put("expected", g.expected()).put("got", g.got());
         }
     }
 
@@ -147,6 +212,9 @@ final class SoftGuest implements VmGuest {
             cn.put("ok", c.ok()).put("steps-replayed", c.stepsReplayed());
             ArrayNode problems = cn.putArray("problems");
             c.problems().forEach(problems::add);
+        }
+        if (!nics.isEmpty()) {
+            verifyNics(o);
         }
         if (!disks.isEmpty()) {
             ArrayNode a = o.putArray("disks");
@@ -175,6 +243,38 @@ final class SoftGuest implements VmGuest {
                 }
                 dn.put("ok", ok);
             }
+        }
+    }
+
+    /**
+     * Per NIC: the guest driver saw no protocol error, no corrupt echo and no duplicated or
+     * reordered peer frame, and (after a migration) its sequence went on from where it was loaded.
+     * Frames lost while the guest was down are counted, not failed: the demo's peer reports them.
+     */
+    private void verifyNics(ObjectNode o) {
+        ArrayNode a = o.putArray("nics");
+        for (Nic n : nics) {
+            NetDriverArea.Progress now = n.driver.area().progress();
+            ObjectNode nn = a.addObject().put("id", n.id);
+            progress(nn, now);
+            ArrayNode problems = nn.putArray("problems");
+            if (now.errors() != 0) {
+                problems.add("the guest NIC driver stopped on error " + now.firstError());
+            }
+            if (now.echoBad() != 0) {
+                problems.add(now.echoBad() + " echoed frames came back corrupt");
+            }
+            if (now.peerDups() != 0) {
+                problems.add(now.peerDups() + " peer frames came twice or out of order");
+            }
+            if (n.loaded != null) {
+                if (now.lastSentSeq() <= n.loaded.lastSentSeq()) {
+                    problems.add("the guest sent nothing after the migration (last seq " + now.lastSentSeq() + ")");
+                }
+                nn.putObject("continuation").put("last-sent-seq-at-load", n.loaded.lastSentSeq())
+                        .put("peer-frames-at-load", n.loaded.peerFrames());
+            }
+            nn.put("ok", problems.isEmpty());
         }
     }
 

@@ -346,6 +346,18 @@ public final class Vmm implements AutoCloseable {
         return o;
     }
 
+    /** QMP set_link: a virtio NIC's link goes down or up (the driver sees STATUS and a config interrupt). */
+    public void setLink(String name, boolean up) throws dev.ferry.vmm.qmp.QmpError {
+        for (dev.ferry.core.device.Device d : devices.all()) {
+            if (d.id().equals(name) && d instanceof dev.ferry.virtio.VirtioMmioDevice v
+                    && v.transport().model() instanceof dev.ferry.virtio.net.VirtioNet net) {
+                net.setLink(up, machine.eventLoop());
+                return;
+            }
+        }
+        throw dev.ferry.vmm.qmp.QmpError.deviceNotFound("Device '" + name + "' not found");
+    }
+
     /** The VM's config devices (virtio-blk, ...): transport, rings and counters (x-ferry-devices). */
     public ObjectNode devicesInfo() {
         ObjectNode o = QapiJson.JSON.createObjectNode();

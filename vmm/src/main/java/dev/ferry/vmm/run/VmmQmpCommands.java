@@ -112,6 +112,10 @@ final class VmmQmpCommands {
         c.register("x-ferry-verify", Set.of(), a -> call(vmm::verify));
         c.register("x-ferry-vfio", Set.of(), a -> vmm.vfioInfo());
         c.register("x-ferry-devices", Set.of(), a -> vmm.devicesInfo());
+        c.register("set_link", Set.of("name", "up"), a -> {
+            vmm.setLink(a.requiredString("name"), a.requiredBool("up"));
+            return null;
+        });
         return c;
     }
 
