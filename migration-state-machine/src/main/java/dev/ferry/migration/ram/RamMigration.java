@@ -73,9 +73,16 @@ public final class RamMigration implements LiveSaveHandler {
     public void saveSetup(SaveStream out) throws IOException {
         counters.reset();
         inDowntime = false;
-        sender = new RamSender(memory, registry::dirtyLogSources, counters, (c, n) -> syncListener.afterSync(c, n));
+        sender = new RamSender(memory, registry::dirtyLogSources, counters, (c, n) -> syncListener.afterSync(c, n),
+                registry::notifyPrecopy);
+        registry.setFreePageHints(sender);
         long before = out.bytesWritten();
-        sender.setup(out);
+        try {
+            sender.setup(out);
+        } catch (IOException | RuntimeException e) {
+            saveCleanup(false); // the engine cleans up only handlers whose setup returned
+            throw e;
+        }
         account(out.bytesWritten() - before);
     }
 
@@ -101,7 +108,7 @@ public final class RamMigration implements LiveSaveHandler {
     @Override
     public void saveComplete(SaveStream out) throws IOException {
         inDowntime = true;
-        sender.sync();
+        sender.sync(true);
         long before = out.bytesWritten();
         sender.send(out, true);
         account(out.bytesWritten() - before);
@@ -119,6 +126,8 @@ public final class RamMigration implements LiveSaveHandler {
     @Override
     public void saveCleanup(boolean succeeded) {
         if (sender != null) {
+            registry.setFreePageHints(null);
+            registry.notifyPrecopy(dev.ferry.core.migration.PrecopyNotifier.Step.CLEANUP, succeeded);
             sender.cleanup();
             sender = null;
         }
