@@ -160,6 +160,11 @@ public final class SoftBalloonDriver implements SoftGuestProgram {
         area.set(BalloonDriverArea.R_FEATURES, accept);
         area.set(BalloonDriverArea.R_STATS_Q, statsQ);
         area.set(BalloonDriverArea.R_HINT_Q, hintQ);
+        // The guest used its balloon pages before (the host backs them) and will not touch them
+        // again once they are in the balloon.
+        for (long off = 0; off < balloonPages << BalloonConfig.PFN_SHIFT; off += 1 << 20) {
+            mem.fill(balloonBase + off, Math.min(1 << 20, (balloonPages << BalloonConfig.PFN_SHIFT) - off), (byte) 0x6b);
+        }
         // The guest used its free region, then freed it: the bytes stay, the memory is free.
         for (long off = 0; off < freeBytes; off += 1 << 20) {
             mem.fill(freeBase + off, Math.min(1 << 20, freeBytes - off), (byte) 0x5a);
