@@ -80,7 +80,7 @@ final class SoftBalloonVm implements AutoCloseable {
             throw e;
         }
         driver = new SoftBalloonDriver(machine.deviceMemory(), AREA, machine.mmio(), device.transport().base(), irqchip,
-                device.transport().irq().gsi(), BALLOON, BALLOON_PAGES, freeBase, freeBytes, MiB, reuse);
+                device.transport().irq().gsi(), BALLOON, BALLOON_PAGES, freeBase, freeBytes, Math.min(4 * MiB, freeBytes), reuse);
         cpus.addProgram("balloon0", driver);
     }
 
