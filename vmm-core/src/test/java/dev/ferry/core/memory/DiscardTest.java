@@ -25,7 +25,12 @@ class DiscardTest {
             long[] st = Sys.fstatSizeAndAllocated(fd);
             assertEquals(3 * MIB + 4096, st[0], "st_size at offset 48");
             assertEquals(0, st[1], "a fresh memfd has no blocks");
-            Sys.pwrite(fd, dev.ferry.core.sys.NativeMemory.allocate(4096), 4096, 8192);
+            long page = dev.ferry.core.sys.NativeMemory.allocate(4096);
+            try {
+                Sys.pwrite(fd, page, 4096, 8192);
+            } finally {
+                dev.ferry.core.sys.NativeMemory.free(page);
+            }
             assertEquals(4096, Sys.fstatSizeAndAllocated(fd)[1], "st_blocks × 512 at offset 64: one page");
         }
     }
