@@ -83,6 +83,11 @@ class VirtioBalloonTest {
             assertTrue(ram.isDiscarded(new Gpa(pool + 63 * 4096)));
             assertFalse(ram.isDiscarded(new Gpa(pool + 64 * 4096)));
             assertEquals(0x1234, b.g.mem.readU64(pool + 64 * 4096));
+            @SuppressWarnings("unchecked")
+            Map<String, Object> d = (Map<String, Object>) b.g.describe().get("virtio-balloon");
+            assertEquals(64L, d.get("inflated-pages"));
+            assertEquals(64L, d.get("inflated-now"));
+            assertEquals("done", d.get("free-page-hint"));
             assertEquals(0, ram.allocatedBytes() - after, "checking the marks allocated nothing");
 
             assertEquals(0, b.sendPfns(1, 0, BalloonGuest.pfnRange(pool, 16)).length());

@@ -55,6 +55,7 @@ class SoftBalloonMigrationTest {
                 long pages = targets[hop - 1];
                 byte[] stream = InMemoryMigration.save(src.machine);
                 assertEquals(RunState.POSTMIGRATE, src.machine.runState());
+                assertEquals(0, src.inflatedPagesBacked(), "sending RAM did not allocate the source's inflated pages again");
                 assertEquals(FreePageHinting.CMD_ID_DONE,
                         src.machine.mmio().read(src.device.transport().base() + 0x100 + BalloonConfig.FREE_PAGE_HINT_CMD_ID, 4),
                         "hinting ends DONE when the migration completes");
