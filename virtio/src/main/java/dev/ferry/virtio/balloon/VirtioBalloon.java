@@ -99,11 +99,13 @@ public final class VirtioBalloon implements VirtioDeviceModel {
     private VirtioContext ctx;
     private boolean running;
     private boolean configPending;
+    private boolean resumePending;
     private int statsQueue = -1;
     private int hintQueue = -1;
     private DescriptorChain heldStats;
     private boolean rewindStats;
     private DeviceEventLoop.Timer statsTimer;
+    private DeviceEventLoop.Timer resumeTimer;
 
     // A load in progress (migration thread), until commitLoad.
     private int[] loadedHeader;
@@ -284,19 +286,43 @@ public final class VirtioBalloon implements VirtioDeviceModel {
             statsQueue = stats ? 2 : -1;
             hintQueue = hint ? (stats ? 3 : 2) : -1;
             running = true;
+            resumePending = true;
+        }
+        // Timers fire only once the loop runs handlers again: the VM surely runs then.
+        if (resumeTimer == null) {
+            resumeTimer = context.loop().timer(() -> {
+                VirtioContext c = ctx;
+                if (c != null && running && resumePending) {
+                    resume(c);
+                }
+            });
+        }
+        resumeTimer.arm(1);
+        armStatsTimer();
+    }
+
+    /**
+     * The first queue notification or timer after {@link #start}, when the loop runs handlers
+     * again and so the VM runs: a start can still be rolled back before it, so what touches guest memory
+     * or interrupts waits for it — the config interrupt held back while stopped, and on a
+     * destination the stats buffer the source held, un-popped to be popped again (QEMU's
+     * {@code virtqueue_rewind}).
+     */
+    private void resume(VirtioContext c) {
+        synchronized (this) {
+            resumePending = false;
             if (configPending) {
                 configPending = false;
-                context.configChanged();
+                c.configChanged();
             }
         }
         if (rewindStats && statsQueue >= 0) {
             rewindStats = false;
-            SplitVirtqueue q = context.queue(statsQueue);
+            SplitVirtqueue q = c.queue(statsQueue);
             if (q != null && q.inFlight() > 0) {
-                q.rewind(q.inFlight()); // the source held the buffer: pop it again (QEMU's virtqueue_rewind)
+                q.rewind(q.inFlight());
             }
         }
-        armStatsTimer();
     }
 
     @Override
@@ -304,6 +330,9 @@ public final class VirtioBalloon implements VirtioDeviceModel {
         VirtioContext c = ctx;
         if (c == null || !running) {
             return;
+        }
+        if (resumePending) {
+            resume(c);
         }
         SplitVirtqueue vq = c.queue(queue);
         if (vq == null) {
@@ -481,7 +510,7 @@ public final class VirtioBalloon implements VirtioDeviceModel {
 
     /** The config space changed: interrupt now if the device runs, else when it starts again. */
     private synchronized void signalConfig() {
-        if (running && ctx != null) {
+        if (running && !resumePending && ctx != null) {
             ctx.configChanged();
         } else {
             configPending = true;
@@ -496,6 +525,9 @@ public final class VirtioBalloon implements VirtioDeviceModel {
         if (statsTimer != null) {
             statsTimer.cancel();
         }
+        if (resumeTimer != null) {
+            resumeTimer.cancel();
+        }
     }
 
     @Override
@@ -504,6 +536,7 @@ public final class VirtioBalloon implements VirtioDeviceModel {
             running = false;
             ctx = null;
             configPending = false;
+            resumePending = false;
         }
         heldStats = null;
         rewindStats = false;
@@ -511,6 +544,10 @@ public final class VirtioBalloon implements VirtioDeviceModel {
         if (statsTimer != null) {
             statsTimer.close();
             statsTimer = null;
+        }
+        if (resumeTimer != null) {
+            resumeTimer.close();
+            resumeTimer = null;
         }
     }
 
@@ -648,5 +685,13 @@ public final class VirtioBalloon implements VirtioDeviceModel {
     @Override
     public void close() {
         registry.removePrecopyNotifier(precopy);
+        DeviceEventLoop.Timer s = statsTimer;
+        DeviceEventLoop.Timer r = resumeTimer;
+        if (s != null) {
+            s.close();
+        }
+        if (r != null) {
+            r.close();
+        }
     }
 }
