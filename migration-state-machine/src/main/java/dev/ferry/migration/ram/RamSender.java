@@ -34,9 +34,11 @@ final class RamSender implements DirtyPages, FreePageHints {
     private final PrecopyNotifier precopy;
     /** Pending pages free page hints cleared since the sender last counted (any thread adds). */
     private final java.util.concurrent.atomic.AtomicLong hintCleared = new java.util.concurrent.atomic.AtomicLong();
+    /** Orders a hint's clearing against {@link #cleanup} unmapping the bitmaps. */
+    private final Object hintLock = new Object();
     private final List<GuestRegion> regions;
     private final byte[][] idstrs;
-    private DirtyBitmap[] bitmaps;
+    private volatile DirtyBitmap[] bitmaps;
     private List<DirtyLogSource> started = List.of();
     /** Sources that report without re-arming; each chunk is cleared in them just before it is sent. */
     private List<ClearableDirtyLog> clearable = List.of();
@@ -162,14 +164,16 @@ final class RamSender implements DirtyPages, FreePageHints {
             throw new IllegalArgumentException("free page hint 0x" + Long.toHexString(gpa) + "+" + length
                     + " is not inside one RAM region");
         }
-        DirtyBitmap[] bms = bitmaps;
-        if (bms == null) {
-            return 0;
+        synchronized (hintLock) { // cleanup unmaps the bitmaps under the same lock
+            DirtyBitmap[] bms = bitmaps;
+            if (bms == null) {
+                return 0;
+            }
+            long n = bms[r.index()].clearRange((first - r.gpaBase()) >>> DirtyBitmap.PAGE_SHIFT,
+                    (end - first) >>> DirtyBitmap.PAGE_SHIFT);
+            hintCleared.addAndGet(n);
+            return n;
         }
-        long n = bms[r.index()].clearRange((first - r.gpaBase()) >>> DirtyBitmap.PAGE_SHIFT,
-                (end - first) >>> DirtyBitmap.PAGE_SHIFT);
-        hintCleared.addAndGet(n);
-        return n;
     }
 
     long remainingBytes() {
@@ -322,11 +326,13 @@ final class RamSender implements DirtyPages, FreePageHints {
         }
         started = List.of();
         residency.close();
-        if (bitmaps != null) {
-            for (DirtyBitmap b : bitmaps) {
-                b.close();
+        synchronized (hintLock) {
+            if (bitmaps != null) {
+                for (DirtyBitmap b : bitmaps) {
+                    b.close();
+                }
+                bitmaps = null;
             }
-            bitmaps = null;
         }
     }
 
