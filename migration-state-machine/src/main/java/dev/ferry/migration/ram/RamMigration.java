@@ -73,9 +73,16 @@ public final class RamMigration implements LiveSaveHandler {
     public void saveSetup(SaveStream out) throws IOException {
         counters.reset();
         inDowntime = false;
-        sender = new RamSender(memory, registry::dirtyLogSources, counters, (c, n) -> syncListener.afterSync(c, n));
+        sender = new RamSender(memory, registry::dirtyLogSources, counters, (c, n) -> syncListener.afterSync(c, n),
+                registry::notifyPrecopy);
+        registry.setFreePageHints(sender);
         long before = out.bytesWritten();
-        sender.setup(out);
+        try {
+            sender.setup(out);
+        } catch (IOException | RuntimeException e) {
+            saveCleanup(false); // the engine cleans up only handlers whose setup returned
+            throw e;
+        }
         account(out.bytesWritten() - before);
     }
 
@@ -102,7 +109,7 @@ public final class RamMigration implements LiveSaveHandler {
     public void saveComplete(SaveStream out) throws IOException {
         inDowntime = true;
         long t0 = System.nanoTime();
-        sender.sync();
+        sender.sync(true);
         finalSyncNanos = System.nanoTime() - t0;
         long before = out.bytesWritten();
         sender.send(out, true);
@@ -128,6 +135,8 @@ public final class RamMigration implements LiveSaveHandler {
     @Override
     public void saveCleanup(boolean succeeded) {
         if (sender != null) {
+            registry.setFreePageHints(null);
+            registry.notifyPrecopy(dev.ferry.core.migration.PrecopyNotifier.Step.CLEANUP, succeeded);
             sender.cleanup();
             sender = null;
         }

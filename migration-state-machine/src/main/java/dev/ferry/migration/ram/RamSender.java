@@ -8,6 +8,8 @@ import dev.ferry.core.memory.Gpa;
 import dev.ferry.core.memory.GuestMemory;
 import dev.ferry.core.memory.GuestRegion;
 import dev.ferry.core.memory.PageResidency;
+import dev.ferry.core.migration.FreePageHints;
+import dev.ferry.core.migration.PrecopyNotifier;
 import dev.ferry.core.migration.SaveStream;
 import dev.ferry.core.sys.NativeMemory;
 
@@ -23,15 +25,20 @@ import java.util.function.Supplier;
  * dirty page as a ZERO record (all-zero page) or a PAGE record copied native-to-native into the
  * stream. No allocation or syscall per page. Migration thread only.
  */
-final class RamSender implements DirtyPages {
+final class RamSender implements DirtyPages, FreePageHints {
     static final long MAX_STEP_NANOS = 50_000_000L;
     private final GuestMemory memory;
     private final Supplier<List<DirtyLogSource>> sources;
     private final RamCounters counters;
     private final DirtySyncListener syncListener;
+    private final PrecopyNotifier precopy;
+    /** Pending pages free page hints cleared since the sender last counted (any thread adds). */
+    private final java.util.concurrent.atomic.AtomicLong hintCleared = new java.util.concurrent.atomic.AtomicLong();
+    /** Orders a hint's clearing against {@link #cleanup} unmapping the bitmaps. */
+    private final Object hintLock = new Object();
     private final List<GuestRegion> regions;
     private final byte[][] idstrs;
-    private DirtyBitmap[] bitmaps;
+    private volatile DirtyBitmap[] bitmaps;
     private List<DirtyLogSource> started = List.of();
     /** Sources that report without re-arming; each chunk is cleared in them just before it is sent. */
     private List<ClearableDirtyLog> clearable = List.of();
@@ -47,6 +54,13 @@ final class RamSender implements DirtyPages {
 
     RamSender(GuestMemory memory, Supplier<List<DirtyLogSource>> sources, RamCounters counters,
               DirtySyncListener syncListener) {
+        this(memory, sources, counters, syncListener, (step, stopped) -> { });
+    }
+
+    /** {@code precopy} hears each dirty sync before and after it (free page hinting follows it). */
+    RamSender(GuestMemory memory, Supplier<List<DirtyLogSource>> sources, RamCounters counters,
+              DirtySyncListener syncListener, PrecopyNotifier precopy) {
+        this.precopy = precopy;
         this.memory = memory;
         this.sources = sources;
         this.counters = counters;
@@ -96,15 +110,29 @@ final class RamSender implements DirtyPages {
             out.putBe64(regions.get(i).size());
         }
         out.putBe64(RamFlags.EOS);
+        // QEMU's first bitmap sync (ram_init_bitmaps): hinting starts here, so the first pass can
+        // already skip pages the guest reports free.
+        precopy.onPrecopy(PrecopyNotifier.Step.BEFORE_BITMAP_SYNC, false);
+        precopy.onPrecopy(PrecopyNotifier.Step.AFTER_BITMAP_SYNC, false);
     }
 
     /** Collects every source's log into the migration bitmaps. */
     void sync() {
+        sync(false);
+    }
+
+    /**
+     * Collects every source's log into the migration bitmaps, telling the precopy notifiers
+     * before and after; {@code vmStopped} for the sync in downtime.
+     */
+    void sync(boolean vmStopped) {
+        precopy.onPrecopy(PrecopyNotifier.Step.BEFORE_BITMAP_SYNC, vmStopped);
         long before = remainingPages;
         for (DirtyLogSource s : started) {
             s.sync(this);
         }
         markAllChunksPending();
+        hintCleared.set(0); // the recount below sees every clear made so far
         long now = 0;
         for (DirtyBitmap b : bitmaps) {
             now += b.count();
@@ -113,6 +141,39 @@ final class RamSender implements DirtyPages {
         counters.remainingPages = now;
         counters.dirtySyncCount++;
         syncListener.afterSync(counters.dirtySyncCount, Math.max(0, now - before));
+        precopy.onPrecopy(PrecopyNotifier.Step.AFTER_BITMAP_SYNC, vmStopped);
+    }
+
+    /**
+     * A free page hint: clears the whole pages of {@code [gpa, gpa + length)} from the migration
+     * bitmap only — never from a dirty log, so a guest write after the hint is found by the next
+     * sync and sent. Any thread (a device's event loop); atomic per bitmap word against the
+     * sender's harvest.
+     */
+    @Override
+    public long clearPending(long gpa, long length) {
+        long first = (gpa + RamFlags.PAGE_SIZE - 1) & -RamFlags.PAGE_SIZE;
+        long end = (gpa + length) & -RamFlags.PAGE_SIZE;
+        if (length <= 0 || end <= first) {
+            return 0;
+        }
+        GuestRegion r;
+        try {
+            r = memory.regionFor(first, end - first);
+        } catch (RuntimeException e) {
+            throw new IllegalArgumentException("free page hint 0x" + Long.toHexString(gpa) + "+" + length
+                    + " is not inside one RAM region");
+        }
+        synchronized (hintLock) { // cleanup unmaps the bitmaps under the same lock
+            DirtyBitmap[] bms = bitmaps;
+            if (bms == null) {
+                return 0;
+            }
+            long n = bms[r.index()].clearRange((first - r.gpaBase()) >>> DirtyBitmap.PAGE_SHIFT,
+                    (end - first) >>> DirtyBitmap.PAGE_SHIFT);
+            hintCleared.addAndGet(n);
+            return n;
+        }
     }
 
     long remainingBytes() {
@@ -127,8 +188,29 @@ final class RamSender implements DirtyPages {
      */
     boolean send(SaveStream out, boolean ignoreLimit) throws IOException {
         long deadline = System.nanoTime() + MAX_STEP_NANOS;
-        int emptyRegions = 0;
+        remainingPages -= hintCleared.getAndSet(0);
         residency.invalidate();
+        if (!sendDirty(out, ignoreLimit, deadline)) {
+            return endSection(out);
+        }
+        if (ignoreLimit) {
+            // In downtime every dirty page goes, whatever the count says: a hint racing a count
+            // may have made it an under-estimate.
+            long left = 0;
+            for (DirtyBitmap b : bitmaps) {
+                left += b.count();
+            }
+            if (left > 0) {
+                remainingPages = left;
+                sendDirty(out, true, deadline);
+            }
+        }
+        return endSection(out);
+    }
+
+    /** Sends until the count reaches zero (true) or a limit stops it (false). */
+    private boolean sendDirty(SaveStream out, boolean ignoreLimit, long deadline) throws IOException {
+        int emptyRegions = 0;
         while (remainingPages > 0) {
             DirtyBitmap bm = bitmaps[cursorRegion];
             GuestRegion region = regions.get(cursorRegion);
@@ -150,12 +232,12 @@ final class RamSender implements DirtyPages {
                     remainingPages--;
                     if (!ignoreLimit && bits != 0 && out.rateLimitReached()) {
                         bm.orWord(cursorWord, bits);
-                        return endSection(out);
+                        return false;
                     }
                 }
                 cursorWord++;
                 if (!ignoreLimit && (out.rateLimitReached() || System.nanoTime() - deadline > 0)) {
-                    return endSection(out);
+                    return false;
                 }
             }
             cursorWord = 0;
@@ -165,10 +247,11 @@ final class RamSender implements DirtyPages {
                 remainingPages = 0; // a full lap found nothing: the count was an over-estimate
             }
         }
-        return endSection(out);
+        return true;
     }
 
     private boolean endSection(SaveStream out) throws IOException {
+        remainingPages -= hintCleared.getAndSet(0);
         counters.remainingPages = Math.max(0, remainingPages);
         out.putBe64(RamFlags.EOS);
         return remainingPages <= 0;
@@ -206,9 +289,10 @@ final class RamSender implements DirtyPages {
         long offset = page << DirtyBitmap.PAGE_SHIFT;
         long host = region.hostAddress(offset);
         boolean cont = region == lastSent;
-        // A page the memfd never backed is zero; reading it would make the kernel allocate it. If
-        // the guest writes it after the residency window was read, the dirty log has it.
-        if (!residency.mayHoldData(region, page) || NativeMemory.isZero(host, RamFlags.PAGE_SIZE)) {
+        // A page the memfd never backed, or one given back to the host (a balloon's), is zero;
+        // reading it would make the kernel allocate it. If the guest writes it after the residency
+        // window was read, the dirty log has it.
+        if (region.isDiscarded(page) || !residency.mayHoldData(region, page) || NativeMemory.isZero(host, RamFlags.PAGE_SIZE)) {
             header(out, region, offset | RamFlags.ZERO, cont);
             out.putU8(0);
             counters.zeroPages++;
@@ -242,11 +326,13 @@ final class RamSender implements DirtyPages {
         }
         started = List.of();
         residency.close();
-        if (bitmaps != null) {
-            for (DirtyBitmap b : bitmaps) {
-                b.close();
+        synchronized (hintLock) {
+            if (bitmaps != null) {
+                for (DirtyBitmap b : bitmaps) {
+                    b.close();
+                }
+                bitmaps = null;
             }
-            bitmaps = null;
         }
     }
 

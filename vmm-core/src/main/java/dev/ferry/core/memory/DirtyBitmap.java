@@ -13,6 +13,8 @@ import dev.ferry.core.sys.NativeMemory;
  */
 public final class DirtyBitmap implements AutoCloseable {
     public static final int PAGE_SHIFT = 12;
+    /** The low bits of an address or length that must be zero for whole pages. */
+    public static final long PAGE_SIZE_MASK = (1L << PAGE_SHIFT) - 1;
     private final long pages;
     private final long words;
     private final Mapping mapping;
@@ -53,6 +55,32 @@ public final class DirtyBitmap implements AutoCloseable {
         for (long p = first; p <= last; p++) {
             set(p);
         }
+    }
+
+    /**
+     * Clears pages {@code [first, first + n)}, a word at a time, atomically against concurrent
+     * setters; returns how many of them were set. A page set again after its word was cleared
+     * stays set.
+     */
+    public long clearRange(long first, long n) {
+        if (n <= 0) {
+            return 0;
+        }
+        check(first);
+        check(first + n - 1);
+        long cleared = 0;
+        long p = first;
+        long end = first + n;
+        while (p < end) {
+            long w = p >>> 6;
+            int lo = (int) (p & 63);
+            int count = (int) Math.min(64 - lo, end - p);
+            long bits = count == 64 ? -1L : ((1L << count) - 1) << lo;
+            long prev = NativeMemory.getAndAndLong(base + w * 8, ~bits);
+            cleared += Long.bitCount(prev & bits);
+            p += count;
+        }
+        return cleared;
     }
 
     public boolean get(long page) {

@@ -140,6 +140,75 @@ public final class GuestMemory implements AutoCloseable {
         }
     }
 
+    /**
+     * Gives the whole pages {@code [gpa, gpa + length)} back to the host: marks them discarded,
+     * then punches them out of the memfd ({@code MADV_REMOVE} on the shared mapping), so the host's
+     * memory use drops and the pages read as zero. The mark comes first, so that migration, which
+     * skips discarded pages, does not read (and so re-allocate) a page being punched. Returns the
+     * number of pages that were not discarded before.
+     *
+     * @throws GuestMemoryException when the range is not page-aligned or not inside one region
+     */
+    public long discard(Gpa gpa, long length) {
+        GuestRegion r = pageRange(gpa, length);
+        long first = (gpa.raw() - r.gpaBase()) >>> DirtyBitmap.PAGE_SHIFT;
+        long n = length >>> DirtyBitmap.PAGE_SHIFT;
+        long fresh = 0;
+        DirtyBitmap d = r.discardedPages();
+        for (long p = first; p < first + n; p++) {
+            if (!d.get(p)) {
+                d.set(p);
+                fresh++;
+            }
+        }
+        dev.ferry.core.sys.Sys.madvise(r.hostAddress(first << DirtyBitmap.PAGE_SHIFT), length,
+                dev.ferry.core.sys.Linux.MADV_REMOVE);
+        return fresh;
+    }
+
+    /**
+     * Takes discarded pages {@code [gpa, gpa + length)} back for the guest (a balloon deflate):
+     * they read as zero until written, and the host allocates them on first touch. Returns how
+     * many of them were discarded.
+     */
+    public long reclaim(Gpa gpa, long length) {
+        GuestRegion r = pageRange(gpa, length);
+        long first = (gpa.raw() - r.gpaBase()) >>> DirtyBitmap.PAGE_SHIFT;
+        return r.discardedPages().clearRange(first, length >>> DirtyBitmap.PAGE_SHIFT);
+    }
+
+    /** True when the page holding {@code gpa} was given back to the host and not reclaimed. */
+    public boolean isDiscarded(Gpa gpa) {
+        GuestRegion r = regionFor(gpa.raw(), 1);
+        return r.isDiscarded((gpa.raw() - r.gpaBase()) >>> DirtyBitmap.PAGE_SHIFT);
+    }
+
+    /** Pages discarded in all regions now. */
+    public long discardedPages() {
+        long n = 0;
+        for (GuestRegion r : byIndex) {
+            n += r.discardedPages().count();
+        }
+        return n;
+    }
+
+    /** Bytes of guest RAM the host has allocated now, over all regions. */
+    public long allocatedBytes() {
+        long n = 0;
+        for (GuestRegion r : byIndex) {
+            n += r.allocatedBytes();
+        }
+        return n;
+    }
+
+    private GuestRegion pageRange(Gpa gpa, long length) {
+        if (length <= 0 || ((gpa.raw() | length) & (DirtyBitmap.PAGE_SIZE_MASK)) != 0) {
+            throw new GuestMemoryException("0x" + Long.toHexString(gpa.raw()) + "+" + length
+                    + ": not whole 4 KiB pages");
+        }
+        return regionFor(gpa.raw(), length);
+    }
+
     /** The log of writes made through this API. */
     public DirtyLogSource writeLog() {
         return writeLog;

@@ -19,6 +19,8 @@ public final class GuestRegion implements AutoCloseable {
     private final Mapping mapping;
     private final long host;
     private final DirtyBitmap vmmWrites;
+    /** Pages given back to the host (a balloon's inflated pages): holes in the memfd, never read by migration. */
+    private final DirtyBitmap discarded;
 
     GuestRegion(String name, int index, long gpaBase, long size) {
         if (size <= 0 || (size & (Linux.PAGE_SIZE - 1)) != 0 || (gpaBase & (Linux.PAGE_SIZE - 1)) != 0) {
@@ -35,6 +37,7 @@ public final class GuestRegion implements AutoCloseable {
             Sys.ftruncate(fd, size);
             m = Mapping.shared(fd, 0, size);
             this.vmmWrites = new DirtyBitmap(size >>> DirtyBitmap.PAGE_SHIFT);
+            this.discarded = new DirtyBitmap(size >>> DirtyBitmap.PAGE_SHIFT);
         } catch (RuntimeException e) {
             if (m != null) {
                 m.close();
@@ -127,11 +130,30 @@ public final class GuestRegion implements AutoCloseable {
         return vmmWrites;
     }
 
+    /**
+     * The pages of this region given back to the host ({@link GuestMemory#discard}). Migration
+     * sends them as zero pages without reading them, since reading a hole of a shared memfd
+     * mapping would make the kernel allocate it again.
+     */
+    public boolean isDiscarded(long page) {
+        return discarded.get(page);
+    }
+
+    DirtyBitmap discardedPages() {
+        return discarded;
+    }
+
+    /** Bytes of this region the host has allocated now ({@code st_blocks} of the memfd). */
+    public long allocatedBytes() {
+        return Sys.fstatSizeAndAllocated(memfd)[1];
+    }
+
     @Override
     public void close() {
         mapping.close();
         memfd.close();
         vmmWrites.close();
+        discarded.close();
     }
 
     @Override

@@ -17,6 +17,8 @@ public final class MigrationRegistry {
     private final List<DirtyLogSource> dirtyLogSources = new CopyOnWriteArrayList<>();
     private final List<MigrationNotifier> notifiers = new CopyOnWriteArrayList<>();
     private final List<MigrationBlocker> blockers = new CopyOnWriteArrayList<>();
+    private final List<PrecopyNotifier> precopyNotifiers = new CopyOnWriteArrayList<>();
+    private volatile FreePageHints freePageHints;
 
     public void registerLive(LiveSaveHandler handler, int priority) {
         add(new SaveEntry.Live(handler, priority));
@@ -94,5 +96,41 @@ public final class MigrationRegistry {
 
     public List<MigrationBlocker> blockers() {
         return List.copyOf(blockers);
+    }
+
+    public void addPrecopyNotifier(PrecopyNotifier n) {
+        precopyNotifiers.add(n);
+    }
+
+    public void removePrecopyNotifier(PrecopyNotifier n) {
+        precopyNotifiers.remove(n);
+    }
+
+    /** Tells every precopy notifier about {@code step}, in registration order. Migration thread. */
+    public void notifyPrecopy(PrecopyNotifier.Step step, boolean vmStopped) {
+        for (PrecopyNotifier n : precopyNotifiers) {
+            try {
+                n.onPrecopy(step, vmStopped);
+            } catch (RuntimeException e) {
+                org.slf4j.LoggerFactory.getLogger(MigrationRegistry.class).warn("precopy notifier failed at {}: {}",
+                        step, e.toString());
+            }
+        }
+    }
+
+    /** RAM migration installs its pending set while it runs and removes it (null) when it ends. */
+    public void setFreePageHints(FreePageHints hints) {
+        this.freePageHints = hints;
+    }
+
+    /**
+     * A device's free page hint for {@code [gpa, gpa + length)}: the pages leave the running RAM
+     * migration's pending set. Returns the pages cleared; 0 when no RAM migration runs.
+     *
+     * @throws IllegalArgumentException when the range is not inside guest RAM
+     */
+    public long guestFreePageHint(long gpa, long length) {
+        FreePageHints h = freePageHints;
+        return h == null ? 0 : h.clearPending(gpa, length);
     }
 }

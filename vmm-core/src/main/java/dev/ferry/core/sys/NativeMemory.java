@@ -84,6 +84,18 @@ public final class NativeMemory {
         return prev;
     }
 
+    /** Atomic AND: clears bits another thread may be setting. Returns the previous value. */
+    public static long getAndAndLong(long address, long mask) {
+        long prev;
+        do {
+            prev = U.getLongVolatile(null, address);
+            if ((prev & mask) == prev) {
+                return prev;
+            }
+        } while (!U.compareAndSwapLong(null, address, prev, prev & mask));
+        return prev;
+    }
+
     /** Atomic exchange: harvests a bitmap word and clears it in one step. */
     public static long getAndSetLong(long address, long v) {
         return U.getAndSetLong(null, address, v);

@@ -97,6 +97,24 @@ public final class Sys {
         return r;
     }
 
+    /** x86_64 {@code struct stat}: 144 bytes, {@code st_size} at 48, {@code st_blocks} (512-byte units) at 64. */
+    public static final int STAT_SIZE = 144;
+    public static final int STAT_ST_SIZE = 48;
+    public static final int STAT_ST_BLOCKS = 64;
+
+    /**
+     * {@code fstat(fd)}: the file's size and the bytes the file system has allocated for it
+     * ({@code st_blocks × 512}) — for a memfd, the guest RAM the host really backs.
+     */
+    public static long[] fstatSizeAndAllocated(Fd fd) {
+        byte[] st = new byte[STAT_SIZE];
+        if (LIBC.fstat(fd.get(), st) < 0) {
+            throw fail("fstat", fd.toString());
+        }
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(st).order(java.nio.ByteOrder.nativeOrder());
+        return new long[] {b.getLong(STAT_ST_SIZE), b.getLong(STAT_ST_BLOCKS) * 512};
+    }
+
     public static void madvise(long addr, long length, int advice) {
         if (LIBC.madvise(addr, length, advice) < 0) {
             throw fail("madvise", "length=" + length + ", advice=" + advice);

@@ -1,0 +1,697 @@
+package dev.ferry.virtio.balloon;
+
+import dev.ferry.core.device.DeviceEventLoop;
+import dev.ferry.core.memory.DeviceMemory;
+import dev.ferry.core.memory.Gpa;
+import dev.ferry.core.memory.GuestMemory;
+import dev.ferry.core.memory.GuestRegion;
+import dev.ferry.core.migration.LoadStream;
+import dev.ferry.core.migration.MigrationException;
+import dev.ferry.core.migration.MigrationRegistry;
+import dev.ferry.core.migration.PrecopyNotifier;
+import dev.ferry.core.migration.SaveStream;
+import dev.ferry.virtio.Virtio;
+import dev.ferry.virtio.VirtioContext;
+import dev.ferry.virtio.VirtioDeviceModel;
+import dev.ferry.virtio.queue.ChainReader;
+import dev.ferry.virtio.queue.DescriptorChain;
+import dev.ferry.virtio.queue.Segment;
+import dev.ferry.virtio.queue.SplitVirtqueue;
+import dev.ferry.virtio.queue.VirtqueueError;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.io.IOException;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.function.LongConsumer;
+import java.util.function.LongSupplier;
+
+/**
+ * virtio-balloon (device ID 5): the host asks for guest memory back, the guest gives pages, the
+ * host drops them. Queues, in the order Linux numbers them (an optional queue exists only with its
+ * feature, and the ones after it move down when the driver does not take it):
+ * inflate 0, deflate 1, stats (STATS_VQ), free page (FREE_PAGE_HINT).
+ *
+ * <h2>Host memory</h2>
+ * An inflated PFN (le32, 4 KiB units) is given back through {@link GuestMemory#discard}: the page
+ * is punched out of the RAM memfd, so the host's allocation drops, and marked discarded, so RAM
+ * migration sends it as a zero page without reading it (reading would allocate it again). Runs of
+ * consecutive PFNs go in one call. A deflated PFN is {@link GuestMemory#reclaim}ed; it reads as
+ * zero until the guest writes it. PFNs outside RAM are skipped and counted, never punched.
+ *
+ * <h2>Free page hinting</h2>
+ * {@link FreePageHinting} follows RAM migration's dirty syncs (a {@link PrecopyNotifier}); hint
+ * buffers of a started round leave the migration's pending set through
+ * {@link MigrationRegistry#guestFreePageHint}, on the event loop, never on a vCPU.
+ *
+ * <h2>Stats</h2>
+ * The device holds the driver's stats buffer; returning it (every {@code statsPollingSeconds})
+ * asks for fresh stats, which come back in the same buffer.
+ *
+ * <h2>Migration</h2>
+ * The device part of the {@code virtio} field (Ferry's layout; QEMU's "virtio-balloon-device"
+ * carries num_pages, actual and the free-page-report subsection's cmd_id and status):
+ * <pre>
+ *   be32 num_pages | be32 actual | be32 free_page_hint_cmd_id | be32 free_page_hint_status
+ *   | be32 nruns | nruns × (be64 first guest page | be64 pages)      the inflated set, ascending
+ * </pre>
+ * The destination checks it (actual and num_pages within RAM, a known status, runs ascending,
+ * disjoint and inside RAM) and punches the inflated set out of its own memfd. The held stats
+ * buffer is not carried: the destination un-pops it ({@code rewind}) and pops it again.
+ *
+ * <h2>Threads</h2>
+ * Queues and the stats timer on the event loop; {@link #config}/{@link #writeConfig} on vCPU
+ * threads; {@link #setTarget} and the getters on any thread (QMP); precopy events on the
+ * migration thread.
+ */
+public final class VirtioBalloon implements VirtioDeviceModel {
+    private static final Logger LOG = LoggerFactory.getLogger(VirtioBalloon.class);
+    public static final int F_MUST_TELL_HOST = 0;
+    public static final int F_STATS_VQ = 1;
+    public static final int F_DEFLATE_ON_OOM = 2;
+    public static final int F_FREE_PAGE_HINT = 3;
+    public static final int F_PAGE_POISON = 4;
+    public static final int F_REPORTING = 5;
+    /** A stream may carry at most this many runs of inflated pages (16 bytes each). */
+    static final int MAX_RUNS = 1 << 20;
+    private static final int Q_INFLATE = 0;
+    private static final int Q_DEFLATE = 1;
+
+    private final String id;
+    private final BalloonOptions options;
+    private final GuestMemory memory;
+    private final MigrationRegistry registry;
+    private final LongSupplier clockSeconds;
+    private final long ramPages;
+    private final FreePageHinting hinting = new FreePageHinting();
+    private final BalloonCounters counters = new BalloonCounters();
+    private final PrecopyNotifier precopy = this::onPrecopy;
+    private final long[] cleared = new long[1];
+
+    private volatile int numPages;
+    private volatile int actual;
+    private volatile BalloonStats stats = BalloonStats.none();
+    private volatile int statsPollingSeconds;
+    private volatile LongConsumer actualListener = a -> { };
+
+    // Loop-thread state (ctx and running also read by the migration thread under this object's lock).
+    private VirtioContext ctx;
+    private boolean running;
+    private boolean configPending;
+    private boolean resumePending;
+    private int statsQueue = -1;
+    private int hintQueue = -1;
+    private DescriptorChain heldStats;
+    private boolean rewindStats;
+    private DeviceEventLoop.Timer statsTimer;
+    private DeviceEventLoop.Timer resumeTimer;
+
+    // A load in progress (migration thread), until commitLoad.
+    private int[] loadedHeader;
+    private long[] loadedRuns;
+
+    /**
+     * @param memory       the machine's RAM, whose memfd inflated pages are punched from
+     * @param registry     the machine's migration registry: the precopy notifier is registered there
+     *                     (with {@code freePageHint}) and hints go through it
+     * @param clockSeconds host time for the stats' {@code last-update}
+     */
+    public VirtioBalloon(String id, BalloonOptions options, GuestMemory memory, MigrationRegistry registry,
+                         LongSupplier clockSeconds) {
+        this.id = id;
+        this.options = options;
+        this.memory = memory;
+        this.registry = registry;
+        this.clockSeconds = clockSeconds;
+        this.ramPages = memory.totalSize() >>> BalloonConfig.PFN_SHIFT;
+        this.statsPollingSeconds = options.statsPollingSeconds();
+        if (options.freePageHint()) {
+            registry.addPrecopyNotifier(precopy);
+        }
+    }
+
+    // ---- the VMM's side ----
+
+    /**
+     * QMP {@code balloon value=<bytes>}: the guest should be left with {@code guestBytes} of RAM, so
+     * {@code num_pages = (RAM − guestBytes) / 4 KiB} (QEMU's rule; a target above RAM is RAM).
+     *
+     * @throws IllegalArgumentException for a target of 0 or less
+     */
+    public void setTarget(long guestBytes) {
+        if (guestBytes <= 0) {
+            throw new IllegalArgumentException(id + ": balloon target must be positive, got " + guestBytes);
+        }
+        long target = Math.min(guestBytes, memory.totalSize());
+        numPages = (int) ((memory.totalSize() - target) >>> BalloonConfig.PFN_SHIFT);
+        signalConfig();
+    }
+
+    /** Pages the host asks for. */
+    public int numPages() {
+        return numPages;
+    }
+
+    /** Pages the driver says it holds (its {@code actual}). */
+    public int actualPages() {
+        return actual;
+    }
+
+    /** QMP {@code query-balloon}'s {@code actual}: the guest's memory in bytes, RAM − actual pages. */
+    public long actualBytes() {
+        return memory.totalSize() - ((long) actual << BalloonConfig.PFN_SHIFT);
+    }
+
+    /** Outbound port for {@code BALLOON_CHANGE}: told the new {@link #actualBytes()} when the driver changes actual. */
+    public void setActualListener(LongConsumer listener) {
+        this.actualListener = listener == null ? a -> { } : listener;
+    }
+
+    /** The guest's last stats and when they came (QEMU's {@code guest-stats}). */
+    public BalloonStats guestStats() {
+        return stats;
+    }
+
+    /** QEMU's {@code guest-stats-polling-interval}: 0 stops polling. Any thread. */
+    public void setStatsPollingInterval(int seconds) {
+        if (seconds < 0) {
+            throw new IllegalArgumentException("polling interval " + seconds + " is negative");
+        }
+        statsPollingSeconds = seconds;
+        VirtioContext c = ctx;
+        if (c != null) {
+            c.loop().execute(this::armStatsTimer);
+        }
+    }
+
+    public int statsPollingInterval() {
+        return statsPollingSeconds;
+    }
+
+    public BalloonCounters counters() {
+        return counters;
+    }
+
+    /** The free page hinting state, for tests and {@code x-ferry-devices}. */
+    public FreePageHinting hinting() {
+        return hinting;
+    }
+
+    /** Pages in the balloon now, as the host sees them (discarded in guest RAM). */
+    public long inflatedPagesNow() {
+        return memory.discardedPages();
+    }
+
+    // ---- the model ----
+
+    @Override
+    public String name() {
+        return "virtio-balloon";
+    }
+
+    @Override
+    public int deviceId() {
+        return Virtio.ID_BALLOON;
+    }
+
+    @Override
+    public int stateVersion() {
+        return 1;
+    }
+
+    @Override
+    public long features() {
+        long f = 0;
+        if (options.stats()) {
+            f |= Virtio.bit(F_STATS_VQ);
+        }
+        if (options.deflateOnOom()) {
+            f |= Virtio.bit(F_DEFLATE_ON_OOM);
+        }
+        if (options.freePageHint()) {
+            f |= Virtio.bit(F_FREE_PAGE_HINT);
+        }
+        return f;
+    }
+
+    @Override
+    public int queueCount() {
+        return 2 + (options.stats() ? 1 : 0) + (options.freePageHint() ? 1 : 0);
+    }
+
+    @Override
+    public int queueMaxSize() {
+        return options.queueSize();
+    }
+
+    @Override
+    public byte[] config() {
+        return BalloonConfig.encode(numPages, actual, options.freePageHint(), hinting.publishedCmdId());
+    }
+
+    @Override
+    public void writeConfig(int offset, int size, long value) {
+        // Only actual is the driver's (QEMU takes it from any write that covers the config).
+        if (offset == BalloonConfig.ACTUAL && size == 4) {
+            int a = (int) value;
+            if (Integer.toUnsignedLong(a) > ramPages) {
+                LOG.warn("{}: driver wrote actual {} pages, more than the {} pages of RAM; ignored", id,
+                        Integer.toUnsignedLong(a), ramPages);
+                return;
+            }
+            int old = actual;
+            actual = a;
+            if (old != a) {
+                actualListener.accept(actualBytes());
+            }
+        }
+    }
+
+    @Override
+    public void restoreConfig(byte[] config) throws MigrationException {
+        if (config.length < 8) {
+            throw new MigrationException(id + ": virtio-balloon config of " + config.length + " bytes, expected at least 8");
+        }
+        // num_pages and actual travel in the device part too, where they are checked and applied.
+    }
+
+    @Override
+    public void start(VirtioContext context) {
+        long f = context.features();
+        boolean stats = Virtio.has(f, F_STATS_VQ);
+        boolean hint = Virtio.has(f, F_FREE_PAGE_HINT);
+        synchronized (this) {
+            ctx = context;
+            statsQueue = stats ? 2 : -1;
+            hintQueue = hint ? (stats ? 3 : 2) : -1;
+            running = true;
+            resumePending = true;
+        }
+        // Timers fire only once the loop runs handlers again: the VM surely runs then.
+        if (resumeTimer == null) {
+            resumeTimer = context.loop().timer(() -> {
+                VirtioContext c = ctx;
+                if (c != null && running && resumePending) {
+                    resume(c);
+                }
+            });
+        }
+        resumeTimer.arm(1);
+        armStatsTimer();
+    }
+
+    /**
+     * The first queue notification or timer after {@link #start}, when the loop runs handlers
+     * again and so the VM runs: a start can still be rolled back before it, so what touches guest memory
+     * or interrupts waits for it — the config interrupt held back while stopped, and on a
+     * destination the stats buffer the source held, un-popped to be popped again (QEMU's
+     * {@code virtqueue_rewind}).
+     */
+    private void resume(VirtioContext c) {
+        synchronized (this) {
+            resumePending = false;
+            if (configPending) {
+                configPending = false;
+                c.configChanged();
+            }
+        }
+        if (rewindStats && statsQueue >= 0) {
+            rewindStats = false;
+            SplitVirtqueue q = c.queue(statsQueue);
+            if (q != null && q.inFlight() > 0) {
+                q.rewind(q.inFlight());
+            }
+        }
+    }
+
+    @Override
+    public void queueNotified(int queue) {
+        VirtioContext c = ctx;
+        if (c == null || !running) {
+            return;
+        }
+        if (resumePending) {
+            resume(c);
+        }
+        SplitVirtqueue vq = c.queue(queue);
+        if (vq == null) {
+            return;
+        }
+        try {
+            if (queue == Q_INFLATE || queue == Q_DEFLATE) {
+                servePfns(c, vq, queue == Q_INFLATE);
+            } else if (queue == statsQueue) {
+                serveStats(c, vq);
+            } else if (queue == hintQueue) {
+                serveHints(c, vq);
+            }
+        } catch (VirtqueueError e) {
+            c.deviceError("queue " + queue + ": " + e.getMessage());
+        }
+    }
+
+    private void servePfns(VirtioContext c, SplitVirtqueue vq, boolean inflate) {
+        DeviceMemory dm = c.memory();
+        boolean any = false;
+        DescriptorChain chain;
+        while ((chain = vq.pop()) != null) {
+            long n = chain.readableBytes() / 4;
+            ChainReader r = chain.reader();
+            long runStart = -1;
+            long runPages = 0;
+            for (long i = 0; i < n; i++) {
+                long gpa = Integer.toUnsignedLong(r.readU32()) << BalloonConfig.PFN_SHIFT;
+                if (!dm.isRam(gpa, BalloonConfig.PAGE)) {
+                    counters.refusedPfns.incrementAndGet();
+                    continue;
+                }
+                if (runPages > 0 && gpa == runStart + (runPages << BalloonConfig.PFN_SHIFT)
+                        && dm.isRam(runStart, (runPages + 1) << BalloonConfig.PFN_SHIFT)) {
+                    runPages++;
+                    continue;
+                }
+                flush(runStart, runPages, inflate);
+                runStart = gpa;
+                runPages = 1;
+            }
+            flush(runStart, runPages, inflate);
+            vq.push(chain, 0);
+            any = true;
+        }
+        if (any) {
+            vq.publish();
+            c.notifyQueue(vq.index());
+        }
+    }
+
+    /** One run of consecutive pages inside one region: punched (and logged) or reclaimed. */
+    private void flush(long gpa, long pages, boolean inflate) {
+        if (pages <= 0) {
+            return;
+        }
+        long len = pages << BalloonConfig.PFN_SHIFT;
+        if (inflate) {
+            counters.inflatedPages.addAndGet(memory.discard(new Gpa(gpa), len));
+            // The page's content changed (to zero): a running migration sends it again — as a
+            // zero page, unread, since it is discarded.
+            memory.markWritten(new Gpa(gpa), len);
+        } else {
+            counters.deflatedPages.addAndGet(memory.reclaim(new Gpa(gpa), len));
+        }
+    }
+
+    private void serveStats(VirtioContext c, SplitVirtqueue vq) {
+        DescriptorChain chain;
+        boolean returned = false;
+        while ((chain = vq.pop()) != null) {
+            if (heldStats != null) {
+                // A driver that follows the spec never gives a second buffer; hand the old one back.
+                vq.push(heldStats, 0);
+                returned = true;
+            }
+            stats = BalloonStats.read(chain.reader(), chain.readableBytes(), clockSeconds.getAsLong());
+            counters.statsUpdates.incrementAndGet();
+            heldStats = chain;
+        }
+        if (returned) {
+            vq.publish();
+            c.notifyQueue(vq.index());
+        }
+    }
+
+    /** Stats timer (loop): hand the held buffer back, which asks the driver for fresh stats. */
+    private void pollStats() {
+        VirtioContext c = ctx;
+        if (c == null || !running) {
+            return;
+        }
+        if (heldStats != null && statsQueue >= 0) {
+            SplitVirtqueue vq = c.queue(statsQueue);
+            if (vq != null) {
+                vq.push(heldStats, 0);
+                heldStats = null;
+                vq.publish();
+                c.notifyQueue(statsQueue);
+            }
+        }
+        armStatsTimer();
+    }
+
+    private void armStatsTimer() {
+        VirtioContext c = ctx;
+        if (c == null || statsQueue < 0) {
+            return;
+        }
+        if (statsTimer == null) {
+            statsTimer = c.loop().timer(this::pollStats);
+        }
+        int s = statsPollingSeconds;
+        if (s > 0 && running) {
+            statsTimer.arm(s * 1_000_000_000L);
+        } else {
+            statsTimer.cancel();
+        }
+    }
+
+    private void serveHints(VirtioContext c, SplitVirtqueue vq) {
+        DescriptorChain chain;
+        boolean any = false;
+        while ((chain = vq.pop()) != null) {
+            if (chain.writableBytes() > 0) {
+                for (Segment s : chain.writable()) {
+                    hint(s.gpa(), s.length());
+                }
+            } else if (chain.readableBytes() >= 4) {
+                int cmd = chain.reader().readU32();
+                FreePageHinting.Outcome o = hinting.onDriverId(cmd);
+                if (o == FreePageHinting.Outcome.STARTED) {
+                    counters.hintRounds.incrementAndGet();
+                } else if (o == FreePageHinting.Outcome.IGNORED) {
+                    counters.staleHints.incrementAndGet();
+                }
+            } else {
+                vq.push(chain, 0);
+                vq.publish();
+                c.deviceError("free page hint buffer head " + chain.head() + " holds " + chain.readableBytes()
+                        + " readable bytes and no writable one; a command id needs 4");
+                return;
+            }
+            vq.push(chain, 0);
+            any = true;
+        }
+        if (any) {
+            vq.publish();
+            c.notifyQueue(vq.index());
+        }
+    }
+
+    private void hint(long gpa, long length) {
+        try {
+            FreePageHinting.Outcome o = hinting.applyHint(gpa, length, registry::guestFreePageHint, cleared);
+            if (o == FreePageHinting.Outcome.APPLIED) {
+                counters.hintBuffers.incrementAndGet();
+                counters.hintedPagesCleared.addAndGet(cleared[0]);
+            } else {
+                counters.staleHints.incrementAndGet();
+            }
+        } catch (IllegalArgumentException e) {
+            counters.refusedHints.incrementAndGet();
+            LOG.debug("{}: hint refused: {}", id, e.getMessage());
+        }
+    }
+
+    /** Migration thread: a RAM migration step moves the hinting state; the driver hears of a change. */
+    private void onPrecopy(PrecopyNotifier.Step step, boolean vmStopped) {
+        if (hinting.onPrecopy(step, vmStopped)) {
+            signalConfig();
+        }
+    }
+
+    /** The config space changed: interrupt now if the device runs, else when it starts again. */
+    private synchronized void signalConfig() {
+        if (running && !resumePending && ctx != null) {
+            ctx.configChanged();
+        } else {
+            configPending = true;
+        }
+    }
+
+    @Override
+    public void quiesce() {
+        synchronized (this) {
+            running = false;
+        }
+        if (statsTimer != null) {
+            statsTimer.cancel();
+        }
+        if (resumeTimer != null) {
+            resumeTimer.cancel();
+        }
+    }
+
+    @Override
+    public void reset() {
+        synchronized (this) {
+            running = false;
+            ctx = null;
+            configPending = false;
+            resumePending = false;
+        }
+        heldStats = null;
+        rewindStats = false;
+        hinting.reset();
+        if (statsTimer != null) {
+            statsTimer.close();
+            statsTimer = null;
+        }
+        if (resumeTimer != null) {
+            resumeTimer.close();
+            resumeTimer = null;
+        }
+    }
+
+    // ---- migration ----
+
+    @Override
+    public void save(SaveStream out) throws IOException {
+        out.putBe32(numPages);
+        out.putBe32(actual);
+        out.putBe32(hinting.cmdId());
+        out.putBe32(hinting.state().wire);
+        long[] runs = inflatedRuns();
+        out.putBe32(runs.length / 2);
+        for (long v : runs) {
+            out.putBe64(v);
+        }
+    }
+
+    /** The inflated set as (first page, pages) pairs over guest-physical page numbers. */
+    private long[] inflatedRuns() {
+        long[] buf = new long[16];
+        int n = 0;
+        for (GuestRegion r : memory.regions()) {
+            long base = r.gpaBase() >>> BalloonConfig.PFN_SHIFT;
+            long start = -1;
+            for (long p = 0, pages = r.pages(); p <= pages; p++) {
+                boolean d = p < pages && r.isDiscarded(p);
+                if (d && start < 0) {
+                    start = p;
+                } else if (!d && start >= 0) {
+                    if (n + 2 > buf.length) {
+                        buf = java.util.Arrays.copyOf(buf, buf.length * 2);
+                    }
+                    buf[n++] = base + start;
+                    buf[n++] = p - start;
+                    start = -1;
+                }
+            }
+        }
+        return java.util.Arrays.copyOf(buf, n);
+    }
+
+    @Override
+    public void load(LoadStream in, int version) throws IOException, MigrationException {
+        if (version != 1) {
+            throw new MigrationException(id + ": virtio-balloon state version " + version + ", this VMM reads 1");
+        }
+        int num = in.getBe32();
+        int act = in.getBe32();
+        int cmd = in.getBe32();
+        int status = in.getBe32();
+        int nruns = in.getBe32();
+        if (Integer.toUnsignedLong(num) > ramPages) {
+            throw new MigrationException(id + ": num_pages " + Integer.toUnsignedLong(num) + " exceeds the "
+                    + ramPages + " pages of RAM");
+        }
+        if (Integer.toUnsignedLong(act) > ramPages) {
+            throw new MigrationException(id + ": actual " + Integer.toUnsignedLong(act) + " exceeds the " + ramPages
+                    + " pages of RAM");
+        }
+        if (FreePageHinting.State.ofWire(status) == null) {
+            throw new MigrationException(id + ": unknown free page hint status " + status);
+        }
+        if (nruns < 0 || nruns > MAX_RUNS || nruns > ramPages) {
+            throw new MigrationException(id + ": " + Integer.toUnsignedLong(nruns) + " runs of inflated pages; at most "
+                    + Math.min(MAX_RUNS, ramPages));
+        }
+        long[] runs = new long[nruns * 2];
+        long prevEnd = 0;
+        long total = 0;
+        for (int i = 0; i < nruns; i++) {
+            long first = in.getBe64();
+            long pages = in.getBe64();
+            if (pages <= 0 || first < prevEnd || first > Long.MAX_VALUE >>> BalloonConfig.PFN_SHIFT
+                    || pages > ramPages) {
+                throw new MigrationException(id + ": inflated run " + i + " (page " + first + ", " + pages
+                        + " pages) is empty, overlaps or is out of order");
+            }
+            long gpa = first << BalloonConfig.PFN_SHIFT;
+            long len = pages << BalloonConfig.PFN_SHIFT;
+            if (!inOneRegion(gpa, len)) {
+                throw new MigrationException(id + ": inflated run " + i + " [0x" + Long.toHexString(gpa) + ", +0x"
+                        + Long.toHexString(len) + ") is not inside guest RAM");
+            }
+            total += pages;
+            prevEnd = first + pages;
+            runs[2 * i] = first;
+            runs[2 * i + 1] = pages;
+        }
+        loadedHeader = new int[] {num, act, cmd, status};
+        loadedRuns = runs;
+        LOG.debug("{}: loaded {} runs, {} inflated pages", id, nruns, total);
+    }
+
+    private boolean inOneRegion(long gpa, long len) {
+        for (GuestRegion r : memory.regions()) {
+            if (r.contains(gpa)) {
+                return len <= r.size() - (gpa - r.gpaBase());
+            }
+        }
+        return false;
+    }
+
+    @Override
+    public void commitLoad() {
+        if (loadedHeader == null) {
+            return;
+        }
+        numPages = loadedHeader[0];
+        actual = loadedHeader[1];
+        hinting.restore(loadedHeader[2]);
+        for (int i = 0; i < loadedRuns.length; i += 2) {
+            memory.discard(new Gpa(loadedRuns[i] << BalloonConfig.PFN_SHIFT), loadedRuns[i + 1] << BalloonConfig.PFN_SHIFT);
+        }
+        heldStats = null;
+        rewindStats = true;
+        loadedHeader = null;
+        loadedRuns = null;
+    }
+
+    @Override
+    public void describe(Map<String, Object> into) {
+        Map<String, Object> d = new LinkedHashMap<>();
+        d.put("num-pages", Integer.toUnsignedLong(numPages));
+        d.put("actual-pages", Integer.toUnsignedLong(actual));
+        d.put("actual", actualBytes());
+        d.put("inflated-now", inflatedPagesNow());
+        d.put("free-page-hint", hinting.state().name().toLowerCase());
+        d.put("free-page-hint-cmd-id", Integer.toUnsignedLong(hinting.publishedCmdId()));
+        d.put("stats-polling-interval", statsPollingSeconds);
+        d.putAll(counters.toMap());
+        into.put("virtio-balloon", d);
+    }
+
+    @Override
+    public void close() {
+        registry.removePrecopyNotifier(precopy);
+        DeviceEventLoop.Timer s = statsTimer;
+        DeviceEventLoop.Timer r = resumeTimer;
+        if (s != null) {
+            s.close();
+        }
+        if (r != null) {
+            r.close();
+        }
+    }
+}
