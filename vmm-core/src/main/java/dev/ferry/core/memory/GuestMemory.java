@@ -220,13 +220,27 @@ public final class GuestMemory implements AutoCloseable {
      * them nor costs time for them: equal contents give equal digests whatever is resident.
      */
     public long digest() {
+        return digestExcept(new long[0][]);
+    }
+
+    /**
+     * {@link #digest()} with the pages of {@code ranges} ({@code {gpa, length}}, 4 KiB aligned)
+     * counted as zero pages: for memory the guest declared free, whose contents a migration with
+     * free page hints does not carry.
+     */
+    public long digestExcept(long[][] ranges) {
         long h = 0;
         try (PageResidency residency = new PageResidency()) {
             for (GuestRegion r : byIndex) {
                 long base = r.hostAddress(0);
                 for (long p = 0, n = r.pages(); p < n; p++) {
-                    long ph = residency.mayHoldData(r, p) ? MemoryDigest.of(base + (p << DirtyBitmap.PAGE_SHIFT), 4096)
-                            : MemoryDigest.ZERO_PAGE;
+                    long gpa = r.gpaBase() + (p << DirtyBitmap.PAGE_SHIFT);
+                    boolean skipped = false;
+                    for (long[] x : ranges) {
+                        skipped |= gpa >= x[0] && gpa - x[0] < x[1];
+                    }
+                    long ph = !skipped && residency.mayHoldData(r, p)
+                            ? MemoryDigest.of(base + (p << DirtyBitmap.PAGE_SHIFT), 4096) : MemoryDigest.ZERO_PAGE;
                     h = MemoryDigest.combine(h, ph);
                 }
             }

@@ -12,6 +12,7 @@ import dev.ferry.vmm.run.QapiJson;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
+import java.io.IOException;
 import java.io.PrintStream;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
@@ -21,6 +22,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.Callable;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.stream.Stream;
@@ -94,6 +96,14 @@ public final class DemoCommand implements Callable<Integer> {
                     + " soft engine)")
     boolean nic;
 
+    @Option(names = "--balloon", negatable = true, defaultValue = "true", fallbackValue = "true",
+            description = "give the guest a virtio-balloon with free page hinting; the demo inflates it by 64 MiB"
+                    + " before migrating (default on; --no-balloon: none; soft engine)")
+    boolean balloon;
+
+    /** How much the demo inflates the balloon before migrating. */
+    static final long BALLOON_INFLATE = 64L << 20;
+
     @Option(names = "--json", description = "print exactly one JSON object instead of the report")
     boolean json;
 
@@ -127,9 +137,9 @@ public final class DemoCommand implements Callable<Integer> {
             System.err.println("ferry demo: --disk must be 0 or at least 1M, a multiple of 4K");
             return 2;
         }
-        if ((diskBytes != 0 || nic) && engine.equals("kvm")) {
-            System.err.println("ferry demo: the KVM engine has no virtio support yet; use --engine soft, or --disk 0"
-                    + " and --no-nic");
+        if ((diskBytes != 0 || nic || balloon) && engine.equals("kvm")) {
+            System.err.println("ferry demo: the KVM engine has no virtio support yet; use --engine soft, or --disk 0,"
+                    + " --no-nic and --no-balloon");
             return 2;
         }
         if (!transport.equals("tcp") && !transport.equals("unix")) {
@@ -198,6 +208,9 @@ public final class DemoCommand implements Callable<Integer> {
             // Shared storage: both VMMs open the same image; the destination writes it only once it runs.
             devices.addObject().put("id", "disk0").put("kind", "virtio-blk").put("image", image.toString());
         }
+        if (balloon) {
+            devices.addObject().put("id", "balloon0").put("kind", "virtio-balloon");
+        }
         if (peer != null) {
             // Both VMMs send to the peer from a port of their own; the destination's announce moves the MAC.
             devices.addObject().put("id", "net0").put("kind", "virtio-net").put("mac", NIC_MAC)
@@ -231,6 +244,10 @@ public final class DemoCommand implements Callable<Integer> {
                 say.printf("                 a virtio-net NIC (%s) joined over UDP to the demo's traffic peer at"
                         + " 127.0.0.1:%d; guest and peer exchange sequence-numbered frames%n", NIC_MAC, peer.port());
             }
+            if (balloon) {
+                say.printf("                 a virtio-balloon with free page hinting; the guest wrote and freed a region"
+                        + " it hints during migration%n");
+            }
             if (vfCount > 0) {
                 say.printf("                 %d emulated SR-IOV NIC VF%s (%s), receiving and DMAing into guest RAM%n",
                         vfCount, vfCount == 1 ? "" : "s", vfFlags.isEmpty() ? "stop-copy,p2p,pre-copy" : vfFlags);
@@ -263,6 +280,9 @@ public final class DemoCommand implements Callable<Integer> {
                 s.execute("x-ferry-hold", QapiJson.JSON.createObjectNode().put("phase", phase));
             }
             Thread.sleep(500); // the guest runs and dirties memory before the migration starts
+            if (balloon) {
+                inflate(s, say);
+            }
 
             AtomicBoolean acted = new AtomicBoolean();
             List<String> actions = new ArrayList<>();
@@ -286,7 +306,8 @@ public final class DemoCommand implements Callable<Integer> {
                 DemoReport.verification(o, say);
             }
             boolean keptSource = !o.status.equals("completed") && o.sourceRunning && o.sourceIntact && o.sourceVfsRunning
-                    && o.disks.stream().allMatch(dk -> dk.imageOk) && (o.nic == null || o.nic.verified(false));
+                    && o.disks.stream().allMatch(dk -> dk.imageOk) && (o.nic == null || o.nic.verified(false))
+                    && (o.balloon == null || o.balloon.verified(false));
             boolean asAsked = phase != null ? keptSource
                     : o.status.equals("completed") ? o.verified : faultInjected() && keptSource;
             return asAsked ? 0 : 1;
@@ -370,12 +391,78 @@ public final class DemoCommand implements Callable<Integer> {
         return asked;
     }
 
+    /** Inflates the balloon by {@link #BALLOON_INFLATE} and waits until the guest's driver gave the pages. */
+    private void inflate(QmpClient s, PrintStream say) throws Exception {
+        long ramBytes = Sizes.parse(ram);
+        long target = ramBytes - BALLOON_INFLATE;
+        s.execute("balloon", QapiJson.JSON.createObjectNode().put("value", target));
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        while (s.execute("query-balloon", null).path("actual").asLong() != target) {
+            if (System.nanoTime() > deadline) {
+                throw new IOException("the guest's balloon driver did not inflate to " + target + " bytes: "
+                        + s.execute("x-ferry-guest", null).path("balloon"));
+            }
+            Thread.sleep(10);
+        }
+        balloonTarget = target;
+        say.printf("balloon:         inflated by %d MiB: the guest keeps %d MiB (query-balloon)%n", BALLOON_INFLATE >> 20,
+                target >> 20);
+    }
+
+    long balloonTarget = -1;
+
+    /** The balloon's part of the outcome. */
+    static final class BalloonOutcome {
+        long sourceActual;
+        long destinationActual = -1;
+        long target;
+        long givenPages;
+        long holesOnDestination = -1;
+        long holesOnSource;
+        long hintedPages;
+        long hintBytesSaved;
+        boolean driverOk;
+        String problem;
+
+        boolean verified(boolean completed) {
+            if (!completed) {
+                return sourceActual == target && holesOnSource == givenPages && driverOk;
+            }
+            return destinationActual == target && holesOnDestination == givenPages && driverOk && hintedPages > 0;
+        }
+    }
+
+    private void balloonOutcome(Outcome o, QmpClient s, QmpClient d, JsonNode sv, JsonNode dv, boolean completed)
+            throws Exception {
+        BalloonOutcome b = new BalloonOutcome();
+        b.target = balloonTarget;
+        b.sourceActual = s.execute("query-balloon", null).path("actual").asLong();
+        JsonNode sg = s.execute("x-ferry-guest", null).path("balloon");
+        b.hintedPages = sg.path("hinted-pages").asLong();
+        b.hintBytesSaved = sg.path("hint-bytes-saved").asLong();
+        b.givenPages = sv.path("balloon").path("given-pages").asLong();
+        b.holesOnSource = sv.path("balloon").path("given-pages-discarded").asLong();
+        b.driverOk = sv.path("balloon").path("ok").asBoolean();
+        if (completed) {
+            b.destinationActual = d.execute("query-balloon", null).path("actual").asLong();
+            b.holesOnDestination = dv.path("balloon").path("given-pages-discarded").asLong();
+            b.driverOk = dv.path("balloon").path("ok").asBoolean();
+            if (!b.driverOk) {
+                b.problem = dv.path("balloon").path("problems").toString();
+            }
+        } else if (!b.driverOk) {
+            b.problem = sv.path("balloon").path("problems").toString();
+        }
+        o.balloon = b;
+    }
+
     /** When the migrate command went out (the peer's clock). */
     long migrateNanos;
 
     /** What the demo proved. */
     static final class Outcome {
         NicOutcome nic;
+        BalloonOutcome balloon;
         String status;
         boolean sourceRunning;
         boolean sourceIntact;
@@ -545,6 +632,9 @@ public final class DemoCommand implements Callable<Integer> {
             if (peer != null) {
                 nicOutcome(o, sv, false);
             }
+            if (balloonTarget > 0) {
+                balloonOutcome(o, s, d, sv, null, false);
+            }
             o.destinationState = dst.isAlive() ? d.execute("query-status", null).path("status").asText() : "killed";
             o.problem = info.path("error-desc").asText(null);
             if (o.problem == null && dst.isAlive()) {
@@ -592,6 +682,10 @@ public final class DemoCommand implements Callable<Integer> {
         if (peer != null) {
             nicOutcome(o, dv, true);
             vfsVerified &= o.nic.verified(true);
+        }
+        if (balloonTarget > 0) {
+            balloonOutcome(o, s, d, sv, dv, true);
+            vfsVerified &= o.balloon.verified(true);
         }
         o.verified = o.memoryEqual && o.continued && o.stepsReplayed > 0 && destIntact
                 && o.destinationState.equals("running") && vfsVerified;

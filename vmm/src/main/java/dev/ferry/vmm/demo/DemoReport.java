@@ -119,10 +119,32 @@ final class DemoReport {
         }
     }
 
+    static void balloon(DemoCommand.Outcome o, PrintStream out) {
+        DemoCommand.BalloonOutcome b = o.balloon;
+        if (b == null) {
+            return;
+        }
+        out.println("balloon:");
+        if (o.status.equals("completed")) {
+            out.printf("  balloon0 size kept: the destination's guest has %d MiB (the source's %d MiB, asked %d MiB);"
+                            + " %d of its %d ballooned pages are holes in the destination's memory%n",
+                    b.destinationActual >> 20, b.sourceActual >> 20, b.target >> 20, b.holesOnDestination, b.givenPages);
+        } else {
+            out.printf("  balloon0 on the source: %d MiB (asked %d MiB); %d of %d ballooned pages are holes%n",
+                    b.sourceActual >> 20, b.target >> 20, b.holesOnSource, b.givenPages);
+        }
+        out.printf("         free page hints: %,d pages hinted, %.1f MiB not sent%n", b.hintedPages,
+                b.hintBytesSaved / 1048576.0);
+        if (b.problem != null) {
+            out.printf("         PROBLEM: %s%n", b.problem);
+        }
+    }
+
     static void verification(DemoCommand.Outcome o, PrintStream out) {
         vfs(o, out);
         disks(o, out);
         nic(o, out);
+        balloon(o, out);
         if (o.status.equals("completed")) {
             out.printf("verified:        destination RAM %s the source's at switchover%n",
                     o.memoryEqual ? "equals" : "DIFFERS FROM");
@@ -179,6 +201,13 @@ final class DemoReport {
         j.put("verification_digest_ms", o.digestMs);
         j.put("guest_pause_without_verification_ms", Math.max(0, info.path("x-ferry-guest-pause").asLong(0) - o.digestMs));
         j.set("downtime_phases_us", info.path("x-ferry-downtime-breakdown").deepCopy());
+        if (o.balloon != null) {
+            DemoCommand.BalloonOutcome b = o.balloon;
+            j.putObject("balloon").put("target_bytes", b.target).put("source_actual_bytes", b.sourceActual)
+                    .put("destination_actual_bytes", b.destinationActual).put("ballooned_pages", b.givenPages)
+                    .put("holes_on_destination", b.holesOnDestination).put("hinted_pages", b.hintedPages)
+                    .put("hint_bytes_saved", b.hintBytesSaved).put("verified", b.verified(o.status.equals("completed")));
+        }
         if (o.nic != null) {
             DemoCommand.NicOutcome n = o.nic;
             ObjectNode nn = j.putObject("nic");

@@ -15,9 +15,12 @@ import dev.ferry.core.memory.GuestMemory;
 import dev.ferry.core.migration.MigrationPriority;
 import dev.ferry.virtio.VirtioMmioDevice;
 import dev.ferry.virtio.blk.VirtioBlk;
+import dev.ferry.virtio.balloon.VirtioBalloon;
+import dev.ferry.virtio.guest.BalloonDriverArea;
 import dev.ferry.virtio.guest.BlkDriverArea;
 import dev.ferry.virtio.guest.DiskVerifier;
 import dev.ferry.virtio.guest.NetDriverArea;
+import dev.ferry.virtio.guest.SoftBalloonDriver;
 import dev.ferry.virtio.guest.SoftBlkDriver;
 import dev.ferry.virtio.guest.SoftNetDriver;
 import dev.ferry.virtio.net.VirtioNet;
@@ -29,9 +32,12 @@ import java.util.List;
 /**
  * The soft engine's workload as a VM's guest, with the soft interrupt controller for its devices
  * and Ferry's guest drivers running beside the vCPUs: per virtio disk a {@link SoftBlkDriver}, per
- * virtio NIC a {@link SoftNetDriver}. Each driver keeps its rings, buffers and record in an area at
- * the top of RAM, below the previous device's in config order (the first device highest); the
- * working set is kept below them.
+ * virtio NIC a {@link SoftNetDriver}, for a virtio-balloon a {@link SoftBalloonDriver}. Each driver
+ * keeps its rings, buffers and record in an area at the top of RAM, below the previous device's in
+ * config order (the first device highest). With a balloon, a region lies below the areas
+ * ({@link #balloonRegionBytes}) that the guest wrote at boot and then freed: it hints it to the
+ * host during migrations and gives pages of it to the balloon, as a guest inflates with free
+ * memory. The working set is kept below all of it.
  */
 final class SoftGuest implements VmGuest {
     /** Requests each guest disk driver keeps in flight. */
@@ -86,16 +92,48 @@ final class SoftGuest implements VmGuest {
             n += switch (d.kind()) {
                 case "virtio-blk" -> BlkDriverArea.SIZE;
                 case "virtio-net" -> NetDriverArea.SIZE;
+                case "virtio-balloon" -> BalloonDriverArea.SIZE;
                 default -> 0;
             };
         }
         return n;
     }
 
+    /** Linux's free page hint block, the unit of the free region. */
+    static final long HINT_BLOCK = 4L << 20;
+
+    /**
+     * The size of the balloon's region (freed memory, hinted and inflated with): a quarter of RAM
+     * up to 256 MiB, in whole hint blocks; 0 without a balloon.
+     */
+    static long balloonRegionBytes(VmConfig config) {
+        if (config.devices().stream().noneMatch(d -> d.kind().equals("virtio-balloon"))) {
+            return 0;
+        }
+        return Math.min(config.memoryBytes() / 4, 256L << 20) / HINT_BLOCK * HINT_BLOCK;
+    }
+
+    /** One balloon and its guest driver; {@code loaded} is the driver's given pages as a migration left them. */
+    private static final class Balloon {
+        final String id;
+        final VirtioBalloon model;
+        final SoftBalloonDriver driver;
+        volatile long loadedGiven = -1;
+        volatile long loadedActualBytes = -1;
+
+        Balloon(String id, VirtioBalloon model, SoftBalloonDriver driver) {
+            this.id = id;
+            this.model = model;
+            this.driver = driver;
+        }
+    }
+
+    private Balloon balloon;
+
     SoftGuest(VmConfig config) {
         this.config = config;
         this.areaTop = config.memoryBytes();
-        long reserved = driverBytes(config);
+        long reserved = driverBytes(config) + balloonRegionBytes(config);
         long ws = Math.min(config.workload().workingSetBytes(), config.memoryBytes() - reserved);
         this.workload = new SoftWorkload(config.vcpus(), config.workload().dirtyRateBytesPerSec(), ws, 0,
                 config.workload().seed());
@@ -129,6 +167,18 @@ final class SoftGuest implements VmGuest {
                         irqchip, v.transport().irq().gsi(), config.workload().seed() ^ disks.size(), DISK_DEPTH, blocks);
                 cpus.addProgram(d.id(), driver);
                 disks.add(new Disk(d.id(), blk, driver));
+            } else if (d instanceof VirtioMmioDevice v && v.transport().model() instanceof VirtioBalloon b) {
+                if (balloon != null) {
+                    throw new IllegalStateException("the soft guest drives one balloon; " + d.id() + " is a second");
+                }
+                long area = areaTop -= BalloonDriverArea.SIZE;
+                long region = balloonRegionBytes(config);
+                long freeBase = config.memoryBytes() - driverBytes(config) - region;
+                SoftBalloonDriver driver = new SoftBalloonDriver(machine.deviceMemory(), area, machine.mmio(),
+                        v.transport().base(), irqchip, v.transport().irq().gsi(), freeBase, region / 4096,
+                        freeBase, region, HINT_BLOCK, false);
+                cpus.addProgram(d.id(), driver);
+                balloon = new Balloon(d.id(), b, driver);
             } else if (d instanceof VirtioMmioDevice v && v.transport().model() instanceof VirtioNet net) {
                 long area = areaTop -= NetDriverArea.SIZE;
                 SoftNetDriver driver = new SoftNetDriver(machine.deviceMemory(), area, machine.mmio(), v.transport().base(),
@@ -157,6 +207,51 @@ final class SoftGuest implements VmGuest {
         for (Nic n : nics) {
             n.loaded = n.driver.area().progress();
         }
+        if (balloon != null) {
+            balloon.loadedGiven = balloon.driver.area().get(BalloonDriverArea.R_GIVEN);
+            balloon.loadedActualBytes = balloon.model.actualBytes();
+        }
+    }
+
+    private void balloon(ObjectNode o) {
+        Balloon b = balloon;
+        BalloonDriverArea a = b.driver.area();
+        o.put("id", b.id).put("actual", b.model.actualBytes()).put("target-pages", b.model.numPages())
+                .put("given-pages", a.get(BalloonDriverArea.R_GIVEN))
+                .put("discarded-pages", machine.memory().discardedPages())
+                .put("host-allocated-bytes", machine.memory().allocatedBytes())
+                .put("hint-rounds", a.get(BalloonDriverArea.R_HINT_ROUNDS))
+                .put("hint-blocks", a.get(BalloonDriverArea.R_HINT_BLOCKS))
+                .put("hinted-pages", b.model.counters().hintedPages())
+                .put("hint-bytes-saved", b.model.counters().hintBytesSaved())
+                .put("stats-sent", a.get(BalloonDriverArea.R_STATS_SENT)).put("errors", a.get(BalloonDriverArea.R_ERRORS))
+                .put("free-region-written", a.get(BalloonDriverArea.R_FREE_READY) != 0);
+    }
+
+    /**
+     * The balloon's verdict: its driver saw no error, the pages it gave are holes in this VM's RAM
+     * (the host got them back), and after a migration it holds what it held at load.
+     */
+    private void verifyBalloon(ObjectNode o) {
+        ObjectNode bn = o.putObject("balloon");
+        balloon(bn);
+        ArrayNode problems = bn.putArray("problems");
+        long given = balloon.driver.area().get(BalloonDriverArea.R_GIVEN);
+        if (balloon.driver.area().get(BalloonDriverArea.R_ERRORS) != 0) {
+            problems.add("the guest balloon driver stopped on error " + balloon.driver.area().get(BalloonDriverArea.R_ERRORS));
+        }
+        long holes = 0;
+        for (long i = 0; i < given; i++) {
+            holes += machine.memory().isDiscarded(new dev.ferry.core.memory.Gpa(balloon.driver.balloonPage(i))) ? 1 : 0;
+        }
+        bn.put("given-pages-discarded", holes);
+        if (holes != given) {
+            problems.add((given - holes) + " of the " + given + " pages in the balloon are backed by host memory");
+        }
+        if (balloon.loadedGiven >= 0) {
+            bn.put("given-pages-at-load", balloon.loadedGiven).put("actual-at-load", balloon.loadedActualBytes);
+        }
+        bn.put("ok", problems.isEmpty());
     }
 
     @Override
@@ -174,6 +269,9 @@ final class SoftGuest implements VmGuest {
             for (Nic n : nics) {
                 progress(a.addObject().put("id", n.id), n.driver.area().progress());
             }
+        }
+        if (balloon != null) {
+            balloon(o.putObject("balloon"));
         }
     }
 
@@ -215,6 +313,9 @@ final class SoftGuest implements VmGuest {
         }
         if (!nics.isEmpty()) {
             verifyNics(o);
+        }
+        if (balloon != null) {
+            verifyBalloon(o);
         }
         if (!disks.isEmpty()) {
             ArrayNode a = o.putArray("disks");
@@ -276,6 +377,17 @@ final class SoftGuest implements VmGuest {
             }
             nn.put("ok", problems.isEmpty());
         }
+    }
+
+    /** The balloon's region is memory the guest freed and hinted: its contents need not migrate. */
+    @Override
+    public long memoryDigest() {
+        long region = balloonRegionBytes(config);
+        if (balloon == null || region == 0) {
+            return machine.memory().digest();
+        }
+        long freeBase = config.memoryBytes() - driverBytes(config) - region;
+        return machine.memory().digestExcept(new long[][] {{freeBase, region}});
     }
 
     @Override

@@ -36,6 +36,14 @@ interface VmGuest extends AutoCloseable {
      */
     void verify(ObjectNode into);
 
+    /**
+     * The digest that must match across a migration: all of guest memory, except what the guest
+     * declared free (a balloon's hinted region), whose contents a migration need not carry.
+     */
+    default long memoryDigest() {
+        return machine().memory().digest();
+    }
+
     @Override
     void close();
 }

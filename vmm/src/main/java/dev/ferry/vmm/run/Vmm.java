@@ -43,6 +43,7 @@ public final class Vmm implements AutoCloseable {
     private final Machine machine;
     private final VmVfs vfs;
     private final VmDevices devices;
+    private final VmBalloon balloon;
     /** Times the VM entered running: a device's stop request is for the run it was made in. */
     private final java.util.concurrent.atomic.AtomicLong starts = new java.util.concurrent.atomic.AtomicLong();
     private final NettyMigrationTransports transports = new NettyMigrationTransports();
@@ -80,6 +81,7 @@ public final class Vmm implements AutoCloseable {
             this.vfs = VmVfs.attach(config, machine, verifyAtLoad);
             this.devices = VmDevices.attach(config, machine, incomingMode, this::stopForDevice);
             guest.attachDrivers(devices);
+            this.balloon = VmBalloon.attach(devices, events);
         } catch (VmmException | RuntimeException e) {
             guest.close();
             throw e;
@@ -258,6 +260,7 @@ public final class Vmm implements AutoCloseable {
         }
         DestinationMigration in = new DestinationMigration(machine, transports, caps, migrationEvents, autostart);
         in.digestMemoryAtLoad(verifyAtLoad);
+        in.memoryDigest(guest::memoryDigest);
         in.beforeStart(guest::loaded);
         try {
             incomingUri = in.listen(uri);
@@ -377,7 +380,7 @@ public final class Vmm implements AutoCloseable {
         if (machine.isRunning()) {
             throw VmmException.generic("Stop the VM first: a running guest's memory has no single digest");
         }
-        return QapiJson.JSON.createObjectNode().put("digest", hex(machine.memory().digest()));
+        return QapiJson.JSON.createObjectNode().put("digest", hex(guest.memoryDigest()));
     }
 
     /**
@@ -419,9 +422,15 @@ public final class Vmm implements AutoCloseable {
         return String.format("0x%016x", v);
     }
 
+    /** The VM's balloon for QMP (balloon, query-balloon, qom-get/qom-set of its stats). */
+    VmBalloon balloon() {
+        return balloon;
+    }
+
     @Override
     public void close() {
         holds.disarmAll();
+        balloon.close();
         guest.close();
         transports.close();
     }

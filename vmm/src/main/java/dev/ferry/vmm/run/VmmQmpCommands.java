@@ -112,6 +112,17 @@ final class VmmQmpCommands {
         c.register("x-ferry-verify", Set.of(), a -> call(vmm::verify));
         c.register("x-ferry-vfio", Set.of(), a -> vmm.vfioInfo());
         c.register("x-ferry-devices", Set.of(), a -> vmm.devicesInfo());
+        c.register("balloon", Set.of("value"), a -> {
+            vmm.balloon().balloon(a.requiredLong("value", Long.MIN_VALUE, Long.MAX_VALUE));
+            return null;
+        });
+        c.register("query-balloon", Set.of(), a -> vmm.balloon().query());
+        c.register("qom-get", Set.of("path", "property"),
+                a -> vmm.balloon().qomGet(a.requiredString("path"), a.requiredString("property")));
+        c.register("qom-set", Set.of("path", "property", "value"), a -> {
+            vmm.balloon().qomSet(a.requiredString("path"), a.requiredString("property"), a.json().path("value"));
+            return null;
+        });
         c.register("set_link", Set.of("name", "up"), a -> {
             vmm.setLink(a.requiredString("name"), a.requiredBool("up"));
             return null;
