@@ -84,6 +84,22 @@ public final class VirtioBalloon implements VirtioDeviceModel {
     private final MigrationRegistry registry;
     private final LongSupplier clockSeconds;
     private final long ramPages;
+    private final long ramBytes;
+
+    /**
+     * The guest's RAM as QEMU's {@code ram_size} counts it: the main RAM region ({@code pc.ram}),
+     * not regions that only devices use (an emulated VF's DMA window); all memory when there is
+     * no region of that name.
+     */
+    public static long ramBytes(GuestMemory memory) {
+        for (dev.ferry.core.memory.GuestRegion r : memory.regions()) {
+            if (r.name().equals("pc.ram")) {
+                return r.size();
+            }
+        }
+        return memory.totalSize();
+    }
+
     private final FreePageHinting hinting = new FreePageHinting();
     private final BalloonCounters counters = new BalloonCounters();
     private final PrecopyNotifier precopy = this::onPrecopy;
@@ -124,7 +140,8 @@ public final class VirtioBalloon implements VirtioDeviceModel {
         this.memory = memory;
         this.registry = registry;
         this.clockSeconds = clockSeconds;
-        this.ramPages = memory.totalSize() >>> BalloonConfig.PFN_SHIFT;
+        this.ramBytes = ramBytes(memory);
+        this.ramPages = ramBytes >>> BalloonConfig.PFN_SHIFT;
         this.statsPollingSeconds = options.statsPollingSeconds();
         if (options.freePageHint()) {
             registry.addPrecopyNotifier(precopy);
@@ -143,8 +160,8 @@ public final class VirtioBalloon implements VirtioDeviceModel {
         if (guestBytes <= 0) {
             throw new IllegalArgumentException(id + ": balloon target must be positive, got " + guestBytes);
         }
-        long target = Math.min(guestBytes, memory.totalSize());
-        numPages = (int) ((memory.totalSize() - target) >>> BalloonConfig.PFN_SHIFT);
+        long target = Math.min(guestBytes, ramBytes);
+        numPages = (int) ((ramBytes - target) >>> BalloonConfig.PFN_SHIFT);
         signalConfig();
     }
 
@@ -160,7 +177,7 @@ public final class VirtioBalloon implements VirtioDeviceModel {
 
     /** QMP {@code query-balloon}'s {@code actual}: the guest's memory in bytes, RAM − actual pages. */
     public long actualBytes() {
-        return memory.totalSize() - ((long) actual << BalloonConfig.PFN_SHIFT);
+        return ramBytes - ((long) actual << BalloonConfig.PFN_SHIFT);
     }
 
     /** Outbound port for {@code BALLOON_CHANGE}: told the new {@link #actualBytes()} when the driver changes actual. */

@@ -78,7 +78,7 @@ public final class SoftBalloonDriver implements SoftGuestProgram {
         this.freeBytes = freeBytes;
         this.hintBlock = hintBlock;
         this.reuse = reuse;
-        this.ramBytes = memory.totalSize();
+        this.ramBytes = memory.ramBytes();
     }
 
     public BalloonDriverArea area() {

@@ -49,6 +49,16 @@ public final class DeviceMemory {
     }
 
     /** Total RAM, for sizing checks. */
+    /** The main RAM region's size ({@code pc.ram}), or all memory without one: what a guest calls its RAM. */
+    public long ramBytes() {
+        for (GuestRegion r : memory.regions()) {
+            if (r.name().equals("pc.ram")) {
+                return r.size();
+            }
+        }
+        return memory.totalSize();
+    }
+
     public long totalSize() {
         return memory.totalSize();
     }

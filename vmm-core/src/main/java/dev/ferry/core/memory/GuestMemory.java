@@ -150,6 +150,7 @@ public final class GuestMemory implements AutoCloseable {
      * @throws GuestMemoryException when the range is not page-aligned or not inside one region
      */
     public long discard(Gpa gpa, long length) {
+        stopPopulating(); // a populate after the punch would allocate the page again
         GuestRegion r = pageRange(gpa, length);
         long first = (gpa.raw() - r.gpaBase()) >>> DirtyBitmap.PAGE_SHIFT;
         long n = length >>> DirtyBitmap.PAGE_SHIFT;
@@ -248,8 +249,83 @@ public final class GuestMemory implements AutoCloseable {
         return h;
     }
 
+    // ---- populating ahead of use ----
+
+    /** Bytes per MADV_POPULATE_WRITE of the background populator: small enough to stop promptly. */
+    static final long POPULATE_CHUNK = 32L << 20;
+    private final Object populateLock = new Object();
+    private Thread populator;
+    private volatile boolean stopPopulating;
+    private final java.util.concurrent.atomic.AtomicLong populatedBytes = new java.util.concurrent.atomic.AtomicLong();
+
+    /**
+     * Allocates guest RAM on a background thread, {@value #POPULATE_CHUNK} bytes per
+     * {@code MADV_POPULATE_WRITE}, so that an incoming migration's first write to each page does not
+     * take a page fault (measured at 0.46–0.61 s per GiB on these hosts). Pages that already hold
+     * data are left as they are (populating never changes contents), so it may race the receiver
+     * freely; {@link #discard} and {@link #close} stop it first. A kernel without
+     * MADV_POPULATE_WRITE (before 5.14) ends it quietly: the receiver then faults pages in itself.
+     * Idempotent.
+     */
+    public void populateInBackground() {
+        synchronized (populateLock) {
+            if (populator != null || stopPopulating) {
+                return;
+            }
+            Thread t = new Thread(this::populateAll, "ferry-populate");
+            t.setDaemon(true);
+            populator = t;
+            t.start();
+        }
+    }
+
+    private void populateAll() {
+        for (GuestRegion r : byIndex) {
+            for (long off = 0; off < r.size(); off += POPULATE_CHUNK) {
+                if (stopPopulating) {
+                    return;
+                }
+                long len = Math.min(POPULATE_CHUNK, r.size() - off);
+                try {
+                    dev.ferry.core.sys.Sys.madvise(r.hostAddress(off), len, dev.ferry.core.sys.Linux.MADV_POPULATE_WRITE);
+                } catch (RuntimeException e) {
+                    return; // no MADV_POPULATE_WRITE, or memory gone: the receiver faults pages in itself
+                }
+                populatedBytes.addAndGet(len);
+            }
+        }
+    }
+
+    /** Bytes the background populator has allocated so far. */
+    public long populatedBytes() {
+        return populatedBytes.get();
+    }
+
+    /** Stops the background populator and waits for its current chunk; no-op when none runs. */
+    public void stopPopulating() {
+        Thread t;
+        synchronized (populateLock) {
+            stopPopulating = true;
+            t = populator;
+        }
+        if (t != null && t != Thread.currentThread()) {
+            boolean interrupted = false;
+            while (t.isAlive()) {
+                try {
+                    t.join();
+                } catch (InterruptedException e) {
+                    interrupted = true;
+                }
+            }
+            if (interrupted) {
+                Thread.currentThread().interrupt();
+            }
+        }
+    }
+
     @Override
     public void close() {
+        stopPopulating();
         for (GuestRegion r : byIndex) {
             r.close();
         }

@@ -17,9 +17,13 @@ import java.util.List;
  * Sizes take K/M/G/T suffixes (powers of two). {@code engine} is {@code auto} (KVM when the host
  * has it, else soft), {@code kvm} or {@code soft}. {@code workload} drives the soft engine:
  * {@code populate} is the fraction of the working set filled with data before the guest starts.
+ * {@code memory.prealloc}: {@code false} (pages allocated on first touch), {@code true} (all
+ * allocated before the VM exists, QEMU's {@code prealloc=on}) or {@code "background"} (allocated by
+ * a background thread from the start, so an incoming migration rarely waits for a page fault;
+ * Ferry's own).
  */
-public record VmConfig(String name, long memoryBytes, boolean prealloc, int vcpus, Engine engine, Workload workload,
-                       List<DeviceConfig> devices) {
+public record VmConfig(String name, long memoryBytes, boolean prealloc, boolean preallocBackground, int vcpus,
+                       Engine engine, Workload workload, List<DeviceConfig> devices) {
 
     public enum Engine { AUTO, KVM, SOFT }
 

@@ -71,7 +71,12 @@ public final class VmConfigParser {
         if (size < (1 << 20) || size % 4096 != 0) {
             throw error("memory.size", size + " bytes: must be at least 1M and a multiple of 4K");
         }
-        boolean prealloc = bool(memory, "memory.", "prealloc", false);
+        JsonNode pre = memory.get("prealloc");
+        boolean preallocBackground = pre != null && pre.isTextual() && pre.asText().equals("background");
+        if (pre != null && pre.isTextual() && !preallocBackground) {
+            throw error("memory.prealloc", "must be true, false or \"background\", not \"" + pre.asText() + "\"");
+        }
+        boolean prealloc = !preallocBackground && bool(memory, "memory.", "prealloc", false);
 
         int vcpus = integer(top, "", "vcpus", 1, 1, 64);
         VmConfig.Engine engine;
@@ -172,7 +177,7 @@ public final class VmConfigParser {
                 devices.add(new VmConfig.DeviceConfig(id, kind, dev));
             }
         }
-        return new VmConfig(name, size, prealloc, vcpus, engine, workload, List.copyOf(devices));
+        return new VmConfig(name, size, prealloc, preallocBackground, vcpus, engine, workload, List.copyOf(devices));
     }
 
     private ConfigException error(String field, String problem) {

@@ -37,6 +37,9 @@ final class KvmGuest implements VmGuest {
         this.params = GuestParams.of(config.workload().seed(), wsPages, PAGES_PER_HEARTBEAT);
         GuestMemory memory = VmVfs.withDmaRegion(config, GuestMemory.builder().region("pc.ram", 0, config.memoryBytes()))
                 .prealloc(config.prealloc()).build();
+        if (config.preallocBackground()) {
+            memory.populateInBackground();
+        }
         IoBus pio = new IoBus("pio");
         IoBus mmio = new IoBus("mmio");
         KvmCpuEngine engine;

@@ -139,6 +139,9 @@ final class SoftGuest implements VmGuest {
                 config.workload().seed());
         GuestMemory memory = VmVfs.withDmaRegion(config, GuestMemory.builder().region("pc.ram", 0, config.memoryBytes()))
                 .prealloc(config.prealloc()).build();
+        if (config.preallocBackground()) {
+            memory.populateInBackground();
+        }
         this.cpus = new SoftCpuEngine(memory, workload);
         this.machine = new Machine(config.name(), memory, cpus, RunState.PRELAUNCH);
         cpus.registerMigration(machine.migration());
