@@ -84,6 +84,15 @@ public final class NativeMemory {
         return prev;
     }
 
+    /**
+     * A write access that changes nothing: a locked add of 0 to the long at {@code address}. It
+     * faults the page in for writing like a store, yet cannot lose a store another thread makes
+     * to it at the same time (the read and the write are one atomic operation).
+     */
+    public static void touchForWrite(long address) {
+        U.getAndAddLong(null, address, 0L);
+    }
+
     /** Atomic AND: clears bits another thread may be setting. Returns the previous value. */
     public static long getAndAndLong(long address, long mask) {
         long prev;

@@ -67,6 +67,10 @@ public final class QemuScenarioCommand implements Callable<Integer> {
     @Option(names = "--qemu", defaultValue = "qemu-system-x86_64", description = "the QEMU binary (default ${DEFAULT-VALUE})")
     String qemu;
 
+    @Option(names = "--ferry-prealloc", defaultValue = "false",
+            description = "Ferry's memory prealloc on both VMMs: false, true or background (default ${DEFAULT-VALUE})")
+    String ferryPrealloc;
+
     @Option(names = "--no-qemu", description = "run Ferry only")
     boolean noQemu;
 
@@ -219,7 +223,12 @@ public final class QemuScenarioCommand implements Callable<Integer> {
         for (String name : List.of("source", "destination")) {
             ObjectNode c = QapiJson.JSON.createObjectNode();
             c.put("name", name);
-            c.putObject("memory").put("size", ramBytes);
+            ObjectNode mem = c.putObject("memory").put("size", ramBytes);
+            switch (ferryPrealloc) {
+                case "true" -> mem.put("prealloc", true);
+                case "background" -> mem.put("prealloc", "background");
+                default -> mem.put("prealloc", false);
+            }
             c.put("vcpus", 1);
             c.put("engine", "soft");
             c.putObject("workload").put("dirty-rate", rate).put("working-set", fillBytes).put("seed", 2026)
