@@ -57,6 +57,8 @@ public final class DestinationMigration implements LoadContext {
     private volatile long endNanos;
     private volatile Long memoryDigestAtLoad;
     private volatile boolean digestAtLoad;
+    /** When the first END section arrived: the source had stopped the VM (0 until then). */
+    private volatile long switchoverSeenNanos;
     private volatile long digestNanos;
     private volatile Runnable beforeStart = () -> { };
     private final Object rpLock = new Object();
@@ -356,6 +358,9 @@ public final class DestinationMigration implements LoadContext {
                         throw new MigrationException(Qevm.sectionTypeName(type) + " for section '" + e.idstr()
                                 + "' after its END");
                     }
+                    if (type == Qevm.SECTION_END && switchoverSeenNanos == 0) {
+                        switchoverSeenNanos = System.nanoTime();
+                    }
                     loadSection(e, in, versions.get(id));
                     footer(in, id, e.idstr());
                     if (type == Qevm.SECTION_END) {
@@ -534,7 +539,8 @@ public final class DestinationMigration implements LoadContext {
                 }
             }
         }
-        LOG.debug("{}: VM started {} µs after EOF", machine.name(), (System.nanoTime() - t0) / 1000);
+        LOG.debug("{}: VM started {} µs after EOF, {} µs after the first END section", machine.name(),
+                (System.nanoTime() - t0) / 1000, switchoverSeenNanos == 0 ? -1 : (System.nanoTime() - switchoverSeenNanos) / 1000);
         synchronized (rpLock) {
             if (rpOut != null) {
                 try {

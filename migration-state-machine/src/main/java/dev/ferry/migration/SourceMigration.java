@@ -250,6 +250,7 @@ public final class SourceMigration {
                 }
             }
             out.flush();
+            warmVmdesc(entries);
             progress.setupDone();
             setStatus(MigrationStatus.ACTIVE);
 
@@ -365,6 +366,30 @@ public final class SourceMigration {
             failureCause = e;
         }
         finish(failure, failureCause, stoppedVm, runStateBefore, setupDone, out, rp);
+    }
+
+    /**
+     * Serializes a vmdesc shaped like the one the switchover writes and throws it away: in a fresh
+     * process the first serialization costs ~20 ms of class loading and cold code, which would
+     * otherwise land inside the downtime (measured: the device-state phase fell from ~22 ms).
+     */
+    private static void warmVmdesc(List<SaveEntry> entries) throws IOException {
+        List<Object> devices = new ArrayList<>();
+        for (SaveEntry e : entries) {
+            Map<String, Object> d = new LinkedHashMap<>();
+            d.put("name", e.idstr());
+            d.put("instance_id", e.instanceId());
+            if (e instanceof SaveEntry.VmState<?> vs) {
+                d.putAll(vs.describe());
+            } else {
+                d.putAll(oldStyleDescription(0));
+            }
+            devices.add(d);
+        }
+        Map<String, Object> vmdesc = new LinkedHashMap<>();
+        vmdesc.put("page_size", 4096);
+        vmdesc.put("devices", devices);
+        JSON.writeValueAsBytes(vmdesc);
     }
 
     /**
