@@ -8,7 +8,7 @@ import java.nio.channels.SeekableByteChannel;
  * A read-only {@link SeekableByteChannel} over the first {@code length} bytes of an array, so a
  * test can analyze every prefix of a stream without writing thousands of files.
  */
-final class ByteArrayChannel implements SeekableByteChannel {
+public final class ByteArrayChannel implements SeekableByteChannel {
     private final byte[] data;
     private final int length;
     private long position;
@@ -19,7 +19,7 @@ final class ByteArrayChannel implements SeekableByteChannel {
         this.length = length;
     }
 
-    ByteArrayChannel(byte[] data) {
+    public ByteArrayChannel(byte[] data) {
         this(data, data.length);
     }
 

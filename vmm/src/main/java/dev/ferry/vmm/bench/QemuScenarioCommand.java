@@ -160,15 +160,8 @@ public final class QemuScenarioCommand implements Callable<Integer> {
             d.execute("migrate-incoming", QapiJson.JSON.createObjectNode().put("uri", "tcp:127.0.0.1:" + port));
             s.execute("migrate-set-parameters", QapiJson.JSON.createObjectNode().put("downtime-limit", downtimeLimit)
                     .put("max-bandwidth", 1L << 40)); // QEMU's 0 is not "unlimited"; 1 TiB/s is
-            s.execute("migrate", QapiJson.JSON.createObjectNode().put("uri", "tcp:127.0.0.1:" + port));
-            JsonNode info = poll(s);
-            String status = info.path("status").asText();
-            if (status.equals("completed")) {
-                String dstStatus = awaitRunning(d);
-                if (!dstStatus.equals("running")) {
-                    status = "dest-" + dstStatus;
-                }
-            }
+            JsonNode info = migrate(s, d, port);
+            String status = status(info, d);
             JsonNode r = info.path("ram");
             return new Sample("qemu", run, status, info.path("total-time").asLong(), info.path("setup-time").asLong(),
                     info.path("downtime").asLong(), -1, r.path("transferred").asLong(), r.path("dirty-sync-count").asLong(), "");
@@ -246,15 +239,8 @@ public final class QemuScenarioCommand implements Callable<Integer> {
             d.execute("migrate-incoming", QapiJson.JSON.createObjectNode().put("uri", "tcp:127.0.0.1:" + port));
             s.execute("migrate-set-parameters", QapiJson.JSON.createObjectNode().put("downtime-limit", downtimeLimit)
                     .put("max-bandwidth", 0));
-            s.execute("migrate", QapiJson.JSON.createObjectNode().put("uri", "tcp:127.0.0.1:" + port));
-            JsonNode info = poll(s);
-            String status = info.path("status").asText();
-            if (status.equals("completed")) {
-                String dstStatus = awaitRunning(d);
-                if (!dstStatus.equals("running")) {
-                    status = "dest-" + dstStatus;
-                }
-            }
+            JsonNode info = migrate(s, d, port);
+            String status = status(info, d);
             JsonNode r = info.path("ram");
             StringBuilder phases = new StringBuilder();
             info.path("x-ferry-downtime-breakdown").fields().forEachRemaining(f -> phases.append(phases.length() == 0 ? "" : " ")
@@ -267,6 +253,23 @@ public final class QemuScenarioCommand implements Callable<Integer> {
     }
 
     // ---- shared ----
+
+    private static JsonNode migrate(QmpClient s, QmpClient d, int port) throws Exception {
+        s.execute("migrate", QapiJson.JSON.createObjectNode().put("uri", "tcp:127.0.0.1:" + port));
+        return poll(s);
+    }
+
+    /** The source's final status; "dest-STATE" when it completed but the destination does not run. */
+    private static String status(JsonNode info, QmpClient d) throws Exception {
+        String status = info.path("status").asText();
+        if (status.equals("completed")) {
+            String dstStatus = awaitRunning(d);
+            if (!dstStatus.equals("running")) {
+                return "dest-" + dstStatus;
+            }
+        }
+        return status;
+    }
 
     private static JsonNode poll(QmpClient s) throws Exception {
         long deadline = System.nanoTime() + TimeUnit.MINUTES.toNanos(10);

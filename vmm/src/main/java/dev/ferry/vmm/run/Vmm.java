@@ -364,7 +364,12 @@ public final class Vmm implements AutoCloseable {
     /** The VM's config devices (virtio-blk, ...): transport, rings and counters (x-ferry-devices). */
     public ObjectNode devicesInfo() {
         ObjectNode o = QapiJson.JSON.createObjectNode();
-        o.set("devices", devices.describe());
+        // Like QEMU's monitor under the BQL, wait for a run-state change in progress: the run state
+        // (and STOP) change before the devices have quiesced, and a stopping disk parks its failed
+        // requests only as it quiesces.
+        synchronized (machine) {
+            o.set("devices", devices.describe());
+        }
         return o;
     }
 
