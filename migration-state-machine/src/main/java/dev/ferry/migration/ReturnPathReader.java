@@ -35,6 +35,35 @@ final class ReturnPathReader implements Runnable {
         return switchoverAcked;
     }
 
+    private final Object pongs = new Object();
+    private int lastPong = -1;
+
+    private void pong(int value) {
+        synchronized (pongs) {
+            lastPong = value;
+            pongs.notifyAll();
+        }
+    }
+
+    /**
+     * Waits until the destination answered PING {@code value} with its PONG — it has processed
+     * everything sent before the PING — or {@code timeoutMs} passed, or the return path ended.
+     * Returns whether the PONG came.
+     */
+    boolean awaitPong(int value, long timeoutMs) throws InterruptedException {
+        long deadline = System.nanoTime() + timeoutMs * 1_000_000L;
+        synchronized (pongs) {
+            while (lastPong != value && !shut.isDone()) {
+                long left = deadline - System.nanoTime();
+                if (left <= 0) {
+                    return false;
+                }
+                pongs.wait(Math.max(1, left / 1_000_000L));
+            }
+            return lastPong == value;
+        }
+    }
+
     void join() throws InterruptedException {
         thread.join(5000);
     }
@@ -59,12 +88,22 @@ final class ReturnPathReader implements Runnable {
                         in.skip(len);
                         switchoverAcked = true;
                     }
-                    case ReturnPath.MSG_PONG -> in.skip(len);
+                    case ReturnPath.MSG_PONG -> {
+                        if (len == 4) {
+                            pong(in.getBe32());
+                        } else {
+                            in.skip(len);
+                        }
+                    }
                     default -> throw new IOException("return path: unsupported message type " + type);
                 }
             }
         } catch (IOException | RuntimeException e) {
             shut.completeExceptionally(e);
+        } finally {
+            synchronized (pongs) {
+                pongs.notifyAll();
+            }
         }
     }
 }

@@ -266,6 +266,13 @@ public final class SourceMigration {
                     && setupDone.stream().anyMatch(LiveSaveHandler::switchoverAckNeeded);
             iterate(entries, ids, w, out, rp, ackNeeded);
 
+            // Before stopping the VM, let the destination catch up with what the buffers between
+            // us hold (socket buffers, its receive queue: up to ~20 MB): PING, and wait for its
+            // PONG. Otherwise it reads that backlog inside the guest's pause (measured: ~40-120 ms).
+            if (rp != null && machine.runState().isRunning()) {
+                catchUp(w, out, rp);
+            }
+
             // Switchover: stop the VM, send what is left, then the device states.
             checkCancel();
             progress.downtimeStarts();
@@ -408,6 +415,20 @@ public final class SourceMigration {
     }
 
     private final SwitchoverRule switchover = new SwitchoverRule();
+
+    /** The longest the source waits for the destination to catch up before the switchover. */
+    static final long CATCH_UP_WAIT_MS = 2000;
+
+    private void catchUp(SectionWriter w, ChannelSaveStream out, ReturnPathReader rp)
+            throws IOException, InterruptedException {
+        long t0 = clock.getAsLong();
+        int ping = 0x46525259; // "FRRY"
+        w.command(Qevm.CMD_PING, new byte[] {0x46, 0x52, 0x52, 0x59});
+        out.flush();
+        boolean caughtUp = rp.awaitPong(ping, CATCH_UP_WAIT_MS);
+        LOG.debug("{}: destination {} in {} µs before the switchover", machine.name(),
+                caughtUp ? "caught up" : "did not catch up", (clock.getAsLong() - t0) / 1000);
+    }
 
     private void iterate(List<SaveEntry> entries, Map<SaveEntry, Integer> ids, SectionWriter w, ChannelSaveStream out,
                          ReturnPathReader rp, boolean ackNeeded)

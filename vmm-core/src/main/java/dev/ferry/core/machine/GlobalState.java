@@ -59,6 +59,7 @@ final class GlobalState {
                 return;
             }
         }
-        throw new IllegalArgumentException("the source's run state '" + name + "' is not one this VMM knows");
+        throw new IllegalArgumentException("the source's run state '"
+                + dev.ferry.core.migration.StreamText.escape(Arrays.copyOf(runstate, end)) + "' is not one this VMM knows");
     }
 }

@@ -149,7 +149,13 @@ public final class VmStateDescription<T> {
         }
         for (VmStateField<T> f : fields) {
             if (f.sinceVersion() <= streamVersion) {
-                f.load(obj, in);
+                try {
+                    f.load(obj, in);
+                } catch (IllegalArgumentException e) {
+                    // A setter that refuses the value it was given: the stream is refused, not
+                    // the VMM broken (the fuzzer found GlobalState's unknown run state this way).
+                    throw new MigrationException(name + ": " + f.name() + ": " + e.getMessage(), e);
+                }
             }
         }
         while (!subsections.isEmpty() && in.peek(0) == SUBSECTION) {
