@@ -1,6 +1,5 @@
 package dev.ferry.migration;
 
-import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.ferry.core.machine.Machine;
 import dev.ferry.core.machine.RunState;
 import dev.ferry.core.migration.LiveSaveHandler;
@@ -51,7 +50,6 @@ public final class SourceMigration {
     private static final long IDLE_PAUSE_MS = 5;
 
     private static final Logger LOG = LoggerFactory.getLogger(SourceMigration.class);
-    private static final ObjectMapper JSON = new ObjectMapper();
     /** Written in the CONFIGURATION section. */
     public static final String MACHINE_TYPE = "ferry";
 
@@ -250,7 +248,7 @@ public final class SourceMigration {
                 }
             }
             out.flush();
-            warmVmdesc(entries);
+            VmdescBuilder.warm(entries);
             progress.setupDone();
             setStatus(MigrationStatus.ACTIVE);
 
@@ -284,7 +282,7 @@ public final class SourceMigration {
             }
             long stopped = clock.getAsLong();
             setStatus(MigrationStatus.DEVICE);
-            List<Object> devices = new ArrayList<>();
+            VmdescBuilder vmdesc = new VmdescBuilder();
             long ramNanos = 0;
             for (SaveEntry e : entries) {
                 checkCancel();
@@ -311,27 +309,20 @@ public final class SourceMigration {
                     long before = out.bytesWritten();
                     long t0 = clock.getAsLong();
                     w.sectionHeader(Qevm.SECTION_FULL, id, e.idstr(), e.instanceId(), e.version());
-                    Map<String, Object> d = new LinkedHashMap<>();
-                    d.put("name", e.idstr());
-                    d.put("instance_id", e.instanceId());
                     if (e instanceof SaveEntry.VmState<?> vs) {
                         vs.save(out);
-                        d.putAll(vs.describe());
+                        vmdesc.vmState(vs);
                     } else {
                         long dataStart = out.bytesWritten();
                         part.saveState(out);
-                        d.putAll(oldStyleDescription(out.bytesWritten() - dataStart));
+                        vmdesc.oldStyle(e, out.bytesWritten() - dataStart);
                     }
                     w.footer(id);
                     progress.addDowntime(e, out.bytesWritten() - before, clock.getAsLong() - t0);
-                    devices.add(d);
                 }
             }
             w.eof();
-            Map<String, Object> vmdesc = new LinkedHashMap<>();
-            vmdesc.put("page_size", 4096);
-            vmdesc.put("devices", devices);
-            w.vmdesc(JSON.writeValueAsBytes(vmdesc));
+            w.vmdesc(vmdesc.toJson());
             long sent = clock.getAsLong();
             if (rp != null) {
                 // The destination's SHUT proves delivery; a drain would race its close once it
@@ -373,45 +364,6 @@ public final class SourceMigration {
             failureCause = e;
         }
         finish(failure, failureCause, stoppedVm, runStateBefore, setupDone, out, rp);
-    }
-
-    /**
-     * Serializes a vmdesc shaped like the one the switchover writes and throws it away: in a fresh
-     * process the first serialization costs ~20 ms of class loading and cold code, which would
-     * otherwise land inside the downtime (measured: the device-state phase fell from ~22 ms).
-     */
-    private static void warmVmdesc(List<SaveEntry> entries) throws IOException {
-        List<Object> devices = new ArrayList<>();
-        for (SaveEntry e : entries) {
-            Map<String, Object> d = new LinkedHashMap<>();
-            d.put("name", e.idstr());
-            d.put("instance_id", e.instanceId());
-            if (e instanceof SaveEntry.VmState<?> vs) {
-                d.putAll(vs.describe());
-            } else {
-                d.putAll(oldStyleDescription(0));
-            }
-            devices.add(d);
-        }
-        Map<String, Object> vmdesc = new LinkedHashMap<>();
-        vmdesc.put("page_size", 4096);
-        vmdesc.put("devices", devices);
-        JSON.writeValueAsBytes(vmdesc);
-    }
-
-    /**
-     * The vmdesc entry QEMU writes for a section without a VMStateDescription
-     * ({@code vmstate_save_old_style}): its size and one opaque buffer field "data".
-     */
-    private static Map<String, Object> oldStyleDescription(long size) {
-        Map<String, Object> field = new LinkedHashMap<>();
-        field.put("name", "data");
-        field.put("size", size);
-        field.put("type", "buffer");
-        Map<String, Object> d = new LinkedHashMap<>();
-        d.put("size", size);
-        d.put("fields", List.of(field));
-        return d;
     }
 
     private final SwitchoverRule switchover = new SwitchoverRule();

@@ -86,19 +86,6 @@ public final class VirtioBalloon implements VirtioDeviceModel {
     private final long ramPages;
     private final long ramBytes;
 
-    /**
-     * The guest's RAM as QEMU's {@code ram_size} counts it: the main RAM region ({@code pc.ram}),
-     * not regions that only devices use (an emulated VF's DMA window); all memory when there is
-     * no region of that name.
-     */
-    public static long ramBytes(GuestMemory memory) {
-        for (dev.ferry.core.memory.GuestRegion r : memory.regions()) {
-            if (r.name().equals("pc.ram")) {
-                return r.size();
-            }
-        }
-        return memory.totalSize();
-    }
 
     private final FreePageHinting hinting = new FreePageHinting();
     private final BalloonCounters counters = new BalloonCounters();
@@ -140,7 +127,7 @@ public final class VirtioBalloon implements VirtioDeviceModel {
         this.memory = memory;
         this.registry = registry;
         this.clockSeconds = clockSeconds;
-        this.ramBytes = ramBytes(memory);
+        this.ramBytes = memory.ramBytes();
         this.ramPages = ramBytes >>> BalloonConfig.PFN_SHIFT;
         this.statsPollingSeconds = options.statsPollingSeconds();
         if (options.freePageHint()) {

@@ -48,17 +48,12 @@ public final class DeviceMemory {
         return false;
     }
 
-    /** Total RAM, for sizing checks. */
-    /** The main RAM region's size ({@code pc.ram}), or all memory without one: what a guest calls its RAM. */
+    /** The guest's RAM as QEMU counts it ({@link GuestMemory#ramBytes()}). */
     public long ramBytes() {
-        for (GuestRegion r : memory.regions()) {
-            if (r.name().equals("pc.ram")) {
-                return r.size();
-            }
-        }
-        return memory.totalSize();
+        return memory.ramBytes();
     }
 
+    /** Total RAM, for sizing checks. */
     public long totalSize() {
         return memory.totalSize();
     }

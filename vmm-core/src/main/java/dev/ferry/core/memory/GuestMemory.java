@@ -38,6 +38,19 @@ public final class GuestMemory implements AutoCloseable {
         return regions;
     }
 
+    /**
+     * The guest's RAM as QEMU's {@code ram_size} counts it: the main region ({@code pc.ram}), not
+     * regions only devices use (an emulated VF's DMA window); all memory without such a region.
+     */
+    public long ramBytes() {
+        for (GuestRegion r : byIndex) {
+            if (r.name().equals("pc.ram")) {
+                return r.size();
+            }
+        }
+        return totalSize();
+    }
+
     public long totalSize() {
         long t = 0;
         for (GuestRegion r : byIndex) {

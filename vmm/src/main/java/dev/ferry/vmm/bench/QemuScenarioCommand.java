@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.ferry.vmm.config.Sizes;
+import dev.ferry.vmm.migrate.MigrationProgress;
 import dev.ferry.vmm.process.FerryRunProcess;
 import dev.ferry.vmm.qmp.QmpClient;
 import dev.ferry.vmm.run.QapiJson;
@@ -256,7 +257,8 @@ public final class QemuScenarioCommand implements Callable<Integer> {
 
     private static JsonNode migrate(QmpClient s, QmpClient d, int port) throws Exception {
         s.execute("migrate", QapiJson.JSON.createObjectNode().put("uri", "tcp:127.0.0.1:" + port));
-        return poll(s);
+        return MigrationProgress.follow(() -> s.execute("query-migrate", null), null, MigrationProgress.Display.NONE,
+                Duration.ofMinutes(10), Duration.ofMillis(20), i -> { });
     }
 
     /** The source's final status; "dest-STATE" when it completed but the destination does not run. */
@@ -269,21 +271,6 @@ public final class QemuScenarioCommand implements Callable<Integer> {
             }
         }
         return status;
-    }
-
-    private static JsonNode poll(QmpClient s) throws Exception {
-        long deadline = System.nanoTime() + TimeUnit.MINUTES.toNanos(10);
-        while (true) {
-            JsonNode info = s.execute("query-migrate", null);
-            String st = info.path("status").asText();
-            if (st.equals("completed") || st.equals("failed") || st.equals("cancelled")) {
-                return info;
-            }
-            if (System.nanoTime() > deadline) {
-                throw new IOException("the migration is still " + st + " after 10 minutes");
-            }
-            Thread.sleep(20);
-        }
     }
 
     private static String awaitRunning(QmpClient c) throws Exception {
