@@ -5,6 +5,11 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.ferry.vmm.config.Sizes;
 import dev.ferry.virtio.net.peer.TrafficPeer;
+import dev.ferry.vmm.demo.DemoOutcomes.BalloonOutcome;
+import dev.ferry.vmm.demo.DemoOutcomes.DiskOutcome;
+import dev.ferry.vmm.demo.DemoOutcomes.NicOutcome;
+import dev.ferry.vmm.demo.DemoOutcomes.Outcome;
+import dev.ferry.vmm.demo.DemoOutcomes.VfOutcome;
 import dev.ferry.vmm.migrate.MigrationProgress;
 import dev.ferry.vmm.process.FerryRunProcess;
 import dev.ferry.vmm.qmp.QmpClient;
@@ -411,27 +416,6 @@ public final class DemoCommand implements Callable<Integer> {
 
     long balloonTarget = -1;
 
-    /** The balloon's part of the outcome. */
-    static final class BalloonOutcome {
-        long sourceActual;
-        long destinationActual = -1;
-        long target;
-        long givenPages;
-        long holesOnDestination = -1;
-        long holesOnSource;
-        long hintedPages;
-        long hintBytesSaved;
-        boolean driverOk;
-        String problem;
-
-        boolean verified(boolean completed) {
-            if (!completed) {
-                return sourceActual == target && holesOnSource == givenPages && driverOk;
-            }
-            return destinationActual == target && holesOnDestination == givenPages && driverOk && hintedPages > 0;
-        }
-    }
-
     private void balloonOutcome(Outcome o, QmpClient s, QmpClient d, JsonNode sv, JsonNode dv, boolean completed)
             throws Exception {
         BalloonOutcome b = new BalloonOutcome();
@@ -458,51 +442,6 @@ public final class DemoCommand implements Callable<Integer> {
 
     /** When the migrate command went out (the peer's clock). */
     long migrateNanos;
-
-    /** What the demo proved. */
-    static final class Outcome {
-        NicOutcome nic;
-        BalloonOutcome balloon;
-        String status;
-        boolean sourceRunning;
-        boolean sourceIntact;
-        String sourceState;
-        String destinationState;
-        boolean memoryEqual;
-        boolean continued;
-        long stepsReplayed;
-        double digestMs;
-        double guestPauseMs;
-        boolean verified;
-        String problem;
-        boolean sourceVfsRunning = true;
-        final List<VfOutcome> vfs = new ArrayList<>();
-        final List<DiskOutcome> disks = new ArrayList<>();
-    }
-
-    /** The NIC's part of the outcome, mostly as the traffic peer saw it. */
-    static final class NicOutcome {
-        long guestFrames;
-        long guestLost;
-        long guestDupsOrReorders;
-        long peerLost = -1;
-        long peerDups;
-        String sourcePort;
-        String portNow;
-        boolean moved;
-        boolean sourceContinued;
-        final List<String> announces = new ArrayList<>();
-        long announceAcks;
-        boolean driverOk;
-        String problem;
-
-        boolean verified(boolean completed) {
-            if (!completed) {
-                return sourceContinued && !moved && announces.isEmpty() && guestDupsOrReorders == 0;
-            }
-            return moved && !announces.isEmpty() && guestDupsOrReorders == 0 && peerDups == 0 && driverOk;
-        }
-    }
 
     /**
      * The NIC's verdict. After a completed migration: the guest's frames reached the peer without
@@ -547,45 +486,6 @@ public final class DemoCommand implements Callable<Integer> {
             }
         }
         o.nic = n;
-    }
-
-    /** One disk's part of the outcome. */
-    static final class DiskOutcome {
-        String id;
-        String section;
-        long drainedAtStop;
-        long carried;
-        long sourceCompleted;
-        long destinationCompleted;
-        long writesAcked;
-        long blocksWritten;
-        boolean imageOk;
-        boolean continued;
-        String problem;
-
-        boolean verified() {
-            return imageOk && continued;
-        }
-    }
-
-    /** One VF's part of the outcome. */
-    static final class VfOutcome {
-        String id;
-        String sourceState;
-        String destinationState;
-        long precopyBytes;
-        long stopCopyBytes;
-        boolean stateEqual;
-        boolean ringOk;
-        long sourceDeliveries;
-        long destinationDeliveries;
-        int resets;
-        String problem;
-
-        boolean verified() {
-            return stateEqual && ringOk && destinationDeliveries > sourceDeliveries && "STOP".equals(sourceState)
-                    && "RUNNING".equals(destinationState);
-        }
     }
 
     private static VfOutcome vf(Outcome o, String id) {

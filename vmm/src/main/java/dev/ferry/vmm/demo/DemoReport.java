@@ -12,7 +12,7 @@ final class DemoReport {
     private DemoReport() {
     }
 
-    static void devices(JsonNode info, DemoCommand.Outcome o, PrintStream out) {
+    static void devices(JsonNode info, DemoOutcomes.Outcome o, PrintStream out) {
         JsonNode devs = info.path("x-ferry-devices");
         if (!devs.isArray() || devs.isEmpty()) {
             return;
@@ -29,7 +29,7 @@ final class DemoReport {
         for (JsonNode d : devs) {
             long us = d.path("downtime-us").asLong();
             String id = d.path("id").asText();
-            DemoCommand.VfOutcome vf = vfOf(o, id);
+            DemoOutcomes.VfOutcome vf = vfOf(o, id);
             out.printf("  %-" + width + "s #%d %-10s %12d bytes  downtime %7.2f ms (%5.1f %%)  source %s, destination %s%n",
                     id, d.path("instance-id").asInt(), kind(id),
                     d.path("precopy-bytes").asLong() + d.path("downtime-bytes").asLong(), us / 1000.0,
@@ -39,8 +39,8 @@ final class DemoReport {
     }
 
     /** The VF behind a section id {@code <vf>/vfio}, or null. */
-    static DemoCommand.VfOutcome vfOf(DemoCommand.Outcome o, String idstr) {
-        for (DemoCommand.VfOutcome v : o.vfs) {
+    static DemoOutcomes.VfOutcome vfOf(DemoOutcomes.Outcome o, String idstr) {
+        for (DemoOutcomes.VfOutcome v : o.vfs) {
             if (idstr.equals(v.id + "/vfio")) {
                 return v;
             }
@@ -48,12 +48,12 @@ final class DemoReport {
         return null;
     }
 
-    static void vfs(DemoCommand.Outcome o, PrintStream out) {
+    static void vfs(DemoOutcomes.Outcome o, PrintStream out) {
         if (o.vfs.isEmpty()) {
             return;
         }
         out.println("VFs:");
-        for (DemoCommand.VfOutcome v : o.vfs) {
+        for (DemoOutcomes.VfOutcome v : o.vfs) {
             out.printf("  %-6s %,14d bytes in pre-copy, %,12d in downtime; source %s, destination %s%s%n", v.id,
                     v.precopyBytes, v.stopCopyBytes, v.sourceState, v.destinationState == null ? "-" : v.destinationState,
                     v.resets > 0 ? " (reset " + v.resets + "x by QEMU's recovery; the guest's driver brought it up again)"
@@ -73,12 +73,12 @@ final class DemoReport {
         }
     }
 
-    static void disks(DemoCommand.Outcome o, PrintStream out) {
+    static void disks(DemoOutcomes.Outcome o, PrintStream out) {
         if (o.disks.isEmpty()) {
             return;
         }
         out.println("disks:");
-        for (DemoCommand.DiskOutcome d : o.disks) {
+        for (DemoOutcomes.DiskOutcome d : o.disks) {
             if (o.status.equals("completed")) {
                 out.printf("  %-6s %d request(s) in flight drained at stop, %d carried in the stream%n", d.id,
                         d.drainedAtStop, d.carried);
@@ -96,8 +96,8 @@ final class DemoReport {
         }
     }
 
-    static void nic(DemoCommand.Outcome o, PrintStream out) {
-        DemoCommand.NicOutcome n = o.nic;
+    static void nic(DemoOutcomes.Outcome o, PrintStream out) {
+        DemoOutcomes.NicOutcome n = o.nic;
         if (n == null) {
             return;
         }
@@ -119,8 +119,8 @@ final class DemoReport {
         }
     }
 
-    static void balloon(DemoCommand.Outcome o, PrintStream out) {
-        DemoCommand.BalloonOutcome b = o.balloon;
+    static void balloon(DemoOutcomes.Outcome o, PrintStream out) {
+        DemoOutcomes.BalloonOutcome b = o.balloon;
         if (b == null) {
             return;
         }
@@ -140,7 +140,7 @@ final class DemoReport {
         }
     }
 
-    static void verification(DemoCommand.Outcome o, PrintStream out) {
+    static void verification(DemoOutcomes.Outcome o, PrintStream out) {
         vfs(o, out);
         disks(o, out);
         nic(o, out);
@@ -190,7 +190,7 @@ final class DemoReport {
         };
     }
 
-    static ObjectNode json(JsonNode info, String engine, DemoCommand.Outcome o) {
+    static ObjectNode json(JsonNode info, String engine, DemoOutcomes.Outcome o) {
         ObjectNode j = QapiJson.JSON.createObjectNode();
         j.put("status", o.status);
         j.put("engine", engine);
@@ -202,14 +202,14 @@ final class DemoReport {
         j.put("guest_pause_without_verification_ms", Math.max(0, info.path("x-ferry-guest-pause").asLong(0) - o.digestMs));
         j.set("downtime_phases_us", info.path("x-ferry-downtime-breakdown").deepCopy());
         if (o.balloon != null) {
-            DemoCommand.BalloonOutcome b = o.balloon;
+            DemoOutcomes.BalloonOutcome b = o.balloon;
             j.putObject("balloon").put("target_bytes", b.target).put("source_actual_bytes", b.sourceActual)
                     .put("destination_actual_bytes", b.destinationActual).put("ballooned_pages", b.givenPages)
                     .put("holes_on_destination", b.holesOnDestination).put("hinted_pages", b.hintedPages)
                     .put("hint_bytes_saved", b.hintBytesSaved).put("verified", b.verified(o.status.equals("completed")));
         }
         if (o.nic != null) {
-            DemoCommand.NicOutcome n = o.nic;
+            DemoOutcomes.NicOutcome n = o.nic;
             ObjectNode nn = j.putObject("nic");
             nn.put("guest_frames", n.guestFrames).put("guest_lost", n.guestLost)
                     .put("guest_dups_or_reorders", n.guestDupsOrReorders).put("peer_lost", n.peerLost)
@@ -233,19 +233,19 @@ final class DemoReport {
             dn.put("kind", kind(id));
             dn.put("transferred_bytes", d.path("precopy-bytes").asLong() + d.path("downtime-bytes").asLong());
             dn.put("downtime_ms", d.path("downtime-us").asLong() / 1000.0);
-            DemoCommand.VfOutcome vf = vfOf(o, id);
+            DemoOutcomes.VfOutcome vf = vfOf(o, id);
             dn.put("source_state", vf != null ? vf.sourceState : o.sourceState);
             dn.put("destination_state", vf != null ? vf.destinationState : o.destinationState);
         }
         ArrayNode disks = j.putArray("disks");
-        for (DemoCommand.DiskOutcome d : o.disks) {
+        for (DemoOutcomes.DiskOutcome d : o.disks) {
             disks.addObject().put("id", d.id).put("drained_at_stop", d.drainedAtStop).put("carried", d.carried)
                     .put("writes_acked", d.writesAcked).put("image_verified", d.imageOk).put("continued", d.continued)
                     .put("source_completed", d.sourceCompleted).put("destination_completed", d.destinationCompleted)
                     .put("verified", d.verified());
         }
         ArrayNode vfs = j.putArray("vfs");
-        for (DemoCommand.VfOutcome v : o.vfs) {
+        for (DemoOutcomes.VfOutcome v : o.vfs) {
             vfs.addObject().put("id", v.id).put("source_state", v.sourceState).put("destination_state", v.destinationState)
                     .put("precopy_bytes", v.precopyBytes).put("downtime_bytes", v.stopCopyBytes)
                     .put("state_equal", v.stateEqual).put("ring_verified", v.ringOk)
