@@ -42,5 +42,23 @@ int main(void) {
     FERRY_PROBE(IFF_VNET_HDR);
     FERRY_PROBE(TUNSETIFF);
     FERRY_PROBE(TUNSETVNETHDRSZ);
+    FERRY_PROBE(MSG_CTRUNC);
+    FERRY_PROBE(MSG_CMSG_CLOEXEC);
+    FERRY_PROBE(SCM_RIGHTS);
+    FERRY_PROBE(SHUT_RDWR);
+    FERRY_SIZEOF("sizeof(struct_msghdr)", struct msghdr);
+    FERRY_OFFSETOF("offsetof(msghdr,msg_name)", struct msghdr, msg_name);
+    FERRY_OFFSETOF("offsetof(msghdr,msg_namelen)", struct msghdr, msg_namelen);
+    FERRY_OFFSETOF("offsetof(msghdr,msg_iov)", struct msghdr, msg_iov);
+    FERRY_OFFSETOF("offsetof(msghdr,msg_iovlen)", struct msghdr, msg_iovlen);
+    FERRY_OFFSETOF("offsetof(msghdr,msg_control)", struct msghdr, msg_control);
+    FERRY_OFFSETOF("offsetof(msghdr,msg_controllen)", struct msghdr, msg_controllen);
+    FERRY_OFFSETOF("offsetof(msghdr,msg_flags)", struct msghdr, msg_flags);
+    FERRY_SIZEOF("sizeof(struct_iovec)", struct iovec);
+    FERRY_SIZEOF("sizeof(struct_cmsghdr)", struct cmsghdr);
+    FERRY_OFFSETOF("offsetof(cmsghdr,cmsg_len)", struct cmsghdr, cmsg_len);
+    FERRY_OFFSETOF("offsetof(cmsghdr,cmsg_level)", struct cmsghdr, cmsg_level);
+    FERRY_OFFSETOF("offsetof(cmsghdr,cmsg_type)", struct cmsghdr, cmsg_type);
+    FERRY_PROBE_AS("CMSG_DATA_OFFSET", (long) ((unsigned char *) CMSG_DATA((struct cmsghdr *) 0) - (unsigned char *) 0));
     return 0;
 }

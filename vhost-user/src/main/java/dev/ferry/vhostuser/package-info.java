@@ -1,5 +1,5 @@
 /**
  * vhost-user: a front-end that backs a virtio device with an external back-end process over a
- * UNIX socket, and a back-end library. Not built yet: see the open issues.
+ * UNIX socket, and a back-end library. {@code proto}: the message layer both sides stand on.
  */
 package dev.ferry.vhostuser;

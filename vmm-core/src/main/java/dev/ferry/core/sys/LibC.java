@@ -101,4 +101,21 @@ public interface LibC {
     @ssize_t long send(int fd, long buf, @size_t long count, int flags);
 
     @ssize_t long recv(int fd, long buf, @size_t long count, int flags);
+
+    /** {@code msg} is the address of a {@code struct msghdr} ({@link NetLinux#MSGHDR_SIZE}). */
+    @ssize_t long sendmsg(int fd, long msg, int flags);
+
+    /** {@code msg} is the address of a {@code struct msghdr}; the kernel fills its control and flags. */
+    @ssize_t long recvmsg(int fd, long msg, int flags);
+
+    int listen(int fd, int backlog);
+
+    /** {@code addr} and {@code addrlen} may be 0 (the peer's address is not wanted). */
+    int accept4(int fd, long addr, long addrlen, int flags);
+
+    int shutdown(int fd, int how);
+
+    int unlink(String path);
+
+    int socketpair(int domain, int type, int protocol, @Out int[] sv);
 }

@@ -51,17 +51,11 @@ public final class Sockets {
 
     /** A UNIX stream connection to the socket at {@code path}, blocking. */
     public static Fd unixConnect(Path path) {
-        byte[] p = path.toString().getBytes(java.nio.charset.StandardCharsets.UTF_8);
-        if (p.length >= NetLinux.SUN_PATH_SIZE) {
-            throw new IllegalArgumentException("UNIX socket path " + path + " is longer than "
-                    + (NetLinux.SUN_PATH_SIZE - 1) + " bytes");
-        }
+        byte[] p = unixPath(path);
         Fd fd = socket(NetLinux.AF_UNIX, NetLinux.SOCK_STREAM, "unix -> " + path);
         long a = NativeMemory.allocate(NetLinux.SOCKADDR_UN_SIZE);
         try {
-            NativeMemory.fill(a, NetLinux.SOCKADDR_UN_SIZE, (byte) 0);
-            NativeMemory.putShort(a, (short) NetLinux.AF_UNIX);
-            NativeMemory.copyFromArray(p, 0, a + NetLinux.SUN_PATH_OFFSET, p.length);
+            sockaddrUn(a, p);
             check(LIBC.connect(fd.get(), a, NetLinux.SUN_PATH_OFFSET + p.length + 1), "connect", fd.toString());
             return fd;
         } catch (RuntimeException e) {
@@ -69,6 +63,202 @@ public final class Sockets {
             throw e;
         } finally {
             NativeMemory.free(a);
+        }
+    }
+
+    /**
+     * A UNIX stream socket listening at {@code path}. A socket file left at the path by a process
+     * that is gone is removed first (as QEMU's {@code server=on} does); any other file there is an
+     * error, never deleted.
+     */
+    public static Fd unixListen(Path path, int backlog) {
+        byte[] p = unixPath(path);
+        if (java.nio.file.Files.exists(path, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+            if (!isSocketFile(path)) {
+                throw new IllegalArgumentException(path + " exists and is not a socket");
+            }
+            LIBC.unlink(path.toString());
+        }
+        Fd fd = socket(NetLinux.AF_UNIX, NetLinux.SOCK_STREAM, "unix listen " + path);
+        long a = NativeMemory.allocate(NetLinux.SOCKADDR_UN_SIZE);
+        try {
+            sockaddrUn(a, p);
+            check(LIBC.bind(fd.get(), a, NetLinux.SUN_PATH_OFFSET + p.length + 1), "bind", fd.toString());
+            check(LIBC.listen(fd.get(), backlog), "listen", fd.toString());
+            return fd;
+        } catch (RuntimeException e) {
+            fd.close();
+            throw e;
+        } finally {
+            NativeMemory.free(a);
+        }
+    }
+
+    private static boolean isSocketFile(Path path) {
+        try {
+            Object mode = java.nio.file.Files.getAttribute(path, "unix:mode", java.nio.file.LinkOption.NOFOLLOW_LINKS);
+            return mode instanceof Integer m && (m & 0170000) == 0140000;
+        } catch (java.io.IOException | UnsupportedOperationException e) {
+            return false;
+        }
+    }
+
+    /** Accepts one connection on a listening socket (blocking unless the listener is non-blocking). */
+    public static Fd accept(Fd listener) {
+        int fd;
+        do {
+            fd = LIBC.accept4(listener.get(), 0, 0, NetLinux.SOCK_CLOEXEC);
+        } while (fd < 0 && Sys.errno() == Errno.EINTR);
+        if (fd < 0) {
+            throw new NativeCallException("accept4", Sys.errno(), listener.toString());
+        }
+        return new Fd(fd, "accepted on " + listener.description());
+    }
+
+    /** A connected pair of UNIX stream sockets (for a peer in the same process, and tests). */
+    public static Fd[] unixPair(String description) {
+        int[] sv = new int[2];
+        check(LIBC.socketpair(NetLinux.AF_UNIX, NetLinux.SOCK_STREAM | NetLinux.SOCK_CLOEXEC, 0, sv), "socketpair",
+                description);
+        return new Fd[] {new Fd(sv[0], description + " [0]"), new Fd(sv[1], description + " [1]")};
+    }
+
+    /** shutdown(2) both directions: a peer blocked on this connection sees its end at once. */
+    public static void shutdown(Fd fd) {
+        LIBC.shutdown(fd.get(), NetLinux.SHUT_RDWR); // an unconnected socket's ENOTCONN does not matter
+    }
+
+    /** The most descriptors one {@link #sendWithFds} or {@link #recvWithFds} carries. */
+    public static final int MAX_FDS = 16;
+
+    private static int cmsgSpace(int fds) {
+        return NetLinux.CMSGHDR_SIZE + ((fds * 4 + 7) & ~7);
+    }
+
+    /**
+     * One sendmsg(2) of {@code count} bytes at native {@code buf} with the descriptors {@code fds}
+     * (not closed; the peer gets duplicates) as SCM_RIGHTS in the same call, then plain sends for
+     * whatever a stream socket did not take at once — so the descriptors travel with the first
+     * byte. Blocking. Retries EINTR; MSG_NOSIGNAL is implied.
+     */
+    public static void sendWithFds(Fd fd, long buf, long count, int[] fds) {
+        if (fds.length > MAX_FDS) {
+            throw new IllegalArgumentException(fds.length + " descriptors in one message: at most " + MAX_FDS);
+        }
+        int ctl = fds.length == 0 ? 0 : cmsgSpace(fds.length);
+        long m = NativeMemory.allocate(NetLinux.MSGHDR_SIZE + NetLinux.IOVEC_SIZE + ctl);
+        try {
+            long iov = m + NetLinux.MSGHDR_SIZE;
+            long c = iov + NetLinux.IOVEC_SIZE;
+            NativeMemory.fill(m, NetLinux.MSGHDR_SIZE + NetLinux.IOVEC_SIZE + ctl, (byte) 0);
+            NativeMemory.putLong(iov, buf);
+            NativeMemory.putLong(iov + 8, count);
+            NativeMemory.putLong(m + NetLinux.MSG_IOV_OFFSET, iov);
+            NativeMemory.putLong(m + NetLinux.MSG_IOVLEN_OFFSET, 1);
+            if (ctl > 0) {
+                NativeMemory.putLong(c + NetLinux.CMSG_LEN_OFFSET, NetLinux.CMSGHDR_SIZE + 4L * fds.length);
+                NativeMemory.putInt(c + NetLinux.CMSG_LEVEL_OFFSET, NetLinux.SOL_SOCKET);
+                NativeMemory.putInt(c + NetLinux.CMSG_TYPE_OFFSET, NetLinux.SCM_RIGHTS);
+                for (int i = 0; i < fds.length; i++) {
+                    NativeMemory.putInt(c + NetLinux.CMSGHDR_SIZE + 4L * i, fds[i]);
+                }
+                NativeMemory.putLong(m + NetLinux.MSG_CONTROL_OFFSET, c);
+                NativeMemory.putLong(m + NetLinux.MSG_CONTROLLEN_OFFSET, ctl);
+            }
+            long n;
+            do {
+                n = LIBC.sendmsg(fd.get(), m, NetLinux.MSG_NOSIGNAL);
+            } while (n < 0 && Sys.errno() == Errno.EINTR);
+            if (n < 0) {
+                throw new NativeCallException("sendmsg", Sys.errno(), fd.toString());
+            }
+            while (n < count) {
+                long k = send(fd, buf + n, count - n, 0);
+                if (k < 0) {
+                    throw new NativeCallException("send", Errno.EAGAIN, fd + ": blocking send would block");
+                }
+                n += k;
+            }
+        } finally {
+            NativeMemory.free(m);
+        }
+    }
+
+    /**
+     * What one {@link #recvWithFds} got: the byte count (0 at the stream's end, -1 when a
+     * non-blocking receive found nothing) and the descriptors that came with it, now owned by the
+     * caller.
+     */
+    public record Received(long bytes, Fd[] fds) {
+        /** Closes every received descriptor (a message that must not carry any). */
+        public void closeFds() {
+            for (Fd f : fds) {
+                f.close();
+            }
+        }
+    }
+
+    /**
+     * One recvmsg(2) of up to {@code count} bytes into native {@code buf}, accepting up to
+     * {@code maxFds} descriptors (close-on-exec). More descriptors than that — the kernel cuts the
+     * control data — is an error after closing those that arrived, so a hostile peer cannot leak
+     * descriptors into this process. {@code flags} as recv(2) (MSG_DONTWAIT). Retries EINTR.
+     */
+    public static Received recvWithFds(Fd fd, long buf, long count, int maxFds, int flags) {
+        if (maxFds < 0 || maxFds > MAX_FDS) {
+            throw new IllegalArgumentException("maxFds " + maxFds);
+        }
+        // Room for one more than allowed, so that "too many" is seen as such rather than cut silently.
+        int ctl = cmsgSpace(maxFds + 1);
+        long m = NativeMemory.allocate(NetLinux.MSGHDR_SIZE + NetLinux.IOVEC_SIZE + ctl);
+        try {
+            long iov = m + NetLinux.MSGHDR_SIZE;
+            long c = iov + NetLinux.IOVEC_SIZE;
+            NativeMemory.fill(m, NetLinux.MSGHDR_SIZE + NetLinux.IOVEC_SIZE + ctl, (byte) 0);
+            NativeMemory.putLong(iov, buf);
+            NativeMemory.putLong(iov + 8, count);
+            NativeMemory.putLong(m + NetLinux.MSG_IOV_OFFSET, iov);
+            NativeMemory.putLong(m + NetLinux.MSG_IOVLEN_OFFSET, 1);
+            NativeMemory.putLong(m + NetLinux.MSG_CONTROL_OFFSET, c);
+            NativeMemory.putLong(m + NetLinux.MSG_CONTROLLEN_OFFSET, ctl);
+            long n;
+            do {
+                n = LIBC.recvmsg(fd.get(), m, flags | NetLinux.MSG_CMSG_CLOEXEC);
+            } while (n < 0 && Sys.errno() == Errno.EINTR);
+            if (n < 0) {
+                if (Sys.errno() == Errno.EAGAIN) {
+                    return new Received(-1, new Fd[0]);
+                }
+                throw new NativeCallException("recvmsg", Sys.errno(), fd.toString());
+            }
+            java.util.List<Fd> got = new java.util.ArrayList<>();
+            long ctlLen = NativeMemory.getLong(m + NetLinux.MSG_CONTROLLEN_OFFSET);
+            long off = 0;
+            while (off + NetLinux.CMSGHDR_SIZE <= ctlLen) {
+                long h = c + off;
+                long len = NativeMemory.getLong(h + NetLinux.CMSG_LEN_OFFSET);
+                if (len < NetLinux.CMSGHDR_SIZE || off + len > ctlLen) {
+                    break;
+                }
+                if (NativeMemory.getInt(h + NetLinux.CMSG_LEVEL_OFFSET) == NetLinux.SOL_SOCKET
+                        && NativeMemory.getInt(h + NetLinux.CMSG_TYPE_OFFSET) == NetLinux.SCM_RIGHTS) {
+                    int k = (int) ((len - NetLinux.CMSGHDR_SIZE) / 4);
+                    for (int i = 0; i < k; i++) {
+                        got.add(new Fd(NativeMemory.getInt(h + NetLinux.CMSGHDR_SIZE + 4L * i),
+                                "received from " + fd.description()));
+                    }
+                }
+                off += (len + 7) & ~7L;
+            }
+            int mflags = NativeMemory.getInt(m + NetLinux.MSG_FLAGS_OFFSET);
+            if (got.size() > maxFds || (mflags & NetLinux.MSG_CTRUNC) != 0) {
+                got.forEach(Fd::close);
+                throw new NativeCallException("recvmsg", Errno.EINVAL, fd + ": the peer sent more than " + maxFds
+                        + " descriptors with one message");
+            }
+            return new Received(n, got.toArray(new Fd[0]));
+        } finally {
+            NativeMemory.free(m);
         }
     }
 
@@ -131,6 +321,21 @@ public final class Sockets {
             throw new NativeCallException("recv", Sys.errno(), fd.toString());
         }
         return n;
+    }
+
+    private static byte[] unixPath(Path path) {
+        byte[] p = path.toString().getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        if (p.length >= NetLinux.SUN_PATH_SIZE) {
+            throw new IllegalArgumentException("UNIX socket path " + path + " is longer than "
+                    + (NetLinux.SUN_PATH_SIZE - 1) + " bytes");
+        }
+        return p;
+    }
+
+    private static void sockaddrUn(long a, byte[] p) {
+        NativeMemory.fill(a, NetLinux.SOCKADDR_UN_SIZE, (byte) 0);
+        NativeMemory.putShort(a, (short) NetLinux.AF_UNIX);
+        NativeMemory.copyFromArray(p, 0, a + NetLinux.SUN_PATH_OFFSET, p.length);
     }
 
     private static Fd socket(int domain, int type, String description) {

@@ -20,7 +20,7 @@ class NetHeaderProbeTest {
         Map<String, String> keys = new LinkedHashMap<>();
         for (String same : List.of("AF_UNIX", "AF_INET", "SOCK_STREAM", "SOCK_DGRAM", "SOCK_NONBLOCK", "SOCK_CLOEXEC",
                 "SOL_SOCKET", "SO_RCVBUF", "SO_SNDBUF", "MSG_DONTWAIT", "MSG_NOSIGNAL", "MSG_PEEK", "EINPROGRESS",
-                "IFNAMSIZ", "IFF_TAP", "IFF_NO_PI", "IFF_VNET_HDR", "TUNSETIFF", "TUNSETVNETHDRSZ")) {
+                "IFNAMSIZ", "MSG_CTRUNC", "MSG_CMSG_CLOEXEC", "SCM_RIGHTS", "SHUT_RDWR", "IFF_TAP", "IFF_NO_PI", "IFF_VNET_HDR", "TUNSETIFF", "TUNSETVNETHDRSZ")) {
             keys.put(same, same);
         }
         keys.put("SOCKADDR_IN_SIZE", "sizeof(struct_sockaddr_in)");
@@ -32,6 +32,15 @@ class NetHeaderProbeTest {
         keys.put("SUN_PATH_SIZE", "sizeof(sockaddr_un.sun_path)");
         keys.put("IFREQ_SIZE", "sizeof(struct_ifreq)");
         keys.put("IFR_FLAGS_OFFSET", "offsetof(ifreq,ifr_flags)");
+        keys.put("MSGHDR_SIZE", "sizeof(struct_msghdr)");
+        for (String f : List.of("name", "namelen", "iov", "iovlen", "control", "controllen", "flags")) {
+            keys.put("MSG_" + f.toUpperCase(java.util.Locale.ROOT) + "_OFFSET", "offsetof(msghdr,msg_" + f + ")");
+        }
+        keys.put("IOVEC_SIZE", "sizeof(struct_iovec)");
+        keys.put("CMSGHDR_SIZE", "CMSG_DATA_OFFSET");
+        keys.put("CMSG_LEN_OFFSET", "offsetof(cmsghdr,cmsg_len)");
+        keys.put("CMSG_LEVEL_OFFSET", "offsetof(cmsghdr,cmsg_level)");
+        keys.put("CMSG_TYPE_OFFSET", "offsetof(cmsghdr,cmsg_type)");
         List<String> problems = CProbe.compareConstants(NetLinux.class, keys, CProbe.runResource("/probes/net_uapi.c"));
         assertTrue(problems.isEmpty(), String.join("\n", problems));
     }
