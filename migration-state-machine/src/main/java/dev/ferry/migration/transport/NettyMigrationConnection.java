@@ -66,6 +66,11 @@ final class NettyMigrationConnection implements MigrationConnection {
         return connection;
     }
 
+    /** The Netty channel (for a TLS handshake the caller awaits before the stream starts). */
+    Channel channel() {
+        return channel;
+    }
+
     @Override
     public ByteBufAllocator alloc() {
         return channel.alloc();
@@ -209,13 +214,23 @@ final class NettyMigrationConnection implements MigrationConnection {
         return failure != null || !channel.isActive();
     }
 
+    /** A failure in words: TLS refusals explained, native errors without their syscall prefix. */
+    static String describe(Throwable cause) {
+        for (Throwable c = cause; c != null; c = c.getCause()) {
+            if (c instanceof javax.net.ssl.SSLException) {
+                return "TLS: " + dev.ferry.migration.tls.MigrationTls.explain(c);
+            }
+        }
+        return withoutSyscallPrefix(cause.getMessage());
+    }
+
     private void ensureOpen() throws IOException {
         if (closed.get()) {
             throw new IOException(description + ": connection closed");
         }
         Throwable cause = failure;
         if (cause != null) {
-            throw new IOException(description + ": connection failed: " + withoutSyscallPrefix(cause.getMessage()), cause);
+            throw new IOException(description + ": connection failed: " + describe(cause), cause);
         }
         if (!channel.isActive()) {
             throw new IOException(description + ": connection closed by peer");

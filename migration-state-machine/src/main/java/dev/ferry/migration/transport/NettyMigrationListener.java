@@ -29,6 +29,7 @@ final class NettyMigrationListener implements MigrationListener {
 
     private final Function<Channel, NettyMigrationConnection> attach;
     private final Runnable afterClose;
+    private final dev.ferry.migration.tls.MigrationTls tls;
     private volatile Channel serverChannel;
     private volatile String boundUri;
 
@@ -40,11 +41,15 @@ final class NettyMigrationListener implements MigrationListener {
      * @param requestedUri the URI as asked, reported until {@link #bound} gives the real one
      * @param attach       event loop: configures an accepted channel and wraps it as a connection
      * @param afterClose   runs once after the server channel closed (e.g. removes the socket file)
+     * @param tls          when not null, {@link #accept} returns a connection only after its TLS
+     *                     handshake and authz check passed
      */
-    NettyMigrationListener(String requestedUri, Function<Channel, NettyMigrationConnection> attach, Runnable afterClose) {
+    NettyMigrationListener(String requestedUri, Function<Channel, NettyMigrationConnection> attach, Runnable afterClose,
+                           dev.ferry.migration.tls.MigrationTls tls) {
         this.boundUri = requestedUri;
         this.attach = attach;
         this.afterClose = afterClose;
+        this.tls = tls;
     }
 
     /** The handler to install as the server bootstrap's child handler. */
@@ -77,6 +82,19 @@ final class NettyMigrationListener implements MigrationListener {
 
     @Override
     public MigrationConnection accept(Duration timeout) throws IOException {
+        NettyMigrationConnection c = acceptStream(timeout);
+        if (tls != null) {
+            try {
+                tls.awaitHandshake(c.channel(), c.toString());
+            } catch (IOException e) {
+                c.close();
+                throw e;
+            }
+        }
+        return c;
+    }
+
+    private NettyMigrationConnection acceptStream(Duration timeout) throws IOException {
         long deadline = System.nanoTime() + timeout.toNanos();
         synchronized (this) {
             for (;;) {

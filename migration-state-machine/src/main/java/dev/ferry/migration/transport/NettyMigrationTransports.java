@@ -25,6 +25,8 @@ import io.netty.channel.socket.nio.NioSocketChannel;
 import io.netty.channel.unix.DomainSocketAddress;
 import io.netty.util.concurrent.DefaultThreadFactory;
 
+import dev.ferry.migration.tls.MigrationTls;
+
 import java.io.FileNotFoundException;
 import java.io.IOException;
 import java.io.InterruptedIOException;
@@ -112,28 +114,65 @@ public final class NettyMigrationTransports implements MigrationTransports, Auto
 
     @Override
     public MigrationConnection connect(String uri) throws IOException {
-        TransportUri target = TransportUri.parse(uri);
-        ensureOpen();
-        return switch (target.scheme()) {
-            case TCP -> connectSocket(target, target.resolveTcp(false),
-                    epoll ? EpollSocketChannel.class : NioSocketChannel.class);
-            case UNIX -> connectSocket(target, new DomainSocketAddress(target.path().toString()),
-                    unixChannel(target, EpollDomainSocketChannel.class));
-            case FILE -> FileWriteConnection.create(target, ALLOCATOR);
-        };
+        return connect(uri, null);
     }
 
     @Override
     public MigrationListener listen(String uri) throws IOException {
+        return listen(uri, null);
+    }
+
+    /**
+     * These transports with TLS on every socket (QEMU's {@code tls-creds}): a view sharing this
+     * object's event loops, closed with it. {@code file:} URIs are refused, as QEMU refuses TLS on
+     * a stream that has no peer.
+     */
+    public MigrationTransports secured(MigrationTls tls) {
+        java.util.Objects.requireNonNull(tls, "tls");
+        return new MigrationTransports() {
+            @Override
+            public void checkUri(String uri) {
+                if (TransportUri.parse(uri).scheme() == TransportUri.Scheme.FILE) {
+                    throw new IllegalArgumentException(uri + ": TLS (tls-creds) needs a socket migration, not a file");
+                }
+            }
+
+            @Override
+            public MigrationConnection connect(String uri) throws IOException {
+                checkUri(uri);
+                return NettyMigrationTransports.this.connect(uri, tls);
+            }
+
+            @Override
+            public MigrationListener listen(String uri) throws IOException {
+                checkUri(uri);
+                return NettyMigrationTransports.this.listen(uri, tls);
+            }
+        };
+    }
+
+    private MigrationConnection connect(String uri, MigrationTls tls) throws IOException {
+        TransportUri target = TransportUri.parse(uri);
+        ensureOpen();
+        return switch (target.scheme()) {
+            case TCP -> connectSocket(target, target.resolveTcp(false),
+                    epoll ? EpollSocketChannel.class : NioSocketChannel.class, tls);
+            case UNIX -> connectSocket(target, new DomainSocketAddress(target.path().toString()),
+                    unixChannel(target, EpollDomainSocketChannel.class), tls);
+            case FILE -> FileWriteConnection.create(target, ALLOCATOR);
+        };
+    }
+
+    private MigrationListener listen(String uri, MigrationTls tls) throws IOException {
         TransportUri target = TransportUri.parse(uri);
         ensureOpen();
         return switch (target.scheme()) {
             case TCP -> listenSocket(target, target.resolveTcp(true),
-                    epoll ? EpollServerSocketChannel.class : NioServerSocketChannel.class, null);
+                    epoll ? EpollServerSocketChannel.class : NioServerSocketChannel.class, null, tls);
             case UNIX -> {
                 Class<? extends ServerChannel> type = unixChannel(target, EpollServerDomainSocketChannel.class);
                 UnixSocketFile socketFile = UnixSocketFile.prepare(target.path(), target.text());
-                yield listenSocket(target, new DomainSocketAddress(target.path().toString()), type, socketFile);
+                yield listenSocket(target, new DomainSocketAddress(target.path().toString()), type, socketFile, tls);
             }
             case FILE -> FileMigrationListener.open(target, ALLOCATOR);
         };
@@ -154,8 +193,11 @@ public final class NettyMigrationTransports implements MigrationTransports, Auto
     }
 
     private MigrationConnection connectSocket(TransportUri target, SocketAddress address,
-                                              Class<? extends Channel> type) throws IOException {
+                                              Class<? extends Channel> type, MigrationTls tls) throws IOException {
         AtomicReference<NettyMigrationConnection> attached = new AtomicReference<>();
+        if (tls != null) {
+            tls.checkClient(target.host()); // refuse before connecting: wrong endpoint, no hostname
+        }
         Bootstrap bootstrap = new Bootstrap()
                 .group(group())
                 .channel(type)
@@ -163,6 +205,9 @@ public final class NettyMigrationTransports implements MigrationTransports, Auto
                 .handler(new ChannelInitializer<>() {
                     @Override
                     protected void initChannel(Channel ch) {
+                        if (tls != null) {
+                            ch.pipeline().addFirst("tls", tls.clientHandler(ch.alloc(), target.host(), target.port()));
+                        }
                         attached.set(attachStream(ch, target.scheme(), target.text()));
                     }
                 });
@@ -180,16 +225,22 @@ public final class NettyMigrationTransports implements MigrationTransports, Auto
             throw new IOException("cannot connect to " + target.text() + ": " + reason(cause)
                     + "; is the destination listening (migrate-incoming)?", cause);
         }
+        if (tls != null) {
+            tls.awaitHandshake(connecting.channel(), target.text());
+        }
         return attached.get();
     }
 
     private MigrationListener listenSocket(TransportUri target, SocketAddress address,
-                                           Class<? extends ServerChannel> type, UnixSocketFile socketFile)
-            throws IOException {
+                                           Class<? extends ServerChannel> type, UnixSocketFile socketFile,
+                                           MigrationTls tls) throws IOException {
         boolean tcp = target.scheme() == TransportUri.Scheme.TCP;
-        NettyMigrationListener listener = new NettyMigrationListener(target.text(),
-                child -> attachStream(child, target.scheme(), acceptedDescription(child, target)),
-                socketFile == null ? () -> { } : socketFile::remove);
+        NettyMigrationListener listener = new NettyMigrationListener(target.text(), child -> {
+            if (tls != null) {
+                child.pipeline().addFirst("tls", tls.serverHandler(child.alloc()));
+            }
+            return attachStream(child, target.scheme(), acceptedDescription(child, target));
+        }, socketFile == null ? () -> { } : socketFile::remove, tls);
         ServerBootstrap bootstrap = new ServerBootstrap()
                 .group(group())
                 .channel(type)

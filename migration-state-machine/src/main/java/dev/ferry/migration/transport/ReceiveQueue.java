@@ -114,7 +114,8 @@ final class ReceiveQueue {
                     return chunk;
                 }
                 if (failure != null) {
-                    throw new IOException(description + ": connection failed: " + failure.getMessage(), failure);
+                    throw new IOException(description + ": connection failed: " + NettyMigrationConnection.describe(failure),
+                            failure);
                 }
                 if (endOfStream) {
                     return null;
