@@ -52,6 +52,8 @@ public final class Vmm implements AutoCloseable {
     private final boolean incomingMode;
     private final boolean verifyAtLoad;
     private volatile MigrationParameters params = MigrationParameters.defaults();
+    /** TLS objects (object-add) and the tls-* migration parameters. */
+    final VmmTls tls = new VmmTls();
     private volatile MigrationCapabilities caps = MigrationCapabilities.defaults();
     private volatile SourceMigration outgoing;
     private volatile DestinationMigration incoming;
@@ -239,7 +241,9 @@ public final class Vmm implements AutoCloseable {
         if (!uri.startsWith("tcp:") && !uri.startsWith("unix:") && !uri.startsWith("file:")) {
             throw VmmException.generic("unknown migration protocol: " + uri); // QEMU's check and message
         }
-        SourceMigration m = new SourceMigration(machine, transports, params, caps, migrationEvents);
+        dev.ferry.migration.tls.MigrationTls secure = tls.forSource();
+        SourceMigration m = new SourceMigration(machine, secure == null ? transports : transports.secured(secure), params,
+                caps, migrationEvents);
         outgoing = m;
         try {
             m.start(uri);
@@ -258,7 +262,9 @@ public final class Vmm implements AutoCloseable {
         if (incoming != null) {
             throw VmmException.generic("The incoming migration has already been started");
         }
-        DestinationMigration in = new DestinationMigration(machine, transports, caps, migrationEvents, autostart);
+        dev.ferry.migration.tls.MigrationTls secure = tls.forDestination();
+        DestinationMigration in = new DestinationMigration(machine, secure == null ? transports
+                : transports.secured(secure), caps, migrationEvents, autostart);
         in.digestMemoryAtLoad(verifyAtLoad);
         in.memoryDigest(guest::memoryDigest);
         in.beforeStart(guest::loaded);

@@ -53,10 +53,22 @@ final class VmmQmpCommands {
             return null;
         });
         c.register("query-migrate", Set.of(), a -> vmm.queryMigrate());
-        c.register("query-migrate-parameters", Set.of(), a -> QapiJson.parameters(vmm.parameters()));
+        c.register("query-migrate-parameters", Set.of(), a -> {
+            com.fasterxml.jackson.databind.node.ObjectNode p = QapiJson.parameters(vmm.parameters());
+            vmm.tls.report(p);
+            return p;
+        });
+        c.register("object-add", a -> {
+            vmm.tls.objectAdd(a);
+            return null;
+        });
+        c.register("object-del", Set.of("id"), a -> {
+            vmm.tls.objectDel(a.requiredString("id"));
+            return null;
+        });
         c.register("migrate-set-parameters", Set.of("downtime-limit", "max-bandwidth", "cpu-throttle-initial",
                 "cpu-throttle-increment", "max-cpu-throttle", "throttle-trigger-threshold",
-                "avail-switchover-bandwidth"), a -> {
+                "avail-switchover-bandwidth", "tls-creds", "tls-hostname", "tls-authz"), a -> {
             MigrationParameters p = vmm.parameters();
             long downtime = range(a, "downtime-limit", "downtime_limit", p.downtimeLimitMs(), 0, 2_000_000,
                     " milliseconds");
@@ -73,6 +85,7 @@ final class VmmQmpCommands {
             MigrationParameters next = p.withDowntimeLimitMs(downtime).withMaxBandwidth(bandwidth)
                     .withThrottle(initial, increment, max).withThrottleTriggerThreshold(trigger)
                     .withAvailSwitchoverBandwidth(avail);
+            vmm.tls.setParameters(a);
             return run(() -> vmm.setParameters(next));
         });
         c.register("query-migrate-capabilities", Set.of(), a -> QapiJson.capabilities(vmm.capabilities()));
