@@ -78,6 +78,10 @@ public class MigrationBenchmark {
     @Param({"soft"})
     public String engine;
 
+    /** Mutual TLS on the stream (QEMU's tls-creds), with credentials made by openssl for the run. */
+    @Param({"false"})
+    public boolean tls;
+
     private NettyMigrationTransports transports;
     private Machine source;
     private SoftWorkload workload;
@@ -85,11 +89,13 @@ public class MigrationBenchmark {
     private DestinationMigration incoming;
     private String uri;
     private Path dir;
+    private BenchCertificates.Pair certificates;
 
     @Setup(Level.Trial)
     public void startSource() throws Exception {
         transports = new NettyMigrationTransports();
         dir = Files.createTempDirectory("ferry-bench");
+        certificates = tls ? BenchCertificates.create(dir) : null;
         long ram = ramMiB << 20;
         workload = SoftWorkload.of(1, dirtyRate, ram, 1234);
         source = machine("bench-source", GuestMemory.ofSize(ram));
@@ -144,7 +150,8 @@ public class MigrationBenchmark {
     public void freshDestination() throws Exception {
         GuestMemory memory = GuestMemory.builder().region("pc.ram", 0, ramMiB << 20).prealloc(prealloc).build();
         destination = machine("bench-destination", memory);
-        incoming = new DestinationMigration(destination, transports, MigrationCapabilities.defaults(),
+        incoming = new DestinationMigration(destination, tls ? transports.secured(certificates.destination())
+                : transports, MigrationCapabilities.defaults(),
                 MigrationEventSink.NONE, false);
         uri = incoming.listen(transport.equals("tcp") ? "tcp:127.0.0.1:0" : "unix:" + dir.resolve("bench.sock"));
         if (!source.isRunning()) {
@@ -154,7 +161,7 @@ public class MigrationBenchmark {
 
     @Benchmark
     public MigrationInfo migrate() throws Exception {
-        SourceMigration m = new SourceMigration(source, transports,
+        SourceMigration m = new SourceMigration(source, tls ? transports.secured(certificates.source()) : transports,
                 MigrationParameters.defaults().withMaxBandwidth(0), MigrationCapabilities.defaults(),
                 MigrationEventSink.NONE);
         m.start(uri);
@@ -162,8 +169,8 @@ public class MigrationBenchmark {
             throw new IllegalStateException("migration " + m.status().qapiName() + ": " + m.info().errorDesc());
         }
         MigrationInfo info = m.info();
-        System.out.printf("%n  [%s %s %d MiB prealloc=%s] %.3f GB on the wire in %d ms = %.2f GB/s; downtime %d ms; "
-                        + "%d normal + %d zero pages; %d passes%n", engine, transport, ramMiB, prealloc,
+        System.out.printf("%n  [%s %s%s %d MiB prealloc=%s] %.3f GB on the wire in %d ms = %.2f GB/s; downtime %d ms; "
+                        + "%d normal + %d zero pages; %d passes%n", engine, transport, tls ? "+tls" : "", ramMiB, prealloc,
                 info.ram().transferred() / 1e9, info.totalTimeMs(),
                 info.ram().transferred() / 1e6 / Math.max(1, info.totalTimeMs()), info.downtimeMs(),
                 info.ram().normal(), info.ram().duplicate(), info.ram().dirtySyncCount());
@@ -184,7 +191,10 @@ public class MigrationBenchmark {
     public void stop() throws Exception {
         source.close();
         transports.close();
-        Files.deleteIfExists(dir.resolve("bench.sock"));
-        Files.deleteIfExists(dir);
+        try (var files = Files.walk(dir)) {
+            for (Path p : files.sorted(java.util.Comparator.reverseOrder()).toList()) {
+                Files.deleteIfExists(p);
+            }
+        }
     }
 }
