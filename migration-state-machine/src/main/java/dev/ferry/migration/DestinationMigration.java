@@ -228,6 +228,36 @@ public final class DestinationMigration implements LoadContext {
         }
     }
 
+    /**
+     * Sends {@link ReturnPath#HEARTBEAT} every {@link ReturnPath#HEARTBEAT_INTERVAL_MS} while the
+     * return path is open, from a daemon thread, so the source can tell a live destination from a
+     * stalled network. Stops when the return path closes.
+     */
+    private void startHeartbeat() {
+        Thread t = new Thread(() -> {
+            try {
+                while (true) {
+                    synchronized (rpLock) {
+                        if (rpOut == null) {
+                            return;
+                        }
+                        rpOut.putBe16(ReturnPath.MSG_PONG);
+                        rpOut.putBe16(4);
+                        rpOut.putBe32(ReturnPath.HEARTBEAT);
+                        rpOut.flush();
+                    }
+                    Thread.sleep(ReturnPath.HEARTBEAT_INTERVAL_MS);
+                }
+            } catch (IOException | RuntimeException e) {
+                LOG.debug("return-path heartbeat stopped: {}", e.toString());
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }, "ferry-return-path-heartbeat");
+        t.setDaemon(true);
+        t.start();
+    }
+
     private void sendSwitchoverAck() {
         if (ackSent || rpOut == null) {
             return;
@@ -438,6 +468,7 @@ public final class DestinationMigration implements LoadContext {
                         sendSwitchoverAck();
                     }
                 }
+                startHeartbeat();
             }
             case Qevm.CMD_PING -> {
                 if (len != 4) {
@@ -554,6 +585,7 @@ public final class DestinationMigration implements LoadContext {
                     LOG.warn("sending SHUT on the return path failed: {}", e.toString());
                 }
                 rpOut.close();
+                rpOut = null; // the heartbeat stops
             }
         }
         MigrationConnection c = connection;

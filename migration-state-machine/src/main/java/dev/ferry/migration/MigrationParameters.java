@@ -11,10 +11,14 @@ package dev.ferry.migration;
  *                                 bandwidth in the switchover decision, for guests whose pre-copy
  *                                 traffic is too thin to measure the link (a large stop-copy device
  *                                 behind quiet RAM); 0, the default, uses the measurement
+ * @param heartbeatTimeoutMs how long the source may go without hearing the destination's return
+ *                           path (whose heartbeat comes every 500 ms) before it declares the
+ *                           destination or the network gone and fails the migration (Ferry's
+ *                           {@code x-heartbeat-timeout}; QEMU waits on the TCP peer)
  */
 public record MigrationParameters(long downtimeLimitMs, long maxBandwidth, int cpuThrottleInitial,
                                   int cpuThrottleIncrement, int maxCpuThrottle, int throttleTriggerThreshold,
-                                  long returnPathTimeoutMs, long availSwitchoverBandwidth) {
+                                  long returnPathTimeoutMs, long availSwitchoverBandwidth, long heartbeatTimeoutMs) {
     public static final long MAX_THROTTLE = 128L << 20;
 
     public MigrationParameters {
@@ -31,6 +35,9 @@ public record MigrationParameters(long downtimeLimitMs, long maxBandwidth, int c
         if (returnPathTimeoutMs <= 0) {
             throw new IllegalArgumentException("return-path timeout must be positive");
         }
+        if (heartbeatTimeoutMs < 1000 || heartbeatTimeoutMs > 3_600_000) {
+            throw new IllegalArgumentException("x-heartbeat-timeout must be in 1000..3600000 ms, got " + heartbeatTimeoutMs);
+        }
         if (availSwitchoverBandwidth < 0) {
             throw new IllegalArgumentException("avail-switchover-bandwidth must not be negative, got "
                     + availSwitchoverBandwidth);
@@ -44,36 +51,41 @@ public record MigrationParameters(long downtimeLimitMs, long maxBandwidth, int c
     }
 
     public static MigrationParameters defaults() {
-        return new MigrationParameters(300, MAX_THROTTLE, 20, 10, 99, 50, 60_000, 0);
+        return new MigrationParameters(300, MAX_THROTTLE, 20, 10, 99, 50, 60_000, 0, 5_000);
     }
 
     public MigrationParameters withDowntimeLimitMs(long v) {
         return new MigrationParameters(v, maxBandwidth, cpuThrottleInitial, cpuThrottleIncrement, maxCpuThrottle,
-                throttleTriggerThreshold, returnPathTimeoutMs, availSwitchoverBandwidth);
+                throttleTriggerThreshold, returnPathTimeoutMs, availSwitchoverBandwidth, heartbeatTimeoutMs);
     }
 
     public MigrationParameters withMaxBandwidth(long v) {
         return new MigrationParameters(downtimeLimitMs, v, cpuThrottleInitial, cpuThrottleIncrement, maxCpuThrottle,
-                throttleTriggerThreshold, returnPathTimeoutMs, availSwitchoverBandwidth);
+                throttleTriggerThreshold, returnPathTimeoutMs, availSwitchoverBandwidth, heartbeatTimeoutMs);
     }
 
     public MigrationParameters withThrottle(int initial, int increment, int max) {
         return new MigrationParameters(downtimeLimitMs, maxBandwidth, initial, increment, max,
-                throttleTriggerThreshold, returnPathTimeoutMs, availSwitchoverBandwidth);
+                throttleTriggerThreshold, returnPathTimeoutMs, availSwitchoverBandwidth, heartbeatTimeoutMs);
     }
 
     public MigrationParameters withThrottleTriggerThreshold(int v) {
         return new MigrationParameters(downtimeLimitMs, maxBandwidth, cpuThrottleInitial, cpuThrottleIncrement,
-                maxCpuThrottle, v, returnPathTimeoutMs, availSwitchoverBandwidth);
+                maxCpuThrottle, v, returnPathTimeoutMs, availSwitchoverBandwidth, heartbeatTimeoutMs);
     }
 
     public MigrationParameters withReturnPathTimeoutMs(long v) {
         return new MigrationParameters(downtimeLimitMs, maxBandwidth, cpuThrottleInitial, cpuThrottleIncrement,
-                maxCpuThrottle, throttleTriggerThreshold, v, availSwitchoverBandwidth);
+                maxCpuThrottle, throttleTriggerThreshold, v, availSwitchoverBandwidth, heartbeatTimeoutMs);
     }
 
     public MigrationParameters withAvailSwitchoverBandwidth(long v) {
         return new MigrationParameters(downtimeLimitMs, maxBandwidth, cpuThrottleInitial, cpuThrottleIncrement,
-                maxCpuThrottle, throttleTriggerThreshold, returnPathTimeoutMs, v);
+                maxCpuThrottle, throttleTriggerThreshold, returnPathTimeoutMs, v, heartbeatTimeoutMs);
+    }
+
+    public MigrationParameters withHeartbeatTimeoutMs(long v) {
+        return new MigrationParameters(downtimeLimitMs, maxBandwidth, cpuThrottleInitial, cpuThrottleIncrement,
+                maxCpuThrottle, throttleTriggerThreshold, returnPathTimeoutMs, availSwitchoverBandwidth, v);
     }
 }

@@ -10,21 +10,59 @@ import java.util.concurrent.CompletableFuture;
  * The source's reader of the return path: a thread that parses the destination's messages and
  * completes {@link #shut()} with the destination's verdict, or exceptionally when the connection
  * breaks first. Switchover approval is a flag the migration thread polls.
+ *
+ * <p>Once the destination's first heartbeat arrived ({@link ReturnPath#HEARTBEAT}), a watchdog
+ * thread declares the destination lost when nothing came back for {@code heartbeatTimeoutMs}:
+ * it records why ({@link #lostReason()}) and closes the connection, so a migration thread blocked
+ * writing to a stalled or dead peer fails at once with that reason. A destination that never
+ * sends heartbeats (not a Ferry one) is never timed out this way.
  */
 final class ReturnPathReader implements Runnable {
     private final MigrationConnection connection;
     private final CompletableFuture<Integer> shut = new CompletableFuture<>();
     private volatile boolean switchoverAcked;
     private final Thread thread;
+    private final long heartbeatTimeoutMs;
+    private volatile long lastHeardNanos = System.nanoTime();
+    private volatile boolean heartbeats;
+    private volatile String lostReason;
+    private final Thread watchdog;
 
-    ReturnPathReader(MigrationConnection connection) {
+    ReturnPathReader(MigrationConnection connection, long heartbeatTimeoutMs) {
         this.connection = connection;
+        this.heartbeatTimeoutMs = heartbeatTimeoutMs;
         this.thread = new Thread(this, "ferry-return-path");
         thread.setDaemon(true);
+        this.watchdog = new Thread(this::watch, "ferry-return-path-watchdog");
+        watchdog.setDaemon(true);
     }
 
     void start() {
         thread.start();
+        watchdog.start();
+    }
+
+    /** Why the watchdog gave the destination up, or null. */
+    String lostReason() {
+        return lostReason;
+    }
+
+    private void watch() {
+        try {
+            while (!shut.isDone()) {
+                Thread.sleep(Math.min(200, heartbeatTimeoutMs / 4));
+                long silentMs = (System.nanoTime() - lastHeardNanos) / 1_000_000L;
+                if (heartbeats && silentMs > heartbeatTimeoutMs && !shut.isDone()) {
+                    lostReason = "the destination's return path has been silent for " + silentMs
+                            + " ms (heartbeat every " + ReturnPath.HEARTBEAT_INTERVAL_MS + " ms, x-heartbeat-timeout "
+                            + heartbeatTimeoutMs + " ms): the destination or the network is gone";
+                    connection.close();
+                    return;
+                }
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
     }
 
     CompletableFuture<Integer> shut() {
@@ -66,6 +104,8 @@ final class ReturnPathReader implements Runnable {
 
     void join() throws InterruptedException {
         thread.join(5000);
+        watchdog.interrupt();
+        watchdog.join(5000);
     }
 
     @Override
@@ -73,6 +113,7 @@ final class ReturnPathReader implements Runnable {
         try (ChannelLoadStream in = new ChannelLoadStream(connection)) {
             while (!shut.isDone()) {
                 int type = in.getBe16();
+                lastHeardNanos = System.nanoTime();
                 int len = in.getBe16();
                 if (len > ReturnPath.MAX_PAYLOAD) {
                     throw new IOException("return path: message " + type + " with " + len + " bytes");
@@ -90,7 +131,12 @@ final class ReturnPathReader implements Runnable {
                     }
                     case ReturnPath.MSG_PONG -> {
                         if (len == 4) {
-                            pong(in.getBe32());
+                            int v = in.getBe32();
+                            if (v == ReturnPath.HEARTBEAT) {
+                                heartbeats = true;
+                            } else {
+                                pong(v);
+                            }
                         } else {
                             in.skip(len);
                         }

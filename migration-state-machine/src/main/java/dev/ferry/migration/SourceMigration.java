@@ -227,7 +227,7 @@ public final class SourceMigration {
             out.switchoverAck(caps.switchoverAck() && useReturnPath);
             if (useReturnPath) {
                 w.command(Qevm.CMD_OPEN_RETURN_PATH, new byte[0]);
-                rp = new ReturnPathReader(conn);
+                rp = new ReturnPathReader(conn, params.heartbeatTimeoutMs());
                 rp.start();
             }
             List<SaveEntry> entries = machine.migration().entries();
@@ -362,6 +362,9 @@ public final class SourceMigration {
         } catch (RuntimeException | Error e) {
             failure = "internal error: " + e;
             failureCause = e;
+        }
+        if (failure != null && rp != null && rp.lostReason() != null && !cancelRequested) {
+            failure = "migration to " + uri + " failed: " + rp.lostReason(); // the cause, not the closed socket it left
         }
         finish(failure, failureCause, stoppedVm, runStateBefore, setupDone, out, rp);
     }

@@ -110,6 +110,7 @@ public final class QapiJson {
         o.put("max-cpu-throttle", p.maxCpuThrottle());
         o.put("throttle-trigger-threshold", p.throttleTriggerThreshold());
         o.put("avail-switchover-bandwidth", p.availSwitchoverBandwidth());
+        o.put("x-heartbeat-timeout", p.heartbeatTimeoutMs());
         return o;
     }
 

@@ -68,7 +68,7 @@ final class VmmQmpCommands {
         });
         c.register("migrate-set-parameters", Set.of("downtime-limit", "max-bandwidth", "cpu-throttle-initial",
                 "cpu-throttle-increment", "max-cpu-throttle", "throttle-trigger-threshold",
-                "avail-switchover-bandwidth", "tls-creds", "tls-hostname", "tls-authz"), a -> {
+                "avail-switchover-bandwidth", "tls-creds", "tls-hostname", "tls-authz", "x-heartbeat-timeout"), a -> {
             MigrationParameters p = vmm.parameters();
             long downtime = range(a, "downtime-limit", "downtime_limit", p.downtimeLimitMs(), 0, 2_000_000,
                     " milliseconds");
@@ -82,9 +82,11 @@ final class VmmQmpCommands {
                     p.throttleTriggerThreshold(), 1, 100, "");
             long avail = range(a, "avail-switchover-bandwidth", "avail_switchover_bandwidth",
                     p.availSwitchoverBandwidth(), 0, Long.MAX_VALUE, " bytes/second");
+            long heartbeat = range(a, "x-heartbeat-timeout", "x_heartbeat_timeout", p.heartbeatTimeoutMs(), 1000,
+                    3_600_000, " milliseconds");
             MigrationParameters next = p.withDowntimeLimitMs(downtime).withMaxBandwidth(bandwidth)
                     .withThrottle(initial, increment, max).withThrottleTriggerThreshold(trigger)
-                    .withAvailSwitchoverBandwidth(avail);
+                    .withAvailSwitchoverBandwidth(avail).withHeartbeatTimeoutMs(heartbeat);
             vmm.tls.setParameters(a);
             return run(() -> vmm.setParameters(next));
         });

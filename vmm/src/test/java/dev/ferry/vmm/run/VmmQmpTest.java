@@ -51,7 +51,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 @Timeout(value = 120, unit = TimeUnit.SECONDS)
 class VmmQmpTest {
     private static final List<String> PARAMETERS = List.of("downtime-limit", "max-bandwidth", "cpu-throttle-initial",
-            "cpu-throttle-increment", "max-cpu-throttle", "throttle-trigger-threshold", "avail-switchover-bandwidth");
+            "cpu-throttle-increment", "max-cpu-throttle", "throttle-trigger-threshold", "avail-switchover-bandwidth",
+            "x-heartbeat-timeout", "tls-creds", "tls-hostname", "tls-authz");
     private static final JsonMapper SINGLE_QUOTES = JsonMapper.builder()
             .enable(JsonReadFeature.ALLOW_SINGLE_QUOTES).build();
     private static final List<String> CAPABILITIES = List.of("events", "auto-converge", "return-path", "switchover-ack");
@@ -410,7 +411,9 @@ class VmmQmpTest {
         return QapiJson.JSON.readTree(QapiJson.JSON.createObjectNode().put("downtime-limit", downtime)
                 .put("max-bandwidth", bandwidth).put("cpu-throttle-initial", initial)
                 .put("cpu-throttle-increment", increment).put("max-cpu-throttle", max)
-                .put("throttle-trigger-threshold", trigger).put("avail-switchover-bandwidth", avail).toString());
+                .put("throttle-trigger-threshold", trigger).put("avail-switchover-bandwidth", avail)
+                .put("x-heartbeat-timeout", 5000).put("tls-creds", "").put("tls-hostname", "").put("tls-authz", "")
+                .toString());
     }
 
     private static JsonNode capabilityList(boolean... states) {
