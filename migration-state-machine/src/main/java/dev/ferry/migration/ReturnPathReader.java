@@ -11,11 +11,11 @@ import java.util.concurrent.CompletableFuture;
  * completes {@link #shut()} with the destination's verdict, or exceptionally when the connection
  * breaks first. Switchover approval is a flag the migration thread polls.
  *
- * <p>Once the destination's first heartbeat arrived ({@link ReturnPath#HEARTBEAT}), a watchdog
- * thread declares the destination lost when nothing came back for {@code heartbeatTimeoutMs}:
- * it records why ({@link #lostReason()}) and closes the connection, so a migration thread blocked
- * writing to a stalled or dead peer fails at once with that reason. A destination that never
- * sends heartbeats (not a Ferry one) is never timed out this way.
+ * <p>A watchdog thread declares the destination lost when nothing came back on the return path
+ * for {@code heartbeatTimeoutMs} — counted from the return path's opening until the first message
+ * (a Ferry destination sends its first heartbeat as soon as it reads the open request), from the
+ * last message after — records why ({@link #lostReason()}) and closes the connection, so a
+ * migration thread blocked writing to a stalled or dead peer fails at once with that reason.
  */
 final class ReturnPathReader implements Runnable {
     private final MigrationConnection connection;
@@ -52,10 +52,11 @@ final class ReturnPathReader implements Runnable {
             while (!shut.isDone()) {
                 Thread.sleep(Math.min(200, heartbeatTimeoutMs / 4));
                 long silentMs = (System.nanoTime() - lastHeardNanos) / 1_000_000L;
-                if (heartbeats && silentMs > heartbeatTimeoutMs && !shut.isDone()) {
-                    lostReason = "the destination's return path has been silent for " + silentMs
-                            + " ms (heartbeat every " + ReturnPath.HEARTBEAT_INTERVAL_MS + " ms, x-heartbeat-timeout "
-                            + heartbeatTimeoutMs + " ms): the destination or the network is gone";
+                if (silentMs > heartbeatTimeoutMs && !shut.isDone()) {
+                    lostReason = "the destination's return path has been silent for " + silentMs + " ms"
+                            + (heartbeats ? "" : " since it was opened") + " (heartbeat every "
+                            + ReturnPath.HEARTBEAT_INTERVAL_MS + " ms, x-heartbeat-timeout " + heartbeatTimeoutMs
+                            + " ms): the destination or the network is gone";
                     connection.close();
                     return;
                 }

@@ -178,6 +178,11 @@ public final class NettyMigrationTransports implements MigrationTransports, Auto
         };
     }
 
+    /** Creates the event loops now rather than on the first connection (their fds and threads then stay put). */
+    public void warmUp() {
+        group();
+    }
+
     /** Shuts the event loops down (closing any channel still open) and waits for them briefly. */
     @Override
     public void close() {

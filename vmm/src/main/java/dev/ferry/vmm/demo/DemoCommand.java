@@ -83,6 +83,23 @@ public final class DemoCommand implements Callable<Integer> {
             description = "kill the destination process in setup, active or device")
     String killAt;
 
+    @Option(names = "--network-fault", paramLabel = "KIND",
+            description = "break the network between the VMMs at --network-fault-at: drop (both connections reset)"
+                    + " or stall (nothing moves, nothing closes; the return-path heartbeat must notice); tcp only")
+    String networkFault;
+
+    @Option(names = "--network-fault-at", paramLabel = "PHASE", defaultValue = "active",
+            description = "the phase of --network-fault: setup, active or device (default ${DEFAULT-VALUE})")
+    String networkFaultAt;
+
+    @Option(names = "--destination-refuses", paramLabel = "WHAT",
+            description = "give the destination a machine that must refuse the stream: ram (64 MiB more RAM: the RAM"
+                    + " block's length differs) or disk (an image 1 MiB larger: the disk's capacity differs)")
+    String destinationRefuses;
+
+    /** For {@code ferry faults}: print nothing and hand the outcome over instead. */
+    java.util.function.Consumer<Outcome> outcomes;
+
     @Option(names = "--vf", paramLabel = "N[:FLAGS]",
             description = "give the guest N emulated SR-IOV NIC VFs, busy with DMA; FLAGS as for `ferry vfio check`"
                     + " (default: stop-copy,p2p,pre-copy), e.g. 2:stop-copy,p2p or 1:state=256M or"
@@ -114,11 +131,23 @@ public final class DemoCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        if (cancelAt != null && killAt != null) {
-            System.err.println("ferry demo: use either --cancel-at or --kill-destination-at");
+        if ((cancelAt != null ? 1 : 0) + (killAt != null ? 1 : 0) + (networkFault != null ? 1 : 0) > 1) {
+            System.err.println("ferry demo: use one of --cancel-at, --kill-destination-at and --network-fault");
             return 2;
         }
-        for (String phase : new String[] {cancelAt, killAt}) {
+        if (networkFault != null && !List.of("drop", "stall").contains(networkFault)) {
+            System.err.println("ferry demo: --network-fault must be drop or stall, not '" + networkFault + "'");
+            return 2;
+        }
+        if (networkFault != null && !transport.equals("tcp")) {
+            System.err.println("ferry demo: --network-fault needs --transport tcp");
+            return 2;
+        }
+        if (destinationRefuses != null && !List.of("ram", "disk").contains(destinationRefuses)) {
+            System.err.println("ferry demo: --destination-refuses must be ram or disk, not '" + destinationRefuses + "'");
+            return 2;
+        }
+        for (String phase : new String[] {cancelAt, killAt, networkFault != null ? networkFaultAt : null}) {
             if (phase != null && !List.of("setup", "active", "device").contains(phase)) {
                 System.err.println("ferry demo: PHASE must be setup, active or device, not '" + phase + "'");
                 return 2;
@@ -151,7 +180,11 @@ public final class DemoCommand implements Callable<Integer> {
             System.err.println("ferry demo: --transport must be tcp or unix");
             return 2;
         }
-        PrintStream say = json ? new PrintStream(PrintStream.nullOutputStream()) : System.out;
+        if ("disk".equals(destinationRefuses) && diskBytes == 0) {
+            System.err.println("ferry demo: --destination-refuses disk needs a --disk");
+            return 2;
+        }
+        PrintStream say = json || outcomes != null ? new PrintStream(PrintStream.nullOutputStream()) : System.out;
         Path dir = Files.createTempDirectory("ferry-demo");
         try {
             if (nic) {
@@ -159,6 +192,9 @@ public final class DemoCommand implements Callable<Integer> {
             }
             return run(dir, say);
         } finally {
+            if (relay != null) {
+                relay.close();
+            }
             if (peer != null) {
                 peer.close();
             }
@@ -177,6 +213,8 @@ public final class DemoCommand implements Callable<Integer> {
     String vfFlags = "";
     long diskBytes;
     Path image;
+    /** The destination's image when it must refuse the disk: 1 MiB larger than the source's. */
+    Path otherImage;
 
     private void parseVf() {
         int colon = vf.indexOf(':');
@@ -200,7 +238,8 @@ public final class DemoCommand implements Callable<Integer> {
     private String config(String name) {
         ObjectNode c = QapiJson.JSON.createObjectNode();
         c.put("name", name);
-        c.putObject("memory").put("size", Sizes.parse(ram));
+        boolean refusing = name.equals("destination") && destinationRefuses != null;
+        c.putObject("memory").put("size", Sizes.parse(ram) + (refusing && destinationRefuses.equals("ram") ? 64L << 20 : 0));
         c.put("vcpus", vcpus);
         c.put("engine", engine);
         c.putObject("workload").put("dirty-rate", Sizes.parse(dirtyRate)).put("working-set", Sizes.parse(workingSet))
@@ -211,7 +250,8 @@ public final class DemoCommand implements Callable<Integer> {
         }
         if (image != null) {
             // Shared storage: both VMMs open the same image; the destination writes it only once it runs.
-            devices.addObject().put("id", "disk0").put("kind", "virtio-blk").put("image", image.toString());
+            devices.addObject().put("id", "disk0").put("kind", "virtio-blk").put("image",
+                    (refusing && destinationRefuses.equals("disk") ? otherImage : image).toString());
         }
         if (balloon) {
             devices.addObject().put("id", "balloon0").put("kind", "virtio-balloon");
@@ -229,6 +269,10 @@ public final class DemoCommand implements Callable<Integer> {
             image = dir.resolve("disk0.img");
             try (java.io.RandomAccessFile f = new java.io.RandomAccessFile(image.toFile(), "rw")) {
                 f.setLength(diskBytes);
+            }
+            otherImage = dir.resolve("disk0-larger.img");
+            try (java.io.RandomAccessFile f = new java.io.RandomAccessFile(otherImage.toFile(), "rw")) {
+                f.setLength(diskBytes + (1 << 20));
             }
         }
         Files.writeString(dir.resolve("source.json"), config("source"));
@@ -277,10 +321,22 @@ public final class DemoCommand implements Callable<Integer> {
             d.execute("migrate-incoming", QapiJson.JSON.createObjectNode().put("uri", listen));
             String uri = boundUri(d.execute("query-migrate", null), listen);
             say.printf("destination VMM: waiting on %s%n", uri);
-            s.execute("migrate-set-parameters", QapiJson.JSON.createObjectNode().put("downtime-limit", downtimeLimit)
+            ObjectNode params = QapiJson.JSON.createObjectNode().put("downtime-limit", downtimeLimit)
                     .put("max-bandwidth", Sizes.parse(maxBandwidth))
-                    .put("avail-switchover-bandwidth", Sizes.parse(availSwitchoverBandwidth)));
-            String phase = cancelAt != null ? cancelAt : killAt;
+                    .put("avail-switchover-bandwidth", Sizes.parse(availSwitchoverBandwidth));
+            if ("stall".equals(networkFault)) {
+                params.put("x-heartbeat-timeout", 2000); // the matrix waits 2 s for a silent network, not 5
+            }
+            s.execute("migrate-set-parameters", params);
+            if (networkFault != null) {
+                String[] hp = uri.substring("tcp:".length()).split(":");
+                relay = new FaultyRelay(hp[0], Integer.parseInt(hp[1]));
+                say.printf("network:         through a relay at %s that will %s in phase %s%n", relay.uri(),
+                        networkFault.equals("drop") ? "reset both connections" : "stall", networkFaultAt);
+                uri = relay.uri();
+            }
+            String phase = cancelAt != null ? cancelAt : killAt != null ? killAt
+                    : networkFault != null ? networkFaultAt : null;
             if (phase != null) {
                 s.execute("x-ferry-hold", QapiJson.JSON.createObjectNode().put("phase", phase));
             }
@@ -296,14 +352,21 @@ public final class DemoCommand implements Callable<Integer> {
                     new Thread(() -> act(s, dst, ev.data().path("phase").asText(), actions), "ferry-demo-act").start();
                 }
             });
+            long fdsBefore = s.execute("x-ferry-resources", null).path("fds").asLong();
             migrateNanos = System.nanoTime();
             s.execute("migrate", QapiJson.JSON.createObjectNode().put("uri", uri));
-            JsonNode info = MigrationProgress.follow(s, json ? null : System.out, Duration.ofMinutes(30), i -> { });
+            JsonNode info = MigrationProgress.follow(s, json || outcomes != null ? null : System.out,
+                    Duration.ofMinutes(30), i -> { });
             say.println();
             actions.forEach(a -> say.println("demo:            " + a));
 
             Outcome o = verify(s, d, dst, info, say);
-            if (json) {
+            o.fdsBefore = fdsBefore;
+            o.totalTimeMs = info.path("total-time").asLong(-1);
+            o.fdsAfter = settledFds(s, fdsBefore);
+            if (outcomes != null) {
+                outcomes.accept(o);
+            } else if (json) {
                 System.out.println(DemoReport.json(info, engineName, o).toString());
             } else {
                 MigrationProgress.report(info, say);
@@ -313,15 +376,44 @@ public final class DemoCommand implements Callable<Integer> {
             boolean keptSource = !o.status.equals("completed") && o.sourceRunning && o.sourceIntact && o.sourceVfsRunning
                     && o.disks.stream().allMatch(dk -> dk.imageOk) && (o.nic == null || o.nic.verified(false))
                     && (o.balloon == null || o.balloon.verified(false));
-            boolean asAsked = phase != null ? keptSource
+            boolean asAsked = phase != null || destinationRefuses != null ? keptSource
                     : o.status.equals("completed") ? o.verified : faultInjected() && keptSource;
             return asAsked ? 0 : 1;
         }
     }
 
+    /** The network the demo broke, when it breaks one. */
+    FaultyRelay relay;
+
+    /**
+     * The source's open fds once the failed migration's sockets are gone: sampled until they are
+     * back to {@code before} or two seconds passed (a closing socket lingers briefly).
+     */
+    private static long settledFds(QmpClient s, long before) throws Exception {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(2);
+        long now;
+        do {
+            now = s.execute("x-ferry-resources", null).path("fds").asLong();
+            if (now <= before) {
+                return now;
+            }
+            Thread.sleep(50);
+        } while (System.nanoTime() < deadline);
+        return now;
+    }
+
     private void act(QmpClient s, FerryRunProcess dst, String phase, List<String> actions) {
         try {
-            if (cancelAt != null) {
+            if (networkFault != null) {
+                if (networkFault.equals("drop")) {
+                    relay.drop();
+                    actions.add("network dropped (both connections reset) in phase " + phase);
+                } else {
+                    relay.stall();
+                    actions.add("network stalled (nothing moves, nothing closes) in phase " + phase);
+                }
+                s.execute("x-ferry-release", null);
+            } else if (cancelAt != null) {
                 actions.add("migrate_cancel sent in phase " + phase);
                 s.execute("migrate_cancel", null);
             } else {
@@ -537,9 +629,11 @@ public final class DemoCommand implements Callable<Integer> {
             }
             o.destinationState = dst.isAlive() ? d.execute("query-status", null).path("status").asText() : "killed";
             o.problem = info.path("error-desc").asText(null);
-            if (o.problem == null && dst.isAlive()) {
-                JsonNode dinfo = d.execute("query-migrate", null);
-                o.problem = dinfo.path("error-desc").asText(null);
+            if (dst.isAlive()) {
+                o.destinationProblem = d.execute("query-migrate", null).path("error-desc").asText(null);
+                if (o.problem == null) {
+                    o.problem = o.destinationProblem;
+                }
             }
             return o;
         }

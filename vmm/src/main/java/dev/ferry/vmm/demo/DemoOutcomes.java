@@ -24,7 +24,13 @@ final class DemoOutcomes {
         double guestPauseMs;
         boolean verified;
         String problem;
+        /** The destination's own error-desc after a failed migration, when it is alive to say it. */
+        String destinationProblem;
         boolean sourceVfsRunning = true;
+        /** The source's open fds before the migrate command and after the outcome settled. */
+        long fdsBefore = -1;
+        long fdsAfter = -1;
+        long totalTimeMs = -1;
         final List<VfOutcome> vfs = new ArrayList<>();
         final List<DiskOutcome> disks = new ArrayList<>();
     }

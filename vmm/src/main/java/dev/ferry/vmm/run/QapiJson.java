@@ -122,4 +122,25 @@ public final class QapiJson {
         a.addObject().put("capability", "switchover-ack").put("state", c.switchoverAck());
         return a;
     }
+
+    /**
+     * {@code x-ferry-resources}: what this process holds now — open fds, live threads, heap in use,
+     * direct buffers — for the fault matrix and soak runs, which check none of it grows.
+     */
+    public static ObjectNode resources() {
+        ObjectNode o = JSON.createObjectNode();
+        String[] fds = new java.io.File("/proc/self/fd").list();
+        o.put("fds", fds == null ? -1 : fds.length - 1); // without the listing's own fd
+        o.put("threads", java.lang.management.ManagementFactory.getThreadMXBean().getThreadCount());
+        o.put("heap-used", java.lang.management.ManagementFactory.getMemoryMXBean().getHeapMemoryUsage().getUsed());
+        long direct = 0;
+        for (var pool : java.lang.management.ManagementFactory.getPlatformMXBeans(
+                java.lang.management.BufferPoolMXBean.class)) {
+            if (pool.getName().equals("direct")) {
+                direct = pool.getMemoryUsed();
+            }
+        }
+        o.put("direct-bytes", direct);
+        return o;
+    }
 }

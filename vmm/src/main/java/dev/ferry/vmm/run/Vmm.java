@@ -84,6 +84,9 @@ public final class Vmm implements AutoCloseable {
             this.devices = VmDevices.attach(config, machine, incomingMode, this::stopForDevice);
             guest.attachDrivers(devices);
             this.balloon = VmBalloon.attach(devices, events);
+            // The migration event loops now, not on the first migration: what a VMM holds (fds,
+            // threads) is then the same before a migration and after one that failed.
+            transports.warmUp();
         } catch (VmmException | RuntimeException e) {
             guest.close();
             throw e;

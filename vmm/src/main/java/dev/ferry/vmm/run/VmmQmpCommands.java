@@ -123,6 +123,7 @@ final class VmmQmpCommands {
             return null;
         });
         c.register("x-ferry-guest", Set.of(), a -> vmm.guestInfo());
+        c.register("x-ferry-resources", Set.of(), a -> QapiJson.resources());
         c.register("x-ferry-memory-digest", Set.of(), a -> call(vmm::memoryDigest));
         c.register("x-ferry-verify", Set.of(), a -> call(vmm::verify));
         c.register("x-ferry-vfio", Set.of(), a -> vmm.vfioInfo());
