@@ -221,6 +221,11 @@ final class NettyMigrationConnection implements MigrationConnection {
                 return "TLS: " + dev.ferry.migration.tls.MigrationTls.explain(c);
             }
         }
+        if (cause.getMessage() == null) {
+            // Netty reports some peer closes without a message: name what happened, not "unknown".
+            return cause instanceof java.nio.channels.ClosedChannelException
+                    ? "the peer closed the connection" : cause.getClass().getSimpleName();
+        }
         return withoutSyscallPrefix(cause.getMessage());
     }
 
