@@ -10,7 +10,8 @@ import picocli.CommandLine.Command;
 /** The {@code ferry} command line: the entry point of the shaded jar that {@code ./ferry} runs. */
 @Command(name = "ferry", mixinStandardHelpOptions = true, version = "ferry 0.1.0",
         description = "A Java VMM core and live-migration framework for guests with passthrough devices.",
-        subcommands = {RunCommand.class, MigrateCommand.class, DemoCommand.class, dev.ferry.vmm.demo.FaultsCommand.class, dev.ferry.vmm.analyze.AnalyzeCommand.class,
+        subcommands = {RunCommand.class, MigrateCommand.class, DemoCommand.class, dev.ferry.vmm.demo.FaultsCommand.class,
+                dev.ferry.vmm.demo.SoakCommand.class, dev.ferry.vmm.analyze.AnalyzeCommand.class,
                 BenchCommand.class, dev.ferry.vmm.vfio.VfioCommand.class, CommandLine.HelpCommand.class})
 public final class Ferry implements Runnable {
     @CommandLine.Spec
