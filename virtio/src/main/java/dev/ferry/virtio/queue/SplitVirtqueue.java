@@ -50,6 +50,7 @@ public final class SplitVirtqueue {
     private boolean signalledUsedValid;
     private boolean notificationsEnabled = true;
     private String broken;
+    private QueueObserver observer;
 
     private SplitVirtqueue(DeviceMemory memory, String name, int index, QueueConfig config) {
         checkAreas(memory, name, config);
@@ -135,6 +136,9 @@ public final class SplitVirtqueue {
         if (eventIdx && notificationsEnabled) {
             memory.writeU16(SplitRing.availEvent(used, size), lastAvailIdx);
         }
+        if (observer != null) {
+            observer.popped(chain.head());
+        }
         return chain;
     }
 
@@ -184,6 +188,9 @@ public final class SplitVirtqueue {
         memory.writeU32(elem, head);
         memory.writeU32(elem + 4, (int) writtenLength);
         pendingUsed++;
+        if (observer != null) {
+            observer.pushed(head);
+        }
     }
 
     /**
@@ -199,6 +206,9 @@ public final class SplitVirtqueue {
         usedIdx = (usedIdx + pendingUsed) & 0xffff;
         pendingUsed = 0;
         memory.storeU16Release(SplitRing.usedIdx(used), usedIdx);
+        if (observer != null) {
+            observer.published(usedIdx);
+        }
         if ((short) (usedIdx - signalledUsed) < distance(usedIdx, old)) {
             signalledUsedValid = false; // signalledUsed fell more than 2^15 behind: its order is lost
         }
@@ -275,6 +285,11 @@ public final class SplitVirtqueue {
             memory.writeU16(SplitRing.availEvent(used, size), lastAvailIdx);
         }
         return true;
+    }
+
+    /** Installs {@code o} to see every later pop, push and publish (null removes it). */
+    public void observe(QueueObserver o) {
+        this.observer = o;
     }
 
     // ---- migration ----
