@@ -35,13 +35,14 @@ public final class EventFd implements AutoCloseable {
 
     private EventFd(Fd fd) {
         this.fd = fd;
-        this.blocking = true; // a peer's flags are unknown: assume a read may block
+        this.blocking = false;
     }
 
     /**
      * Takes ownership of an eventfd a peer sent (a vhost-user front-end's kick or call fd), after
      * checking that it is one: anything else — a pipe, a file, a socket — is refused and closed,
-     * since an event loop would spin on it or block reading it.
+     * since an event loop would spin on it or block reading it. Made non-blocking (O_NONBLOCK is
+     * shared with the peer's descriptor; eventfd users set it anyway), as a device loop needs.
      *
      * @throws IllegalArgumentException naming what the descriptor is instead
      */
@@ -56,6 +57,12 @@ public final class EventFd implements AutoCloseable {
         if (!target.equals("anon_inode:[eventfd]")) {
             fd.close();
             throw new IllegalArgumentException(fd.description() + " is " + target + ", not an eventfd");
+        }
+        try {
+            Sys.setNonBlocking(fd);
+        } catch (RuntimeException e) {
+            fd.close();
+            throw new IllegalArgumentException(fd.description() + ": " + e.getMessage(), e);
         }
         return new EventFd(fd);
     }

@@ -227,6 +227,7 @@ class EventFdTest {
     void adoptTakesAPeersEventfdAndRefusesAnythingElse() {
         try (EventFd mine = new EventFd(Linux.EFD_NONBLOCK)) {
             EventFd adopted = EventFd.adopt(Sys.dup(mine.fd()));
+            assertEquals(0, adopted.consumeOrZero(), "adopted non-blocking: an empty counter reads 0, never blocks");
             adopted.signal();
             assertEquals(1, mine.consumeOrZero(), "the adopted fd is the same eventfd");
             adopted.close();
