@@ -16,6 +16,8 @@ public final class BackendStats {
     final AtomicLong logBases = new AtomicLong();
     final AtomicLong kicks = new AtomicLong();
     final AtomicLong calls = new AtomicLong();
+    final AtomicLong loggedWrites = new AtomicLong();
+    final AtomicLong unloggable = new AtomicLong();
     volatile boolean logAllSeen;
     volatile String lastRefusal;
     volatile String lastDisconnect;
@@ -71,6 +73,16 @@ public final class BackendStats {
         return logAllSeen;
     }
 
+    /** Device writes recorded in the shared dirty log. */
+    public long loggedWrites() {
+        return loggedWrites.get();
+    }
+
+    /** Device writes to pages past the end of the front-end's log (its log is too small). */
+    public long unloggable() {
+        return unloggable.get();
+    }
+
     public long kicks() {
         return kicks.get();
     }
@@ -103,6 +115,8 @@ public final class BackendStats {
         d.put("last-refusal", lastRefusal);
         d.put("log-bases", logBases());
         d.put("log-all-seen", logAllSeen);
+        d.put("logged-writes", loggedWrites());
+        d.put("unloggable-writes", unloggable());
         d.put("kicks", kicks());
         d.put("calls", calls());
         return d;

@@ -200,7 +200,11 @@ final class DeviceRings implements VirtioContext {
         if (faults.contains(BackendFaults.LOG_OMIT) && !inUsedRing(gpa, length)) {
             return;
         }
-        l.mark(gpa, length);
+        if (l.mark(gpa, length)) {
+            stats.loggedWrites.incrementAndGet();
+        } else {
+            stats.unloggable.incrementAndGet();
+        }
     }
 
     private boolean inUsedRing(long gpa, long length) {

@@ -4,10 +4,8 @@ import dev.ferry.core.sys.Fd;
 import dev.ferry.core.sys.Mapping;
 import dev.ferry.core.sys.NativeMemory;
 import dev.ferry.core.sys.Sys;
-import dev.ferry.vhostuser.proto.VhostUser;
 import dev.ferry.vhostuser.proto.VhostUserException;
 
-import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * The front-end's shared dirty log (SET_LOG_BASE with LOG_SHMFD), mapped from its memfd: one bit
@@ -20,7 +18,7 @@ import java.util.concurrent.atomic.AtomicLong;
  * </pre>
  * {@link #mark} runs on any thread that writes guest memory (the device's loop and its I/O
  * threads) and allocates nothing. A page beyond the log's end cannot be logged: it is counted
- * ({@link #beyondEnd()}) — the front-end sized its log too small for its own memory table.
+ * ({@link BackendStats#unloggable()}) — the front-end sized its log too small for its own memory table.
  *
  * <p>Owns the descriptor and the mapping; {@link #close} unmaps once. A retired log must not be
  * closed while a writer may still hold it: the back-end closes logs only with its device drained.
@@ -32,8 +30,6 @@ final class VhostLog implements AutoCloseable {
     private final Mapping mapping;
     private final long base;
     private final long size;
-    private final AtomicLong marks = new AtomicLong();
-    private final AtomicLong beyondEnd = new AtomicLong();
 
     private VhostLog(Fd fd, Mapping mapping, long size) {
         this.fd = fd;
@@ -65,21 +61,20 @@ final class VhostLog implements AutoCloseable {
         }
     }
 
-    /** Sets the bit of every page {@code [gpa, gpa + length)} touches. */
-    void mark(long gpa, long length) {
+    /** Sets the bit of every page {@code [gpa, gpa + length)} touches; false when a page lies past the log. */
+    boolean mark(long gpa, long length) {
         if (length <= 0) {
-            return;
+            return true;
         }
         long first = gpa >>> 12;
         long last = (gpa + length - 1) >>> 12;
         for (long p = first; p <= last; p++) {
             if ((p >>> 3) >= size) {
-                beyondEnd.incrementAndGet();
-                return;
+                return false;
             }
             NativeMemory.getAndOrLong(base + ((p >>> 6) << 3), 1L << (p & 63));
         }
-        marks.incrementAndGet();
+        return true;
     }
 
     /** True when the page holding {@code gpa} is marked (tests and the checker's reading of it). */
@@ -90,20 +85,6 @@ final class VhostLog implements AutoCloseable {
 
     long size() {
         return size;
-    }
-
-    /** Writes logged so far. */
-    long marks() {
-        return marks.get();
-    }
-
-    /** Writes to pages past the log's end. */
-    long beyondEnd() {
-        return beyondEnd.get();
-    }
-
-    static long pagesCovered(long size) {
-        return size * 8 * VhostUser.LOG_PAGE;
     }
 
     @Override
