@@ -234,6 +234,11 @@ public final class VhostUserBackend implements AutoCloseable {
         });
     }
 
+    /** Ring {@code queue}'s state in the table of {@link Vring} (tests). */
+    String ringState(int queue) {
+        return loop.call(() -> rings.rings[queue].state());
+    }
+
     /** True while a front-end is connected. */
     public boolean connected() {
         return loop.call(() -> session != null);

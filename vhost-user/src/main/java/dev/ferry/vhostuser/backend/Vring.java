@@ -11,11 +11,12 @@ import dev.ferry.virtio.queue.SplitVirtqueue;
  * GET_VRING_BASE stops it; it is served only while started <em>and</em> enabled. Table in
  * {@code docs/vhost-user.md} ("Back-end library: ring states"):
  * <pre>
- *   state              SET_VRING_KICK   SET_VRING_ENABLE 1  SET_VRING_ENABLE 0   GET_VRING_BASE
- *   STOPPED            STARTED_x (*)    STOPPED, enabled    STOPPED, disabled    STOPPED, reply base
- *   STARTED_DISABLED   refused          STARTED_ENABLED     STARTED_DISABLED     STOPPED (drained)
- *   STARTED_ENABLED    refused          STARTED_ENABLED     STARTED_DISABLED     STOPPED (drained)
- *                                                           (drained first)
+ *   state              SET_VRING_KICK      SET_VRING_ENABLE 1  SET_VRING_ENABLE 0   GET_VRING_BASE
+ *   STOPPED            STARTED_x (*)       STOPPED (flag on)   STOPPED (flag off)   STOPPED, base replied
+ *   STARTED_DISABLED   STARTED_DISABLED    STARTED_ENABLED     STARTED_DISABLED     STOPPED
+ *                      (kick fd replaced)
+ *   STARTED_ENABLED    STARTED_ENABLED     STARTED_ENABLED     STARTED_DISABLED     STOPPED
+ *                      (kick fd replaced)                      (drained first)      (drained first)
  *   (*) ENABLED when PROTOCOL_FEATURES was not negotiated, else as the enable flag stands.
  * </pre>
  * SET_VRING_NUM/BASE are refused on a started ring; SET_VRING_ADDR on a started ring may only

@@ -54,15 +54,29 @@ final class BlkTestFrontend implements AutoCloseable {
     Mapping logMap;
     long logSize;
 
+    private final boolean ownsMemory;
+
     BlkTestFrontend(Path socket) throws VhostUserException {
-        this(socket, GuestMemory.builder().region("low", 0, 1 << 20).region("high", DATA, 1 << 20).build());
+        this(socket, GuestMemory.builder().region("low", 0, 1 << 20).region("high", DATA, 1 << 20).build(), true);
     }
 
     /** A front-end on existing memory (a migration destination sharing the source's RAM); does not own it. */
     BlkTestFrontend(Path socket, GuestMemory memory) throws VhostUserException {
+        this(socket, memory, false);
+    }
+
+    private BlkTestFrontend(Path socket, GuestMemory memory, boolean owns) throws VhostUserException {
         this.memory = memory;
+        this.ownsMemory = owns;
         this.dm = new DeviceMemory(memory);
-        this.conn = BackendConnection.connect(socket, "test front-end", 5_000);
+        try {
+            this.conn = BackendConnection.connect(socket, "test front-end", 5_000);
+        } catch (VhostUserException e) {
+            if (owns) {
+                memory.close();
+            }
+            throw e;
+        }
     }
 
     /** GET/SET features and protocol features (everything offered but LOG_ALL), SET_OWNER, the memory table. */
@@ -245,6 +259,9 @@ final class BlkTestFrontend implements AutoCloseable {
         }
         if (logFd != null) {
             logFd.close();
+        }
+        if (ownsMemory) {
+            memory.close();
         }
     }
 }

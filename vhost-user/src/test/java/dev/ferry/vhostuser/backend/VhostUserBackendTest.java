@@ -165,7 +165,6 @@ class VhostUserBackendTest {
             }
         } finally {
             src.close();
-            src.memory.close();
         }
     }
 
