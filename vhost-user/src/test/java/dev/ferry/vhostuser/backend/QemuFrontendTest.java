@@ -11,6 +11,7 @@ import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.EnumSet;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -99,39 +100,44 @@ class QemuFrontendTest {
         }
     }
 
+    /** Boots the guest on {@code src}, lets it write, migrates it to {@code stream}; returns the counter then. */
+    private long migrateSource(Path image, VhostUserBackend src, Path stream) throws Exception {
+        try (QemuGuest q = new QemuGuest(dir, "src", src.socket())) {
+            q.awaitSerial("FERRY-WROTE", 30);
+            long deadline = System.nanoTime() + 10_000_000_000L;
+            while (counter(image) < 3) {
+                assertTrue(System.nanoTime() < deadline, "the counter loop does not run");
+                Thread.sleep(20);
+            }
+            String r = q.qmp("{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"exec:cat > " + stream + "\"}}");
+            assertTrue(r.contains("\"return\""), r);
+            deadline = System.nanoTime() + 20_000_000_000L;
+            while (true) {
+                String st = q.qmp("{\"execute\":\"query-migrate\"}");
+                if (st.contains("\"completed\"")) {
+                    break;
+                }
+                assertTrue(!st.contains("\"failed\"") && System.nanoTime() < deadline, st);
+                Thread.sleep(50);
+            }
+            assertTrue(src.stats().logBases() >= 1, "the source back-end got SET_LOG_BASE: " + src.stats());
+            assertTrue(src.stats().logAllSeen(), "the source back-end saw LOG_ALL");
+            assertTrue(src.stats().loggedWrites() > 0, "the source back-end logged its writes: " + src.stats());
+            assertTrue(src.stats().baseReturned(0) > 0, "the source stopped its ring with GET_VRING_BASE");
+            return counter(image);
+        }
+    }
+
     @Test
     void qemuMigratesTheGuestBetweenTwoFerryBackEnds() throws Exception {
         Path image = bootImage();
-        Path srcSock = dir.resolve("src.sock");
-        Path dstSock = dir.resolve("dst.sock");
         Path stream = dir.resolve("migration.bin");
-        try (VhostUserBackend src = VhostUserBackend.serveBlk(BlkOptions.of(image), BackendOptions.server(srcSock));
-             VhostUserBackend dst = VhostUserBackend.serveBlk(BlkOptions.of(image), BackendOptions.server(dstSock))) {
-            long before;
-            try (QemuGuest q = new QemuGuest(dir, "src", srcSock)) {
-                q.awaitSerial("FERRY-WROTE", 30);
-                long deadline = System.nanoTime() + 10_000_000_000L;
-                while (counter(image) < 3) {
-                    assertTrue(System.nanoTime() < deadline, "the counter loop does not run");
-                    Thread.sleep(20);
-                }
-                String r = q.qmp("{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"exec:cat > " + stream + "\"}}");
-                assertTrue(r.contains("\"return\""), r);
-                while (true) {
-                    String s = q.qmp("{\"execute\":\"query-migrate\"}");
-                    if (s.contains("\"completed\"")) {
-                        break;
-                    }
-                    assertTrue(!s.contains("\"failed\"") && System.nanoTime() < deadline + 20_000_000_000L, s);
-                    Thread.sleep(50);
-                }
-                assertTrue(src.stats().logBases() >= 1, "the source back-end got SET_LOG_BASE: " + src.stats());
-                assertTrue(src.stats().logAllSeen(), "the source back-end saw LOG_ALL");
-                assertTrue(src.stats().loggedWrites() > 0, "the source back-end logged its writes: " + src.stats());
-                assertTrue(src.stats().baseReturned(0) > 0, "the source stopped its ring with GET_VRING_BASE");
-                before = counter(image);
-            }
-            try (QemuGuest d = new QemuGuest(dir, "dst", dstSock, "-incoming", "exec:cat " + stream)) {
+        try (VhostUserBackend src = VhostUserBackend.serveBlk(BlkOptions.of(image),
+                     BackendOptions.server(dir.resolve("src.sock")));
+             VhostUserBackend dst = VhostUserBackend.serveBlk(BlkOptions.of(image),
+                     BackendOptions.server(dir.resolve("dst.sock")))) {
+            long before = migrateSource(image, src, stream);
+            try (QemuGuest d = new QemuGuest(dir, "dst", dst.socket(), "-incoming", "exec:cat " + stream)) {
                 long deadline = System.nanoTime() + 20_000_000_000L;
                 while (counter(image) < before + 3) {
                     assertTrue(d.isAlive() && System.nanoTime() < deadline,
@@ -143,6 +149,30 @@ class QemuFrontendTest {
                         "the destination resumed the ring at the source's vring base");
                 assertTrue(!d.serialText().contains("FERRY-FAIL"), "no disk error in the guest");
                 assertEquals(0, dst.stats().refused(), "last refusal: " + dst.stats().lastRefusal());
+            }
+        }
+    }
+
+    /** The same migration with a source back-end that lies in GET_VRING_BASE: the guest's next request is skipped. */
+    @Test
+    void aWrongVringBaseOnTheSourceStallsTheMigratedGuest() throws Exception {
+        Path image = bootImage();
+        Path stream = dir.resolve("migration.bin");
+        try (VhostUserBackend src = VhostUserBackend.serveBlk(BlkOptions.of(image),
+                     BackendOptions.server(dir.resolve("src.sock")).withFaults(EnumSet.of(BackendFaults.WRONG_VRING_BASE)));
+             VhostUserBackend dst = VhostUserBackend.serveBlk(BlkOptions.of(image),
+                     BackendOptions.server(dir.resolve("dst.sock")))) {
+            long before = migrateSource(image, src, stream);
+            try (QemuGuest d = new QemuGuest(dir, "dst", dst.socket(), "-incoming", "exec:cat " + stream)) {
+                long deadline = System.nanoTime() + 20_000_000_000L;
+                while (dst.stats().baseSet(0) < 0) {
+                    assertTrue(d.isAlive() && System.nanoTime() < deadline, "the destination never started its ring");
+                    Thread.sleep(20);
+                }
+                assertEquals(src.stats().baseReturned(0) + 1, dst.stats().baseSet(0), "QEMU carried the lie over");
+                Thread.sleep(3_000); // the healthy guest writes ~100 counter sectors in this time
+                assertTrue(counter(image) <= before + 1, "the guest's request at the true base was skipped: counter "
+                        + counter(image) + " (was " + before + ")");
             }
         }
     }
