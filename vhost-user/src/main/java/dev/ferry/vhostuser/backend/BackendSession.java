@@ -3,7 +3,11 @@ package dev.ferry.vhostuser.backend;
 import dev.ferry.core.sys.EventFd;
 import dev.ferry.core.sys.Fd;
 import dev.ferry.virtio.Virtio;
+import dev.ferry.core.sys.NativeMemory;
 import dev.ferry.virtio.VirtioDeviceModel;
+import dev.ferry.virtio.net.NetHeader;
+import dev.ferry.virtio.net.Rarp;
+import dev.ferry.virtio.net.VirtioNet;
 import dev.ferry.virtio.queue.SplitRing;
 import dev.ferry.vhostuser.proto.Payloads;
 import dev.ferry.vhostuser.proto.Payloads.MemRegion;
@@ -78,6 +82,9 @@ final class BackendSession {
                 | bit(VhostUser.PF_DEVICE_STATE);
         if (model.deviceId() == Virtio.ID_BLOCK) {
             p |= bit(VhostUser.PF_INFLIGHT_SHMFD);
+        }
+        if (model instanceof VirtioNet) {
+            p |= bit(VhostUser.PF_RARP);
         }
         if (model.queueCount() > 1) {
             p |= bit(VhostUser.PF_MQ);
@@ -195,6 +202,10 @@ final class BackendSession {
                 status = 0;
             }
             case VhostUser.SET_DEVICE_STATE_FD -> setDeviceStateFd(m);
+            case VhostUser.SEND_RARP -> {
+                need(m, VhostUser.PF_RARP);
+                sendRarp(Payloads.rarpMac(m));
+            }
             case VhostUser.CHECK_DEVICE_STATE -> {
                 need(m, VhostUser.PF_DEVICE_STATE);
                 String r = transfer == null ? transferResult : transfer.finish(model, model.stateVersion(), STATE_TIMEOUT_MS);
@@ -406,6 +417,29 @@ final class BackendSession {
         }
         rings.setInflight(InflightRegion.attach(m.takeFd(0), in.mmapSize(), in.mmapOffset(), in.numQueues(),
                 in.queueSize()));
+    }
+
+    /** SEND_RARP: one RARP announcement for {@code mac} through the net model's back-end (the guest cannot announce). */
+    private void sendRarp(byte[] mac) throws VhostUserException {
+        if (!(model instanceof VirtioNet net)) {
+            throw new VhostUserException("SEND_RARP to a device that is not virtio-net");
+        }
+        byte[] frame = Rarp.frame(mac);
+        long buf = NativeMemory.allocate(NetHeader.SIZE + frame.length);
+        try {
+            NetHeader.clear(buf);
+            NativeMemory.copyFromArray(frame, 0, buf + NetHeader.SIZE, frame.length);
+            if (!net.backend().send(buf, NetHeader.SIZE + frame.length)) {
+                throw new VhostUserException("SEND_RARP: the network back-end (" + net.backend().describe()
+                        + ") could not take the frame now");
+            }
+            stats.rarps.incrementAndGet();
+        } catch (RuntimeException e) {
+            throw new VhostUserException("SEND_RARP: sending through " + net.backend().describe() + " failed: "
+                    + e.getMessage(), e);
+        } finally {
+            NativeMemory.free(buf);
+        }
     }
 
     private void setDeviceStateFd(VhostUserMessage m) throws VhostUserException {

@@ -17,6 +17,7 @@ public final class BackendStats {
     final AtomicLong kicks = new AtomicLong();
     final AtomicLong calls = new AtomicLong();
     final AtomicLong loggedWrites = new AtomicLong();
+    final AtomicLong rarps = new AtomicLong();
     final AtomicLong unloggable = new AtomicLong();
     volatile boolean logAllSeen;
     volatile String lastRefusal;
@@ -83,6 +84,11 @@ public final class BackendStats {
         return unloggable.get();
     }
 
+    /** RARP announcements sent for SEND_RARP. */
+    public long rarps() {
+        return rarps.get();
+    }
+
     public long kicks() {
         return kicks.get();
     }
@@ -117,6 +123,7 @@ public final class BackendStats {
         d.put("log-all-seen", logAllSeen);
         d.put("logged-writes", loggedWrites());
         d.put("unloggable-writes", unloggable());
+        d.put("rarps", rarps());
         d.put("kicks", kicks());
         d.put("calls", calls());
         return d;

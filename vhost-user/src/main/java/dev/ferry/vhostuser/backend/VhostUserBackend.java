@@ -8,6 +8,9 @@ import dev.ferry.core.sys.Sockets;
 import dev.ferry.virtio.VirtioDeviceModel;
 import dev.ferry.virtio.blk.BlkOptions;
 import dev.ferry.virtio.blk.VirtioBlk;
+import dev.ferry.virtio.net.NetBackend;
+import dev.ferry.virtio.net.NetOptions;
+import dev.ferry.virtio.net.VirtioNet;
 import dev.ferry.vhostuser.proto.VhostUserChannel;
 import dev.ferry.vhostuser.proto.VhostUserException;
 import dev.ferry.vhostuser.proto.VhostUserMessage;
@@ -108,6 +111,21 @@ public final class VhostUserBackend implements AutoCloseable {
         VirtioBlk model = new VirtioBlk(id, blk, false, (device, op, reason) ->
                 LOG.warn("{}: {} error under the stop policy: {}", device, op, reason));
         return serve(id, model, options);
+    }
+
+    /**
+     * A virtio-net back-end whose frames go to and come from {@code net} (owned from here on):
+     * SEND_RARP (protocol feature RARP) sends a RARP announcement for the MAC it names there.
+     */
+    public static VhostUserBackend serveNet(NetOptions options, NetBackend net, BackendOptions backend) {
+        VirtioNet model;
+        try {
+            model = new VirtioNet("vhost-user-net", options, net);
+        } catch (RuntimeException e) {
+            net.close();
+            throw e;
+        }
+        return serve("vhost-user-net", model, backend);
     }
 
     public Path socket() {

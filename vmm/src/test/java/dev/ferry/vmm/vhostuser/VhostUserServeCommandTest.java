@@ -55,7 +55,61 @@ class VhostUserServeCommandTest {
                 dir.resolve("s").toString());
         assertEquals(2, r.exit());
         assertTrue(r.err().contains("does not exist"), r.err());
+        r = ferry("vhost-user", "serve", "--blk", img.toString(), "--net", "dgram:127.0.0.1:9", "--socket",
+                dir.resolve("s").toString());
+        assertEquals(2, r.exit());
+        assertTrue(r.err().contains("exactly one of --blk IMAGE and --net NETDEV"), r.err());
+        r = ferry("vhost-user", "serve", "--net", "carrier-pigeon:1", "--socket", dir.resolve("s").toString());
+        assertEquals(2, r.exit());
+        assertTrue(r.err().contains("is not dgram:HOST:PORT or tap:NAME"), r.err());
         assertFalse(Files.exists(dir.resolve("s")));
+    }
+
+    @Test
+    void servesNetOverUdpAndAnnouncesForSendRarp() throws Exception {
+        Path sock = dir.resolve("net.sock");
+        try (java.nio.channels.DatagramChannel peer = java.nio.channels.DatagramChannel.open()
+                .bind(new java.net.InetSocketAddress("127.0.0.1", 0))) {
+            int port = ((java.net.InetSocketAddress) peer.getLocalAddress()).getPort();
+            Process p = start(List.of("vhost-user", "serve", "--net", "dgram:127.0.0.1:" + port, "--mac",
+                    "52:54:00:aa:bb:cc", "--socket", sock.toString()), "net.log");
+            try {
+                String line = awaitLine(p, "net.log");
+                assertTrue(line.contains("vhost-user-net 52:54:00:aa:bb:cc on dgram 127.0.0.1:"), line);
+                try (BackendConnection c = BackendConnection.connect(sock, "test", 5_000)) {
+                    long pf = c.getU64(VhostUser.GET_PROTOCOL_FEATURES);
+                    assertTrue(VhostUser.has(pf, VhostUser.PF_RARP));
+                    c.request(VhostUser.SET_PROTOCOL_FEATURES, Payloads.u64(pf));
+                    c.replyAck(true);
+                    c.request(VhostUser.SEND_RARP, Payloads.rarp(new byte[] {0x52, 0x54, 0, (byte) 0xaa, (byte) 0xbb, (byte) 0xcc}));
+                }
+                ByteBuffer got = ByteBuffer.allocate(256);
+                peer.receive(got);
+                assertEquals(0x8035, ((got.get(12) & 0xff) << 8) | (got.get(13) & 0xff), "a RARP frame");
+                p.destroy();
+                assertTrue(p.waitFor(20, TimeUnit.SECONDS));
+                assertFalse(Files.exists(sock));
+            } finally {
+                p.destroyForcibly();
+            }
+        }
+    }
+
+    private Process start(List<String> args, String log) throws Exception {
+        Path java = Path.of(System.getProperty("java.home"), "bin", "java");
+        List<String> cmd = new java.util.ArrayList<>(List.of(java.toString(), "-Xmx128m", "-cp",
+                FerryRunProcess.classPath(), "dev.ferry.vmm.Ferry"));
+        cmd.addAll(args);
+        return new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(dir.resolve(log).toFile()).start();
+    }
+
+    private String awaitLine(Process p, String log) throws Exception {
+        long deadline = System.nanoTime() + 30_000_000_000L;
+        while (!Files.readString(dir.resolve(log)).contains("listening on")) {
+            assertTrue(p.isAlive() && System.nanoTime() < deadline, Files.readString(dir.resolve(log)));
+            Thread.sleep(20);
+        }
+        return Files.readString(dir.resolve(log));
     }
 
     @Test
