@@ -18,6 +18,7 @@ public final class BackendStats {
     final AtomicLong calls = new AtomicLong();
     final AtomicLong loggedWrites = new AtomicLong();
     final AtomicLong rarps = new AtomicLong();
+    final AtomicLong resubmitted = new AtomicLong();
     final AtomicLong unloggable = new AtomicLong();
     volatile boolean logAllSeen;
     volatile String lastRefusal;
@@ -82,6 +83,11 @@ public final class BackendStats {
     /** Device writes to pages past the end of the front-end's log (its log is too small). */
     public long unloggable() {
         return unloggable.get();
+    }
+
+    /** Requests resubmitted from an inflight region a previous back-end left. */
+    public long resubmitted() {
+        return resubmitted.get();
     }
 
     /** RARP announcements sent for SEND_RARP. */

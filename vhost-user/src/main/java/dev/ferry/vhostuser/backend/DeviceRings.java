@@ -224,8 +224,8 @@ final class DeviceRings implements VirtioContext {
         for (int q = 0; q < Math.min(region.queues(), rings.length); q++) {
             int left = region.inflightCount(q);
             if (left > 0) {
-                LOG.info("{}: vq{}: {} request(s) were in flight when the previous back-end stopped; the front-end's "
-                        + "vring base (its used index) makes them available again", name, q, left);
+                LOG.info("{}: vq{}: {} request(s) were in flight when the previous back-end stopped; they are "
+                        + "resubmitted when the ring starts", name, q, left);
             }
             if (rings[q].started()) {
                 rings[q].queue.observe(region.tracker(q, rings[q].num));
@@ -282,6 +282,15 @@ final class DeviceRings implements VirtioContext {
                 new QueueConfig(r.num, desc, avail, used, ringFeatures));
         int u = usedIdx >= 0 ? usedIdx : table.device().readU16(SplitRing.usedIdx(used));
         q.restore(lastAvail, u);
+        if (inflight != null && usedIdx < 0 && r.index < inflight.queues()) {
+            int[] heads = inflight.pendingHeads(r.index, u, r.num);
+            if (heads.length > 0) {
+                LOG.info("{}: vq{}: resubmitting {} request(s) the previous back-end left in flight (heads {})", name,
+                        r.index, heads.length, java.util.Arrays.toString(heads));
+                q.resubmit(heads);
+                stats.resubmitted.addAndGet(heads.length);
+            }
+        }
         if (inflight != null) {
             q.observe(inflight.tracker(r.index, r.num));
         }

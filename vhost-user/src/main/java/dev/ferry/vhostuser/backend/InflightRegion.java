@@ -40,6 +40,11 @@ final class InflightRegion implements AutoCloseable {
         this.queues = queues;
         this.queueSize = queueSize;
         this.stride = queueBytes(queueSize);
+        for (int q = 0; q < queues; q++) {
+            for (int i = 0; i < queueSize; i++) {
+                counter = Math.max(counter, NativeMemory.getLong(queueBase(q) + HEADER + (long) i * DESC + 8));
+            }
+        }
     }
 
     static long queueBytes(int queueSize) {
@@ -113,6 +118,32 @@ final class InflightRegion implements AutoCloseable {
             n += NativeMemory.getByte(d + (long) i * DESC) != 0 ? 1 : 0;
         }
         return n;
+    }
+
+    /**
+     * The heads a previous back-end left in flight on queue {@code q}, oldest first (by counter),
+     * after the specification's fix-up: when the region's {@code used_idx} differs from the ring's
+     * {@code used.idx}, the last batch was published but not recorded, so its head is not in
+     * flight any more. Only heads below {@code ringSize} count.
+     */
+    int[] pendingHeads(int q, int ringUsedIdx, int ringSize) {
+        long b = queueBase(q);
+        if (Short.toUnsignedInt(NativeMemory.getShort(b + 14)) != ringUsedIdx) {
+            int last = Short.toUnsignedInt(NativeMemory.getShort(b + 12));
+            if (last < queueSize) {
+                NativeMemory.putByte(b + HEADER + (long) last * DESC, (byte) 0);
+            }
+            NativeMemory.putShort(b + 14, (short) ringUsedIdx);
+        }
+        java.util.List<long[]> pending = new java.util.ArrayList<>();
+        for (int i = 0; i < Math.min(queueSize, ringSize); i++) {
+            long d = b + HEADER + (long) i * DESC;
+            if (NativeMemory.getByte(d) != 0) {
+                pending.add(new long[] {NativeMemory.getLong(d + 8), i});
+            }
+        }
+        pending.sort(java.util.Comparator.comparingLong(x -> x[0]));
+        return pending.stream().mapToInt(x -> (int) x[1]).toArray();
     }
 
     int usedIdx(int q) {

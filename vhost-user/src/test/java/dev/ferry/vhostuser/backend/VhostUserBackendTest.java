@@ -391,6 +391,71 @@ class VhostUserBackendTest {
         }
     }
 
+    /**
+     * A back-end that died holding head A while it had completed the later head B out of order:
+     * the front-end sets the vring base to the used index (QEMU after a back-end crash) and hands
+     * the inflight region to the next back-end, which must serve A — not B again, which a plain
+     * restart from the used index would re-execute and complete twice.
+     */
+    @Test
+    void aRestartedBackEndResubmitsWhatTheInflightRegionHolds() throws Exception {
+        serve(BackendFaults.none());
+        try (BlkTestFrontend fe = new BlkTestFrontend(socket)) {
+            fe.negotiate();
+            dev.ferry.core.sys.Fd fd;
+            Payloads.Inflight info;
+            try (VhostUserMessage r = fe.conn.call(VhostUser.GET_INFLIGHT_FD,
+                    Payloads.inflight(new Payloads.Inflight(0, 0, 1, BlkTestFrontend.QUEUE_SIZE)))) {
+                info = Payloads.inflight(r);
+                fd = r.takeFd(0);
+            }
+            try (fd; dev.ferry.core.sys.Mapping map = dev.ferry.core.sys.Mapping.shared(fd, 0, info.mmapSize())) {
+                fe.conn.request(VhostUser.SET_INFLIGHT_FD, Payloads.inflight(info), fd);
+                fe.startRing();
+                fe.read(0, 0, 1);
+                fe.kick();
+                fe.awaitUsed(1);
+                fe.conn.close(); // the back-end "dies" here; the test plays the dead one's last moves
+                awaitDisconnected();
+                int a = fe.read(1, 20, 1);   // avail index 1
+                int b = fe.read(2, 21, 1);   // avail index 2
+                long base = map.address();
+                long used = fe.ring.usedGpa();
+                // The dead back-end popped A and B, completed and published B only.
+                fe.dm.writeU32(used + 4 + 8L * 1, b);
+                fe.dm.writeU32(used + 4 + 8L * 1 + 4, 1);
+                fe.dm.writeU8(BlkTestFrontend.STATUS + 2, 0);
+                fe.dm.writeU16(used + 2, 2);
+                long counter = 50;
+                for (int head : new int[] {a, b}) {
+                    long d = base + 16 + head * 16L;
+                    dev.ferry.core.sys.NativeMemory.putByte(d, (byte) (head == a ? 1 : 0));
+                    dev.ferry.core.sys.NativeMemory.putLong(d + 8, ++counter);
+                }
+                dev.ferry.core.sys.NativeMemory.putShort(base + 12, (short) b);
+                dev.ferry.core.sys.NativeMemory.putShort(base + 14, (short) 2);
+                assertEquals(b, fe.awaitUsed(1).get(0).id(), "the driver sees B complete");
+
+                try (BlkTestFrontend next = new BlkTestFrontend(socket, fe.memory)) {
+                    next.queue = fe.queue;
+                    next.ring = fe.ring;
+                    next.negotiate();
+                    next.conn.request(VhostUser.SET_INFLIGHT_FD, Payloads.inflight(info), fd);
+                    next.startRing(2, false); // QEMU: last_avail := used.idx after a back-end crash
+                    next.kick();
+                    List<DriverQueue.Used> done = fe.awaitUsed(1);
+                    assertEquals(a, done.get(0).id(), "A, which the dead back-end held, is served");
+                    assertEquals(0, fe.status(1));
+                    assertEquals(1, backend.stats().resubmitted());
+                    Thread.sleep(100);
+                    assertEquals(null, fe.queue.pollUsed(), "B is not completed a second time");
+                    assertEquals(3, next.getVringBase(), "the ring goes on after A and B");
+                    assertEquals(0, dev.ferry.core.sys.NativeMemory.getByte(base + 16 + a * 16L), "A left the region");
+                }
+            }
+        }
+    }
+
     @Test
     void deviceStateRoundTripsThroughThePipeAndGarbageIsRefused() throws Exception {
         serve(BackendFaults.none());
