@@ -176,4 +176,41 @@ class QemuFrontendTest {
             }
         }
     }
+
+    /**
+     * The back-end process is killed (SIGKILL) while the guest writes; a new one starts on the
+     * same socket; QEMU (reconnect=1) reconnects, hands over the inflight region and the ring's
+     * used index, and the guest's disk writes go on.
+     */
+    @Test
+    void qemuReconnectsToARestartedBackEndAndTheGuestGoesOn() throws Exception {
+        Path image = bootImage();
+        Path sock = dir.resolve("rc.sock");
+        Process first = BackendMain.start(dir, "backend1", sock, image);
+        Process second = null;
+        try (QemuGuest q = QemuGuest.reconnecting(dir, "rc", sock)) {
+            q.awaitSerial("FERRY-WROTE", 30);
+            long deadline = System.nanoTime() + 10_000_000_000L;
+            while (counter(image) < 3) {
+                assertTrue(System.nanoTime() < deadline, "the counter loop does not run");
+                Thread.sleep(20);
+            }
+            first.destroyForcibly().waitFor();
+            long atKill = counter(image);
+            second = BackendMain.start(dir, "backend2", sock, image);
+            deadline = System.nanoTime() + 20_000_000_000L;
+            while (counter(image) < atKill + 3) {
+                assertTrue(q.isAlive() && System.nanoTime() < deadline, "the guest's writes did not resume: counter "
+                        + counter(image) + " (" + atKill + " at the kill); QEMU: "
+                        + Files.readString(dir.resolve("rc.log")) + " back-end: " + Files.readString(dir.resolve("backend2.log")));
+                Thread.sleep(20);
+            }
+            assertTrue(!q.serialText().contains("FERRY-FAIL"), "no disk error in the guest");
+        } finally {
+            first.destroyForcibly();
+            if (second != null) {
+                second.destroyForcibly().waitFor();
+            }
+        }
+    }
 }

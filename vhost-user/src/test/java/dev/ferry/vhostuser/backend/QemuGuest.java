@@ -25,16 +25,26 @@ final class QemuGuest implements AutoCloseable {
     private SocketChannel qmpChannel;
 
     QemuGuest(Path dir, String name, Path vhostSocket, String... extra) throws IOException {
+        this(dir, name, vhostSocket, "", List.of(extra));
+    }
+
+    /** A guest whose vhost-user chardev reconnects (every second) after the back-end goes away. */
+    static QemuGuest reconnecting(Path dir, String name, Path vhostSocket) throws IOException {
+        return new QemuGuest(dir, name, vhostSocket, ",reconnect=1", List.of());
+    }
+
+    private QemuGuest(Path dir, String name, Path vhostSocket, String chardevOptions, List<String> extra)
+            throws IOException {
         this.serial = dir.resolve(name + ".serial");
         this.qmp = dir.resolve(name + ".qmp");
         List<String> cmd = new ArrayList<>(List.of(BINARY,
                 "-machine", "pc,accel=tcg,memory-backend=mem0", "-m", "128M",
                 "-object", "memory-backend-memfd,id=mem0,size=128M,share=on",
                 "-nodefaults", "-display", "none", "-serial", "file:" + serial,
-                "-chardev", "socket,id=c0,path=" + vhostSocket,
+                "-chardev", "socket,id=c0,path=" + vhostSocket + chardevOptions,
                 "-device", "vhost-user-blk-pci,chardev=c0,bootindex=0",
                 "-qmp", "unix:" + qmp + ",server=on,wait=off"));
-        cmd.addAll(List.of(extra));
+        cmd.addAll(extra);
         this.process = new ProcessBuilder(cmd).redirectErrorStream(true)
                 .redirectOutput(dir.resolve(name + ".log").toFile()).start();
     }
