@@ -503,6 +503,37 @@ class VhostUserBackendTest {
         return fe.conn.getU64(VhostUser.CHECK_DEVICE_STATE);
     }
 
+    /** One whole session — table, ring, log, inflight region, I/O — leaves no fd or mapping behind once it ends. */
+    @Test
+    void aSessionLeavesNoFdBehind() throws Exception {
+        serve(BackendFaults.none());
+        Runnable session = () -> {
+            try (BlkTestFrontend fe = new BlkTestFrontend(socket)) {
+                fe.negotiate();
+                try (VhostUserMessage r = fe.conn.call(VhostUser.GET_INFLIGHT_FD,
+                        Payloads.inflight(new Payloads.Inflight(0, 0, 1, BlkTestFrontend.QUEUE_SIZE)));
+                     dev.ferry.core.sys.Fd region = r.takeFd(0)) {
+                    fe.conn.request(VhostUser.SET_INFLIGHT_FD, Payloads.inflight(Payloads.inflight(r)), region);
+                }
+                fe.startRing();
+                fe.startLogging();
+                fe.read(0, 1, 1);
+                fe.write(1, 2, 1);
+                fe.kick();
+                fe.awaitUsed(2);
+                fe.getVringBase();
+            } catch (Exception e) {
+                throw new AssertionError(e);
+            }
+        };
+        session.run(); // warm-up
+        awaitDisconnected();
+        FdLeakCheck leaks = FdLeakCheck.start();
+        session.run();
+        awaitDisconnected();
+        leaks.assertNoLeaks();
+    }
+
     @Test
     void clientModeConnectsToAListeningFrontEndAndLeaksNoFds() throws Exception {
         // warm up once so lazily opened JDK resources are open before counting
