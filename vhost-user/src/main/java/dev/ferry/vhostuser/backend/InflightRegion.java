@@ -146,10 +146,6 @@ final class InflightRegion implements AutoCloseable {
         return pending.stream().mapToInt(x -> (int) x[1]).toArray();
     }
 
-    int usedIdx(int q) {
-        return Short.toUnsignedInt(NativeMemory.getShort(queueBase(q) + 14));
-    }
-
     /** The tracker for queue {@code q}, or null when the region does not cover it or a ring of this size. */
     QueueObserver tracker(int q, int ringSize) {
         if (q >= queues || ringSize > queueSize) {

@@ -114,20 +114,8 @@ final class MemoryTable implements AutoCloseable {
                 + "table (%d regions)", uaddr, len, entries.size()));
     }
 
-    boolean isEmpty() {
-        return entries.isEmpty();
-    }
-
-    int size() {
-        return entries.size();
-    }
-
     DeviceMemory device() {
         return device;
-    }
-
-    GuestMemory memory() {
-        return memory;
     }
 
     void observeWrites(WriteObserver o) {
