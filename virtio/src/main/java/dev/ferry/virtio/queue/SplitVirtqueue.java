@@ -50,6 +50,10 @@ public final class SplitVirtqueue {
     private boolean signalledUsedValid;
     private boolean notificationsEnabled = true;
     private String broken;
+    private QueueObserver observer;
+    /** Heads to hand out again before the available ring ({@link #resubmit}), and the next one. */
+    private int[] resubmit = new int[0];
+    private int resubmitNext;
 
     private SplitVirtqueue(DeviceMemory memory, String name, int index, QueueConfig config) {
         checkAreas(memory, name, config);
@@ -109,6 +113,9 @@ public final class SplitVirtqueue {
      */
     public DescriptorChain pop() {
         checkUsable();
+        if (resubmitNext < resubmit.length) {
+            return popResubmitted();
+        }
         int pending = available();
         if (pending == 0) {
             return null;
@@ -134,6 +141,9 @@ public final class SplitVirtqueue {
         lastAvailIdx = (lastAvailIdx + 1) & 0xffff;
         if (eventIdx && notificationsEnabled) {
             memory.writeU16(SplitRing.availEvent(used, size), lastAvailIdx);
+        }
+        if (observer != null) {
+            observer.popped(chain.head());
         }
         return chain;
     }
@@ -184,6 +194,9 @@ public final class SplitVirtqueue {
         memory.writeU32(elem, head);
         memory.writeU32(elem + 4, (int) writtenLength);
         pendingUsed++;
+        if (observer != null) {
+            observer.pushed(head);
+        }
     }
 
     /**
@@ -199,6 +212,9 @@ public final class SplitVirtqueue {
         usedIdx = (usedIdx + pendingUsed) & 0xffff;
         pendingUsed = 0;
         memory.storeU16Release(SplitRing.usedIdx(used), usedIdx);
+        if (observer != null) {
+            observer.published(usedIdx);
+        }
         if ((short) (usedIdx - signalledUsed) < distance(usedIdx, old)) {
             signalledUsedValid = false; // signalledUsed fell more than 2^15 behind: its order is lost
         }
@@ -275,6 +291,55 @@ public final class SplitVirtqueue {
             memory.writeU16(SplitRing.availEvent(used, size), lastAvailIdx);
         }
         return true;
+    }
+
+    /**
+     * Chains a previous device instance took and never completed (a vhost-user back-end that
+     * restarted, reading its predecessor's inflight region): {@link #pop} returns them first, in
+     * the given order, and they count as in flight from now on — {@code lastAvailIdx} becomes
+     * {@code usedIdx + heads.length}, as libvhost-user sets it. Each head must be below the queue
+     * size and appear once; call right after {@link #restore}.
+     *
+     * @throws VirtqueueError when a head is out of range or repeated, or more heads than the queue holds
+     */
+    public void resubmit(int[] heads) {
+        checkUsable();
+        boolean[] seen = new boolean[size];
+        if (heads.length > size) {
+            throw markBroken(heads.length + " chains to resubmit in a queue of " + size);
+        }
+        for (int h : heads) {
+            if (h < 0 || h >= size || seen[h]) {
+                throw markBroken("resubmitted head " + h + " is " + (h < 0 || h >= size ? "not below the queue size "
+                        + size : "named twice"));
+            }
+            seen[h] = true;
+        }
+        this.resubmit = heads.clone();
+        this.resubmitNext = 0;
+        this.lastAvailIdx = (usedIdx + heads.length) & 0xffff;
+    }
+
+    private DescriptorChain popResubmitted() {
+        int head = resubmit[resubmitNext++];
+        DescriptorChain chain;
+        try {
+            chain = walker.walk(head);
+        } catch (VirtqueueError e) {
+            broken = e.reason();
+            throw e;
+        } catch (GuestMemoryException e) {
+            throw markBroken("guest memory changed under the queue: " + e.getMessage());
+        }
+        if (observer != null) {
+            observer.popped(head);
+        }
+        return chain;
+    }
+
+    /** Installs {@code o} to see every later pop, push and publish (null removes it). */
+    public void observe(QueueObserver o) {
+        this.observer = o;
     }
 
     // ---- migration ----

@@ -19,10 +19,41 @@ public final class GuestMemory implements AutoCloseable {
     private final GuestRegion[] byIndex;
     private final VmmWriteLog writeLog = new VmmWriteLog();
     private volatile boolean logging;
+    private volatile WriteObserver observer;
+    /** False for a {@link #view}: the regions belong to someone else and {@link #close} leaves them. */
+    private final boolean ownsRegions;
 
-    private GuestMemory(List<GuestRegion> regions) {
+    private GuestMemory(List<GuestRegion> regions, boolean ownsRegions) {
         this.regions = List.copyOf(regions);
         this.byIndex = regions.toArray(new GuestRegion[0]);
+        this.ownsRegions = ownsRegions;
+    }
+
+    /**
+     * Guest memory over regions its caller keeps owning (a vhost-user back-end's memory table,
+     * rebuilt whenever the front-end changes it): {@link #close} stops nothing and unmaps nothing.
+     *
+     * @throws IllegalArgumentException when two regions overlap in guest-physical space
+     */
+    public static GuestMemory view(List<GuestRegion> regions) {
+        for (int i = 0; i < regions.size(); i++) {
+            for (int j = 0; j < i; j++) {
+                GuestRegion a = regions.get(i);
+                GuestRegion b = regions.get(j);
+                if (a.gpaBase() < b.gpaBase() + b.size() && b.gpaBase() < a.gpaBase() + a.size()) {
+                    throw new IllegalArgumentException("region " + a + " overlaps " + b);
+                }
+            }
+        }
+        return new GuestMemory(regions, false);
+    }
+
+    /**
+     * Installs {@code o} to see every later write made through this memory (null removes it). The
+     * VMM's own write log ({@link #writeLog()}) is independent of it.
+     */
+    public void observeWrites(WriteObserver o) {
+        this.observer = o;
     }
 
     /** One region {@code "pc.ram"} of {@code size} bytes at guest-physical 0. */
@@ -147,6 +178,10 @@ public final class GuestMemory implements AutoCloseable {
     }
 
     private void logged(long gpa, long length) {
+        WriteObserver o = observer;
+        if (o != null) {
+            o.written(gpa, length);
+        }
         if (logging) {
             GuestRegion r = regionFor(gpa, length);
             r.vmmWrites().markBytes(gpa - r.gpaBase(), length);
@@ -348,6 +383,9 @@ public final class GuestMemory implements AutoCloseable {
     @Override
     public void close() {
         stopPopulating();
+        if (!ownsRegions) {
+            return;
+        }
         for (GuestRegion r : byIndex) {
             r.close();
         }
@@ -421,7 +459,7 @@ public final class GuestMemory implements AutoCloseable {
                 built.forEach(GuestRegion::close);
                 throw e;
             }
-            return new GuestMemory(built);
+            return new GuestMemory(built, true);
         }
     }
 }

@@ -7,7 +7,8 @@ import dev.ferry.core.sys.Sys;
 
 /**
  * One contiguous piece of guest RAM: a memfd (shareable with vhost-user back-ends, registrable
- * as a KVM slot) mapped shared into this process. Owns the memfd, the mapping and the bitmap of
+ * as a KVM slot) mapped shared into this process — created here, or received from a peer
+ * ({@link #mapPeer}: a vhost-user back-end maps its front-end's memory table). Owns the memfd, the mapping and the bitmap of
  * the VMM's own writes; {@link GuestMemory} owns the regions.
  */
 public final class GuestRegion implements AutoCloseable {
@@ -23,19 +24,73 @@ public final class GuestRegion implements AutoCloseable {
     private final DirtyBitmap discarded;
 
     GuestRegion(String name, int index, long gpaBase, long size) {
+        this(name, index, gpaBase, size, newMemfd(name, size), 0);
+    }
+
+    /**
+     * A region backed by a descriptor a peer sent (a vhost-user front-end's memory table entry):
+     * maps {@code size} bytes of {@code fd} from {@code mmapOffset}, shared. Takes ownership of
+     * {@code fd} — also when mapping fails, it is closed then — and unmaps and closes it once, in
+     * {@link #close}.
+     *
+     * @throws IllegalArgumentException when base, size or offset is not a multiple of 4 KiB
+     */
+    public static GuestRegion mapPeer(String name, int index, long gpaBase, long size, Fd fd, long mmapOffset) {
+        if (mmapOffset < 0 || (mmapOffset & (Linux.PAGE_SIZE - 1)) != 0) {
+            fd.close();
+            throw new IllegalArgumentException(name + ": mmap offset 0x" + Long.toHexString(mmapOffset)
+                    + " is not a non-negative multiple of 4 KiB");
+        }
+        long fileSize;
+        try {
+            fileSize = Sys.fstatSizeAndAllocated(fd)[0];
+        } catch (RuntimeException e) {
+            fd.close();
+            throw e;
+        }
+        // A mapping past the end of the file would fault (SIGBUS) on first touch, not fail here.
+        if (size <= 0 || mmapOffset > fileSize || size > fileSize - mmapOffset) {
+            fd.close();
+            throw new IllegalArgumentException(name + ": " + size + " bytes at offset 0x" + Long.toHexString(mmapOffset)
+                    + " do not fit the peer's file of " + fileSize + " bytes");
+        }
+        return new GuestRegion(name, index, gpaBase, size, fd, mmapOffset);
+    }
+
+    private static Fd newMemfd(String name, long size) {
+        checkGeometry(name, 0, size);
+        Fd fd = Sys.memfdCreate("ferry-" + name, Linux.MFD_CLOEXEC);
+        try {
+            Sys.ftruncate(fd, size);
+        } catch (RuntimeException e) {
+            fd.close();
+            throw e;
+        }
+        return fd;
+    }
+
+    private static void checkGeometry(String name, long gpaBase, long size) {
         if (size <= 0 || (size & (Linux.PAGE_SIZE - 1)) != 0 || (gpaBase & (Linux.PAGE_SIZE - 1)) != 0) {
             throw new IllegalArgumentException(name + ": base and size must be non-zero multiples of 4 KiB (base 0x"
                     + Long.toHexString(gpaBase) + ", size " + size + ")");
+        }
+    }
+
+    /** Maps {@code fd} (owned from here on, closed on failure) at {@code offset}. */
+    private GuestRegion(String name, int index, long gpaBase, long size, Fd fd, long offset) {
+        try {
+            checkGeometry(name, gpaBase, size);
+        } catch (RuntimeException e) {
+            fd.close();
+            throw e;
         }
         this.name = name;
         this.index = index;
         this.gpaBase = gpaBase;
         this.size = size;
-        Fd fd = Sys.memfdCreate("ferry-" + name, Linux.MFD_CLOEXEC);
         Mapping m = null;
         try {
-            Sys.ftruncate(fd, size);
-            m = Mapping.shared(fd, 0, size);
+            m = Mapping.shared(fd, offset, size);
             this.vmmWrites = new DirtyBitmap(size >>> DirtyBitmap.PAGE_SHIFT);
             this.discarded = new DirtyBitmap(size >>> DirtyBitmap.PAGE_SHIFT);
         } catch (RuntimeException e) {

@@ -33,6 +33,40 @@ public final class EventFd implements AutoCloseable {
         this.blocking = (flags & Linux.EFD_NONBLOCK) == 0;
     }
 
+    private EventFd(Fd fd) {
+        this.fd = fd;
+        this.blocking = false;
+    }
+
+    /**
+     * Takes ownership of an eventfd a peer sent (a vhost-user front-end's kick or call fd), after
+     * checking that it is one: anything else — a pipe, a file, a socket — is refused and closed,
+     * since an event loop would spin on it or block reading it. Made non-blocking (O_NONBLOCK is
+     * shared with the peer's descriptor; eventfd users set it anyway), as a device loop needs.
+     *
+     * @throws IllegalArgumentException naming what the descriptor is instead
+     */
+    public static EventFd adopt(Fd fd) {
+        String target;
+        try {
+            target = java.nio.file.Files.readSymbolicLink(java.nio.file.Path.of("/proc/self/fd/" + fd.get())).toString();
+        } catch (java.io.IOException | RuntimeException e) {
+            fd.close();
+            throw new IllegalArgumentException(fd.description() + ": cannot tell what the descriptor is: " + e, e);
+        }
+        if (!target.equals("anon_inode:[eventfd]")) {
+            fd.close();
+            throw new IllegalArgumentException(fd.description() + " is " + target + ", not an eventfd");
+        }
+        try {
+            Sys.setNonBlocking(fd);
+        } catch (RuntimeException e) {
+            fd.close();
+            throw new IllegalArgumentException(fd.description() + ": " + e.getMessage(), e);
+        }
+        return new EventFd(fd);
+    }
+
     public Fd fd() {
         return fd;
     }

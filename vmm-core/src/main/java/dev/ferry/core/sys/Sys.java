@@ -228,6 +228,14 @@ public final class Sys {
         }
     }
 
+    /** Sets O_NONBLOCK on {@code fd}'s open file description (shared with every holder of it). */
+    public static void setNonBlocking(Fd fd) {
+        int flags = LIBC.fcntl(fd.get(), Linux.F_GETFL, 0);
+        if (flags < 0 || LIBC.fcntl(fd.get(), Linux.F_SETFL, flags | Linux.O_NONBLOCK) < 0) {
+            throw fail("fcntl(F_SETFL, O_NONBLOCK)", fd.toString());
+        }
+    }
+
     /** Pipe with both ends owned: {@code [read end, write end]}. */
     public static Fd[] pipe(int flags) {
         int[] fds = new int[2];

@@ -223,6 +223,27 @@ class EventFdTest {
         assertFalse("anon_inode:[eventfd]".equals(target), "fd " + number + " still open: " + target);
     }
 
+    @Test
+    void adoptTakesAPeersEventfdAndRefusesAnythingElse() {
+        try (EventFd mine = new EventFd(Linux.EFD_NONBLOCK)) {
+            EventFd adopted = EventFd.adopt(Sys.dup(mine.fd()));
+            assertEquals(0, adopted.consumeOrZero(), "adopted non-blocking: an empty counter reads 0, never blocks");
+            adopted.signal();
+            assertEquals(1, mine.consumeOrZero(), "the adopted fd is the same eventfd");
+            adopted.close();
+            assertTrue(mine.fd().isOpen());
+        }
+        Fd[] pipe = Sys.pipe(Linux.O_CLOEXEC);
+        try {
+            Fd readEnd = pipe[0];
+            var e = assertThrows(IllegalArgumentException.class, () -> EventFd.adopt(readEnd));
+            assertTrue(e.getMessage().contains("not an eventfd"), e.getMessage());
+            assertFalse(readEnd.isOpen(), "a refused descriptor is closed");
+        } finally {
+            pipe[1].close();
+        }
+    }
+
     private interface Body {
         void run(int index) throws Exception;
     }

@@ -1,0 +1,138 @@
+package dev.ferry.vhostuser.backend;
+
+import dev.ferry.core.sys.EventFd;
+import dev.ferry.core.sys.Linux;
+import dev.ferry.virtio.net.DgramBackend;
+import dev.ferry.virtio.net.NetOptions;
+import dev.ferry.virtio.queue.DriverQueue;
+import dev.ferry.virtio.queue.QueueConfig;
+import dev.ferry.vhostuser.proto.Payloads;
+import dev.ferry.vhostuser.proto.VhostUser;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.net.InetSocketAddress;
+import java.nio.ByteBuffer;
+import java.nio.channels.DatagramChannel;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Set;
+import java.util.TreeSet;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * virtio-net served over vhost-user with a datagram socket as its network: a frame the driver
+ * transmits reaches the peer, a datagram from the peer lands in an RX buffer — logged in the
+ * dirty log with its used ring — and SEND_RARP announces the guest's MAC on the network.
+ */
+class VhostUserNetTest {
+    private static final byte[] MAC = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
+    private static final int RX = 0;
+    private static final int TX = 1;
+    @TempDir
+    Path dir;
+
+    private static DriverQueue startRing(BlkTestFrontend fe, int index, long gpa, EventFd kick, EventFd call)
+            throws Exception {
+        QueueConfig c = QueueConfig.contiguous(128, gpa, fe.ringFeatures());
+        DriverQueue q = DriverQueue.builder(fe.dm, c).build();
+        fe.conn.request(VhostUser.SET_VRING_NUM, Payloads.vringState(index, 128));
+        fe.conn.request(VhostUser.SET_VRING_BASE, Payloads.vringState(index, 0));
+        fe.conn.request(VhostUser.SET_VRING_ADDR, Payloads.vringAddr(new Payloads.VringAddr(index, VhostUser.VRING_F_LOG,
+                BlkTestFrontend.USER_BASE + c.descGpa(), BlkTestFrontend.USER_BASE + c.usedGpa(),
+                BlkTestFrontend.USER_BASE + c.availGpa(), c.usedGpa())));
+        fe.conn.request(VhostUser.SET_VRING_KICK, Payloads.u64(index), kick.fd());
+        fe.conn.request(VhostUser.SET_VRING_CALL, Payloads.u64(index), call.fd());
+        fe.conn.request(VhostUser.SET_VRING_ENABLE, Payloads.vringState(index, 1));
+        return q;
+    }
+
+    private static DriverQueue.Used await(DriverQueue q) throws InterruptedException {
+        long deadline = System.nanoTime() + 5_000_000_000L;
+        while (true) {
+            DriverQueue.Used u = q.pollUsed();
+            if (u != null) {
+                return u;
+            }
+            assertTrue(System.nanoTime() < deadline, "nothing came back within 5 s");
+            Thread.sleep(1);
+        }
+    }
+
+    private static byte[] frame(String payload) {
+        byte[] f = new byte[64];
+        Arrays.fill(f, 0, 6, (byte) 0xff);
+        System.arraycopy(MAC, 0, f, 6, 6);
+        f[12] = 0x08;
+        byte[] p = payload.getBytes();
+        System.arraycopy(p, 0, f, 14, p.length);
+        return f;
+    }
+
+    @Test
+    void framesFlowBothWaysRxIsLoggedAndSendRarpAnnounces() throws Exception {
+        Path sock = dir.resolve("net.sock");
+        try (DatagramChannel peer = DatagramChannel.open().bind(new InetSocketAddress("127.0.0.1", 0))) {
+            DgramBackend net = new DgramBackend(new InetSocketAddress("127.0.0.1", 0),
+                    (InetSocketAddress) peer.getLocalAddress());
+            int devicePort = net.localPort();
+            try (VhostUserBackend b = VhostUserBackend.serveNet(new NetOptions(MAC, 256, false), net,
+                         BackendOptions.server(sock));
+                 BlkTestFrontend fe = new BlkTestFrontend(sock);
+                 EventFd kickRx = new EventFd(Linux.EFD_NONBLOCK); EventFd kickTx = new EventFd(Linux.EFD_NONBLOCK);
+                 EventFd callRx = new EventFd(Linux.EFD_NONBLOCK); EventFd callTx = new EventFd(Linux.EFD_NONBLOCK)) {
+                fe.negotiate();
+                assertTrue(VhostUser.has(fe.protocol, VhostUser.PF_RARP), "a net back-end offers RARP");
+                assertEquals(3, fe.conn.getU64(VhostUser.GET_QUEUE_NUM));
+                fe.ring = QueueConfig.contiguous(128, 0x1000, fe.ringFeatures()); // for startLogging's SET_VRING_ADDR
+                DriverQueue rx = startRing(fe, RX, 0x1000, kickRx, callRx);
+                DriverQueue tx = startRing(fe, TX, 0x4000, kickTx, callTx);
+                fe.startLogging();
+
+                // TX: header + frame in one device-readable buffer.
+                byte[] out = frame("ferry-tx");
+                fe.dm.fill(BlkTestFrontend.DATA, 12, (byte) 0);
+                fe.dm.write(BlkTestFrontend.DATA + 12, out, 0, out.length);
+                tx.add(List.of(new DriverQueue.Buffer(BlkTestFrontend.DATA, 12 + out.length)), List.of(), false);
+                kickTx.signal();
+                ByteBuffer got = ByteBuffer.allocate(2048);
+                peer.receive(got);
+                assertArrayEquals(out, Arrays.copyOf(got.array(), got.position()), "the transmitted frame reached the peer");
+                await(tx);
+
+                // RX: a buffer for the device, then a datagram from the peer.
+                for (int i = 0; i < 4; i++) {
+                    rx.add(List.of(), List.of(new DriverQueue.Buffer(BlkTestFrontend.DATA + 0x10000 + i * 4096L, 2048)), false);
+                }
+                kickRx.signal();
+                byte[][] before = fe.snapshot();
+                fe.harvestLog();
+                byte[] in = frame("ferry-rx");
+                peer.send(ByteBuffer.wrap(in), new InetSocketAddress("127.0.0.1", devicePort));
+                DriverQueue.Used u = await(rx);
+                assertEquals(12 + in.length, u.length());
+                byte[] landed = new byte[in.length];
+                fe.dm.read(BlkTestFrontend.DATA + 0x10000 + 12, landed, 0, landed.length);
+                assertArrayEquals(in, landed, "the peer's frame landed in the RX buffer after the header");
+                Set<Long> missing = new TreeSet<>(fe.changedPages(before));
+                Set<Long> logged = fe.harvestLog();
+                missing.removeAll(logged);
+                assertEquals(Set.of(), missing, "RX pages written but not logged");
+                assertTrue(logged.contains((BlkTestFrontend.DATA + 0x10000) >>> 12), "the RX buffer's page is logged");
+
+                // SEND_RARP: the front-end announces the guest for it.
+                fe.conn.request(VhostUser.SEND_RARP, Payloads.rarp(MAC));
+                got.clear();
+                peer.receive(got);
+                assertEquals(0x80, got.get(12) & 0xff);
+                assertEquals(0x35, got.get(13) & 0xff, "ethertype 0x8035 (RARP)");
+                assertArrayEquals(MAC, Arrays.copyOfRange(got.array(), 6, 12), "from the guest's MAC");
+                assertEquals(1, b.stats().rarps());
+            }
+        }
+    }
+}
