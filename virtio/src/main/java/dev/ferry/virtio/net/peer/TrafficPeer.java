@@ -122,6 +122,7 @@ public final class TrafficPeer implements AutoCloseable {
         long dups;
         final List<Gap> gaps = new ArrayList<>();
         long repliesSent;
+        /** Send times of the last replies, by reply number modulo its length (grows to {@link #SENT_AT_WINDOW}). */
         long[] sentAt = new long[1024];
         long lastReceivedNanos;
     }
@@ -301,10 +302,10 @@ public final class TrafficPeer implements AutoCloseable {
             fl.lastSeq = seq;
         }
         long reply = ++fl.repliesSent;
-        if (reply >= fl.sentAt.length) {
+        if (reply >= fl.sentAt.length && fl.sentAt.length < SENT_AT_WINDOW) {
             fl.sentAt = java.util.Arrays.copyOf(fl.sentAt, fl.sentAt.length * 2);
         }
-        fl.sentAt[(int) reply] = now;
+        fl.sentAt[(int) (reply & (fl.sentAt.length - 1))] = now;
         ByteBuffer r = ByteBuffer.allocate(f.remaining()).order(ByteOrder.BIG_ENDIAN);
         r.put(0, f, 0, f.remaining());
         putMac(r, 0, src);
@@ -348,10 +349,22 @@ public final class TrafficPeer implements AutoCloseable {
                 p == null ? null : p.name(), f.lastReceivedNanos);
     }
 
-    /** When the peer sent its reply number {@code seq} to {@code mac} (System.nanoTime), or -1. */
+    /**
+     * How many of a flow's most recent send times the peer keeps: a peer that runs for hours (a
+     * demo, a soak) must not grow with every frame.
+     */
+    public static final int SENT_AT_WINDOW = 1 << 16;
+
+    /**
+     * When the peer sent its reply number {@code seq} to {@code mac} (System.nanoTime), or -1 — also
+     * for a reply older than the last {@link #SENT_AT_WINDOW}.
+     */
     public synchronized long sentAt(byte[] mac, long seq) {
         Flow f = flows.get(NetTraffic.macToLong(mac));
-        return f == null || seq < 1 || seq > f.repliesSent ? -1 : f.sentAt[(int) seq];
+        if (f == null || seq < 1 || seq > f.repliesSent || f.repliesSent - seq >= f.sentAt.length) {
+            return -1;
+        }
+        return f.sentAt[(int) (seq & (f.sentAt.length - 1))];
     }
 
     public synchronized List<Announce> announces() {
