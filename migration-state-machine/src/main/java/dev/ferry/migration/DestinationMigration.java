@@ -228,34 +228,18 @@ public final class DestinationMigration implements LoadContext {
         }
     }
 
-    /**
-     * Sends {@link ReturnPath#HEARTBEAT} every {@link ReturnPath#HEARTBEAT_INTERVAL_MS} while the
-     * return path is open, from a daemon thread, so the source can tell a live destination from a
-     * stalled network. Stops when the return path closes.
-     */
-    private void startHeartbeat() {
-        Thread t = new Thread(() -> {
-            try {
-                while (true) {
-                    synchronized (rpLock) {
-                        if (rpOut == null) {
-                            return;
-                        }
-                        rpOut.putBe16(ReturnPath.MSG_PONG);
-                        rpOut.putBe16(4);
-                        rpOut.putBe32(ReturnPath.HEARTBEAT);
-                        rpOut.flush();
-                    }
-                    Thread.sleep(ReturnPath.HEARTBEAT_INTERVAL_MS);
-                }
-            } catch (IOException | RuntimeException e) {
-                LOG.debug("return-path heartbeat stopped: {}", e.toString());
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
+    /** One heartbeat on the return path; false once it is closed (the heartbeat thread then ends). */
+    private boolean sendHeartbeat() throws IOException {
+        synchronized (rpLock) {
+            if (rpOut == null) {
+                return false;
             }
-        }, "ferry-return-path-heartbeat");
-        t.setDaemon(true);
-        t.start();
+            rpOut.putBe16(ReturnPath.MSG_PONG);
+            rpOut.putBe16(4);
+            rpOut.putBe32(ReturnPath.HEARTBEAT);
+            rpOut.flush();
+            return true;
+        }
     }
 
     private void sendSwitchoverAck() {
@@ -468,7 +452,7 @@ public final class DestinationMigration implements LoadContext {
                         sendSwitchoverAck();
                     }
                 }
-                startHeartbeat();
+                ReturnPath.startHeartbeat(this::sendHeartbeat);
             }
             case Qevm.CMD_PING -> {
                 if (len != 4) {

@@ -26,4 +26,30 @@ final class ReturnPath {
 
     private ReturnPath() {
     }
+
+    /** One heartbeat: false when the return path is closed. */
+    @FunctionalInterface
+    interface Beat {
+        boolean send() throws java.io.IOException;
+    }
+
+    /**
+     * Calls {@code beat} every {@link #HEARTBEAT_INTERVAL_MS} from a daemon thread until it returns
+     * false or fails (the return path closed or broke).
+     */
+    static void startHeartbeat(Beat beat) {
+        Thread t = new Thread(() -> {
+            try {
+                while (beat.send()) {
+                    Thread.sleep(HEARTBEAT_INTERVAL_MS);
+                }
+            } catch (java.io.IOException | RuntimeException e) {
+                org.slf4j.LoggerFactory.getLogger(ReturnPath.class).debug("return-path heartbeat stopped: {}", e.toString());
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }, "ferry-return-path-heartbeat");
+        t.setDaemon(true);
+        t.start();
+    }
 }

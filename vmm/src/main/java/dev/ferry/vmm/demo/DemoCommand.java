@@ -83,19 +83,8 @@ public final class DemoCommand implements Callable<Integer> {
             description = "kill the destination process in setup, active or device")
     String killAt;
 
-    @Option(names = "--network-fault", paramLabel = "KIND",
-            description = "break the network between the VMMs at --network-fault-at: drop (both connections reset)"
-                    + " or stall (nothing moves, nothing closes; the return-path heartbeat must notice); tcp only")
-    String networkFault;
-
-    @Option(names = "--network-fault-at", paramLabel = "PHASE", defaultValue = "active",
-            description = "the phase of --network-fault: setup, active or device (default ${DEFAULT-VALUE})")
-    String networkFaultAt;
-
-    @Option(names = "--destination-refuses", paramLabel = "WHAT",
-            description = "give the destination a machine that must refuse the stream: ram (64 MiB more RAM: the RAM"
-                    + " block's length differs) or disk (an image 1 MiB larger: the disk's capacity differs)")
-    String destinationRefuses;
+    @picocli.CommandLine.Mixin
+    DemoFaults faults = new DemoFaults();
 
     /** For {@code ferry faults}: print nothing and hand the outcome over instead. */
     java.util.function.Consumer<Outcome> outcomes;
@@ -131,23 +120,11 @@ public final class DemoCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        if ((cancelAt != null ? 1 : 0) + (killAt != null ? 1 : 0) + (networkFault != null ? 1 : 0) > 1) {
+        if ((cancelAt != null ? 1 : 0) + (killAt != null ? 1 : 0) + (faults.networkFault != null ? 1 : 0) > 1) {
             System.err.println("ferry demo: use one of --cancel-at, --kill-destination-at and --network-fault");
             return 2;
         }
-        if (networkFault != null && !List.of("drop", "stall").contains(networkFault)) {
-            System.err.println("ferry demo: --network-fault must be drop or stall, not '" + networkFault + "'");
-            return 2;
-        }
-        if (networkFault != null && !transport.equals("tcp")) {
-            System.err.println("ferry demo: --network-fault needs --transport tcp");
-            return 2;
-        }
-        if (destinationRefuses != null && !List.of("ram", "disk").contains(destinationRefuses)) {
-            System.err.println("ferry demo: --destination-refuses must be ram or disk, not '" + destinationRefuses + "'");
-            return 2;
-        }
-        for (String phase : new String[] {cancelAt, killAt, networkFault != null ? networkFaultAt : null}) {
+        for (String phase : new String[] {cancelAt, killAt, faults.networkPhase()}) {
             if (phase != null && !List.of("setup", "active", "device").contains(phase)) {
                 System.err.println("ferry demo: PHASE must be setup, active or device, not '" + phase + "'");
                 return 2;
@@ -180,8 +157,9 @@ public final class DemoCommand implements Callable<Integer> {
             System.err.println("ferry demo: --transport must be tcp or unix");
             return 2;
         }
-        if ("disk".equals(destinationRefuses) && diskBytes == 0) {
-            System.err.println("ferry demo: --destination-refuses disk needs a --disk");
+        String wrong = faults.check(transport, diskBytes);
+        if (wrong != null) {
+            System.err.println("ferry demo: " + wrong);
             return 2;
         }
         PrintStream say = json || outcomes != null ? new PrintStream(PrintStream.nullOutputStream()) : System.out;
@@ -192,9 +170,7 @@ public final class DemoCommand implements Callable<Integer> {
             }
             return run(dir, say);
         } finally {
-            if (relay != null) {
-                relay.close();
-            }
+            faults.close();
             if (peer != null) {
                 peer.close();
             }
@@ -238,8 +214,8 @@ public final class DemoCommand implements Callable<Integer> {
     private String config(String name) {
         ObjectNode c = QapiJson.JSON.createObjectNode();
         c.put("name", name);
-        boolean refusing = name.equals("destination") && destinationRefuses != null;
-        c.putObject("memory").put("size", Sizes.parse(ram) + (refusing && destinationRefuses.equals("ram") ? 64L << 20 : 0));
+        boolean refusing = name.equals("destination") && faults.refusing();
+        c.putObject("memory").put("size", Sizes.parse(ram) + (refusing && faults.refuses("ram") ? 64L << 20 : 0));
         c.put("vcpus", vcpus);
         c.put("engine", engine);
         c.putObject("workload").put("dirty-rate", Sizes.parse(dirtyRate)).put("working-set", Sizes.parse(workingSet))
@@ -251,7 +227,7 @@ public final class DemoCommand implements Callable<Integer> {
         if (image != null) {
             // Shared storage: both VMMs open the same image; the destination writes it only once it runs.
             devices.addObject().put("id", "disk0").put("kind", "virtio-blk").put("image",
-                    (refusing && destinationRefuses.equals("disk") ? otherImage : image).toString());
+                    (refusing && faults.refuses("disk") ? otherImage : image).toString());
         }
         if (balloon) {
             devices.addObject().put("id", "balloon0").put("kind", "virtio-balloon");
@@ -324,19 +300,12 @@ public final class DemoCommand implements Callable<Integer> {
             ObjectNode params = QapiJson.JSON.createObjectNode().put("downtime-limit", downtimeLimit)
                     .put("max-bandwidth", Sizes.parse(maxBandwidth))
                     .put("avail-switchover-bandwidth", Sizes.parse(availSwitchoverBandwidth));
-            if ("stall".equals(networkFault)) {
+            if (faults.stalls()) {
                 params.put("x-heartbeat-timeout", 2000); // the matrix waits 2 s for a silent network, not 5
             }
             s.execute("migrate-set-parameters", params);
-            if (networkFault != null) {
-                String[] hp = uri.substring("tcp:".length()).split(":");
-                relay = new FaultyRelay(hp[0], Integer.parseInt(hp[1]));
-                say.printf("network:         through a relay at %s that will %s in phase %s%n", relay.uri(),
-                        networkFault.equals("drop") ? "reset both connections" : "stall", networkFaultAt);
-                uri = relay.uri();
-            }
-            String phase = cancelAt != null ? cancelAt : killAt != null ? killAt
-                    : networkFault != null ? networkFaultAt : null;
+            uri = faults.route(uri, say);
+            String phase = cancelAt != null ? cancelAt : killAt != null ? killAt : faults.networkPhase();
             if (phase != null) {
                 s.execute("x-ferry-hold", QapiJson.JSON.createObjectNode().put("phase", phase));
             }
@@ -363,7 +332,7 @@ public final class DemoCommand implements Callable<Integer> {
             Outcome o = verify(s, d, dst, info, say);
             o.fdsBefore = fdsBefore;
             o.totalTimeMs = info.path("total-time").asLong(-1);
-            o.fdsAfter = settledFds(s, fdsBefore);
+            o.fdsAfter = DemoFaults.settledFds(s, fdsBefore);
             if (outcomes != null) {
                 outcomes.accept(o);
             } else if (json) {
@@ -376,42 +345,15 @@ public final class DemoCommand implements Callable<Integer> {
             boolean keptSource = !o.status.equals("completed") && o.sourceRunning && o.sourceIntact && o.sourceVfsRunning
                     && o.disks.stream().allMatch(dk -> dk.imageOk) && (o.nic == null || o.nic.verified(false))
                     && (o.balloon == null || o.balloon.verified(false));
-            boolean asAsked = phase != null || destinationRefuses != null ? keptSource
+            boolean asAsked = phase != null || faults.refusing() ? keptSource
                     : o.status.equals("completed") ? o.verified : faultInjected() && keptSource;
             return asAsked ? 0 : 1;
         }
     }
 
-    /** The network the demo broke, when it breaks one. */
-    FaultyRelay relay;
-
-    /**
-     * The source's open fds once the failed migration's sockets are gone: sampled until they are
-     * back to {@code before} or two seconds passed (a closing socket lingers briefly).
-     */
-    private static long settledFds(QmpClient s, long before) throws Exception {
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(2);
-        long now;
-        do {
-            now = s.execute("x-ferry-resources", null).path("fds").asLong();
-            if (now <= before) {
-                return now;
-            }
-            Thread.sleep(50);
-        } while (System.nanoTime() < deadline);
-        return now;
-    }
-
     private void act(QmpClient s, FerryRunProcess dst, String phase, List<String> actions) {
         try {
-            if (networkFault != null) {
-                if (networkFault.equals("drop")) {
-                    relay.drop();
-                    actions.add("network dropped (both connections reset) in phase " + phase);
-                } else {
-                    relay.stall();
-                    actions.add("network stalled (nothing moves, nothing closes) in phase " + phase);
-                }
+            if (faults.breakNetwork(phase, actions)) {
                 s.execute("x-ferry-release", null);
             } else if (cancelAt != null) {
                 actions.add("migrate_cancel sent in phase " + phase);
@@ -423,54 +365,6 @@ public final class DemoCommand implements Callable<Integer> {
             }
         } catch (Exception e) {
             actions.add("acting in phase " + phase + " failed: " + e.getMessage());
-        }
-    }
-
-    /**
-     * Reads each disk's verdict: on the source (its image against what its guest saw acknowledged,
-     * what its drain completed at stop) and, after a completed migration, on the destination (the
-     * image again, and that the guest's I/O continued from where the source stopped).
-     */
-    private static void disks(Outcome o, QmpClient vmm, JsonNode verify, boolean source) throws Exception {
-        JsonNode devs = vmm.execute("x-ferry-devices", null).path("devices");
-        for (JsonNode v : verify.path("disks")) {
-            String id = v.path("id").asText();
-            DiskOutcome dk = null;
-            for (DiskOutcome x : o.disks) {
-                if (x.id.equals(id)) {
-                    dk = x;
-                }
-            }
-            if (dk == null) {
-                dk = new DiskOutcome();
-                dk.id = id;
-                o.disks.add(dk);
-            }
-            // After a completed migration the destination owns (and writes) the image: the source's
-            // view of it is history, so only the destination's verdict on the image counts then.
-            boolean judges = !source || !o.status.equals("completed");
-            if (judges) {
-                dk.imageOk = v.path("ok").asBoolean();
-                dk.writesAcked = v.path("writes-acked").asLong();
-                dk.blocksWritten = v.path("blocks-written").asLong();
-                if (!dk.imageOk) {
-                    dk.problem = (source ? "source: " : "destination: ") + v.path("problems").toString();
-                }
-            }
-            if (source) {
-                dk.sourceCompleted = v.path("completed").asLong();
-                dk.continued = true;
-            } else {
-                dk.destinationCompleted = v.path("completed").asLong();
-                dk.continued = v.path("continuation").path("ok").asBoolean();
-            }
-            for (JsonNode dev : devs) {
-                if (dev.path("id").asText().equals(id) && source) {
-                    dk.drainedAtStop = dev.path("virtio-blk").path("drained-at-stop").asLong();
-                    dk.carried = dev.path("virtio-blk").path("carried-out").asLong();
-                    dk.section = String.format("virtio-mmio@%08x/virtio-blk", Long.decode(dev.path("base").asText()));
-                }
-            }
         }
     }
 
@@ -619,7 +513,7 @@ public final class DemoCommand implements Callable<Integer> {
                 vo.problem = "source ring: " + v.path("ring").path("error").asText();
             }
         }
-        disks(o, s, sv, true);
+        DemoOutcomes.disks(o, s, sv, true);
         if (!o.status.equals("completed")) {
             if (peer != null) {
                 nicOutcome(o, sv, false);
@@ -669,7 +563,7 @@ public final class DemoCommand implements Callable<Integer> {
         for (VfOutcome vo : o.vfs) {
             vfsVerified &= vo.verified();
         }
-        disks(o, d, dv, false);
+        DemoOutcomes.disks(o, d, dv, false);
         for (DiskOutcome dk : o.disks) {
             vfsVerified &= dk.verified();
         }

@@ -1,5 +1,8 @@
 package dev.ferry.vmm.demo;
 
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.ferry.vmm.qmp.QmpClient;
+
 import java.util.ArrayList;
 import java.util.List;
 
@@ -7,6 +10,55 @@ import java.util.List;
 final class DemoOutcomes {
     private DemoOutcomes() {
     }
+
+    /**
+     * Reads each disk's verdict: on the source (its image against what its guest saw acknowledged,
+     * what its drain completed at stop) and, after a completed migration, on the destination (the
+     * image again, and that the guest's I/O continued from where the source stopped).
+     */
+    static void disks(Outcome o, QmpClient vmm, JsonNode verify, boolean source) throws Exception {
+        JsonNode devs = vmm.execute("x-ferry-devices", null).path("devices");
+        for (JsonNode v : verify.path("disks")) {
+            String id = v.path("id").asText();
+            DiskOutcome dk = null;
+            for (DiskOutcome x : o.disks) {
+                if (x.id.equals(id)) {
+                    dk = x;
+                }
+            }
+            if (dk == null) {
+                dk = new DiskOutcome();
+                dk.id = id;
+                o.disks.add(dk);
+            }
+            // After a completed migration the destination owns (and writes) the image: the source's
+            // view of it is history, so only the destination's verdict on the image counts then.
+            boolean judges = !source || !o.status.equals("completed");
+            if (judges) {
+                dk.imageOk = v.path("ok").asBoolean();
+                dk.writesAcked = v.path("writes-acked").asLong();
+                dk.blocksWritten = v.path("blocks-written").asLong();
+                if (!dk.imageOk) {
+                    dk.problem = (source ? "source: " : "destination: ") + v.path("problems").toString();
+                }
+            }
+            if (source) {
+                dk.sourceCompleted = v.path("completed").asLong();
+                dk.continued = true;
+            } else {
+                dk.destinationCompleted = v.path("completed").asLong();
+                dk.continued = v.path("continuation").path("ok").asBoolean();
+            }
+            for (JsonNode dev : devs) {
+                if (dev.path("id").asText().equals(id) && source) {
+                    dk.drainedAtStop = dev.path("virtio-blk").path("drained-at-stop").asLong();
+                    dk.carried = dev.path("virtio-blk").path("carried-out").asLong();
+                    dk.section = String.format("virtio-mmio@%08x/virtio-blk", Long.decode(dev.path("base").asText()));
+                }
+            }
+        }
+    }
+
 
     /** What the demo proved. */
     static final class Outcome {
