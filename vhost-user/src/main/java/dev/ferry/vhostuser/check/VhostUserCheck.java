@@ -1,0 +1,306 @@
+package dev.ferry.vhostuser.check;
+
+import dev.ferry.vhostuser.proto.Payloads;
+import dev.ferry.vhostuser.proto.VhostUser;
+import dev.ferry.vhostuser.proto.VhostUserException;
+import dev.ferry.virtio.Virtio;
+
+import java.nio.file.Path;
+import java.util.BitSet;
+import java.util.EnumSet;
+import java.util.Locale;
+import java.util.Set;
+
+/**
+ * {@code ferry vhost-user check}: holds a vhost-user back-end to the promises a live migration
+ * depends on ({@link CheckRule}). The check is a front-end of its own over a guest memory it owns
+ * ({@link CheckGuest}) with its own driver-side rings, and drives the back-end through QEMU's
+ * sequence: negotiation, memory table, rings, migration logging, real verified traffic, disable,
+ * GET_VRING_BASE and a restored ring; then malformed requests on separate connections. Each phase
+ * compares the pages the back-end changed with the pages its shared log names.
+ *
+ * <p>Every reply is awaited at most the reply timeout and every request at most the serve timeout,
+ * so a back-end that hangs costs seconds and is named, never a hung check. Runs on the caller's
+ * thread; the back-end is assumed to serve one front-end at a time (qemu-storage-daemon does), so
+ * connections are made one after another.
+ */
+public final class VhostUserCheck {
+    /**
+     * @param socket         the back-end's UNIX socket
+     * @param type           {@code blk} or {@code net}
+     * @param replyTimeoutMs how long a reply may take
+     * @param serveTimeoutMs how long a request on a ring may take
+     * @param quietMs        how long a stopped or disabled ring is watched for writes
+     * @param skip           rules not to exercise: only {@link CheckRule#DISABLE} and
+     *                       {@link CheckRule#MALFORMED}, the two whose probes a back-end may not survive
+     */
+    public record Options(Path socket, String type, long replyTimeoutMs, long serveTimeoutMs, long quietMs,
+                          Set<CheckRule> skip) {
+        public Options {
+            skip = skip.isEmpty() ? EnumSet.noneOf(CheckRule.class) : EnumSet.copyOf(skip);
+            for (CheckRule r : skip) {
+                if (r != CheckRule.DISABLE && r != CheckRule.MALFORMED) {
+                    throw new IllegalArgumentException("rule '" + r.id() + "' cannot be skipped; only disable and"
+                            + " malformed can");
+                }
+            }
+            if (!type.equals("blk") && !type.equals("net")) {
+                throw new IllegalArgumentException("type '" + type + "': blk or net");
+            }
+            if (replyTimeoutMs <= 0 || serveTimeoutMs <= 0 || quietMs <= 0) {
+                throw new IllegalArgumentException("timeouts must be positive");
+            }
+        }
+
+        public static Options of(Path socket, String type) {
+            return new Options(socket, type, 2_000, 2_000, 300, Set.of());
+        }
+
+        public Options skipping(Set<CheckRule> rules) {
+            return new Options(socket, type, replyTimeoutMs, serveTimeoutMs, quietMs, rules);
+        }
+    }
+
+    /** Protocol features the check uses when offered. */
+    static final long WANTED_PROTOCOL = VhostUser.bit(VhostUser.PF_MQ) | VhostUser.bit(VhostUser.PF_LOG_SHMFD)
+            | VhostUser.bit(VhostUser.PF_REPLY_ACK) | VhostUser.bit(VhostUser.PF_CONFIG);
+
+    private static final String SKIPPED = "skipped on request (--skip)";
+
+    private final Options options;
+    private final CheckLedger ledger = new CheckLedger();
+    private long offered = -1;
+    private long protocol = -1;
+    private VhostUserCheckReport.Traffic traffic = VhostUserCheckReport.Traffic.NONE;
+
+    private VhostUserCheck(Options options) {
+        this.options = options;
+    }
+
+    public static VhostUserCheckReport run(Options options) {
+        return new VhostUserCheck(options).run();
+    }
+
+    private VhostUserCheckReport run() {
+        long start = System.nanoTime();
+        String aborted = null;
+        try (CheckGuest guest = new CheckGuest(4096)) {
+            DeviceExercise device = options.type().equals("blk") ? new BlkExercise(guest) : unsupported();
+            try (CheckFrontend fe = CheckFrontend.connect(options.socket(), options.replyTimeoutMs())) {
+                session(fe, guest, device);
+            } catch (VhostUserException e) {
+                aborted = classify(e);
+            } catch (IllegalStateException e) {
+                ledger.violation(CheckRule.TRAFFIC, "the back-end broke the ring: " + e.getMessage());
+                aborted = "stopped: the back-end broke the ring: " + e.getMessage();
+            }
+            if (options.skip().contains(CheckRule.MALFORMED)) {
+                ledger.skip(CheckRule.MALFORMED, SKIPPED);
+            } else if (offered >= 0) {
+                new MalformedProbe(options, ledger, device.rings()).run();
+            }
+        }
+        return new VhostUserCheckReport(options.socket().toString(), options.type(), offered, protocol,
+                ledger.results(aborted != null ? "not reached: the check stopped" : null), traffic, aborted,
+                System.nanoTime() - start);
+    }
+
+    /** A reply that broke the reply rules is that rule's violation; anything else stops the check. */
+    private String classify(VhostUserException e) {
+        String m = e.getMessage();
+        if (m.contains("acknowledged it with status") || m.contains("a reply's flags") || m.contains("a reply names")) {
+            ledger.violation(CheckRule.REPLY, m);
+        }
+        return "stopped: " + m;
+    }
+
+    private void session(CheckFrontend fe, CheckGuest guest, DeviceExercise device) throws VhostUserException {
+        offered = fe.getFeatures();
+        ledger.expect(CheckRule.NEGOTIATION, VhostUser.has(offered, Virtio.F_VERSION_1),
+                "GET_FEATURES 0x" + Long.toHexString(offered) + " lacks VERSION_1 (bit 32)");
+        if (!VhostUser.has(offered, VhostUser.F_PROTOCOL_FEATURES)) {
+            ledger.violation(CheckRule.NEGOTIATION, "GET_FEATURES 0x" + Long.toHexString(offered)
+                    + " lacks PROTOCOL_FEATURES (bit 30)");
+            throw new VhostUserException("the back-end offers no protocol features");
+        }
+        protocol = fe.getProtocolFeatures();
+        boolean migratable = VhostUser.has(offered, VhostUser.F_LOG_ALL) && VhostUser.has(protocol, VhostUser.PF_LOG_SHMFD);
+        ledger.expect(CheckRule.MIGRATABLE, migratable, "not migratable: "
+                + (VhostUser.has(offered, VhostUser.F_LOG_ALL) ? "" : "feature LOG_ALL (26) not offered; ")
+                + (VhostUser.has(protocol, VhostUser.PF_LOG_SHMFD) ? "" : "protocol feature LOG_SHMFD (1) not offered"));
+        if (!VhostUser.has(protocol, VhostUser.PF_REPLY_ACK)) {
+            ledger.note(CheckRule.REPLY, "REPLY_ACK not offered: only replies with data were checked");
+        }
+        fe.setProtocolFeatures(WANTED_PROTOCOL);
+        fe.request(VhostUser.SET_OWNER, new byte[0]);
+        if (fe.hasProtocol(VhostUser.PF_MQ)) {
+            long queues = fe.connection().getU64(VhostUser.GET_QUEUE_NUM);
+            ledger.expect(CheckRule.NEGOTIATION, queues >= device.rings() / (device.type().equals("net") ? 2 : 1),
+                    "GET_QUEUE_NUM says " + queues + " queues; the check drives " + device.rings() + " rings");
+        }
+        long features = VhostUser.bit(Virtio.F_VERSION_1) | VhostUser.bit(VhostUser.F_PROTOCOL_FEATURES)
+                | device.features(offered);
+        fe.request(VhostUser.SET_FEATURES, Payloads.u64(features));
+        ledger.pass(CheckRule.NEGOTIATION);
+        device.configure(fe);
+        fe.setMemTable(guest);
+
+        CheckRing[] rings = new CheckRing[device.rings()];
+        try {
+            for (int q = 0; q < rings.length; q++) {
+                rings[q] = new CheckRing(guest, q, 0);
+                fe.startRing(rings[q], 0, false);
+                fe.enable(q, true);
+            }
+            exercise(fe, guest, device, rings, features, migratable);
+        } finally {
+            for (CheckRing r : rings) {
+                if (r != null) {
+                    r.close();
+                }
+            }
+        }
+        ledger.expect(CheckRule.REPLY, fe.replies() > 0, "no reply was received");
+        ledger.pass(CheckRule.REPLY, fe.replies() - 1);
+    }
+
+    private void exercise(CheckFrontend fe, CheckGuest guest, DeviceExercise device, CheckRing[] rings, long features,
+                          boolean migratable) throws VhostUserException {
+        long t = options.serveTimeoutMs();
+        if (migratable) {
+            fe.startLogging(features, rings);
+            guest.harvestLog();
+        } else {
+            ledger.skip(CheckRule.DIRTY_LOG, "not migratable: the back-end has no shared dirty log");
+        }
+        // logged traffic
+        device.poison();
+        guest.takeShadow();
+        long[] moved = device.traffic(rings, ledger, t);
+        long[] pages = migratable ? compareLog(guest, "traffic") : new long[3];
+        traffic = new VhostUserCheckReport.Traffic(moved[0], moved[1], pages[0], pages[1], pages[2]);
+        if (ledger.violated(CheckRule.TRAFFIC)) {
+            String why = "the ring traffic failed";
+            ledger.skip(CheckRule.DISABLE, why);
+            ledger.skip(CheckRule.VRING_BASE, why);
+            ledger.skip(CheckRule.RESUME, why);
+            return;
+        }
+        CheckRing probeRing = rings[device.probeRing()];
+        if (options.skip().contains(CheckRule.DISABLE)) {
+            ledger.skip(CheckRule.DISABLE, SKIPPED);
+        } else {
+            disable(fe, guest, device, rings, probeRing, migratable);
+        }
+        vringBase(fe, guest, device, rings, probeRing, migratable);
+    }
+
+    /** SET_VRING_ENABLE(0): a kicked request changes no page; SET_VRING_ENABLE(1): it is served. */
+    private void disable(CheckFrontend fe, CheckGuest guest, DeviceExercise device, CheckRing[] rings,
+                         CheckRing probeRing, boolean migratable) throws VhostUserException {
+        int q = probeRing.index();
+        long t = options.serveTimeoutMs();
+        fe.enable(q, false);
+        device.poison();
+        guest.takeShadow();
+        int used = probeRing.usedIdx();
+        int head = device.probe(rings);
+        sleep(options.quietMs());
+        BitSet written = deviceWrites(guest);
+        ledger.expect(CheckRule.DISABLE, written.isEmpty() && probeRing.usedIdx() == used,
+                "ring " + q + " disabled: a request kicked then changed " + written.cardinality() + " page(s): "
+                        + CheckGuest.describe(written, 6) + "; used.idx " + used + " -> " + probeRing.usedIdx());
+        fe.enable(q, true);
+        String why = device.awaitProbe(rings, head, t);
+        ledger.expect(CheckRule.DISABLE, why == null, "ring " + q + " enabled again: " + why);
+        if (migratable) {
+            compareLog(guest, "disable/enable");
+        }
+
+    }
+
+    /** GET_VRING_BASE stops the ring and returns the index consumed; SET_VRING_BASE resumes there. */
+    private void vringBase(CheckFrontend fe, CheckGuest guest, DeviceExercise device, CheckRing[] rings,
+                           CheckRing probeRing, boolean migratable) throws VhostUserException {
+        int q = probeRing.index();
+        long t = options.serveTimeoutMs();
+        int expected = probeRing.queue().availIdx();
+        device.poison();
+        guest.takeShadow();
+        int base = fe.getVringBase(q);
+        ledger.expect(CheckRule.VRING_BASE, base == expected, "GET_VRING_BASE(" + q + ") returned " + base + "; the"
+                + " back-end consumed " + expected + " available entries and served them all");
+        int used = probeRing.usedIdx();
+        int head = device.probe(rings);
+        sleep(options.quietMs());
+        BitSet written = deviceWrites(guest);
+        ledger.expect(CheckRule.VRING_BASE, written.isEmpty() && probeRing.usedIdx() == used,
+                "after GET_VRING_BASE(" + q + ") a request kicked was served: " + written.cardinality()
+                        + " page(s) changed (" + CheckGuest.describe(written, 6) + "), used.idx " + used + " -> "
+                        + probeRing.usedIdx());
+
+        // restore at that index: the pending request is served, nothing earlier again
+        fe.startRing(probeRing, base & 0xffff, migratable);
+        fe.enable(q, true);
+        String why = device.awaitProbe(rings, head, t);
+        ledger.expect(CheckRule.RESUME, why == null, "ring " + q + " restored with SET_VRING_BASE(" + base + "): " + why);
+        if (why == null) {
+            sleep(options.quietMs() / 3);
+            int after = probeRing.usedIdx();
+            ledger.expect(CheckRule.RESUME, after == ((used + 1) & 0xffff), "ring " + q + " restored with"
+                    + " SET_VRING_BASE(" + base + "): used.idx went from " + used + " to " + after + " for one request");
+        }
+        if (migratable) {
+            compareLog(guest, "stop/resume");
+        }
+    }
+
+    /** Changed pages the back-end (not the check) wrote since the shadow was taken. */
+    private static BitSet deviceWrites(CheckGuest guest) {
+        BitSet changed = guest.changedPages();
+        for (int p = changed.nextSetBit(0); p >= 0; p = changed.nextSetBit(p + 1)) {
+            if (CheckGuest.driverPage(p)) {
+                changed.clear(p);
+            }
+        }
+        return changed;
+    }
+
+    /** Holds the pages the back-end wrote since the shadow against its log; returns {written, logged, missing}. */
+    private long[] compareLog(CheckGuest guest, String phase) {
+        BitSet written = deviceWrites(guest);
+        BitSet logged = guest.harvestLog();
+        BitSet missing = (BitSet) written.clone();
+        missing.andNot(logged);
+        if (written.isEmpty()) {
+            ledger.note(CheckRule.DIRTY_LOG, phase + ": the back-end changed no page");
+        }
+        ledger.expect(CheckRule.DIRTY_LOG, missing.isEmpty(), String.format(Locale.ROOT,
+                "%s: %d of %d page(s) the back-end wrote are not in its log: %s", phase, missing.cardinality(),
+                written.cardinality(), CheckGuest.describe(missing, 8)));
+        return new long[] {written.cardinality(), logged.cardinality(), missing.cardinality()};
+    }
+
+    private static void sleep(long ms) {
+        try {
+            Thread.sleep(ms);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    private static DeviceExercise unsupported() {
+        throw new UnsupportedOperationException("net: not yet");
+    }
+
+    /** A duration for reports: 850 us, 12.3 ms, 2.41 s. */
+    public static String duration(long nanos) {
+        if (nanos < 1_000_000) {
+            return String.format(Locale.ROOT, "%d us", nanos / 1000);
+        }
+        if (nanos < 1_000_000_000) {
+            return String.format(Locale.ROOT, "%.1f ms", nanos / 1e6);
+        }
+        return String.format(Locale.ROOT, "%.2f s", nanos / 1e9);
+    }
+}

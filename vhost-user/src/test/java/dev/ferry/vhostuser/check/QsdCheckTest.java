@@ -1,0 +1,68 @@
+package dev.ferry.vhostuser.check;
+
+import dev.ferry.vhostuser.check.VhostUserCheckReport.Status;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.Set;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The check against the real qemu-storage-daemon (QEMU 7.2's libvhost-user): the migration rules
+ * hold — negotiation, replies, logging of every page it writes, GET_VRING_BASE and a restored ring —
+ * and the disk ends as it began. Two deviations of that version are found and named as such: it
+ * serves a ring disabled by SET_VRING_ENABLE(0) (libvhost-user never looks at the enable flag), and
+ * it acknowledges a SET_VRING_NUM of the wrong size with 0 (and dies on a ring index out of range).
+ */
+class QsdCheckTest {
+    @TempDir
+    Path dir;
+
+    @Test
+    void migrationRulesHoldAndTheDiskIsUnchanged() throws Exception {
+        StorageDaemon.assumeInstalled();
+        try (StorageDaemon qsd = StorageDaemon.start(dir, 16)) {
+            byte[] before = Files.readAllBytes(qsd.image());
+            VhostUserCheckReport r = VhostUserCheck.run(VhostUserCheck.Options.of(qsd.socket(), "blk")
+                    .skipping(Set.of(CheckRule.DISABLE, CheckRule.MALFORMED)));
+            assertTrue(r.passed(), () -> String.join("\n", r.violationLines()) + "\n" + r.aborted());
+            for (CheckRule rule : CheckRule.values()) {
+                Status expected = rule == CheckRule.DISABLE || rule == CheckRule.MALFORMED ? Status.SKIPPED : Status.PASS;
+                assertEquals(expected, r.rule(rule).status(), r.rule(rule).toString());
+            }
+            assertEquals(4 * BlkExercise.BLOCKS, r.traffic().requests(), r.traffic().toString());
+            assertTrue(r.traffic().pagesWritten() > BlkExercise.BLOCKS, "in buffers, status and used ring: " + r.traffic());
+            assertEquals(0, r.traffic().pagesMissing());
+            assertEquals(2, r.rule(CheckRule.DIRTY_LOG).checks(), "the traffic and the stop/resume phases");
+            assertTrue(qsd.alive());
+            assertTrue(Arrays.equals(before, Files.readAllBytes(qsd.image())), "the check wrote the saved blocks back");
+        }
+    }
+
+    @Test
+    void qsdServesADisabledRingAndAcceptsAWrongSizedRequest() throws Exception {
+        StorageDaemon.assumeInstalled();
+        try (StorageDaemon qsd = StorageDaemon.start(dir, 16)) {
+            VhostUserCheckReport r = VhostUserCheck.run(VhostUserCheck.Options.of(qsd.socket(), "blk"));
+            assertFalse(r.passed());
+            assertEquals(java.util.List.of(CheckRule.DISABLE, CheckRule.MALFORMED), r.violatedRules(),
+                    String.join("\n", r.violationLines()));
+            String disable = r.rule(CheckRule.DISABLE).evidence().get(0);
+            assertTrue(disable.contains("(used ring q0)") && disable.contains("(in buffers)"), disable);
+            assertTrue(r.rule(CheckRule.MALFORMED).evidence().stream()
+                    .anyMatch(e -> e.startsWith("SET_VRING_NUM with a 4-byte payload") && e.contains("accepted")),
+                    r.rule(CheckRule.MALFORMED).evidence().toString());
+            assertTrue(r.rule(CheckRule.MALFORMED).notes().stream().anyMatch(n -> n.startsWith("SET_MEM_TABLE")),
+                    r.rule(CheckRule.MALFORMED).notes().toString());
+            for (CheckRule rule : new CheckRule[] {CheckRule.DIRTY_LOG, CheckRule.VRING_BASE, CheckRule.RESUME}) {
+                assertEquals(Status.PASS, r.rule(rule).status(), r.rule(rule).toString());
+            }
+        }
+    }
+}
