@@ -1,0 +1,65 @@
+package dev.ferry.vhostuser.check;
+
+import dev.ferry.vhostuser.check.VhostUserCheckReport.Status;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Set;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The check catches a back-end that breaks one promise: qemu-storage-daemon behind a
+ * {@link FaultProxy} that leaves its writes out of the log, or lies in GET_VRING_BASE, fails
+ * exactly the rule that names the fault; behind a proxy that holds kicks while a ring is disabled,
+ * the disable rule that plain qemu-storage-daemon fails holds.
+ */
+class FaultInjectionCheckTest {
+    @TempDir
+    Path dir;
+
+    private VhostUserCheckReport check(FaultProxy.Fault fault, boolean gate, Set<CheckRule> skip) throws Exception {
+        StorageDaemon.assumeInstalled();
+        try (StorageDaemon qsd = StorageDaemon.start(dir, 16);
+             FaultProxy proxy = new FaultProxy(dir.resolve("proxy.sock"), qsd.socket(), fault, gate)) {
+            return VhostUserCheck.run(VhostUserCheck.Options.of(dir.resolve("proxy.sock"), "blk").skipping(skip));
+        }
+    }
+
+    @Test
+    void writesLeftOutOfTheLogAreNamedWithTheirPages() throws Exception {
+        VhostUserCheckReport r = check(FaultProxy.Fault.UNLOGGED_WRITES, false,
+                Set.of(CheckRule.DISABLE, CheckRule.MALFORMED));
+        assertEquals(List.of(CheckRule.DIRTY_LOG), r.violatedRules(), String.join("\n", r.violationLines()));
+        String evidence = r.rule(CheckRule.DIRTY_LOG).evidence().get(0);
+        assertTrue(evidence.startsWith("traffic: " + r.traffic().pagesWritten() + " of " + r.traffic().pagesWritten()
+                + " page(s) the back-end wrote are not in its log"), evidence);
+        assertTrue(evidence.contains("(used ring q0)") && evidence.contains("(in buffers)")
+                && evidence.contains("(status)"), evidence);
+        assertEquals(r.traffic().pagesWritten(), r.traffic().pagesMissing());
+        assertEquals(0, r.traffic().pagesLogged());
+    }
+
+    @Test
+    void aWrongVringBaseIsNamedAndTheRestoredRingSkipsTheRequest() throws Exception {
+        VhostUserCheckReport r = check(FaultProxy.Fault.WRONG_VRING_BASE, false,
+                Set.of(CheckRule.DISABLE, CheckRule.MALFORMED));
+        assertEquals(List.of(CheckRule.VRING_BASE, CheckRule.RESUME), r.violatedRules(),
+                String.join("\n", r.violationLines()));
+        String evidence = r.rule(CheckRule.VRING_BASE).evidence().get(0);
+        assertTrue(evidence.matches("GET_VRING_BASE\\(0\\) returned (\\d+); the back-end consumed \\d+ .*"), evidence);
+        assertTrue(r.rule(CheckRule.RESUME).evidence().get(0).contains("not served"),
+                r.rule(CheckRule.RESUME).evidence().toString());
+    }
+
+    @Test
+    void aBackendThatHoldsDisabledRingsPassesTheDisableRule() throws Exception {
+        VhostUserCheckReport r = check(FaultProxy.Fault.NONE, true, Set.of(CheckRule.MALFORMED));
+        assertTrue(r.passed(), String.join("\n", r.violationLines()) + "\n" + r.aborted());
+        assertEquals(Status.PASS, r.rule(CheckRule.DISABLE).status());
+        assertEquals(3, r.rule(CheckRule.DIRTY_LOG).checks(), "traffic, disable/enable, stop/resume");
+    }
+}
