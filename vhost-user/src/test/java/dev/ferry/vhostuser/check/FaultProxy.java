@@ -25,6 +25,8 @@ import java.util.concurrent.CopyOnWriteArrayList;
  *   <li>{@link Fault#UNLOGGED_WRITES}: SET_LOG_BASE never reaches the back-end (the proxy answers it),
  *       so the back-end writes guest memory with LOG_ALL set and no log;</li>
  *   <li>{@link Fault#WRONG_VRING_BASE}: GET_VRING_BASE's reply says one more than the back-end did;</li>
+ *   <li>{@link Fault#IGNORE_DISABLE}: SET_VRING_ENABLE(0) never reaches the back-end (the proxy acks it),
+ *       so the ring goes on writing guest memory;</li>
  *   <li>{@link Fault#NONE} with {@code gateKicks}: the proxy holds kicks while a ring is disabled and
  *       passes one on at SET_VRING_ENABLE(1) — a disable-honouring front for a back-end that is not.</li>
  * </ul>
@@ -32,7 +34,7 @@ import java.util.concurrent.CopyOnWriteArrayList;
  * through (kick descriptors are replaced when gating). Test code; owns its sockets and threads.
  */
 final class FaultProxy implements AutoCloseable {
-    enum Fault { NONE, UNLOGGED_WRITES, WRONG_VRING_BASE }
+    enum Fault { NONE, UNLOGGED_WRITES, WRONG_VRING_BASE, IGNORE_DISABLE }
 
     private final Fd listener;
     private final Path upstream;
@@ -95,6 +97,13 @@ final class FaultProxy implements AutoCloseable {
                     try (VhostUserMessage m = front.receive(-1)) {
                         if (fault == Fault.UNLOGGED_WRITES && m.request() == VhostUser.SET_LOG_BASE) {
                             front.send(VhostUserMessage.reply(VhostUser.SET_LOG_BASE, Payloads.u64(0)));
+                            continue;
+                        }
+                        if (fault == Fault.IGNORE_DISABLE && m.request() == VhostUser.SET_VRING_ENABLE && m.size() == 8
+                                && Payloads.vringState(m).num() == 0) {
+                            if (m.needsReply()) {
+                                front.send(VhostUserMessage.reply(m.request(), Payloads.u64(0)));
+                            }
                             continue;
                         }
                         if (gateKicks && m.request() == VhostUser.SET_VRING_KICK && m.fdCount() == 1) {
