@@ -11,7 +11,8 @@ import picocli.CommandLine.Command;
 @Command(name = "ferry", mixinStandardHelpOptions = true, version = "ferry 0.1.0",
         description = "A Java VMM core and live-migration framework for guests with passthrough devices.",
         subcommands = {RunCommand.class, MigrateCommand.class, DemoCommand.class, dev.ferry.vmm.analyze.AnalyzeCommand.class,
-                BenchCommand.class, dev.ferry.vmm.vfio.VfioCommand.class, CommandLine.HelpCommand.class})
+                BenchCommand.class, dev.ferry.vmm.vfio.VfioCommand.class, dev.ferry.vmm.vhostuser.VhostUserCommand.class,
+                CommandLine.HelpCommand.class})
 public final class Ferry implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
