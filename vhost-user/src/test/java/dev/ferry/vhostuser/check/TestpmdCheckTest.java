@@ -46,6 +46,23 @@ class TestpmdCheckTest {
         }
     }
 
+    /** testpmd with a proxy that keeps SET_LOG_BASE from it: its RX writes are named as unlogged pages. */
+    @Test
+    void unloggedFrameWritesAreNamed() throws Exception {
+        Testpmd.assumeInstalled();
+        try (Testpmd pmd = Testpmd.start(dir);
+             FaultProxy proxy = new FaultProxy(dir.resolve("proxy.sock"), pmd.socket(), FaultProxy.Fault.UNLOGGED_WRITES,
+                     false)) {
+            VhostUserCheckReport r = VhostUserCheck.run(VhostUserCheck.Options.of(dir.resolve("proxy.sock"), "net")
+                    .skipping(Set.of(CheckRule.MALFORMED)));
+            assertEquals(List.of(CheckRule.DIRTY_LOG), r.violatedRules(), () -> String.join("\n", r.violationLines()));
+            String evidence = r.rule(CheckRule.DIRTY_LOG).evidence().get(0);
+            assertTrue(evidence.startsWith("traffic: ") && evidence.contains("(used ring q0)")
+                    && evidence.contains("(used ring q1)") && evidence.contains("(in buffers)"), evidence);
+            assertEquals(r.traffic().pagesWritten(), r.traffic().pagesMissing());
+        }
+    }
+
     private static String log(Testpmd pmd) {
         try {
             return pmd.log();
