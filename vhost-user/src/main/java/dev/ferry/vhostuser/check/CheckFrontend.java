@@ -17,6 +17,13 @@ import java.nio.file.Path;
  * requests so the report can say how often the reply rule was verified. Owns the connection.
  */
 final class CheckFrontend implements AutoCloseable {
+    /** A reply that came in time but breaks the specification (wrong ring, wrong size, wrong window). */
+    static final class ReplyViolation extends VhostUserException {
+        ReplyViolation(String message) {
+            super(message);
+        }
+    }
+
     private final BackendConnection conn;
     private long offered = -1;
     private long protocol = -1;
@@ -30,6 +37,10 @@ final class CheckFrontend implements AutoCloseable {
 
     static CheckFrontend connect(Path socket, long replyTimeoutMs) throws VhostUserException {
         return new CheckFrontend(BackendConnection.connect(socket, "back-end", replyTimeoutMs));
+    }
+
+    String peer() {
+        return conn.peer();
     }
 
     BackendConnection connection() {
@@ -133,7 +144,7 @@ final class CheckFrontend implements AutoCloseable {
             Payloads.VringState s = Payloads.vringState(r);
             replies++;
             if (s.index() != q) {
-                throw new VhostUserException("the reply to GET_VRING_BASE(" + q + ") names ring " + s.index());
+                throw new ReplyViolation(peer() + ": the reply to GET_VRING_BASE(" + q + ") names ring " + s.index());
             }
             return s.num();
         }
@@ -147,7 +158,8 @@ final class CheckFrontend implements AutoCloseable {
         try (VhostUserMessage r = conn.call(VhostUser.SET_LOG_BASE,
                 Payloads.logBase(new Payloads.LogBase(guest.logBytes(), 0)), guest.logFd())) {
             if (r.size() != 0 && r.size() != 8 && r.size() != 16) {
-                throw new VhostUserException("the reply to SET_LOG_BASE holds " + r.size() + " bytes; 0, 8 or 16 expected");
+                throw new ReplyViolation(peer() + ": the reply to SET_LOG_BASE holds " + r.size()
+                        + " bytes; 0, 8 or 16 expected");
             }
             replies++;
         }
@@ -164,8 +176,8 @@ final class CheckFrontend implements AutoCloseable {
             Payloads.Config c = Payloads.config(r);
             replies++;
             if (c.size() != size || c.offset() != 0) {
-                throw new VhostUserException("the reply to GET_CONFIG holds offset " + c.offset() + " size " + c.size()
-                        + "; offset 0 size " + size + " asked");
+                throw new ReplyViolation(peer() + ": the reply to GET_CONFIG holds offset " + c.offset() + " size "
+                        + c.size() + "; offset 0 size " + size + " asked");
             }
             return c.data();
         }

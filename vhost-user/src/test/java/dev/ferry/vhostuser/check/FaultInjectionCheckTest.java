@@ -57,6 +57,16 @@ class FaultInjectionCheckTest {
     }
 
     @Test
+    void aReplyEchoingNeedReplyIsNamed() throws Exception {
+        VhostUserCheckReport r = check(FaultProxy.Fault.NEED_REPLY_IN_REPLY, false, Set.of(CheckRule.MALFORMED));
+        assertEquals(List.of(CheckRule.REPLY), r.violatedRules(), String.join("\n", r.violationLines()));
+        assertTrue(r.rule(CheckRule.REPLY).evidence().get(0).endsWith("the reply to GET_PROTOCOL_FEATURES has flags 0xd;"
+                + " a reply's flags are exactly 0x5 (version 1, REPLY)"), r.rule(CheckRule.REPLY).evidence().toString());
+        assertTrue(r.aborted().startsWith("stopped: "), r.aborted());
+        assertEquals(Status.SKIPPED, r.rule(CheckRule.TRAFFIC).status(), "nothing after a broken reply is believed");
+    }
+
+    @Test
     void aBackendThatHoldsDisabledRingsPassesTheDisableRule() throws Exception {
         VhostUserCheckReport r = check(FaultProxy.Fault.NONE, true, Set.of(CheckRule.MALFORMED));
         assertTrue(r.passed(), String.join("\n", r.violationLines()) + "\n" + r.aborted());

@@ -29,8 +29,10 @@ class QsdCheckTest {
         StorageDaemon.assumeInstalled();
         try (StorageDaemon qsd = StorageDaemon.start(dir, 16)) {
             byte[] before = Files.readAllBytes(qsd.image());
+            long fds = openFds();
             VhostUserCheckReport r = VhostUserCheck.run(VhostUserCheck.Options.of(qsd.socket(), "blk")
                     .skipping(Set.of(CheckRule.DISABLE, CheckRule.MALFORMED)));
+            assertEquals(fds, openFds(), "the check closes every descriptor it opened");
             assertTrue(r.passed(), () -> String.join("\n", r.violationLines()) + "\n" + r.aborted());
             for (CheckRule rule : CheckRule.values()) {
                 Status expected = rule == CheckRule.DISABLE || rule == CheckRule.MALFORMED ? Status.SKIPPED : Status.PASS;
@@ -42,6 +44,12 @@ class QsdCheckTest {
             assertEquals(2, r.rule(CheckRule.DIRTY_LOG).checks(), "the traffic and the stop/resume phases");
             assertTrue(qsd.alive());
             assertTrue(Arrays.equals(before, Files.readAllBytes(qsd.image())), "the check wrote the saved blocks back");
+        }
+    }
+
+    private static long openFds() throws java.io.IOException {
+        try (var s = Files.list(Path.of("/proc/self/fd"))) {
+            return s.count();
         }
     }
 
