@@ -66,17 +66,18 @@ public class VhostUserBlkBenchmark {
 
     @Setup(Level.Trial)
     public void start() throws Exception {
+        if (!path.equals("vhost-user") && !path.equals("vhost-user-logged") && !path.equals("ring")) {
+            throw new IllegalArgumentException("path '" + path + "': vhost-user, vhost-user-logged or ring");
+        }
         long bytes = IMAGE_MIB * MiB;
         image = RawImageFile.create(Path.of(System.getProperty("java.io.tmpdir")), "ferry-bench-vub", bytes, true, 0xB10C);
         random4k = DiskPattern.random4k(bytes);
         sequential64k = new DiskPattern(KiB64, false, bytes / KiB64);
-        switch (path) {
-            case "vhost-user", "vhost-user-logged" -> {
-                daemon = StorageDaemonProcess.start(image);
-                load = VhostUserBlkLoad.connect(daemon.socket(), KiB64, depth, path.equals("vhost-user-logged"));
-            }
-            case "ring" -> ring = new RingDisk(image, depth, KiB64, DiskBenchmark.IO_THREADS);
-            default -> throw new IllegalArgumentException("path '" + path + "': vhost-user, vhost-user-logged or ring");
+        if (path.equals("ring")) {
+            ring = new RingDisk(image, depth, KiB64, DiskBenchmark.IO_THREADS);
+        } else {
+            daemon = StorageDaemonProcess.start(image);
+            load = VhostUserBlkLoad.connect(daemon.socket(), KiB64, depth, path.equals("vhost-user-logged"));
         }
     }
 
