@@ -73,11 +73,16 @@ public class VhostUserBlkBenchmark {
         image = RawImageFile.create(Path.of(System.getProperty("java.io.tmpdir")), "ferry-bench-vub", bytes, true, 0xB10C);
         random4k = DiskPattern.random4k(bytes);
         sequential64k = new DiskPattern(KiB64, false, bytes / KiB64);
-        if (path.equals("ring")) {
-            ring = new RingDisk(image, depth, KiB64, DiskBenchmark.IO_THREADS);
-        } else {
-            daemon = StorageDaemonProcess.start(image);
-            load = VhostUserBlkLoad.connect(daemon.socket(), KiB64, depth, path.equals("vhost-user-logged"));
+        try {
+            if (path.equals("ring")) {
+                ring = new RingDisk(image, depth, KiB64, DiskBenchmark.IO_THREADS);
+            } else {
+                daemon = StorageDaemonProcess.start(image);
+                load = VhostUserBlkLoad.connect(daemon.socket(), KiB64, depth, path.equals("vhost-user-logged"));
+            }
+        } catch (Exception | Error e) {
+            stop();
+            throw e;
         }
     }
 
