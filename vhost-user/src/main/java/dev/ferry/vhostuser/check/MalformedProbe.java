@@ -96,7 +96,10 @@ final class MalformedProbe {
             }
             try (r) {
                 long status = r.size() == 8 ? Payloads.u64(r) : -1;
-                if (r.request() == request && status != 0) {
+                if (r.request() != request) {
+                    ledger.violation(CheckRule.MALFORMED, what + ": the back-end answered with " + r
+                            + " instead of a nack naming the request");
+                } else if (status != 0) {
                     ledger.pass(CheckRule.MALFORMED);
                     ledger.note(CheckRule.MALFORMED, what + ": refused with status " + status);
                 } else {

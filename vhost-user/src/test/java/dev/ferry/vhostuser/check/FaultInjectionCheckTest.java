@@ -67,6 +67,18 @@ class FaultInjectionCheckTest {
     }
 
     @Test
+    void aBackendWithoutTheSharedLogIsNotMigratableAndTheLogRuleIsSkipped() throws Exception {
+        VhostUserCheckReport r = check(FaultProxy.Fault.NOT_MIGRATABLE, false, Set.of(CheckRule.DISABLE, CheckRule.MALFORMED));
+        assertEquals(List.of(CheckRule.MIGRATABLE), r.violatedRules(), String.join("\n", r.violationLines()));
+        assertEquals(List.of("not migratable: feature LOG_ALL (26) not offered, protocol feature LOG_SHMFD (1) not offered"),
+                r.rule(CheckRule.MIGRATABLE).evidence());
+        assertEquals(Status.SKIPPED, r.rule(CheckRule.DIRTY_LOG).status());
+        assertEquals("not migratable: the back-end has no shared dirty log", r.rule(CheckRule.DIRTY_LOG).notes().get(0));
+        assertEquals(Status.PASS, r.rule(CheckRule.TRAFFIC).status(), "the traffic still runs, unlogged");
+        assertEquals(Status.PASS, r.rule(CheckRule.RESUME).status());
+    }
+
+    @Test
     void aBackendThatHoldsDisabledRingsPassesTheDisableRule() throws Exception {
         VhostUserCheckReport r = check(FaultProxy.Fault.NONE, true, Set.of(CheckRule.MALFORMED));
         assertTrue(r.passed(), String.join("\n", r.violationLines()) + "\n" + r.aborted());

@@ -28,6 +28,7 @@ import java.util.concurrent.CopyOnWriteArrayList;
  *   <li>{@link Fault#IGNORE_DISABLE}: SET_VRING_ENABLE(0) never reaches the back-end (the proxy acks it),
  *       so the ring goes on writing guest memory;</li>
  *   <li>{@link Fault#NEED_REPLY_IN_REPLY}: the reply to GET_PROTOCOL_FEATURES echoes NEED_REPLY (flags 0xd);</li>
+ *   <li>{@link Fault#NOT_MIGRATABLE}: LOG_ALL and LOG_SHMFD are taken out of what the back-end offers;</li>
  *   <li>{@link Fault#NONE} with {@code gateKicks}: the proxy holds kicks while a ring is disabled and
  *       passes one on at SET_VRING_ENABLE(1) — a disable-honouring front for a back-end that is not.</li>
  * </ul>
@@ -35,7 +36,7 @@ import java.util.concurrent.CopyOnWriteArrayList;
  * through (kick descriptors are replaced when gating). Test code; owns its sockets and threads.
  */
 final class FaultProxy implements AutoCloseable {
-    enum Fault { NONE, UNLOGGED_WRITES, WRONG_VRING_BASE, IGNORE_DISABLE, NEED_REPLY_IN_REPLY }
+    enum Fault { NONE, UNLOGGED_WRITES, WRONG_VRING_BASE, IGNORE_DISABLE, NEED_REPLY_IN_REPLY, NOT_MIGRATABLE }
 
     private final Fd listener;
     private final Path upstream;
@@ -139,6 +140,13 @@ final class FaultProxy implements AutoCloseable {
                         if (fault == Fault.WRONG_VRING_BASE && m.request() == VhostUser.GET_VRING_BASE && m.size() == 8) {
                             var s = Payloads.vringState(m);
                             front.send(VhostUserMessage.reply(m.request(), Payloads.vringState(s.index(), s.num() + 1)));
+                            continue;
+                        }
+                        if (fault == Fault.NOT_MIGRATABLE && m.size() == 8 && (m.request() == VhostUser.GET_FEATURES
+                                || m.request() == VhostUser.GET_PROTOCOL_FEATURES)) {
+                            long bit = m.request() == VhostUser.GET_FEATURES ? VhostUser.bit(VhostUser.F_LOG_ALL)
+                                    : VhostUser.bit(VhostUser.PF_LOG_SHMFD);
+                            front.send(VhostUserMessage.reply(m.request(), Payloads.u64(Payloads.u64(m) & ~bit)));
                             continue;
                         }
                         if (fault == Fault.NEED_REPLY_IN_REPLY && m.request() == VhostUser.GET_PROTOCOL_FEATURES) {
