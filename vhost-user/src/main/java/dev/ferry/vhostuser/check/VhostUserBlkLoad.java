@@ -8,6 +8,7 @@ import dev.ferry.virtio.queue.DriverQueue;
 import dev.ferry.virtio.queue.DriverQueue.Buffer;
 
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.function.LongUnaryOperator;
 
@@ -35,6 +36,12 @@ public final class VhostUserBlkLoad implements AutoCloseable {
     private final int[] freeSlots;
     private int freeCount;
     private long pagesLogged;
+    /** Per slot, the chains of a read and of a write of {@link #chainSize} bytes (only the header changes per request). */
+    private final List<List<Buffer>> readOut = new ArrayList<>();
+    private final List<List<Buffer>> readIn = new ArrayList<>();
+    private final List<List<Buffer>> writeOut = new ArrayList<>();
+    private final List<List<Buffer>> writeIn = new ArrayList<>();
+    private int chainSize = -1;
 
     private VhostUserBlkLoad(CheckGuest guest, CheckFrontend frontend, CheckRing ring, int depth) {
         this.guest = guest;
@@ -103,8 +110,11 @@ public final class VhostUserBlkLoad implements AutoCloseable {
      * @throws IllegalStateException a request failed or was not served within 5 s
      */
     public void run(int ioSize, LongUnaryOperator offset, long first, int count, boolean write) {
-        if (ioSize > guest.slotBytes() || ioSize % 512 != 0) {
+        if (ioSize <= 0 || ioSize > guest.slotBytes() || ioSize % 512 != 0) {
             throw new IllegalArgumentException("request of " + ioSize + " bytes; slots hold " + guest.slotBytes());
+        }
+        if (ioSize != chainSize) {
+            chainsFor(ioSize);
         }
         long next = first;
         long end = first + count;
@@ -119,10 +129,7 @@ public final class VhostUserBlkLoad implements AutoCloseable {
                 mem.writeU32(hdr, write ? T_OUT : T_IN);
                 mem.writeU32(hdr + 4, 0);
                 mem.writeU64(hdr + 8, off / 512);
-                Buffer status = new Buffer(CheckGuest.STATUS + s, 1);
-                int head = write
-                        ? ring.add(List.of(new Buffer(hdr, 16), new Buffer(guest.outBuffer(s), ioSize)), List.of(status))
-                        : ring.add(List.of(new Buffer(hdr, 16)), List.of(new Buffer(guest.inBuffer(s), ioSize), status));
+                int head = write ? ring.add(writeOut.get(s), writeIn.get(s)) : ring.add(readOut.get(s), readIn.get(s));
                 slotOfHead[head] = s;
                 added = true;
             }
@@ -146,6 +153,22 @@ public final class VhostUserBlkLoad implements AutoCloseable {
             } while ((u = ring.queue().pollUsed()) != null);
         }
         pagesLogged += guest.harvestLog().cardinality();
+    }
+
+    private void chainsFor(int ioSize) {
+        readOut.clear();
+        readIn.clear();
+        writeOut.clear();
+        writeIn.clear();
+        for (int s = 0; s < depth; s++) {
+            Buffer hdr = new Buffer(CheckGuest.HEADERS + (long) s * CheckGuest.HEADER_BYTES, 16);
+            Buffer status = new Buffer(CheckGuest.STATUS + s, 1);
+            readOut.add(List.of(hdr));
+            readIn.add(List.of(new Buffer(guest.inBuffer(s), ioSize), status));
+            writeOut.add(List.of(hdr, new Buffer(guest.outBuffer(s), ioSize)));
+            writeIn.add(List.of(status));
+        }
+        chainSize = ioSize;
     }
 
     /** Pages the back-end's log named over all runs (0 without logging). */
