@@ -210,6 +210,10 @@ public final class VhostUserCheck {
                          CheckRing probeRing, boolean migratable) throws VhostUserException {
         int q = probeRing.index();
         long t = options.serveTimeoutMs();
+        if (rings.length > 1) {
+            ledger.note(CheckRule.DISABLE, "only ring " + q + " was disabled; the other rings' completions were not held"
+                    + " against it (a disabled TX ring may still be processed)");
+        }
         fe.enable(q, false);
         device.poison();
         guest.takeShadow();
