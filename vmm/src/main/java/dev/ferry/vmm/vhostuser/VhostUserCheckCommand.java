@@ -17,7 +17,8 @@ import java.util.Set;
 import java.util.concurrent.Callable;
 
 /**
- * {@code ferry vhost-user check --socket PATH --type blk|net [--json] [--skip RULE,...]}: runs
+ * {@code ferry vhost-user check --socket PATH --type blk|net [--json] [--skip RULE,...] [--reply-timeout MS]
+ * [--serve-timeout MS] [--quiet MS]}: runs
  * {@link VhostUserCheck} on the back-end listening at {@code PATH} and prints the report — a table,
  * or one JSON object with {@code --json}. Exit 0 when every rule held, 1 when one was violated (or
  * the check had to stop), 2 on bad arguments (the reason on stderr).
@@ -51,6 +52,10 @@ public final class VhostUserCheckCommand implements Callable<Integer> {
             description = "a ring request taking longer is not served (default ${DEFAULT-VALUE})")
     long serveTimeoutMs;
 
+    @Option(names = "--quiet", paramLabel = "MS", defaultValue = "300",
+            description = "how long a stopped or disabled ring is watched for writes (default ${DEFAULT-VALUE})")
+    long quietMs;
+
     @Spec
     CommandSpec spec;
 
@@ -64,7 +69,7 @@ public final class VhostUserCheckCommand implements Callable<Integer> {
             for (String s : skip) {
                 skipped.add(CheckRule.byId(s.trim()));
             }
-            options = new VhostUserCheck.Options(socket, type, replyTimeoutMs, serveTimeoutMs, 300, skipped);
+            options = new VhostUserCheck.Options(socket, type, replyTimeoutMs, serveTimeoutMs, quietMs, skipped);
         } catch (IllegalArgumentException e) {
             err.println("ferry vhost-user check: " + e.getMessage());
             err.flush();
