@@ -230,7 +230,6 @@ public final class VhostUserCheck {
         if (migratable) {
             compareLog(guest, "disable/enable");
         }
-
     }
 
     /** GET_VRING_BASE stops the ring and returns the index consumed; SET_VRING_BASE resumes there. */
@@ -238,8 +237,6 @@ public final class VhostUserCheck {
                            CheckRing probeRing, boolean migratable) throws VhostUserException {
         int q = probeRing.index();
         long t = options.serveTimeoutMs();
-        device.poison();
-        guest.takeShadow();
         // QEMU stops every ring of the device; the probe ring served everything it was given, so its
         // index is its avail.idx; another ring's is what it completed (read once it stopped).
         int[] bases = new int[rings.length];
@@ -253,6 +250,9 @@ public final class VhostUserCheck {
                     + ") returned " + bases[ring.index()] + "; the back-end consumed " + expected
                     + " available entries and completed them all");
         }
+        // from the last reply on, the device must not touch guest memory (the final RAM pass follows)
+        device.poison();
+        guest.takeShadow();
         int used = probeRing.usedIdx();
         int head = device.probe(rings);
         sleep(options.quietMs());
