@@ -25,6 +25,8 @@ final class BlkExercise implements DeviceExercise {
     private static final int T_OUT = 1;
     private static final int F_RO = 5;
     private static final int PROBE_SLOT = 3 * BLOCKS;
+    /** Sectors from {@link #firstSector} on that the check may read: a whole slot's worth. */
+    private static final long SLOT_SECTORS_MAX = (64 << 10) / 512;
 
     private final CheckGuest guest;
     private final DeviceMemory mem;
@@ -60,7 +62,7 @@ final class BlkExercise implements DeviceExercise {
             byte[] cfg = frontend.getConfig(8);
             capacitySectors = ByteBuffer.wrap(cfg).order(ByteOrder.LITTLE_ENDIAN).getLong();
         }
-        long needed = (long) BLOCKS * BLOCK / 512;
+        long needed = Math.max((long) BLOCKS * BLOCK / 512, SLOT_SECTORS_MAX);
         if (capacitySectors < 0) {
             firstSector = 0; // no CONFIG: the first blocks, which every disk has
         } else if (capacitySectors < needed) {
@@ -182,6 +184,16 @@ final class BlkExercise implements DeviceExercise {
         requests += BLOCKS;
         ledger.pass(CheckRule.TRAFFIC);
         return new long[] {requests, (long) requests * BLOCK};
+    }
+
+    @Override
+    public int burst(CheckRing[] rings) {
+        int n = Math.min(32, PROBE_SLOT);
+        for (int slot = 0; slot < n; slot++) {
+            submit(rings[0], T_IN, slot, firstSector, guest.slotBytes());
+        }
+        rings[0].kick();
+        return n;
     }
 
     @Override

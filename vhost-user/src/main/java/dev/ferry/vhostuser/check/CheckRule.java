@@ -20,6 +20,8 @@ public enum CheckRule {
             + " of available entries consumed"),
     RESUME("resume", "a ring restored with SET_VRING_BASE(that index) serves the next request and none of the"
             + " earlier ones again"),
+    DRAIN("drain", "GET_VRING_BASE with requests in flight replies only once every request it counts as consumed is"
+            + " completed (used.idx equals the index it returns), and nothing is written after the reply"),
     DISABLE("disable", "after SET_VRING_ENABLE(0) requests change no guest page until the ring is enabled again,"
             + " and are then served"),
     MALFORMED("malformed", "a malformed request (wrong payload size, ring index out of range, bad memory-table"

@@ -34,6 +34,13 @@ interface DeviceExercise {
     /** The ring the stop/disable/resume rules use. */
     int probeRing();
 
+    /**
+     * Adds requests on the probe ring that take the back-end a while (blk: 32 reads of a whole slot)
+     * and kicks; returns how many, 0 when the device has no such request (a net ring holds buffers,
+     * not work). Their data is not checked: {@link CheckRule#DRAIN} is about when they complete.
+     */
+    int burst(CheckRing[] rings);
+
     /** Adds the probe request (and kicks); returns its head on the probe ring. */
     int probe(CheckRing[] rings);
 

@@ -149,6 +149,11 @@ final class NetExercise implements DeviceExercise {
     }
 
     @Override
+    public int burst(CheckRing[] rings) {
+        return 0;
+    }
+
+    @Override
     public int probeRing() {
         return 0;
     }

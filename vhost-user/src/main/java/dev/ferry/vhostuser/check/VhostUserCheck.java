@@ -34,16 +34,17 @@ public final class VhostUserCheck {
      * @param serveTimeoutMs how long a request on a ring may take
      * @param quietMs        how long a stopped or disabled ring is watched for writes
      * @param skip           rules not to exercise: only {@link CheckRule#DISABLE} and
-     *                       {@link CheckRule#MALFORMED}, the two whose probes a back-end may not survive
+     *                       {@link CheckRule#MALFORMED}, whose probes a back-end may not survive, and
+     *                       {@link CheckRule#DRAIN}, whose finding depends on a race with the back-end
      */
     public record Options(Path socket, String type, long replyTimeoutMs, long serveTimeoutMs, long quietMs,
                           Set<CheckRule> skip) {
         public Options {
             skip = skip.isEmpty() ? EnumSet.noneOf(CheckRule.class) : EnumSet.copyOf(skip);
             for (CheckRule r : skip) {
-                if (r != CheckRule.DISABLE && r != CheckRule.MALFORMED) {
-                    throw new IllegalArgumentException("rule '" + r.id() + "' cannot be skipped; only disable and"
-                            + " malformed can");
+                if (r != CheckRule.DISABLE && r != CheckRule.MALFORMED && r != CheckRule.DRAIN) {
+                    throw new IllegalArgumentException("rule '" + r.id() + "' cannot be skipped; only disable, drain"
+                            + " and malformed can");
                 }
             }
             if (!type.equals("blk") && !type.equals("net")) {
@@ -86,7 +87,8 @@ public final class VhostUserCheck {
     private VhostUserCheckReport run() {
         long start = System.nanoTime();
         String aborted = null;
-        try (CheckGuest guest = new CheckGuest(4096)) {
+        // blk: 64 KiB slots, so the drain rule's reads keep the back-end busy long enough to be caught mid-way
+        try (CheckGuest guest = new CheckGuest(options.type().equals("blk") ? 64 << 10 : 4096)) {
             DeviceExercise device = options.type().equals("blk") ? new BlkExercise(guest) : new NetExercise(guest);
             try (CheckFrontend fe = CheckFrontend.connect(options.socket(), options.replyTimeoutMs())) {
                 try {
@@ -194,6 +196,7 @@ public final class VhostUserCheck {
             ledger.skip(CheckRule.DISABLE, why);
             ledger.skip(CheckRule.VRING_BASE, why);
             ledger.skip(CheckRule.RESUME, why);
+            ledger.skip(CheckRule.DRAIN, why);
             return;
         }
         CheckRing probeRing = rings[device.probeRing()];
@@ -203,6 +206,66 @@ public final class VhostUserCheck {
             disable(fe, guest, device, rings, probeRing, migratable);
         }
         vringBase(fe, guest, device, rings, probeRing, migratable);
+        if (options.skip().contains(CheckRule.DRAIN)) {
+            ledger.skip(CheckRule.DRAIN, SKIPPED);
+        } else if (ledger.violated(CheckRule.VRING_BASE) || ledger.violated(CheckRule.RESUME)) {
+            ledger.skip(CheckRule.DRAIN, "the ring did not stop and resume as it must");
+        } else {
+            drain(fe, guest, device, rings, probeRing, migratable);
+        }
+    }
+
+    /** Rounds of the drain probe: whether a round catches a back-end mid-request depends on timing. */
+    static final int DRAIN_ROUNDS = 6;
+
+    /**
+     * GET_VRING_BASE right after a burst of requests was kicked: at the reply, every request the
+     * returned index counts must be completed, and nothing may be written afterwards; QEMU takes
+     * the index into the device state and re-reads used.idx from RAM, so a request counted but not
+     * completed is lost in a migration. The ring is restored after each round and what was not
+     * consumed must then complete.
+     */
+    private void drain(CheckFrontend fe, CheckGuest guest, DeviceExercise device, CheckRing[] rings,
+                       CheckRing probeRing, boolean migratable) throws VhostUserException {
+        int q = probeRing.index();
+        for (int round = 1; round <= DRAIN_ROUNDS; round++) {
+            device.poison();
+            int before = probeRing.usedIdx();
+            int n = device.burst(rings);
+            if (n == 0) {
+                ledger.skip(CheckRule.DRAIN, "a " + device.type() + " ring holds buffers, not requests in flight");
+                return;
+            }
+            int base = fe.getVringBase(q);
+            int usedAtReply = probeRing.usedIdx();
+            guest.takeShadow();
+            sleep(options.quietMs());
+            BitSet late = deviceWrites(guest);
+            int usedLater = probeRing.usedIdx();
+            int consumed = (base - before) & 0xffff;
+            int completed = (usedAtReply - before) & 0xffff;
+            boolean held = consumed <= n && completed == consumed && late.isEmpty();
+            ledger.expect(CheckRule.DRAIN, held, "round " + round + ": GET_VRING_BASE(" + q + ") with " + n
+                    + " requests kicked returned " + base + " (" + consumed + " consumed) while " + completed
+                    + " were completed at the reply and " + ((usedLater - before) & 0xffff) + " after "
+                    + options.quietMs() + " ms" + (late.isEmpty() ? "" : "; written after the reply: "
+                    + CheckGuest.describe(late, 6)));
+            ledger.note(CheckRule.DRAIN, "round " + round + ": " + consumed + " of " + n + " consumed at GET_VRING_BASE");
+            if (!held) {
+                return; // the ring's state is no longer one a restore can continue from
+            }
+            fe.startRing(probeRing, base & 0xffff, migratable);
+            fe.enable(q, true);
+            probeRing.kick();
+            while (probeRing.queue().inFlight() > 0) {
+                if (probeRing.awaitUsed(options.serveTimeoutMs()) == null) {
+                    ledger.violation(CheckRule.DRAIN, "round " + round + ": after SET_VRING_BASE(" + base + ") "
+                            + probeRing.queue().inFlight() + " requests not consumed before the stop were never"
+                            + " served");
+                    return;
+                }
+            }
+        }
     }
 
     /** SET_VRING_ENABLE(0): a kicked request changes no page; SET_VRING_ENABLE(1): it is served. */

@@ -33,7 +33,7 @@ class FaultInjectionCheckTest {
     @Test
     void writesLeftOutOfTheLogAreNamedWithTheirPages() throws Exception {
         VhostUserCheckReport r = check(FaultProxy.Fault.UNLOGGED_WRITES, false,
-                Set.of(CheckRule.DISABLE, CheckRule.MALFORMED));
+                Set.of(CheckRule.DISABLE, CheckRule.MALFORMED, CheckRule.DRAIN));
         assertEquals(List.of(CheckRule.DIRTY_LOG), r.violatedRules(), String.join("\n", r.violationLines()));
         String evidence = r.rule(CheckRule.DIRTY_LOG).evidence().get(0);
         assertTrue(evidence.startsWith("traffic: " + r.traffic().pagesWritten() + " of " + r.traffic().pagesWritten()
@@ -47,7 +47,7 @@ class FaultInjectionCheckTest {
     @Test
     void aWrongVringBaseIsNamedAndTheRestoredRingSkipsTheRequest() throws Exception {
         VhostUserCheckReport r = check(FaultProxy.Fault.WRONG_VRING_BASE, false,
-                Set.of(CheckRule.DISABLE, CheckRule.MALFORMED));
+                Set.of(CheckRule.DISABLE, CheckRule.MALFORMED, CheckRule.DRAIN));
         assertEquals(List.of(CheckRule.VRING_BASE, CheckRule.RESUME), r.violatedRules(),
                 String.join("\n", r.violationLines()));
         String evidence = r.rule(CheckRule.VRING_BASE).evidence().get(0);
@@ -56,9 +56,24 @@ class FaultInjectionCheckTest {
                 r.rule(CheckRule.RESUME).evidence().toString());
     }
 
+    /**
+     * A back-end whose GET_VRING_BASE counts one request more than it completed — what a back-end
+     * that answers before its in-flight requests finish does, made deterministic.
+     */
+    @Test
+    void aVringBaseCountingAnUncompletedRequestFailsDrain() throws Exception {
+        VhostUserCheckReport r = check(FaultProxy.Fault.LATER_VRING_BASES_PLUS_ONE, false,
+                Set.of(CheckRule.DISABLE, CheckRule.MALFORMED));
+        assertEquals(List.of(CheckRule.DRAIN), r.violatedRules(), String.join("\n", r.violationLines()));
+        String evidence = r.rule(CheckRule.DRAIN).evidence().get(0);
+        assertTrue(evidence.matches("round 1: GET_VRING_BASE\\(0\\) with 32 requests kicked returned \\d+ \\((\\d+)"
+                + " consumed\\) while \\d+ were completed at the reply .*"), evidence);
+        assertEquals(Status.PASS, r.rule(CheckRule.VRING_BASE).status(), "the first GET_VRING_BASE was honest");
+    }
+
     @Test
     void aReplyEchoingNeedReplyIsNamed() throws Exception {
-        VhostUserCheckReport r = check(FaultProxy.Fault.NEED_REPLY_IN_REPLY, false, Set.of(CheckRule.MALFORMED));
+        VhostUserCheckReport r = check(FaultProxy.Fault.NEED_REPLY_IN_REPLY, false, Set.of(CheckRule.MALFORMED, CheckRule.DRAIN));
         assertEquals(List.of(CheckRule.REPLY), r.violatedRules(), String.join("\n", r.violationLines()));
         assertTrue(r.rule(CheckRule.REPLY).evidence().get(0).endsWith("the reply to GET_PROTOCOL_FEATURES has flags 0xd;"
                 + " a reply's flags are exactly 0x5 (version 1, REPLY)"), r.rule(CheckRule.REPLY).evidence().toString());
@@ -68,7 +83,7 @@ class FaultInjectionCheckTest {
 
     @Test
     void aBackendWithoutTheSharedLogIsNotMigratableAndTheLogRuleIsSkipped() throws Exception {
-        VhostUserCheckReport r = check(FaultProxy.Fault.NOT_MIGRATABLE, false, Set.of(CheckRule.DISABLE, CheckRule.MALFORMED));
+        VhostUserCheckReport r = check(FaultProxy.Fault.NOT_MIGRATABLE, false, Set.of(CheckRule.DISABLE, CheckRule.MALFORMED, CheckRule.DRAIN));
         assertEquals(List.of(CheckRule.MIGRATABLE), r.violatedRules(), String.join("\n", r.violationLines()));
         assertEquals(List.of("not migratable: feature LOG_ALL (26) not offered, protocol feature LOG_SHMFD (1) not offered"),
                 r.rule(CheckRule.MIGRATABLE).evidence());
@@ -80,7 +95,7 @@ class FaultInjectionCheckTest {
 
     @Test
     void aBackendThatHoldsDisabledRingsPassesTheDisableRule() throws Exception {
-        VhostUserCheckReport r = check(FaultProxy.Fault.NONE, true, Set.of(CheckRule.MALFORMED));
+        VhostUserCheckReport r = check(FaultProxy.Fault.NONE, true, Set.of(CheckRule.MALFORMED, CheckRule.DRAIN));
         assertTrue(r.passed(), String.join("\n", r.violationLines()) + "\n" + r.aborted());
         assertEquals(Status.PASS, r.rule(CheckRule.DISABLE).status());
         assertEquals(3, r.rule(CheckRule.DIRTY_LOG).checks(), "traffic, disable/enable, stop/resume");

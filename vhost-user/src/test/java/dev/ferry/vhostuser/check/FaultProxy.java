@@ -28,6 +28,8 @@ import java.util.concurrent.CopyOnWriteArrayList;
  *   <li>{@link Fault#IGNORE_DISABLE}: SET_VRING_ENABLE(0) never reaches the back-end (the proxy acks it),
  *       so the ring goes on writing guest memory;</li>
  *   <li>{@link Fault#NEED_REPLY_IN_REPLY}: the reply to GET_PROTOCOL_FEATURES echoes NEED_REPLY (flags 0xd);</li>
+ *   <li>{@link Fault#LATER_VRING_BASES_PLUS_ONE}: the first GET_VRING_BASE reply passes, every later one says one
+ *       more than the back-end did (a request counted as consumed that never completes);</li>
  *   <li>{@link Fault#NOT_MIGRATABLE}: LOG_ALL and LOG_SHMFD are taken out of what the back-end offers;</li>
  *   <li>{@link Fault#NONE} with {@code gateKicks}: the proxy holds kicks while a ring is disabled and
  *       passes one on at SET_VRING_ENABLE(1) — a disable-honouring front for a back-end that is not.</li>
@@ -36,7 +38,8 @@ import java.util.concurrent.CopyOnWriteArrayList;
  * through (kick descriptors are replaced when gating). Test code; owns its sockets and threads.
  */
 final class FaultProxy implements AutoCloseable {
-    enum Fault { NONE, UNLOGGED_WRITES, WRONG_VRING_BASE, IGNORE_DISABLE, NEED_REPLY_IN_REPLY, NOT_MIGRATABLE }
+    enum Fault { NONE, UNLOGGED_WRITES, WRONG_VRING_BASE, IGNORE_DISABLE, NEED_REPLY_IN_REPLY, NOT_MIGRATABLE,
+        LATER_VRING_BASES_PLUS_ONE }
 
     private final Fd listener;
     private final Path upstream;
@@ -80,6 +83,7 @@ final class FaultProxy implements AutoCloseable {
         final VhostUserChannel front;
         final VhostUserChannel back;
         final Gate[] gates = new Gate[VhostUser.MAX_FDS];
+        int vringBases;
 
         Link(VhostUserChannel front, VhostUserChannel back) {
             this.front = front;
@@ -137,7 +141,10 @@ final class FaultProxy implements AutoCloseable {
             try {
                 while (true) {
                     try (VhostUserMessage m = back.receive(-1)) {
-                        if (fault == Fault.WRONG_VRING_BASE && m.request() == VhostUser.GET_VRING_BASE && m.size() == 8) {
+                        boolean base = m.request() == VhostUser.GET_VRING_BASE && m.size() == 8;
+                        boolean lie = base && (fault == Fault.WRONG_VRING_BASE
+                                || (fault == Fault.LATER_VRING_BASES_PLUS_ONE && vringBases++ > 0));
+                        if (lie) {
                             var s = Payloads.vringState(m);
                             front.send(VhostUserMessage.reply(m.request(), Payloads.vringState(s.index(), s.num() + 1)));
                             continue;

@@ -30,12 +30,13 @@ class QsdCheckTest {
         try (StorageDaemon qsd = StorageDaemon.start(dir, 16)) {
             byte[] before = Files.readAllBytes(qsd.image());
             long fds = openFds();
-            VhostUserCheckReport r = VhostUserCheck.run(VhostUserCheck.Options.of(qsd.socket(), "blk")
-                    .skipping(Set.of(CheckRule.DISABLE, CheckRule.MALFORMED)));
+            // drain is left out: whether a run catches the daemon mid-request is a race (see the next test)
+            Set<CheckRule> skipped = Set.of(CheckRule.DISABLE, CheckRule.MALFORMED, CheckRule.DRAIN);
+            VhostUserCheckReport r = VhostUserCheck.run(VhostUserCheck.Options.of(qsd.socket(), "blk").skipping(skipped));
             assertEquals(fds, openFds(), "the check closes every descriptor it opened");
             assertTrue(r.passed(), () -> String.join("\n", r.violationLines()) + "\n" + r.aborted());
             for (CheckRule rule : CheckRule.values()) {
-                Status expected = rule == CheckRule.DISABLE || rule == CheckRule.MALFORMED ? Status.SKIPPED : Status.PASS;
+                Status expected = skipped.contains(rule) ? Status.SKIPPED : Status.PASS;
                 assertEquals(expected, r.rule(rule).status(), r.rule(rule).toString());
             }
             assertEquals(4 * BlkExercise.BLOCKS, r.traffic().requests(), r.traffic().toString());
@@ -61,7 +62,10 @@ class QsdCheckTest {
             VhostUserCheckReport r = VhostUserCheck.run(new VhostUserCheck.Options(qsd.socket(), "blk", 2_000, 2_000, 1_000,
                     Set.of()));
             assertFalse(r.passed());
-            assertEquals(java.util.List.of(CheckRule.DISABLE, CheckRule.MALFORMED), r.violatedRules(),
+            // drain may fail too: the daemon answers GET_VRING_BASE without waiting for the requests it
+            // took, when the check's burst catches it mid-way (a race; the rule's notes give each round)
+            assertTrue(r.violatedRules().containsAll(java.util.List.of(CheckRule.DISABLE, CheckRule.MALFORMED))
+                    && Set.of(CheckRule.DISABLE, CheckRule.MALFORMED, CheckRule.DRAIN).containsAll(r.violatedRules()),
                     String.join("\n", r.violationLines()));
             String disable = r.rule(CheckRule.DISABLE).evidence().get(0);
             assertTrue(disable.contains("(used ring q0)") && disable.contains("(in buffers)"), disable);

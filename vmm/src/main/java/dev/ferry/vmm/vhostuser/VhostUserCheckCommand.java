@@ -41,7 +41,8 @@ public final class VhostUserCheckCommand implements Callable<Integer> {
     boolean json;
 
     @Option(names = "--skip", split = ",", paramLabel = "RULE",
-            description = "rules not to exercise: disable, malformed (their probes may crash a back-end)")
+            description = "rules not to exercise: disable, malformed (their probes may crash a back-end), drain (its"
+                    + " finding is a race with the back-end)")
     List<String> skip = new ArrayList<>();
 
     @Option(names = "--reply-timeout", paramLabel = "MS", defaultValue = "2000",
