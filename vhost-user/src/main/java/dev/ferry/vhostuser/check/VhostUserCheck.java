@@ -229,43 +229,59 @@ public final class VhostUserCheck {
                        CheckRing probeRing, boolean migratable) throws VhostUserException {
         int q = probeRing.index();
         for (int round = 1; round <= DRAIN_ROUNDS; round++) {
-            device.poison();
-            int before = probeRing.usedIdx();
-            int n = device.burst(rings);
-            if (n == 0) {
-                ledger.skip(CheckRule.DRAIN, "a " + device.type() + " ring holds buffers, not requests in flight");
-                return;
-            }
-            int base = fe.getVringBase(q);
-            int usedAtReply = probeRing.usedIdx();
-            guest.takeShadow();
-            sleep(options.quietMs());
-            BitSet late = deviceWrites(guest);
-            int usedLater = probeRing.usedIdx();
-            int consumed = (base - before) & 0xffff;
-            int completed = (usedAtReply - before) & 0xffff;
-            boolean held = consumed <= n && completed == consumed && late.isEmpty();
-            ledger.expect(CheckRule.DRAIN, held, "round " + round + ": GET_VRING_BASE(" + q + ") with " + n
-                    + " requests kicked returned " + base + " (" + consumed + " consumed) while " + completed
-                    + " were completed at the reply and " + ((usedLater - before) & 0xffff) + " after "
-                    + options.quietMs() + " ms" + (late.isEmpty() ? "" : "; written after the reply: "
-                    + CheckGuest.describe(late, 6)));
-            ledger.note(CheckRule.DRAIN, "round " + round + ": " + consumed + " of " + n + " consumed at GET_VRING_BASE");
-            if (!held) {
-                return; // the ring's state is no longer one a restore can continue from
-            }
-            fe.startRing(probeRing, base & 0xffff, migratable);
-            fe.enable(q, true);
-            probeRing.kick();
-            while (probeRing.queue().inFlight() > 0) {
-                if (probeRing.awaitUsed(options.serveTimeoutMs()) == null) {
-                    ledger.violation(CheckRule.DRAIN, "round " + round + ": after SET_VRING_BASE(" + base + ") "
-                            + probeRing.queue().inFlight() + " requests not consumed before the stop were never"
-                            + " served");
+            try {
+                if (!drainRound(fe, guest, device, rings, probeRing, migratable, round)) {
                     return;
                 }
+            } catch (VhostUserException e) {
+                // the connection broke mid-round: the back-end failed this rule, and nothing follows it
+                ledger.violation(CheckRule.DRAIN, "round " + round + ": " + e.getMessage());
+                return;
             }
         }
+    }
+
+    /** One drain round; false when it failed and the ring cannot go on. */
+    private boolean drainRound(CheckFrontend fe, CheckGuest guest, DeviceExercise device, CheckRing[] rings,
+                               CheckRing probeRing, boolean migratable, int round) throws VhostUserException {
+        int q = probeRing.index();
+        device.poison();
+        int before = probeRing.usedIdx();
+        int n = device.burst(rings);
+        if (n == 0) {
+            ledger.skip(CheckRule.DRAIN, "a " + device.type() + " ring holds buffers, not requests in flight");
+            return false;
+        }
+        int base = fe.getVringBase(q);
+        int usedAtReply = probeRing.usedIdx();
+        guest.takeShadow();
+        sleep(options.quietMs());
+        BitSet late = deviceWrites(guest);
+        int usedLater = probeRing.usedIdx();
+        int consumed = (base - before) & 0xffff;
+        int completed = (usedAtReply - before) & 0xffff;
+        boolean held = consumed <= n && completed == consumed && late.isEmpty();
+        ledger.expect(CheckRule.DRAIN, held, "round " + round + ": GET_VRING_BASE(" + q + ") with " + n
+                + " requests kicked returned " + base + " (" + consumed + " consumed) while " + completed
+                + " were completed at the reply and " + ((usedLater - before) & 0xffff) + " after "
+                + options.quietMs() + " ms" + (late.isEmpty() ? "" : "; written after the reply: "
+                + CheckGuest.describe(late, 6)));
+        ledger.note(CheckRule.DRAIN, "round " + round + ": " + consumed + " of " + n + " consumed at GET_VRING_BASE");
+        if (!held) {
+            return false; // the ring's state is no longer one a restore can continue from
+        }
+        fe.startRing(probeRing, base & 0xffff, migratable);
+        fe.enable(q, true);
+        probeRing.kick();
+        while (probeRing.queue().inFlight() > 0) {
+            if (probeRing.awaitUsed(options.serveTimeoutMs()) == null) {
+                ledger.violation(CheckRule.DRAIN, "round " + round + ": after SET_VRING_BASE(" + base + ") "
+                        + probeRing.queue().inFlight() + " requests not consumed before the stop were never"
+                        + " served");
+                return false;
+            }
+        }
+        return true;
     }
 
     /** SET_VRING_ENABLE(0): a kicked request changes no page; SET_VRING_ENABLE(1): it is served. */
