@@ -19,11 +19,13 @@ final class Testpmd implements AutoCloseable {
     private final Process process;
     private final Path socket;
     private final Path log;
+    private final String prefix;
 
-    private Testpmd(Process process, Path socket, Path log) {
+    private Testpmd(Process process, Path socket, Path log, String prefix) {
         this.process = process;
         this.socket = socket;
         this.log = log;
+        this.prefix = prefix;
     }
 
     static void assumeInstalled() {
@@ -45,12 +47,13 @@ final class Testpmd implements AutoCloseable {
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
         while (!Files.exists(socket)) {
             if (!p.isAlive() || System.nanoTime() > deadline) {
-                p.destroyForcibly();
+                p.destroyForcibly().waitFor();
+                removeRuntimeDir(prefix);
                 throw new IOException(BINARY + " did not start: " + Files.readString(log));
             }
             Thread.sleep(50);
         }
-        return new Testpmd(p, socket, log);
+        return new Testpmd(p, socket, log, prefix);
     }
 
     Path socket() {
@@ -77,6 +80,20 @@ final class Testpmd implements AutoCloseable {
             if (!process.waitFor(5, TimeUnit.SECONDS)) {
                 process.destroyForcibly().waitFor();
             }
+        }
+        removeRuntimeDir(prefix);
+    }
+
+    /** The EAL's runtime directory for this run's file prefix (config, sockets), which it leaves behind. */
+    private static void removeRuntimeDir(String prefix) {
+        Path dir = Path.of("/var/run/dpdk", prefix);
+        if (!Files.isDirectory(dir)) {
+            return;
+        }
+        try (var files = Files.walk(dir)) {
+            files.sorted(java.util.Comparator.reverseOrder()).forEach(f -> f.toFile().delete());
+        } catch (IOException e) {
+            // best effort: a leftover directory only costs a few files
         }
     }
 }
