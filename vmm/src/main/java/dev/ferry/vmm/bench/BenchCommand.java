@@ -16,10 +16,11 @@ import java.util.concurrent.Callable;
  * {@code ferry bench [JMH options]}: runs Ferry's JMH benchmarks. With no options it runs the
  * migration throughput benchmark with the gc profiler (heap allocated per migration).
  * Subcommands run the disk benchmarks: {@code disk} (JMH, with a ring/host table) and
- * {@code disk-downtime} (a migration runner).
+ * {@code disk-downtime} (a migration runner), and {@code vhost-user-blk} (qemu-storage-daemon vs the built-in disk).
  */
 @Command(name = "bench", description = "Run the benchmarks (JMH). Extra arguments go to JMH, e.g. -p ramMiB=1024,4096 -prof gc.",
-        subcommands = {DiskBenchCommand.class, DiskDowntimeCommand.class, QemuScenarioCommand.class})
+        subcommands = {DiskBenchCommand.class, DiskDowntimeCommand.class, QemuScenarioCommand.class,
+                VhostUserBlkBenchCommand.class})
 public final class BenchCommand implements Callable<Integer> {
     /** Only the long form: {@code -h} stays JMH's help. */
     @Option(names = "--help", usageHelp = true, description = "Show this help message and exit (-h shows JMH's options).")
