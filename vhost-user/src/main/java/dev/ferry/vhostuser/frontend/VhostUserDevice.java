@@ -67,6 +67,12 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
     private static final Logger LOG = LoggerFactory.getLogger(VhostUserDevice.class);
     static final long RECONNECT_FIRST_MS = 100;
     static final long RECONNECT_MAX_MS = 2_000;
+    /**
+     * How many reply timeouts a stop waits for the requests a back-end took to complete after
+     * GET_VRING_BASE (a flush on a busy host disk takes a while; QEMU's own drain waits without a
+     * bound, but a back-end that never completes them must not hang the VMM).
+     */
+    static final int DRAIN_REPLY_TIMEOUTS = 3;
     protected final String id;
     protected final VhostUserOptions options;
     private final GuestMemory memory;
@@ -91,6 +97,7 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
     private long reconnectDelayMs = RECONNECT_FIRST_MS;
     private long reconnects;
     private long interrupts;
+    private long lastDrainMicros;
     protected boolean loadedFromMigration;
 
     /**
@@ -303,6 +310,7 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
                 continue;
             }
             try {
+                used = settle(i, ring, used);
                 int base = fe.stopRing(i);
                 int inUse = (base - used) & 0xffff;
                 if (inUse > ring.size()) {
@@ -311,6 +319,11 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
                             + ": more requests in use than the ring holds (" + ring.size() + ")";
                     ring.restore(used, used);
                 } else {
+                    used = awaitDrained(i, ring, base, used);
+                    if (used != base) {
+                        problem = "ring " + i + ": " + ((base - used) & 0xffff) + " requests the back-end took "
+                                + "were still not completed " + drainTimeoutMs() + " ms after GET_VRING_BASE";
+                    }
                     ring.restore(base, used);
                 }
             } catch (VhostUserException e) {
@@ -318,7 +331,74 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
                 ring.restore(used, used); // QEMU: without the back-end's index, resume at the used index
             }
         }
+        for (int i = 0; i < queueCount && ctx != null; i++) {
+            // completions the drain brought: their interrupt is part of stopping (the transport keeps it pending)
+            if (calls[i] != null && calls[i].consumeOrZero() != 0 && ctx.queue(i) != null) {
+                interrupts++;
+                ctx.interruptQueue(i);
+            }
+        }
         return problem;
+    }
+
+    /**
+     * Before the ring stops: lets the back-end finish what the driver made available, kicking it
+     * every millisecond, until the used index reaches the avail index (at most
+     * {@link #drainTimeoutMs}). qemu-storage-daemon 7.2 keeps the requests of its last batch
+     * plugged until its next kick; once GET_VRING_BASE took the ring's kick away, they would never
+     * complete. The VM is stopped, so the driver adds nothing meanwhile. Returns the used index
+     * last seen.
+     */
+    private int settle(int index, SplitVirtqueue ring, int used) {
+        long deadline = System.nanoTime() + drainTimeoutMs() * 1_000_000L;
+        int avail = ctx.memory().loadU16Acquire(ring.config().availGpa() + 2);
+        EventFd kick = ctx.kickFd(index);
+        while (used != avail && System.nanoTime() < deadline) {
+            kick.signal();
+            try {
+                Thread.sleep(1);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                break;
+            }
+            used = usedIdxInRam(ring);
+        }
+        return used;
+    }
+
+    /**
+     * Waits (at most {@link #drainTimeoutMs}) until the used index in guest RAM reaches {@code base}:
+     * a back-end may answer GET_VRING_BASE before the requests it took complete
+     * (qemu-storage-daemon 7.2 does: libvhost-user stops the ring but its block export finishes
+     * what is in flight afterwards, logging those writes). Migration needs the ring quiet, as
+     * QEMU's drain does for its own disks: every request taken is completed before the state is
+     * saved. Returns the used index last seen.
+     */
+    private int awaitDrained(int index, SplitVirtqueue ring, int base, int used) {
+        long t0 = System.nanoTime();
+        long deadline = t0 + drainTimeoutMs() * 1_000_000L;
+        long warnAt = t0 + options.replyTimeoutMs() * 1_000_000L;
+        while (used != base && System.nanoTime() < deadline) {
+            if (System.nanoTime() > warnAt) {
+                LOG.warn("{}: ring {}: {} requests still in flight {} ms after GET_VRING_BASE (used 0x{}, base 0x{}); waiting",
+                        who(), index, (base - used) & 0xffff, options.replyTimeoutMs(), Integer.toHexString(used),
+                        Integer.toHexString(base));
+                warnAt = Long.MAX_VALUE;
+            }
+            try {
+                Thread.sleep(1);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                break;
+            }
+            used = usedIdxInRam(ring);
+        }
+        lastDrainMicros = (System.nanoTime() - t0) / 1000;
+        return used;
+    }
+
+    private long drainTimeoutMs() {
+        return DRAIN_REPLY_TIMEOUTS * options.replyTimeoutMs();
     }
 
     private int usedIdxInRam(SplitVirtqueue ring) {
@@ -508,6 +588,7 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
                     }
                 }
                 if (log != null) {
+                    loggedPagesBefore += log.pagesReported();
                     log.close();
                     log = null;
                 }
@@ -515,6 +596,9 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
             });
         }
     }
+
+    /** Pages the shared logs of finished migrations reported. Loop thread. */
+    private long loggedPagesBefore;
 
     private void setLogFlag(boolean on) throws VhostUserException {
         for (int i = 0; i < queueCount; i++) {
@@ -525,9 +609,9 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
         }
     }
 
-    /** The pages the shared log reported in the running migration (0 without one). */
+    /** The pages the back-end's shared logs reported, over every migration so far. */
     public long loggedPages() {
-        return loop.call(() -> log == null ? 0L : log.pagesReported());
+        return loop.call(() -> loggedPagesBefore + (log == null ? 0L : log.pagesReported()));
     }
 
     /**
@@ -566,6 +650,7 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
                 m.put("protocol-features", String.format("0x%x", fe.protocolFeatures()));
             }
             m.put("interrupts", interrupts);
+            m.put("last-drain-us", lastDrainMicros);
             m.put("reconnects", reconnects);
             if (lostReason != null) {
                 m.put("lost", lostReason);
@@ -573,9 +658,7 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
             if (blocker != null) {
                 m.put("migration-blocker", blocker.reason());
             }
-            if (log != null) {
-                m.put("logged-pages", log.pagesReported());
-            }
+            m.put("logged-pages", loggedPagesBefore + (log == null ? 0 : log.pagesReported()));
             describeDevice(m);
             return null;
         });

@@ -67,6 +67,10 @@ final class Qsd implements AutoCloseable {
 
     @Override
     public void close() throws InterruptedException, IOException {
+        if (!process.isAlive()) {
+            System.out.println("qemu-storage-daemon on " + socket + " had ended (" + process.exitValue() + "): "
+                    + Files.readString(logFile));
+        }
         freeze(false);
         kill();
     }
