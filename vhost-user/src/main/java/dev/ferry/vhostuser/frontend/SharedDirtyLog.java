@@ -27,7 +27,7 @@ final class SharedDirtyLog implements AutoCloseable {
     private final Mapping map;
     private final long size;
     private final GuestRegion[] regions;
-    private long pagesReported;
+    private volatile long pagesReported;
 
     SharedDirtyLog(String name, GuestMemory memory) {
         long end = 0;

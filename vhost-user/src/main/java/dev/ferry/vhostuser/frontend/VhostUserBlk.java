@@ -30,7 +30,7 @@ public final class VhostUserBlk extends VhostUserDevice {
             VirtioBlk.F_FLUSH, 10, VirtioBlk.F_CONFIG_WCE, VirtioBlk.F_MQ, VirtioBlk.F_DISCARD,
             VirtioBlk.F_WRITE_ZEROES);
     private final byte[] config;
-    private VhostUserFrontend.Inflight inflight;
+    private volatile VhostUserFrontend.Inflight inflight;
 
     public VhostUserBlk(String id, VhostUserOptions options, Machine machine) throws VhostUserException {
         super(id, options, machine, options.queues(), QUEUE_SIZE);

@@ -87,17 +87,19 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
     private final DeviceEventLoop.Timer reconnectTimer;
     private final long offeredBackendFeatures;
 
-    // Loop-thread state (read by describe under this).
-    private VhostUserFrontend fe;
+    // Loop-thread state; describe reads the volatile ones from any thread (the transport calls
+    // it holding its lock, which the loop thread takes too: describe must not wait for the loop).
+    private volatile VhostUserFrontend fe;
     private DeviceEventLoop.Registration hangupReg;
     private VirtioContext ctx;
-    private boolean running;
-    private SharedDirtyLog log;
-    private String lostReason;
+    private volatile boolean running;
+    private volatile SharedDirtyLog log;
+    private volatile String lostReason;
+    private volatile String reconnectError;
     private long reconnectDelayMs = RECONNECT_FIRST_MS;
-    private long reconnects;
-    private long interrupts;
-    private long lastDrainMicros;
+    private volatile long reconnects;
+    private volatile long interrupts;
+    private volatile long lastDrainMicros;
     protected boolean loadedFromMigration;
 
     /**
@@ -146,6 +148,7 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
             logSource = new BackendLog();
             blocker = null;
             registry.addDirtyLogSource(logSource);
+            registry.addNotifier(setupCheck);
         } else {
             logSource = null;
             blocker = new MigrationBlocker(who() + ": the vhost-user back-end at " + options.socket() + " lacks "
@@ -207,8 +210,11 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
         if (fe == null) {
             reconnectNow();
             if (fe == null) {
+                reconnectDelayMs = RECONNECT_FIRST_MS;
+                reconnectTimer.arm(reconnectDelayMs * 1_000_000L);
                 throw new IllegalStateException(who() + ": the vhost-user back-end at " + options.socket()
-                        + " is not connected (" + lostReason + "); the device serves nothing until it reconnects");
+                        + " is not connected (" + (lostReason != null ? lostReason : reconnectError)
+                        + "); the device serves nothing until it reconnects");
             }
         }
         try {
@@ -327,7 +333,7 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
                     ring.restore(base, used);
                 }
             } catch (VhostUserException e) {
-                problem = e.getMessage();
+                problem = "stopping ring " + i + " (SET_VRING_ENABLE 0, GET_VRING_BASE): " + e.getMessage();
                 ring.restore(used, used); // QEMU: without the back-end's index, resume at the used index
             }
         }
@@ -497,12 +503,12 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
         try {
             f = VhostUserFrontend.connect(id, options.socket(), options.replyTimeoutMs());
         } catch (VhostUserException e) {
-            lostReason = e.getMessage();
+            reconnectError = e.getMessage();
             return;
         }
         long lacking = offeredBackendFeatures & ~f.backendFeatures();
         if (lacking != 0 || (log != null && !f.canLog())) {
-            lostReason = "the back-end at " + options.socket() + " now lacks features 0x" + Long.toHexString(lacking)
+            reconnectError = "the back-end at " + options.socket() + " now lacks features 0x" + Long.toHexString(lacking)
                     + (log != null && !f.canLog() ? " and logging" : "");
             f.close();
             return;
@@ -510,13 +516,14 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
         try {
             checkBackend(f);
         } catch (VhostUserException e) {
-            lostReason = e.getMessage();
+            reconnectError = e.getMessage();
             f.close();
             return;
         }
         fe = f;
         reconnects++;
         lostReason = null;
+        reconnectError = null;
         watch();
         afterReconnect(f);
     }
@@ -526,6 +533,19 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
     }
 
     // ---- migration ----
+
+    /** Vetoes a migration's setup while the back-end is not connected: its writes could not be logged. */
+    private final dev.ferry.core.migration.MigrationNotifier setupCheck = this::checkSetup;
+
+    private void checkSetup(dev.ferry.core.migration.MigrationEvent event) throws MigrationException {
+        if (event == dev.ferry.core.migration.MigrationEvent.SETUP) {
+            String lost = loop.call(() -> fe == null ? String.valueOf(lostReason) : null);
+            if (lost != null) {
+                throw new MigrationException(who() + ": the vhost-user back-end at " + options.socket()
+                        + " is not connected (" + lost + "); migration cancelled, the VM runs on");
+            }
+        }
+    }
 
     /** True while the migration's log runs (between its start and stop), even if no ring runs. */
     private volatile boolean logRunning;
@@ -597,8 +617,8 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
         }
     }
 
-    /** Pages the shared logs of finished migrations reported. Loop thread. */
-    private long loggedPagesBefore;
+    /** Pages the shared logs of finished migrations reported. Written on the loop thread. */
+    private volatile long loggedPagesBefore;
 
     private void setLogFlag(boolean on) throws VhostUserException {
         for (int i = 0; i < queueCount; i++) {
@@ -638,34 +658,39 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
         loadedFromMigration = true;
     }
 
+    /** Any thread; reads a snapshot of volatile fields (never waits for the loop). */
     @Override
     public void describe(Map<String, Object> into) {
         Map<String, Object> m = new java.util.LinkedHashMap<>();
-        loop.call(() -> {
-            m.put("socket", options.socket().toString());
-            m.put("connected", fe != null);
-            m.put("rings-running", running);
-            m.put("backend-features", String.format("0x%x", offeredBackendFeatures));
-            if (fe != null) {
-                m.put("protocol-features", String.format("0x%x", fe.protocolFeatures()));
-            }
-            m.put("interrupts", interrupts);
-            m.put("last-drain-us", lastDrainMicros);
-            m.put("reconnects", reconnects);
-            if (lostReason != null) {
-                m.put("lost", lostReason);
-            }
-            if (blocker != null) {
-                m.put("migration-blocker", blocker.reason());
-            }
-            m.put("logged-pages", loggedPagesBefore + (log == null ? 0 : log.pagesReported()));
-            describeDevice(m);
-            return null;
-        });
+        VhostUserFrontend f = fe;
+        m.put("socket", options.socket().toString());
+        m.put("connected", f != null);
+        m.put("rings-running", running);
+        m.put("backend-features", String.format("0x%x", offeredBackendFeatures));
+        if (f != null) {
+            m.put("protocol-features", String.format("0x%x", f.protocolFeatures()));
+        }
+        m.put("interrupts", interrupts);
+        m.put("last-drain-us", lastDrainMicros);
+        m.put("reconnects", reconnects);
+        String lost = lostReason;
+        if (lost != null) {
+            m.put("lost", lost);
+        }
+        String re = reconnectError;
+        if (re != null) {
+            m.put("reconnect-error", re);
+        }
+        if (blocker != null) {
+            m.put("migration-blocker", blocker.reason());
+        }
+        SharedDirtyLog l = log;
+        m.put("logged-pages", loggedPagesBefore + (l == null ? 0 : l.pagesReported()));
+        describeDevice(m);
         into.put(name(), m);
     }
 
-    /** Device-specific counters, on the loop thread. */
+    /** Device-specific counters (any thread: read volatile state only). */
     protected void describeDevice(Map<String, Object> into) {
     }
 
@@ -688,6 +713,7 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
     public void close() {
         if (logSource != null) {
             registry.removeDirtyLogSource(logSource);
+            registry.removeNotifier(setupCheck);
         }
         if (blocker != null) {
             registry.removeBlocker(blocker);

@@ -22,7 +22,7 @@ public final class VhostUserNet extends VhostUserDevice {
     public static final String NAME = "vhost-user-net";
     public static final int QUEUE_SIZE = 256;
     private final byte[] mac;
-    private long rarpsSent;
+    private volatile long rarpsSent;
 
     public VhostUserNet(String id, VhostUserOptions options, Machine machine) throws VhostUserException {
         super(id, options, machine, 2, QUEUE_SIZE);
