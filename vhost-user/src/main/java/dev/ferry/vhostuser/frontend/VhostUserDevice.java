@@ -79,6 +79,8 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
     private final DeviceEventLoop loop;
     private final MigrationRegistry registry;
     private final int queueCount;
+    /** Queues 0..backendQueues-1 are the back-end's. */
+    private final int backendQueues;
     private final int queueSize;
     private final EventFd[] calls;
     private final DeviceEventLoop.Registration[] callRegs;
@@ -108,29 +110,39 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
      */
     protected VhostUserDevice(String id, VhostUserOptions options, Machine machine, int queueCount, int queueSize)
             throws VhostUserException {
+        this(id, options, machine, queueCount, queueCount, queueSize);
+    }
+
+    /**
+     * As above, with the first {@code backendQueues} of the device's {@code queueCount} queues
+     * served by the back-end (net: rx and tx; a control queue stays in the VMM).
+     */
+    protected VhostUserDevice(String id, VhostUserOptions options, Machine machine, int queueCount, int backendQueues,
+                              int queueSize) throws VhostUserException {
         this.id = id;
         this.options = options;
         this.memory = machine.memory();
         this.loop = machine.eventLoop();
         this.registry = machine.migration();
         this.queueCount = queueCount;
+        this.backendQueues = backendQueues;
         this.queueSize = queueSize;
         this.fe = VhostUserFrontend.connect(id, options.socket(), options.replyTimeoutMs());
         this.offeredBackendFeatures = fe.backendFeatures();
-        this.calls = new EventFd[queueCount];
-        this.callRegs = new DeviceEventLoop.Registration[queueCount];
+        this.calls = new EventFd[backendQueues];
+        this.callRegs = new DeviceEventLoop.Registration[backendQueues];
         try {
             long missing = VirtioMmio.TRANSPORT_FEATURES & ~fe.backendFeatures();
             if (missing != 0) {
                 throw new VhostUserException(who() + ": the back-end lacks the ring features 0x"
                         + Long.toHexString(missing) + " (VERSION_1, EVENT_IDX, INDIRECT_DESC) the transport offers");
             }
-            if (queueCount > fe.queueNum()) {
-                throw new VhostUserException(who() + ": " + queueCount + " queues asked for; the back-end serves "
+            if (backendQueues > fe.queueNum()) {
+                throw new VhostUserException(who() + ": " + backendQueues + " queues asked for; the back-end serves "
                         + fe.queueNum());
             }
             checkBackend(fe);
-            for (int i = 0; i < queueCount; i++) {
+            for (int i = 0; i < backendQueues; i++) {
                 calls[i] = new EventFd(Linux.EFD_NONBLOCK);
                 int q = i;
                 callRegs[i] = loop.add(calls[i], () -> routeCallToInterrupt(q));
@@ -233,7 +245,7 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
             f.setLogBase(log.fd(), log.size());
         }
         beforeRingsStart(f, ctx);
-        for (int i = 0; i < queueCount; i++) {
+        for (int i = 0; i < backendQueues; i++) {
             SplitVirtqueue ring = ctx.queue(i);
             if (ring != null) {
                 f.startRing(i, ring.size(), ring.lastAvailIdx(), addresses(ring), log != null, ctx.kickFd(i).fd(),
@@ -305,7 +317,7 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
     /** GET_VRING_BASE for every ready ring into the transport's rings; the first problem, or null. */
     private String stopRings() {
         String problem = null;
-        for (int i = 0; i < queueCount; i++) {
+        for (int i = 0; i < backendQueues; i++) {
             SplitVirtqueue ring = ctx == null ? null : ctx.queue(i);
             if (ring == null) {
                 continue;
@@ -337,7 +349,7 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
                 ring.restore(used, used); // QEMU: without the back-end's index, resume at the used index
             }
         }
-        for (int i = 0; i < queueCount && ctx != null; i++) {
+        for (int i = 0; i < backendQueues && ctx != null; i++) {
             // completions the drain brought: their interrupt is part of stopping (the transport keeps it pending)
             if (calls[i] != null && calls[i].consumeOrZero() != 0 && ctx.queue(i) != null) {
                 interrupts++;
@@ -462,7 +474,7 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
         VhostUserFrontend f = fe;
         fe = null;
         if (running && ctx != null) {
-            for (int i = 0; i < queueCount; i++) {
+            for (int i = 0; i < backendQueues; i++) {
                 SplitVirtqueue ring = ctx.queue(i);
                 if (ring != null) {
                     int used = usedIdxInRam(ring);
@@ -621,7 +633,7 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
     private volatile long loggedPagesBefore;
 
     private void setLogFlag(boolean on) throws VhostUserException {
-        for (int i = 0; i < queueCount; i++) {
+        for (int i = 0; i < backendQueues; i++) {
             SplitVirtqueue ring = ctx.queue(i);
             if (ring != null) {
                 fe.setRingAddr(i, addresses(ring), on);
@@ -736,7 +748,7 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
             closeQuietly(hangupReg);
             hangupReg = null;
         }
-        for (int i = 0; i < queueCount; i++) {
+        for (int i = 0; i < backendQueues; i++) {
             if (callRegs[i] != null) {
                 closeQuietly(callRegs[i]);
                 callRegs[i] = null;

@@ -12,7 +12,8 @@ import java.util.Map;
 
 /**
  * vhost-user-net: a virtio NIC (ID 1) whose rx0 and tx0 queues an external back-end (DPDK
- * testpmd, Ferry's own) serves. The front-end provides MAC and STATUS itself (config
+ * testpmd, Ferry's own) serves; a third queue exists (where a control queue sits) but CTRL_VQ is
+ * not offered, so a driver gets no service there. The front-end provides MAC and STATUS itself (config
  * {@code mac[6] | le16 status = LINK_UP}); MRG_RXBUF when the back-end offers it. No control
  * queue (QEMU serves it in the VMM; this front-end does not offer CTRL_VQ), so no GUEST_ANNOUNCE:
  * after a migration the destination asks the back-end to announce the guest with SEND_RARP
@@ -25,7 +26,7 @@ public final class VhostUserNet extends VhostUserDevice {
     private volatile long rarpsSent;
 
     public VhostUserNet(String id, VhostUserOptions options, Machine machine) throws VhostUserException {
-        super(id, options, machine, 2, QUEUE_SIZE);
+        super(id, options, machine, 3, 2, QUEUE_SIZE);
         this.mac = options.mac().clone();
     }
 
