@@ -66,12 +66,13 @@ final class Qsd implements AutoCloseable {
     }
 
     @Override
-    public void close() throws InterruptedException, IOException {
-        if (!process.isAlive()) {
-            System.out.println("qemu-storage-daemon on " + socket + " had ended (" + process.exitValue() + "): "
-                    + Files.readString(logFile));
+    public void close() throws IOException {
+        try {
+            freeze(false);
+            kill();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            process.destroyForcibly();
         }
-        freeze(false);
-        kill();
     }
 }
