@@ -46,4 +46,14 @@ final class MmioContext implements VirtioContext {
     public void deviceError(String reason) {
         transport.deviceError(reason);
     }
+
+    @Override
+    public dev.ferry.core.sys.EventFd kickFd(int index) {
+        return transport.kickFd(index);
+    }
+
+    @Override
+    public void interruptQueue(int index) {
+        transport.raiseUsed(index);
+    }
 }

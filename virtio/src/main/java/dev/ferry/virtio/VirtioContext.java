@@ -40,4 +40,23 @@ public interface VirtioContext {
      * reason is logged and kept for {@code describe}.
      */
     void deviceError(String reason);
+
+    /**
+     * The doorbell of queue {@code index}: the eventfd the transport signals on a guest's
+     * QueueNotify (on KVM an ioeventfd would), for a model with an
+     * {@link VirtioDeviceModel#externalDataPlane external data plane} to pass to its back-end.
+     * Owned by the transport: the model must not close it.
+     */
+    default dev.ferry.core.sys.EventFd kickFd(int index) {
+        throw new UnsupportedOperationException("this transport does not hand out its doorbells");
+    }
+
+    /**
+     * Raises the used-buffer interrupt of queue {@code index} without looking at the ring's
+     * suppression flags: an external back-end already decided (it signalled its call eventfd).
+     * Nothing happens for a queue that is not ready or a device that needs a reset.
+     */
+    default void interruptQueue(int index) {
+        notifyQueue(index);
+    }
 }

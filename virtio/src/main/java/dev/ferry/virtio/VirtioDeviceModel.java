@@ -88,6 +88,17 @@ public interface VirtioDeviceModel extends AutoCloseable {
      */
     void commitLoad();
 
+    /**
+     * The queues are served outside the VMM (a vhost-user back-end): the transport leaves the
+     * queues' kick eventfds alone — the model hands them to the back-end
+     * ({@link VirtioContext#kickFd}) — and the model raises the used-buffer interrupt itself when
+     * the back-end signals it ({@link VirtioContext#interruptQueue}). Asked once, when the
+     * transport is built.
+     */
+    default boolean externalDataPlane() {
+        return false;
+    }
+
     /** What the device reports in {@code x-ferry-devices} and the demo: requests, bytes, ... */
     void describe(java.util.Map<String, Object> into);
 

@@ -104,7 +104,9 @@ public final class VirtioMmio implements BusDevice, VmChangeStateHandler, AutoCl
             for (int i = 0; i < n; i++) {
                 queues[i] = new MmioQueue(i, model.queueMaxSize());
                 MmioQueue q = queues[i];
-                q.kickRegistration = loop.add(q.kick, () -> kicked(q));
+                if (!model.externalDataPlane()) { // otherwise the back-end reads the doorbell
+                    q.kickRegistration = loop.add(q.kick, () -> kicked(q));
+                }
             }
         } catch (RuntimeException e) {
             close();
@@ -430,6 +432,17 @@ public final class VirtioMmio implements BusDevice, VmChangeStateHandler, AutoCl
     void notifyUsed(int index) {
         SplitVirtqueue ring = servedQueue(index);
         if (ring == null || !ring.shouldNotify()) {
+            return;
+        }
+        synchronized (this) {
+            isr |= Virtio.ISR_QUEUE;
+            irq.raise();
+        }
+    }
+
+    /** {@link VirtioContext#interruptQueue}: the used-buffer interrupt, unconditionally. */
+    void raiseUsed(int index) {
+        if (servedQueue(index) == null) {
             return;
         }
         synchronized (this) {

@@ -29,6 +29,26 @@ final class EchoModel implements VirtioDeviceModel {
     final AtomicInteger notifications = new AtomicInteger();
     final AtomicInteger resets = new AtomicInteger();
     private volatile VirtioContext ctx;
+    private final boolean external;
+
+    EchoModel() {
+        this(false);
+    }
+
+    /** {@code external}: the queues are served outside the VMM ({@link VirtioDeviceModel#externalDataPlane}). */
+    EchoModel(boolean external) {
+        this.external = external;
+    }
+
+    @Override
+    public boolean externalDataPlane() {
+        return external;
+    }
+
+    /** The context of the last start. */
+    VirtioContext context() {
+        return ctx;
+    }
 
     @Override
     public String name() {

@@ -1,0 +1,55 @@
+package dev.ferry.vhostuser.frontend;
+
+import org.junit.jupiter.api.Assumptions;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * A real DPDK testpmd as a vhost-user-net back-end (net_vhost PMD, server mode, no hugepages),
+ * forwarding every frame back to its sender with the MACs swapped. Its stdin stays open (it exits
+ * at EOF). Tests skip with the reason when testpmd is not installed.
+ */
+final class Testpmd implements AutoCloseable {
+    static final Path BINARY = Path.of("/usr/bin/dpdk-testpmd");
+    final Path socket;
+    final Path logFile;
+    private final Process process;
+
+    static void assumeInstalled() {
+        Assumptions.assumeTrue(Files.isExecutable(BINARY),
+                "dpdk-testpmd not installed: apt-get install dpdk-dev librte-net-vhost23");
+    }
+
+    Testpmd(Path socket, String prefix) throws IOException, InterruptedException {
+        this.socket = socket;
+        this.logFile = socket.resolveSibling(socket.getFileName() + ".log");
+        Files.deleteIfExists(socket);
+        process = new ProcessBuilder(List.of(BINARY.toString(), "-l", "0-1", "--no-pci", "--no-huge", "-m", "256",
+                "--file-prefix=" + prefix, "--vdev", "net_vhost0,iface=" + socket + ",queues=1,client=0", "--",
+                "--port-topology=loop", "--forward-mode=macswap", "--total-num-mbufs=2048", "--auto-start"))
+                .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.appendTo(logFile.toFile())).start();
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+        while (!Files.exists(socket)) {
+            if (!process.isAlive() || System.nanoTime() > deadline) {
+                String log = Files.readString(logFile);
+                process.destroyForcibly();
+                throw new IOException("dpdk-testpmd did not listen on " + socket + ": " + log);
+            }
+            Thread.sleep(20);
+        }
+    }
+
+    @Override
+    public void close() {
+        process.destroyForcibly();
+        try {
+            process.waitFor(10, TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+}
