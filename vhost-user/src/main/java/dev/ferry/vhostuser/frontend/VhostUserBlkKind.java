@@ -24,9 +24,14 @@ public final class VhostUserBlkKind implements DeviceKind {
         return VhostUserBlk.NAME;
     }
 
+    /**
+     * {@code socket}, {@code queues}, {@code reply-timeout-ms}; and {@code image}, the image the
+     * back-end serves, which the device never opens — a soft guest's {@code x-ferry-verify} checks
+     * it against the writes the guest saw acknowledged.
+     */
     @Override
     public Set<String> options() {
-        return Set.of("socket", "queues", "reply-timeout-ms");
+        return Set.of("socket", "queues", "reply-timeout-ms", "image");
     }
 
     @Override

@@ -37,7 +37,7 @@ class VhostUserKindTest {
 
     @Test
     void bothKindsAreFoundWithTheirOptions() {
-        assertEquals(Set.of("socket", "queues", "reply-timeout-ms"), kind("vhost-user-blk").options());
+        assertEquals(Set.of("socket", "queues", "reply-timeout-ms", "image"), kind("vhost-user-blk").options());
         assertEquals(Set.of("socket", "queues", "reply-timeout-ms", "mac"), kind("vhost-user-net").options());
     }
 

@@ -115,6 +115,15 @@ public final class DemoCommand implements Callable<Integer> {
     /** How much the demo inflates the balloon before migrating. */
     static final long BALLOON_INFLATE = 64L << 20;
 
+    @Option(names = "--vhost-user",
+            description = "serve the disk and the NIC over vhost-user, each VMM with its own back-ends: the disk by"
+                    + " qemu-storage-daemon when installed (two daemons on the shared image), else by Ferry's back-end"
+                    + " library; the NIC by Ferry's back-end on UDP to the traffic peer")
+    boolean vhostUser;
+
+    /** The back-ends of --vhost-user, while the demo runs. */
+    DemoBackends backends;
+
     @Option(names = "--json", description = "print exactly one JSON object instead of the report")
     boolean json;
 
@@ -171,6 +180,9 @@ public final class DemoCommand implements Callable<Integer> {
             return run(dir, say);
         } finally {
             faults.close();
+            if (backends != null) {
+                backends.close();
+            }
             if (peer != null) {
                 peer.close();
             }
@@ -224,7 +236,12 @@ public final class DemoCommand implements Callable<Integer> {
         for (int i = 0; i < vfCount; i++) {
             devices.addObject().put("id", "vf" + i).put("kind", "vf").put("flags", vfFlags);
         }
-        if (image != null) {
+        String side = name.equals("source") ? "source" : "destination";
+        if (image != null && backends != null) {
+            // The disk's data plane is the back-end's; the VMM knows the image only to verify it.
+            devices.addObject().put("id", "disk0").put("kind", "vhost-user-blk")
+                    .put("socket", backends.diskSocket(side).toString()).put("image", image.toString());
+        } else if (image != null) {
             // Shared storage: both VMMs open the same image; the destination writes it only once it runs.
             devices.addObject().put("id", "disk0").put("kind", "virtio-blk").put("image",
                     (refusing && faults.refuses("disk") ? otherImage : image).toString());
@@ -232,7 +249,10 @@ public final class DemoCommand implements Callable<Integer> {
         if (balloon) {
             devices.addObject().put("id", "balloon0").put("kind", "virtio-balloon");
         }
-        if (peer != null) {
+        if (peer != null && backends != null) {
+            devices.addObject().put("id", "net0").put("kind", "vhost-user-net").put("mac", NIC_MAC)
+                    .put("socket", backends.nicSocket(side).toString());
+        } else if (peer != null) {
             // Both VMMs send to the peer from a port of their own; the destination's announce moves the MAC.
             devices.addObject().put("id", "net0").put("kind", "virtio-net").put("mac", NIC_MAC)
                     .put("netdev", "dgram:127.0.0.1:" + peer.port());
@@ -250,6 +270,10 @@ public final class DemoCommand implements Callable<Integer> {
             try (java.io.RandomAccessFile f = new java.io.RandomAccessFile(otherImage.toFile(), "rw")) {
                 f.setLength(diskBytes + (1 << 20));
             }
+        }
+        if (vhostUser) {
+            backends = DemoBackends.start(dir, image, dev.ferry.virtio.net.NetOptions.parseMac(NIC_MAC),
+                    peer == null ? 0 : peer.port(), say);
         }
         Files.writeString(dir.resolve("source.json"), config("source"));
         Files.writeString(dir.resolve("destination.json"), config("destination"));

@@ -60,13 +60,14 @@ final class SoftGuest implements VmGuest {
     /** One disk and its guest driver; {@code loaded} is the driver's progress as a migration left it. */
     private static final class Disk {
         final String id;
-        final VirtioBlk model;
+        /** The image the disk's writes land on (a vhost-user back-end's: from the config's "image"); may be null. */
+        final java.nio.file.Path image;
         final SoftBlkDriver driver;
         volatile BlkDriverArea.Progress loaded;
 
-        Disk(String id, VirtioBlk model, SoftBlkDriver driver) {
+        Disk(String id, java.nio.file.Path image, SoftBlkDriver driver) {
             this.id = id;
-            this.model = model;
+            this.image = image;
             this.driver = driver;
         }
     }
@@ -74,13 +75,11 @@ final class SoftGuest implements VmGuest {
     /** One NIC and its guest driver; {@code loaded} is the driver's progress as a migration left it. */
     private static final class Nic {
         final String id;
-        final VirtioNet model;
         final SoftNetDriver driver;
         volatile NetDriverArea.Progress loaded;
 
-        Nic(String id, VirtioNet model, SoftNetDriver driver) {
+        Nic(String id, SoftNetDriver driver) {
             this.id = id;
-            this.model = model;
             this.driver = driver;
         }
     }
@@ -90,8 +89,8 @@ final class SoftGuest implements VmGuest {
         long n = 0;
         for (VmConfig.DeviceConfig d : config.devices()) {
             n += switch (d.kind()) {
-                case "virtio-blk" -> BlkDriverArea.SIZE;
-                case "virtio-net" -> NetDriverArea.SIZE;
+                case "virtio-blk", "vhost-user-blk" -> BlkDriverArea.SIZE;
+                case "virtio-net", "vhost-user-net" -> NetDriverArea.SIZE;
                 case "virtio-balloon" -> BalloonDriverArea.SIZE;
                 default -> 0;
             };
@@ -163,13 +162,18 @@ final class SoftGuest implements VmGuest {
     @Override
     public void attachDrivers(VmDevices devices) {
         for (Device d : devices.all()) {
-            if (d instanceof VirtioMmioDevice v && v.transport().model() instanceof VirtioBlk blk) {
+            if (d instanceof VirtioMmioDevice v && v.transport().model().deviceId() == dev.ferry.virtio.Virtio.ID_BLOCK) {
+                // virtio-blk, or vhost-user-blk: the guest sees the same device; its capacity is in the config space.
                 long area = areaTop -= BlkDriverArea.SIZE;
-                long blocks = Math.min(BlkDriverArea.MAX_BLOCKS, blk.capacityBytes() / 4096);
+                long capacity = java.nio.ByteBuffer.wrap(v.transport().model().config())
+                        .order(java.nio.ByteOrder.LITTLE_ENDIAN).getLong(0) * 512;
+                long blocks = Math.min(BlkDriverArea.MAX_BLOCKS, capacity / 4096);
                 SoftBlkDriver driver = new SoftBlkDriver(machine.deviceMemory(), area, machine.mmio(), v.transport().base(),
                         irqchip, v.transport().irq().gsi(), config.workload().seed() ^ disks.size(), DISK_DEPTH, blocks);
                 cpus.addProgram(d.id(), driver);
-                disks.add(new Disk(d.id(), blk, driver));
+                java.nio.file.Path image = v.transport().model() instanceof VirtioBlk blk ? blk.imagePath()
+                        : imageOption(d.id());
+                disks.add(new Disk(d.id(), image, driver));
             } else if (d instanceof VirtioMmioDevice v && v.transport().model() instanceof VirtioBalloon b) {
                 if (balloon != null) {
                     throw new IllegalStateException("the soft guest drives one balloon; " + d.id() + " is a second");
@@ -182,16 +186,26 @@ final class SoftGuest implements VmGuest {
                         freeBase, region, HINT_BLOCK, false);
                 cpus.addProgram(d.id(), driver);
                 balloon = new Balloon(d.id(), b, driver);
-            } else if (d instanceof VirtioMmioDevice v && v.transport().model() instanceof VirtioNet net) {
+            } else if (d instanceof VirtioMmioDevice v && v.transport().model().deviceId() == dev.ferry.virtio.Virtio.ID_NET) {
                 long area = areaTop -= NetDriverArea.SIZE;
                 SoftNetDriver driver = new SoftNetDriver(machine.deviceMemory(), area, machine.mmio(), v.transport().base(),
                         irqchip, v.transport().irq().gsi(), NIC_WINDOW, NIC_FRAME);
                 cpus.addProgram(d.id(), driver);
-                nics.add(new Nic(d.id(), net, driver));
+                nics.add(new Nic(d.id(), driver));
             } else {
                 throw new IllegalStateException("the soft guest has no driver for " + d.id() + " (" + d.kind() + ")");
             }
         }
+    }
+
+    /** The {@code "image"} option of a vhost-user-blk config entry: what its back-end serves. */
+    private java.nio.file.Path imageOption(String id) {
+        for (VmConfig.DeviceConfig c : config.devices()) {
+            if (c.id().equals(id) && c.options() != null && c.options().hasNonNull("image")) {
+                return java.nio.file.Path.of(c.options().get("image").asText());
+            }
+        }
+        return null;
     }
 
     @Override
@@ -323,13 +337,17 @@ final class SoftGuest implements VmGuest {
         if (!disks.isEmpty()) {
             ArrayNode a = o.putArray("disks");
             for (Disk d : disks) {
-                ObjectNode dn = a.addObject().put("id", d.id).put("image", d.model.imagePath().toString());
+                ObjectNode dn = a.addObject().put("id", d.id).put("image", String.valueOf(d.image));
                 BlkDriverArea.Progress now = d.driver.area().progress();
                 progress(dn, now);
                 ArrayNode problems = dn.putArray("problems");
                 boolean ok;
                 try {
-                    DiskVerifier.Verdict v = DiskVerifier.verifyImage(d.driver.area(), d.model.imagePath());
+                    if (d.image == null) {
+                        throw new java.io.IOException("no image to check: give the vhost-user-blk device the \"image\""
+                                + " its back-end serves");
+                    }
+                    DiskVerifier.Verdict v = DiskVerifier.verifyImage(d.driver.area(), d.image);
                     dn.put("blocks-checked", v.blocksChecked()).put("blocks-written", v.blocksWritten());
                     v.problems().forEach(problems::add);
                     ok = v.ok();

@@ -1,0 +1,132 @@
+package dev.ferry.vmm.demo;
+
+import dev.ferry.vhostuser.backend.BackendOptions;
+import dev.ferry.vhostuser.backend.VhostUserBackend;
+import dev.ferry.virtio.blk.BlkOptions;
+import dev.ferry.virtio.net.DgramBackend;
+import dev.ferry.virtio.net.NetOptions;
+
+import java.io.IOException;
+import java.io.PrintStream;
+import java.net.InetSocketAddress;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * The vhost-user back-ends of {@code ferry demo --vhost-user}: one disk back-end and one NIC
+ * back-end per VMM, each on its own UNIX socket. The disk is served by qemu-storage-daemon when it
+ * is installed — two daemons on the shared image, as two hosts with shared storage would run them —
+ * else by Ferry's back-end library; the NIC by Ferry's back-end on UDP to the demo's traffic peer,
+ * since the demo's NIC verdict needs that peer's sequence checks (DPDK testpmd's macswap loop,
+ * which `ferry vhost-user check` and the front-end's tests use, only mirrors the guest's frames).
+ * Owns the processes and back-ends; {@link #close()} stops them.
+ */
+final class DemoBackends implements AutoCloseable {
+    private final List<Process> daemons = new ArrayList<>();
+    private final List<VhostUserBackend> ferry = new ArrayList<>();
+    private final Path dir;
+    final String diskServer;
+
+    private DemoBackends(Path dir, String diskServer) {
+        this.dir = dir;
+        this.diskServer = diskServer;
+    }
+
+    /** The disk back-end's socket of {@code side} ("source" or "destination"). */
+    Path diskSocket(String side) {
+        return dir.resolve("vub-" + side + ".sock");
+    }
+
+    Path nicSocket(String side) {
+        return dir.resolve("vun-" + side + ".sock");
+    }
+
+    /** Starts both sides' back-ends; {@code peerPort} is the traffic peer's UDP port (0: no NIC). */
+    static DemoBackends start(Path dir, Path image, byte[] mac, int peerPort, PrintStream say)
+            throws IOException, InterruptedException {
+        Path qsd = onPath("qemu-storage-daemon");
+        DemoBackends b = new DemoBackends(dir, image == null ? "none"
+                : qsd != null ? "qemu-storage-daemon" : "Ferry's back-end library");
+        try {
+            for (String side : List.of("source", "destination")) {
+                if (image != null) {
+                    if (qsd != null) {
+                        b.daemons.add(storageDaemon(qsd, image, b.diskSocket(side), dir.resolve("qsd-" + side + ".log")));
+                    } else {
+                        b.ferry.add(VhostUserBackend.serveBlk(BlkOptions.of(image), BackendOptions.server(b.diskSocket(side))));
+                    }
+                }
+                if (peerPort != 0) {
+                    DgramBackend udp = new DgramBackend(new InetSocketAddress("127.0.0.1", 0),
+                            new InetSocketAddress("127.0.0.1", peerPort));
+                    b.ferry.add(VhostUserBackend.serveNet(new NetOptions(mac, 256, false), udp,
+                            BackendOptions.server(b.nicSocket(side))));
+                }
+            }
+        } catch (IOException | InterruptedException | RuntimeException e) {
+            b.close();
+            throw e;
+        }
+        if (image != null) {
+            say.printf("vhost-user:      the disk served by %s on %s and %s%n", b.diskServer,
+                    b.diskSocket("source").getFileName(), b.diskSocket("destination").getFileName());
+        }
+        if (peerPort != 0) {
+            say.printf("vhost-user:      the NIC served by Ferry's back-end library on %s and %s, on UDP to the peer%n",
+                    b.nicSocket("source").getFileName(), b.nicSocket("destination").getFileName());
+        }
+        return b;
+    }
+
+    private static Process storageDaemon(Path binary, Path image, Path socket, Path log)
+            throws IOException, InterruptedException {
+        Files.deleteIfExists(socket);
+        // locking=off: the destination's daemon opens the image the source's still has (shared storage).
+        Process p = new ProcessBuilder(List.of(binary.toString(),
+                "--blockdev", "driver=file,node-name=f0,filename=" + image + ",locking=off",
+                "--export", "type=vhost-user-blk,id=e0,node-name=f0,addr.type=unix,addr.path=" + socket
+                        + ",writable=on,num-queues=1"))
+                .redirectErrorStream(true).redirectOutput(log.toFile()).start();
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        while (!Files.exists(socket)) {
+            if (!p.isAlive() || System.nanoTime() > deadline) {
+                p.destroyForcibly();
+                throw new IOException("qemu-storage-daemon did not listen on " + socket + ": " + Files.readString(log));
+            }
+            Thread.sleep(10);
+        }
+        return p;
+    }
+
+    private static Path onPath(String name) {
+        String path = System.getenv("PATH");
+        for (String d : path == null ? new String[0] : path.split(":")) {
+            Path p = Path.of(d, name);
+            if (Files.isExecutable(p)) {
+                return p;
+            }
+        }
+        return null;
+    }
+
+    @Override
+    public void close() {
+        for (VhostUserBackend b : ferry) {
+            b.close();
+        }
+        for (Process p : daemons) {
+            p.destroy();
+            try {
+                if (!p.waitFor(5, TimeUnit.SECONDS)) {
+                    p.destroyForcibly();
+                }
+            } catch (InterruptedException e) {
+                p.destroyForcibly();
+                Thread.currentThread().interrupt();
+            }
+        }
+    }
+}
