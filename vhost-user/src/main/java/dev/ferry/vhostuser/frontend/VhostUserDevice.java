@@ -258,6 +258,13 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
         afterStart(f, ctx);
     }
 
+    /**
+     * Whether every buffer the driver makes available on queue {@code queue} completes without
+     * anything from outside (a disk's requests: yes; a NIC's receive buffers wait for frames).
+     * Only such queues are drained at a stop.
+     */
+    protected abstract boolean completesOnItsOwn(int queue);
+
     /** Before the rings start (blk: SET_INFLIGHT_FD). */
     protected void beforeRingsStart(VhostUserFrontend frontend, VirtioContext context) throws VhostUserException {
     }
@@ -328,7 +335,9 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
                 continue;
             }
             try {
-                used = settle(i, ring, used);
+                if (completesOnItsOwn(i)) {
+                    used = settle(i, ring, used);
+                }
                 int base = fe.stopRing(i);
                 int inUse = (base - used) & 0xffff;
                 if (inUse > ring.size()) {
@@ -337,8 +346,10 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
                             + ": more requests in use than the ring holds (" + ring.size() + ")";
                     ring.restore(used, used);
                 } else {
-                    used = awaitDrained(i, ring, base, used);
-                    if (used != base) {
+                    if (completesOnItsOwn(i)) {
+                        used = awaitDrained(i, ring, base, used);
+                    }
+                    if (used != base && completesOnItsOwn(i)) {
                         problem = "ring " + i + ": " + ((base - used) & 0xffff) + " requests the back-end took "
                                 + "were still not completed " + drainTimeoutMs() + " ms after GET_VRING_BASE";
                     }
@@ -473,26 +484,45 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
         }
         VhostUserFrontend f = fe;
         fe = null;
+        String unknown = null;
         if (running && ctx != null) {
             for (int i = 0; i < backendQueues; i++) {
                 SplitVirtqueue ring = ctx.queue(i);
                 if (ring != null) {
                     int used = usedIdxInRam(ring);
+                    int avail = ctx.memory().loadU16Acquire(ring.config().availGpa() + 2);
+                    if (used != avail && completesOnItsOwn(i) && !resubmitSafe()) {
+                        unknown = "ring " + i + " had " + ((avail - used) & 0xffff) + " requests out";
+                    }
                     ring.restore(used, used);
                 }
             }
         }
         running = false;
         f.close();
-        if (ctx != null) {
-            reconnectDelayMs = RECONNECT_FIRST_MS;
-            reconnectTimer.arm(reconnectDelayMs * 1_000_000L);
+        if (unknown != null) {
+            // Resubmitting from the used index could run a completed write again over a newer one.
+            VirtioContext c = ctx;
+            ctx = null;
+            c.deviceError(who() + ": the vhost-user back-end was lost (" + reason + ") while " + unknown
+                    + " and it keeps no in-flight region: their state is unknown");
         }
+        reconnectDelayMs = RECONNECT_FIRST_MS;
+        reconnectTimer.arm(reconnectDelayMs * 1_000_000L);
+    }
+
+    /**
+     * Whether the requests a lost back-end had taken may be offered again from the used index:
+     * blk only with an in-flight region (the new back-end knows which completed); otherwise the
+     * device needs a reset ({@link VirtioContext#deviceError}) and the driver resubmits.
+     */
+    protected boolean resubmitSafe() {
+        return true;
     }
 
     /** Timer: one reconnect attempt; the next after twice the delay (at most {@link #RECONNECT_MAX_MS}). */
     private void reconnect() {
-        if (fe != null || ctx == null) {
+        if (fe != null) {
             return;
         }
         reconnectNow();
