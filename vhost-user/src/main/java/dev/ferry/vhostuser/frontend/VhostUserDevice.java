@@ -102,6 +102,8 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
     private volatile long reconnects;
     private volatile long interrupts;
     private volatile long lastDrainMicros;
+    /** A ring whose stop failed with requests out (their state unknown), for {@link #backendLost}. */
+    private String stopUnknown;
     protected boolean loadedFromMigration;
 
     /**
@@ -357,6 +359,10 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
                 }
             } catch (VhostUserException e) {
                 problem = "stopping ring " + i + " (SET_VRING_ENABLE 0, GET_VRING_BASE): " + e.getMessage();
+                int avail = ctx.memory().loadU16Acquire(ring.config().availGpa() + 2);
+                if (used != avail && completesOnItsOwn(i) && !resubmitSafe()) {
+                    stopUnknown = "ring " + i + " had " + ((avail - used) & 0xffff) + " requests out";
+                }
                 ring.restore(used, used); // QEMU: without the back-end's index, resume at the used index
             }
         }
@@ -484,7 +490,8 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
         }
         VhostUserFrontend f = fe;
         fe = null;
-        String unknown = null;
+        String unknown = stopUnknown;
+        stopUnknown = null;
         if (running && ctx != null) {
             for (int i = 0; i < backendQueues; i++) {
                 SplitVirtqueue ring = ctx.queue(i);
@@ -500,7 +507,7 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
         }
         running = false;
         f.close();
-        if (unknown != null) {
+        if (unknown != null && ctx != null) {
             // Resubmitting from the used index could run a completed write again over a newer one.
             VirtioContext c = ctx;
             ctx = null;
