@@ -15,10 +15,21 @@ import java.util.concurrent.TimeUnit;
  * machine two testpmds on separate cores would starve the VMM under test. Tests skip with the reason when testpmd is not installed.
  */
 final class Testpmd implements AutoCloseable {
-    static final Path BINARY = Path.of("/usr/bin/dpdk-testpmd");
+    static final Path BINARY = onPath("dpdk-testpmd");
     final Path socket;
     final Path logFile;
     private final Process process;
+
+    /** {@code name} in a directory of PATH, or a path that does not exist. */
+    static Path onPath(String name) {
+        for (String dir : System.getenv().getOrDefault("PATH", "").split(java.io.File.pathSeparator)) {
+            Path p = Path.of(dir.isEmpty() ? "." : dir, name);
+            if (Files.isExecutable(p)) {
+                return p;
+            }
+        }
+        return Path.of(name);
+    }
 
     static void assumeInstalled() {
         Assumptions.assumeTrue(Files.isExecutable(BINARY),
