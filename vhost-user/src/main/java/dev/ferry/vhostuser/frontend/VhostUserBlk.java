@@ -64,6 +64,18 @@ public final class VhostUserBlk extends VhostUserDevice {
         }
     }
 
+    /** Every request completes: the stop drains them. */
+    @Override
+    protected boolean completesOnItsOwn(int queue) {
+        return true;
+    }
+
+    /** With the back-end's in-flight region its successor knows what completed; without, the driver must resubmit. */
+    @Override
+    protected boolean resubmitSafe() {
+        return inflight != null;
+    }
+
     @Override
     protected long deviceFeatureMask() {
         return FEATURES & (options.queues() > 1 ? ~0L : ~(1L << VirtioBlk.F_MQ));

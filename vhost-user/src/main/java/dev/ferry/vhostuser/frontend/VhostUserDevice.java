@@ -3,7 +3,6 @@ package dev.ferry.vhostuser.frontend;
 import dev.ferry.core.device.DeviceEventLoop;
 import dev.ferry.core.machine.Machine;
 import dev.ferry.core.memory.DirtyLogSource;
-import dev.ferry.core.memory.DirtyPages;
 import dev.ferry.core.memory.GuestMemory;
 import dev.ferry.core.migration.LoadStream;
 import dev.ferry.core.migration.MigrationBlocker;
@@ -75,8 +74,8 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
     static final int DRAIN_REPLY_TIMEOUTS = 3;
     protected final String id;
     protected final VhostUserOptions options;
-    private final GuestMemory memory;
-    private final DeviceEventLoop loop;
+    final GuestMemory memory;
+    final DeviceEventLoop loop;
     private final MigrationRegistry registry;
     private final int queueCount;
     /** Queues 0..backendQueues-1 are the back-end's. */
@@ -84,24 +83,26 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
     private final int queueSize;
     private final EventFd[] calls;
     private final DeviceEventLoop.Registration[] callRegs;
-    private final DirtyLogSource logSource;
+    private final BackendLog logSource;
     private final MigrationBlocker blocker;
     private final DeviceEventLoop.Timer reconnectTimer;
-    private final long offeredBackendFeatures;
+    final long offeredBackendFeatures;
 
     // Loop-thread state; describe reads the volatile ones from any thread (the transport calls
     // it holding its lock, which the loop thread takes too: describe must not wait for the loop).
-    private volatile VhostUserFrontend fe;
+    volatile VhostUserFrontend fe;
     private DeviceEventLoop.Registration hangupReg;
-    private VirtioContext ctx;
-    private volatile boolean running;
-    private volatile SharedDirtyLog log;
-    private volatile String lostReason;
+    VirtioContext ctx;
+    volatile boolean running;
+    volatile SharedDirtyLog log;
+    volatile String lostReason;
     private volatile String reconnectError;
     private long reconnectDelayMs = RECONNECT_FIRST_MS;
     private volatile long reconnects;
     private volatile long interrupts;
     private volatile long lastDrainMicros;
+    /** A ring whose stop failed with requests out (their state unknown), for {@link #backendLost}. */
+    private String stopUnknown;
     protected boolean loadedFromMigration;
 
     /**
@@ -157,10 +158,10 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
             throw e;
         }
         if (fe.canLog()) {
-            logSource = new BackendLog();
+            logSource = new BackendLog(this);
             blocker = null;
             registry.addDirtyLogSource(logSource);
-            registry.addNotifier(setupCheck);
+            registry.addNotifier(logSource);
         } else {
             logSource = null;
             blocker = new MigrationBlocker(who() + ": the vhost-user back-end at " + options.socket() + " lacks "
@@ -258,12 +259,19 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
         afterStart(f, ctx);
     }
 
+    /**
+     * Whether every buffer the driver makes available on queue {@code queue} completes without
+     * anything from outside (a disk's requests: yes; a NIC's receive buffers wait for frames).
+     * Only such queues are drained at a stop.
+     */
+    protected abstract boolean completesOnItsOwn(int queue);
+
     /** Before the rings start (blk: SET_INFLIGHT_FD). */
     protected void beforeRingsStart(VhostUserFrontend frontend, VirtioContext context) throws VhostUserException {
     }
 
     /** The ring's areas in this process's address space (what the back-end maps), and the used ring's GPA. */
-    private VhostUserFrontend.RingAddresses addresses(SplitVirtqueue ring) {
+    VhostUserFrontend.RingAddresses addresses(SplitVirtqueue ring) {
         QueueConfig c = ring.config();
         int n = c.size();
         return new VhostUserFrontend.RingAddresses(
@@ -328,7 +336,9 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
                 continue;
             }
             try {
-                used = settle(i, ring, used);
+                if (completesOnItsOwn(i)) {
+                    used = settle(i, ring, used);
+                }
                 int base = fe.stopRing(i);
                 int inUse = (base - used) & 0xffff;
                 if (inUse > ring.size()) {
@@ -337,8 +347,10 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
                             + ": more requests in use than the ring holds (" + ring.size() + ")";
                     ring.restore(used, used);
                 } else {
-                    used = awaitDrained(i, ring, base, used);
-                    if (used != base) {
+                    if (completesOnItsOwn(i)) {
+                        used = awaitDrained(i, ring, base, used);
+                    }
+                    if (used != base && completesOnItsOwn(i)) {
                         problem = "ring " + i + ": " + ((base - used) & 0xffff) + " requests the back-end took "
                                 + "were still not completed " + drainTimeoutMs() + " ms after GET_VRING_BASE";
                     }
@@ -346,6 +358,10 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
                 }
             } catch (VhostUserException e) {
                 problem = "stopping ring " + i + " (SET_VRING_ENABLE 0, GET_VRING_BASE): " + e.getMessage();
+                int avail = RingDrain.availIdx(ctx, ring);
+                if (used != avail && completesOnItsOwn(i) && !resubmitSafe()) {
+                    stopUnknown = "ring " + i + " had " + ((avail - used) & 0xffff) + " requests out";
+                }
                 ring.restore(used, used); // QEMU: without the back-end's index, resume at the used index
             }
         }
@@ -359,68 +375,23 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
         return problem;
     }
 
-    /**
-     * Before the ring stops: lets the back-end finish what the driver made available, kicking it
-     * every millisecond, until the used index reaches the avail index (at most
-     * {@link #drainTimeoutMs}). qemu-storage-daemon 7.2 keeps the requests of its last batch
-     * plugged until its next kick; once GET_VRING_BASE took the ring's kick away, they would never
-     * complete. The VM is stopped, so the driver adds nothing meanwhile. Returns the used index
-     * last seen.
-     */
     private int settle(int index, SplitVirtqueue ring, int used) {
-        long deadline = System.nanoTime() + drainTimeoutMs() * 1_000_000L;
-        int avail = ctx.memory().loadU16Acquire(ring.config().availGpa() + 2);
-        EventFd kick = ctx.kickFd(index);
-        while (used != avail && System.nanoTime() < deadline) {
-            kick.signal();
-            try {
-                Thread.sleep(1);
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                break;
-            }
-            used = usedIdxInRam(ring);
-        }
-        return used;
+        return RingDrain.settle(ctx, index, ring, used, drainTimeoutMs());
     }
 
-    /**
-     * Waits (at most {@link #drainTimeoutMs}) until the used index in guest RAM reaches {@code base}:
-     * a back-end may answer GET_VRING_BASE before the requests it took complete
-     * (qemu-storage-daemon 7.2 does: libvhost-user stops the ring but its block export finishes
-     * what is in flight afterwards, logging those writes). Migration needs the ring quiet, as
-     * QEMU's drain does for its own disks: every request taken is completed before the state is
-     * saved. Returns the used index last seen.
-     */
     private int awaitDrained(int index, SplitVirtqueue ring, int base, int used) {
         long t0 = System.nanoTime();
-        long deadline = t0 + drainTimeoutMs() * 1_000_000L;
-        long warnAt = t0 + options.replyTimeoutMs() * 1_000_000L;
-        while (used != base && System.nanoTime() < deadline) {
-            if (System.nanoTime() > warnAt) {
-                LOG.warn("{}: ring {}: {} requests still in flight {} ms after GET_VRING_BASE (used 0x{}, base 0x{}); waiting",
-                        who(), index, (base - used) & 0xffff, options.replyTimeoutMs(), Integer.toHexString(used),
-                        Integer.toHexString(base));
-                warnAt = Long.MAX_VALUE;
-            }
-            try {
-                Thread.sleep(1);
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                break;
-            }
-            used = usedIdxInRam(ring);
-        }
+        int u = RingDrain.awaitUsed(ctx, who(), index, ring, base, used, options.replyTimeoutMs(), drainTimeoutMs());
         lastDrainMicros = (System.nanoTime() - t0) / 1000;
-        return used;
+        return u;
     }
 
-    private long drainTimeoutMs() {
+    long drainTimeoutMs() {
         return DRAIN_REPLY_TIMEOUTS * options.replyTimeoutMs();
     }
 
-    private int usedIdxInRam(SplitVirtqueue ring) {
-        return ctx.memory().loadU16Acquire(ring.config().usedGpa() + 2);
+    int usedIdxInRam(SplitVirtqueue ring) {
+        return RingDrain.usedIdx(ctx, ring);
     }
 
     @Override
@@ -473,26 +444,46 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
         }
         VhostUserFrontend f = fe;
         fe = null;
+        String unknown = stopUnknown;
+        stopUnknown = null;
         if (running && ctx != null) {
             for (int i = 0; i < backendQueues; i++) {
                 SplitVirtqueue ring = ctx.queue(i);
                 if (ring != null) {
                     int used = usedIdxInRam(ring);
+                    int avail = RingDrain.availIdx(ctx, ring);
+                    if (used != avail && completesOnItsOwn(i) && !resubmitSafe()) {
+                        unknown = "ring " + i + " had " + ((avail - used) & 0xffff) + " requests out";
+                    }
                     ring.restore(used, used);
                 }
             }
         }
         running = false;
         f.close();
-        if (ctx != null) {
-            reconnectDelayMs = RECONNECT_FIRST_MS;
-            reconnectTimer.arm(reconnectDelayMs * 1_000_000L);
+        if (unknown != null && ctx != null) {
+            // Resubmitting from the used index could run a completed write again over a newer one.
+            VirtioContext c = ctx;
+            ctx = null;
+            c.deviceError(who() + ": the vhost-user back-end was lost (" + reason + ") while " + unknown
+                    + " and it keeps no in-flight region: their state is unknown");
         }
+        reconnectDelayMs = RECONNECT_FIRST_MS;
+        reconnectTimer.arm(reconnectDelayMs * 1_000_000L);
+    }
+
+    /**
+     * Whether the requests a lost back-end had taken may be offered again from the used index:
+     * blk only with an in-flight region (the new back-end knows which completed); otherwise the
+     * device needs a reset ({@link VirtioContext#deviceError}) and the driver resubmits.
+     */
+    protected boolean resubmitSafe() {
+        return true;
     }
 
     /** Timer: one reconnect attempt; the next after twice the delay (at most {@link #RECONNECT_MAX_MS}). */
     private void reconnect() {
-        if (fe != null || ctx == null) {
+        if (fe != null) {
             return;
         }
         reconnectNow();
@@ -544,95 +535,13 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
     protected void afterReconnect(VhostUserFrontend frontend) {
     }
 
-    // ---- migration ----
-
-    /** Vetoes a migration's setup while the back-end is not connected: its writes could not be logged. */
-    private final dev.ferry.core.migration.MigrationNotifier setupCheck = this::checkSetup;
-
-    private void checkSetup(dev.ferry.core.migration.MigrationEvent event) throws MigrationException {
-        if (event == dev.ferry.core.migration.MigrationEvent.SETUP) {
-            String lost = loop.call(() -> fe == null ? String.valueOf(lostReason) : null);
-            if (lost != null) {
-                throw new MigrationException(who() + ": the vhost-user back-end at " + options.socket()
-                        + " is not connected (" + lost + "); migration cancelled, the VM runs on");
-            }
-        }
-    }
-
-    /** True while the migration's log runs (between its start and stop), even if no ring runs. */
-    private volatile boolean logRunning;
-
-    /** The shared log as RAM migration sees it; protocol steps on the loop, the harvest on the migration thread. */
-    private final class BackendLog implements DirtyLogSource {
-        @Override
-        public String name() {
-            return id + " vhost-user log";
-        }
-
-        @Override
-        public void start() {
-            loop.call(() -> {
-                if (fe == null) {
-                    throw new IllegalStateException(who() + ": the vhost-user back-end at " + options.socket()
-                            + " is not connected (" + lostReason + "): it cannot log its writes; migration cancelled");
-                }
-                SharedDirtyLog l = new SharedDirtyLog(id, memory);
-                log = l;
-                logRunning = true;
-                if (running) {
-                    try {
-                        fe.setLogBase(l.fd(), l.size());
-                        fe.setFeatures(ctx.features() & offeredBackendFeatures, true);
-                        setLogFlag(true);
-                    } catch (VhostUserException e) {
-                        backendLost(e.getMessage());
-                        throw new IllegalStateException(who() + ": starting the vhost-user dirty log failed: "
-                                + e.getMessage(), e);
-                    }
-                }
-                return null;
-            });
-        }
-
-        @Override
-        public void sync(DirtyPages target) {
-            SharedDirtyLog l = log;
-            if (l != null) {
-                l.harvest(target);
-            }
-            String lost = loop.call(() -> fe == null ? lostReason : null);
-            if (lost != null) {
-                throw new IllegalStateException(who() + ": the vhost-user back-end at " + options.socket()
-                        + " failed during migration: " + lost);
-            }
-        }
-
-        @Override
-        public void stop() {
-            loop.call(() -> {
-                logRunning = false;
-                if (running && fe != null) {
-                    try {
-                        fe.setFeatures(ctx.features() & offeredBackendFeatures, false);
-                        setLogFlag(false);
-                    } catch (VhostUserException e) {
-                        backendLost(e.getMessage());
-                    }
-                }
-                if (log != null) {
-                    loggedPagesBefore += log.pagesReported();
-                    log.close();
-                    log = null;
-                }
-                return null;
-            });
-        }
-    }
+    // ---- migration (the log itself: BackendLog) ----
 
     /** Pages the shared logs of finished migrations reported. Written on the loop thread. */
-    private volatile long loggedPagesBefore;
+    volatile long loggedPagesBefore;
 
-    private void setLogFlag(boolean on) throws VhostUserException {
+    /** SET_VRING_ADDR for every running ring, with or without the used-ring log flag. Loop thread. */
+    void setLogFlag(boolean on) throws VhostUserException {
         for (int i = 0; i < backendQueues; i++) {
             SplitVirtqueue ring = ctx.queue(i);
             if (ring != null) {
@@ -725,7 +634,7 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
     public void close() {
         if (logSource != null) {
             registry.removeDirtyLogSource(logSource);
-            registry.removeNotifier(setupCheck);
+            registry.removeNotifier(logSource);
         }
         if (blocker != null) {
             registry.removeBlocker(blocker);

@@ -34,6 +34,15 @@ public final class VhostUserNet extends VhostUserDevice {
     protected void checkBackend(VhostUserFrontend f) {
     }
 
+    /**
+     * Receive buffers wait for frames and a back-end sends what it took at once (DPDK uses a
+     * buffer as it pops it): the stop takes GET_VRING_BASE as it comes.
+     */
+    @Override
+    protected boolean completesOnItsOwn(int queue) {
+        return false;
+    }
+
     @Override
     protected long deviceFeatureMask() {
         return 1L << VirtioNet.F_MRG_RXBUF;

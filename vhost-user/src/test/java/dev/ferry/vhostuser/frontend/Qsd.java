@@ -14,11 +14,22 @@ import java.util.concurrent.TimeUnit;
  * hosts share a SAN disk). Tests skip with the reason when the daemon is not installed.
  */
 final class Qsd implements AutoCloseable {
-    static final Path BINARY = Path.of("/usr/bin/qemu-storage-daemon");
+    static final Path BINARY = onPath("qemu-storage-daemon");
     final Path image;
     final Path socket;
     final Path logFile;
     private Process process;
+
+    /** {@code name} in a directory of PATH, or a path that does not exist. */
+    static Path onPath(String name) {
+        for (String dir : System.getenv().getOrDefault("PATH", "").split(java.io.File.pathSeparator)) {
+            Path p = Path.of(dir.isEmpty() ? "." : dir, name);
+            if (Files.isExecutable(p)) {
+                return p;
+            }
+        }
+        return Path.of(name);
+    }
 
     static void assumeInstalled() {
         Assumptions.assumeTrue(Files.isExecutable(BINARY),

@@ -64,25 +64,29 @@ class QsdFailureTest {
 
     /**
      * The source after a failed migration: running, reconnected to its (restarted) daemon, and
-     * every write the guest saw acknowledged on the image. (qemu-storage-daemon 7.2 offers no
-     * in-flight region, so requests a killed daemon had taken are resubmitted from the used index,
-     * as QEMU does; a request completed out of order before the crash may then complete twice,
-     * which the guest driver counts as an error — so only the image is checked here.)
+     * every write the guest saw acknowledged on the image, none overwritten by an older one.
+     * (qemu-storage-daemon 7.2 offers no in-flight region: a daemon lost with requests out leaves
+     * their state unknown, so the device goes NEEDS_RESET rather than run a completed write
+     * again over a newer one; the guest driver stops with that error.)
      */
     private static void sourceRunsOn(VhostDiskVm src, Qsd qsd, Path img) throws Exception {
         assertEquals(RunState.RUNNING, src.machine.runState(), "the source VM runs on");
         if (!qsd.alive()) {
             qsd.start();
         }
-        awaitTrue("the device reconnected: " + src.vub(), () -> Boolean.TRUE.equals(src.vub().get("connected"))
-                && Boolean.TRUE.equals(src.vub().get("rings-running")));
+        awaitTrue("the device reconnected: " + src.vub(), () -> Boolean.TRUE.equals(src.vub().get("connected")));
         assertTrue(((Number) src.vub().get("reconnects")).longValue() >= 1, src.vub().toString());
         try {
             src.machine.vmStop(RunState.PAUSED);
         } catch (VmStateChangeException e) {
-            System.out.println("stopping after the resubmission: " + e.getMessage());
+            // Open question (docs/vhost-user.md): after a daemon killed at GET_VRING_BASE and
+            // restarted, the next stop now and then finds the used index one past what the new
+            // daemon's GET_VRING_BASE returns. The front-end refuses that state; the image must
+            // still be intact.
+            assertTrue(e.getMessage().contains("more requests in use than the ring holds"), e.getMessage());
+            System.out.println("the stop after the restart refused the back-end's index: " + e.getMessage());
         }
-        DiskVerifierCheck.assertAcknowledgedWritesOnImage(src, img);
+        DiskVerifierCheck.assertImageSafeAfterDeviceReset(src, img);
     }
 
     @Test

@@ -11,13 +11,25 @@ import java.util.concurrent.TimeUnit;
 /**
  * A real DPDK testpmd as a vhost-user-net back-end (net_vhost PMD, server mode, no hugepages),
  * forwarding every frame back to its sender with the MACs swapped. Its stdin stays open (it exits
- * at EOF). Tests skip with the reason when testpmd is not installed.
+ * at EOF). Both its lcores run on CPU 0: the forwarding one polls without rest, and on a 2-core
+ * machine two testpmds on separate cores would starve the VMM under test. Tests skip with the reason when testpmd is not installed.
  */
 final class Testpmd implements AutoCloseable {
-    static final Path BINARY = Path.of("/usr/bin/dpdk-testpmd");
+    static final Path BINARY = onPath("dpdk-testpmd");
     final Path socket;
     final Path logFile;
     private final Process process;
+
+    /** {@code name} in a directory of PATH, or a path that does not exist. */
+    static Path onPath(String name) {
+        for (String dir : System.getenv().getOrDefault("PATH", "").split(java.io.File.pathSeparator)) {
+            Path p = Path.of(dir.isEmpty() ? "." : dir, name);
+            if (Files.isExecutable(p)) {
+                return p;
+            }
+        }
+        return Path.of(name);
+    }
 
     static void assumeInstalled() {
         Assumptions.assumeTrue(Files.isExecutable(BINARY),
@@ -28,7 +40,7 @@ final class Testpmd implements AutoCloseable {
         this.socket = socket;
         this.logFile = socket.resolveSibling(socket.getFileName() + ".log");
         Files.deleteIfExists(socket);
-        process = new ProcessBuilder(List.of(BINARY.toString(), "-l", "0-1", "--no-pci", "--no-huge", "-m", "256",
+        process = new ProcessBuilder(List.of(BINARY.toString(), "--lcores", "0@0,1@0", "--no-pci", "--no-huge", "-m", "256",
                 "--file-prefix=" + prefix, "--vdev", "net_vhost0,iface=" + socket + ",queues=1,client=0", "--",
                 "--port-topology=loop", "--forward-mode=macswap", "--total-num-mbufs=2048", "--auto-start"))
                 .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.appendTo(logFile.toFile())).start();

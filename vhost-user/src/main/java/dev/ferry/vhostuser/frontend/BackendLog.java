@@ -1,0 +1,99 @@
+package dev.ferry.vhostuser.frontend;
+
+import dev.ferry.core.memory.DirtyLogSource;
+import dev.ferry.core.memory.DirtyPages;
+import dev.ferry.core.migration.MigrationEvent;
+import dev.ferry.core.migration.MigrationException;
+import dev.ferry.core.migration.MigrationNotifier;
+import dev.ferry.vhostuser.proto.VhostUserException;
+
+/**
+ * A vhost-user device's part in RAM migration: its back-end's shared dirty log as a
+ * {@link DirtyLogSource}, and a {@link MigrationNotifier} that vetoes a migration's setup while
+ * the back-end is not connected (its writes could not be logged). The protocol steps run on the
+ * device's loop ({@code loop.call}); the harvest runs on the migration thread over the
+ * {@link SharedDirtyLog} the device owns.
+ */
+final class BackendLog implements DirtyLogSource, MigrationNotifier {
+    private final VhostUserDevice d;
+
+    BackendLog(VhostUserDevice device) {
+        this.d = device;
+    }
+
+    @Override
+    public String name() {
+        return d.id + " vhost-user log";
+    }
+
+    @Override
+    public void onMigrationEvent(MigrationEvent event) throws MigrationException {
+        if (event == MigrationEvent.SETUP) {
+            String lost = d.loop.call(() -> d.fe == null ? String.valueOf(d.lostReason) : null);
+            if (lost != null) {
+                throw new MigrationException(d.who() + ": the vhost-user back-end at " + d.options.socket()
+                        + " is not connected (" + lost + "); migration cancelled, the VM runs on");
+            }
+        }
+    }
+
+    /** SET_LOG_BASE, LOG_ALL and the used-ring log flag now, or at the rings' next start. */
+    @Override
+    public void start() {
+        d.loop.call(() -> {
+            if (d.fe == null) {
+                throw new IllegalStateException(d.who() + ": the vhost-user back-end at " + d.options.socket()
+                        + " is not connected (" + d.lostReason + "): it cannot log its writes; migration cancelled");
+            }
+            SharedDirtyLog l = new SharedDirtyLog(d.id, d.memory);
+            d.log = l;
+            if (d.running) {
+                try {
+                    d.fe.setLogBase(l.fd(), l.size());
+                    d.fe.setFeatures(d.ctx.features() & d.offeredBackendFeatures, true);
+                    d.setLogFlag(true);
+                } catch (VhostUserException e) {
+                    d.backendLost(e.getMessage());
+                    throw new IllegalStateException(d.who() + ": starting the vhost-user dirty log failed: "
+                            + e.getMessage(), e);
+                }
+            }
+            return null;
+        });
+    }
+
+    /** Harvests the log; a back-end lost since the last sync fails the migration. */
+    @Override
+    public void sync(DirtyPages target) {
+        SharedDirtyLog l = d.log;
+        if (l != null) {
+            l.harvest(target);
+        }
+        String lost = d.loop.call(() -> d.fe == null ? d.lostReason : null);
+        if (lost != null) {
+            throw new IllegalStateException(d.who() + ": the vhost-user back-end at " + d.options.socket()
+                    + " failed during migration: " + lost);
+        }
+    }
+
+    /** LOG_ALL and the log flag cleared on running rings; the log freed. */
+    @Override
+    public void stop() {
+        d.loop.call(() -> {
+            if (d.running && d.fe != null) {
+                try {
+                    d.fe.setFeatures(d.ctx.features() & d.offeredBackendFeatures, false);
+                    d.setLogFlag(false);
+                } catch (VhostUserException e) {
+                    d.backendLost(e.getMessage());
+                }
+            }
+            if (d.log != null) {
+                d.loggedPagesBefore += d.log.pagesReported();
+                d.log.close();
+                d.log = null;
+            }
+            return null;
+        });
+    }
+}
