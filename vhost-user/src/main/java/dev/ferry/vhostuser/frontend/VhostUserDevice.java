@@ -104,6 +104,11 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
     /** A ring whose stop failed with requests out (their state unknown), for {@link #backendLost}. */
     private String stopUnknown;
     protected boolean loadedFromMigration;
+    /** How long a DEVICE_STATE transfer may take either way. */
+    static final long STATE_TIMEOUT_MS = 10_000;
+    /** Bytes of back-end state the last save sent and the last load gave the back-end (describe). */
+    private volatile long savedStateBytes = -1;
+    private volatile long loadedStateBytes = -1;
 
     /**
      * Connects to the back-end and negotiates (the transport asks for the features as it is
@@ -562,16 +567,45 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
      */
     @Override
     public void save(SaveStream out) throws IOException {
-        out.putU8(0);
+        VhostUserFrontend f = fe;
+        byte[] state = f == null ? null : f.saveDeviceState(STATE_TIMEOUT_MS);
+        if (state == null) {
+            out.putU8(0);
+            return;
+        }
+        out.putU8(1); // the back-end's own state follows (DEVICE_STATE)
+        out.putBe32(state.length);
+        out.putBytes(state);
+        savedStateBytes = state.length;
     }
 
     @Override
     public void load(LoadStream in, int version) throws IOException, MigrationException {
         int flag = in.getU8();
-        if (flag != 0) {
-            throw new MigrationException(who() + ": the stream carries back-end device state (flag " + flag
-                    + "); this front-end does not transfer it");
+        if (flag == 0) {
+            return;
         }
+        if (flag != 1) {
+            throw new MigrationException(who() + ": unknown back-end state flag " + flag + " in the stream");
+        }
+        int len = in.getBe32();
+        if (len < 0 || len > DeviceStateTransfer.MAX_STATE) {
+            throw new MigrationException(who() + ": back-end device state of " + Integer.toUnsignedString(len)
+                    + " bytes; at most " + DeviceStateTransfer.MAX_STATE);
+        }
+        byte[] state = new byte[len];
+        in.getBytes(state, 0, len);
+        VhostUserFrontend f = fe;
+        if (f == null) {
+            throw new MigrationException(who() + ": the back-end at " + options.socket()
+                    + " is not connected to take the source back-end's device state");
+        }
+        try {
+            f.loadDeviceState(state, STATE_TIMEOUT_MS);
+        } catch (VhostUserException e) {
+            throw new MigrationException(who() + ": " + e.getMessage(), e);
+        }
+        loadedStateBytes = len;
     }
 
     @Override
@@ -586,6 +620,10 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
         VhostUserFrontend f = fe;
         m.put("socket", options.socket().toString());
         m.put("connected", f != null);
+        if (savedStateBytes >= 0 || loadedStateBytes >= 0) {
+            m.put("device-state-saved-bytes", savedStateBytes);
+            m.put("device-state-loaded-bytes", loadedStateBytes);
+        }
         m.put("rings-running", running);
         m.put("backend-features", String.format("0x%x", offeredBackendFeatures));
         if (f != null) {

@@ -27,7 +27,8 @@ import java.util.function.IntConsumer;
  */
 public final class VhostUserFrontend implements AutoCloseable {
     /** Protocol features the front-end can use; the rest of what a back-end offers is left off. */
-    public static final long WANTED_PROTOCOL = VhostUser.bit(VhostUser.PF_MQ) | VhostUser.bit(VhostUser.PF_LOG_SHMFD)
+    public static final long WANTED_PROTOCOL = VhostUser.bit(VhostUser.PF_DEVICE_STATE) | VhostUser.bit(VhostUser.PF_MQ)
+            | VhostUser.bit(VhostUser.PF_LOG_SHMFD)
             | VhostUser.bit(VhostUser.PF_RARP) | VhostUser.bit(VhostUser.PF_REPLY_ACK) | VhostUser.bit(VhostUser.PF_CONFIG)
             | VhostUser.bit(VhostUser.PF_INFLIGHT_SHMFD) | VhostUser.bit(VhostUser.PF_STATUS);
     private final String name;
@@ -130,6 +131,28 @@ public final class VhostUserFrontend implements AutoCloseable {
 
     private void about(int request) {
         requestObserver.accept(request);
+    }
+
+    /**
+     * The back-end's internal state through DEVICE_STATE (rings stopped), or null when it does not
+     * offer the feature.
+     */
+    public byte[] saveDeviceState(long timeoutMs) throws VhostUserException {
+        if (!hasProtocol(VhostUser.PF_DEVICE_STATE)) {
+            return null;
+        }
+        about(VhostUser.SET_DEVICE_STATE_FD);
+        return DeviceStateTransfer.save(conn, timeoutMs);
+    }
+
+    /** Gives the back-end the state a source's back-end saved (rings not started yet). */
+    public void loadDeviceState(byte[] state, long timeoutMs) throws VhostUserException {
+        if (!hasProtocol(VhostUser.PF_DEVICE_STATE)) {
+            throw new VhostUserException(conn.peer() + ": the stream carries the source back-end's device state, but"
+                    + " this back-end does not offer DEVICE_STATE (protocol feature 19)");
+        }
+        about(VhostUser.SET_DEVICE_STATE_FD);
+        DeviceStateTransfer.load(conn, state, timeoutMs);
     }
 
     /** GET_CONFIG of {@code size} bytes from offset 0 (needs CONFIG). */
