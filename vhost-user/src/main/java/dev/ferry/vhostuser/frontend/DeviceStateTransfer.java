@@ -11,7 +11,12 @@ import dev.ferry.vhostuser.proto.VhostUser;
 import dev.ferry.vhostuser.proto.VhostUserException;
 import dev.ferry.vhostuser.proto.VhostUserMessage;
 
+import dev.ferry.core.migration.LoadStream;
+import dev.ferry.core.migration.MigrationException;
+import dev.ferry.core.migration.SaveStream;
+
 import java.io.ByteArrayOutputStream;
+import java.io.IOException;
 
 /**
  * The front-end's half of a DEVICE_STATE transfer (protocol feature 19, QEMU ≥ 8.2's
@@ -28,6 +33,54 @@ final class DeviceStateTransfer {
     private static final int CHUNK = 64 << 10;
 
     private DeviceStateTransfer() {
+    }
+
+    /**
+     * The device part of the {@code virtio} field: {@code u8 0} when the back-end keeps no state of
+     * its own (or is gone), else {@code u8 1}, {@code be32 length} and the state it saved. Returns
+     * the state's length, or -1 when none went.
+     */
+    static long writeTo(SaveStream out, VhostUserFrontend fe, long timeoutMs) throws IOException {
+        byte[] state = fe == null ? null : fe.saveDeviceState(timeoutMs);
+        if (state == null) {
+            out.putU8(0);
+            return -1;
+        }
+        out.putU8(1);
+        out.putBe32(state.length);
+        out.putBytes(state);
+        return state.length;
+    }
+
+    /**
+     * Reads what {@link #writeTo} wrote and gives the state to {@code fe}'s back-end; a state no
+     * back-end can take fails the load. Returns the state's length, or -1 when none came.
+     */
+    static long readFrom(LoadStream in, VhostUserFrontend fe, String who, long timeoutMs)
+            throws IOException, MigrationException {
+        int flag = in.getU8();
+        if (flag == 0) {
+            return -1;
+        }
+        if (flag != 1) {
+            throw new MigrationException(who + ": unknown back-end state flag " + flag + " in the stream");
+        }
+        int len = in.getBe32();
+        if (len < 0 || len > MAX_STATE) {
+            throw new MigrationException(who + ": back-end device state of " + Integer.toUnsignedString(len)
+                    + " bytes; at most " + MAX_STATE);
+        }
+        byte[] state = new byte[len];
+        in.getBytes(state, 0, len);
+        if (fe == null) {
+            throw new MigrationException(who + ": not connected to a back-end to take the source back-end's state");
+        }
+        try {
+            fe.loadDeviceState(state, timeoutMs);
+        } catch (VhostUserException e) {
+            throw new MigrationException(who + ": " + e.getMessage(), e);
+        }
+        return len;
     }
 
     /** Saves the back-end's state: the bytes it wrote, after CHECK_DEVICE_STATE said 0. */

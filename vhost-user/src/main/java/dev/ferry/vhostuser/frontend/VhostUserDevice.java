@@ -567,45 +567,18 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
      */
     @Override
     public void save(SaveStream out) throws IOException {
-        VhostUserFrontend f = fe;
-        byte[] state = f == null ? null : f.saveDeviceState(STATE_TIMEOUT_MS);
-        if (state == null) {
-            out.putU8(0);
-            return;
+        long n = DeviceStateTransfer.writeTo(out, fe, STATE_TIMEOUT_MS);
+        if (n >= 0) {
+            savedStateBytes = n;
         }
-        out.putU8(1); // the back-end's own state follows (DEVICE_STATE)
-        out.putBe32(state.length);
-        out.putBytes(state);
-        savedStateBytes = state.length;
     }
 
     @Override
     public void load(LoadStream in, int version) throws IOException, MigrationException {
-        int flag = in.getU8();
-        if (flag == 0) {
-            return;
+        long n = DeviceStateTransfer.readFrom(in, fe, who() + " (back-end at " + options.socket() + ")", STATE_TIMEOUT_MS);
+        if (n >= 0) {
+            loadedStateBytes = n;
         }
-        if (flag != 1) {
-            throw new MigrationException(who() + ": unknown back-end state flag " + flag + " in the stream");
-        }
-        int len = in.getBe32();
-        if (len < 0 || len > DeviceStateTransfer.MAX_STATE) {
-            throw new MigrationException(who() + ": back-end device state of " + Integer.toUnsignedString(len)
-                    + " bytes; at most " + DeviceStateTransfer.MAX_STATE);
-        }
-        byte[] state = new byte[len];
-        in.getBytes(state, 0, len);
-        VhostUserFrontend f = fe;
-        if (f == null) {
-            throw new MigrationException(who() + ": the back-end at " + options.socket()
-                    + " is not connected to take the source back-end's device state");
-        }
-        try {
-            f.loadDeviceState(state, STATE_TIMEOUT_MS);
-        } catch (VhostUserException e) {
-            throw new MigrationException(who() + ": " + e.getMessage(), e);
-        }
-        loadedStateBytes = len;
     }
 
     @Override
