@@ -77,12 +77,12 @@ class NetworkStallTest {
 
     @Test
     void aSlowLiveLinkOutlastingTheTimeoutCompletes() throws Exception {
-        try (SoftVmPair pair = new SoftVmPair(32 * MiB, SoftWorkload.of(1, 500_000, 8 * MiB, 8))) {
+        try (SoftVmPair pair = new SoftVmPair(32 * MiB, SoftWorkload.of(1, 500_000, 28 * MiB, 8))) {
             pair.startSourcePopulated();
             DestinationMigration dst = pair.destination(transports, MigrationCapabilities.defaults());
             String bound = dst.listen("tcp:127.0.0.1:0");
-            // ~3 s at 12 MB/s, twice the heartbeat timeout.
-            SourceMigration src = pair.source(transports, MigrationParameters.defaults().withMaxBandwidth(12_000_000)
+            // 28 MiB of written pages at 10 MB/s: about 3 s, twice the heartbeat timeout.
+            SourceMigration src = pair.source(transports, MigrationParameters.defaults().withMaxBandwidth(10_000_000)
                     .withHeartbeatTimeoutMs(1500), MigrationCapabilities.defaults(), MigrationEventSink.NONE);
             src.start(bound);
             assertEquals(MigrationStatus.COMPLETED, src.await(Duration.ofSeconds(40)), src.info().errorDesc());
