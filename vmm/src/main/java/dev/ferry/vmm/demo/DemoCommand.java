@@ -426,30 +426,6 @@ public final class DemoCommand implements Callable<Integer> {
 
     long balloonTarget = -1;
 
-    private void balloonOutcome(Outcome o, QmpClient s, QmpClient d, JsonNode sv, JsonNode dv, boolean completed)
-            throws Exception {
-        BalloonOutcome b = new BalloonOutcome();
-        b.target = balloonTarget;
-        b.sourceActual = s.execute("query-balloon", null).path("actual").asLong();
-        JsonNode sg = s.execute("x-ferry-guest", null).path("balloon");
-        b.hintedPages = sg.path("hinted-pages").asLong();
-        b.hintBytesSaved = sg.path("hint-bytes-saved").asLong();
-        b.givenPages = sv.path("balloon").path("given-pages").asLong();
-        b.holesOnSource = sv.path("balloon").path("given-pages-discarded").asLong();
-        b.driverOk = sv.path("balloon").path("ok").asBoolean();
-        if (completed) {
-            b.destinationActual = d.execute("query-balloon", null).path("actual").asLong();
-            b.holesOnDestination = dv.path("balloon").path("given-pages-discarded").asLong();
-            b.driverOk = dv.path("balloon").path("ok").asBoolean();
-            if (!b.driverOk) {
-                b.problem = dv.path("balloon").path("problems").toString();
-            }
-        } else if (!b.driverOk) {
-            b.problem = sv.path("balloon").path("problems").toString();
-        }
-        o.balloon = b;
-    }
-
     /** When the migrate command went out (the peer's clock). */
     long migrateNanos;
 
@@ -543,7 +519,7 @@ public final class DemoCommand implements Callable<Integer> {
                 nicOutcome(o, sv, false);
             }
             if (balloonTarget > 0) {
-                balloonOutcome(o, s, d, sv, null, false);
+                DemoOutcomes.balloon(o, balloonTarget, s, d, sv, null, false);
             }
             o.destinationState = dst.isAlive() ? d.execute("query-status", null).path("status").asText() : "killed";
             o.problem = info.path("error-desc").asText(null);
@@ -596,7 +572,7 @@ public final class DemoCommand implements Callable<Integer> {
             vfsVerified &= o.nic.verified(true);
         }
         if (balloonTarget > 0) {
-            balloonOutcome(o, s, d, sv, dv, true);
+            DemoOutcomes.balloon(o, balloonTarget, s, d, sv, dv, true);
             vfsVerified &= o.balloon.verified(true);
         }
         o.verified = o.memoryEqual && o.continued && o.stepsReplayed > 0 && destIntact

@@ -60,6 +60,32 @@ final class DemoOutcomes {
     }
 
 
+    /** The balloon's verdict: its size and holes on the side that has the guest now, and the hints it gave. */
+    static void balloon(Outcome o, long balloonTarget, QmpClient s, QmpClient d, JsonNode sv, JsonNode dv,
+                        boolean completed)
+            throws Exception {
+        BalloonOutcome b = new BalloonOutcome();
+        b.target = balloonTarget;
+        b.sourceActual = s.execute("query-balloon", null).path("actual").asLong();
+        JsonNode sg = s.execute("x-ferry-guest", null).path("balloon");
+        b.hintedPages = sg.path("hinted-pages").asLong();
+        b.hintBytesSaved = sg.path("hint-bytes-saved").asLong();
+        b.givenPages = sv.path("balloon").path("given-pages").asLong();
+        b.holesOnSource = sv.path("balloon").path("given-pages-discarded").asLong();
+        b.driverOk = sv.path("balloon").path("ok").asBoolean();
+        if (completed) {
+            b.destinationActual = d.execute("query-balloon", null).path("actual").asLong();
+            b.holesOnDestination = dv.path("balloon").path("given-pages-discarded").asLong();
+            b.driverOk = dv.path("balloon").path("ok").asBoolean();
+            if (!b.driverOk) {
+                b.problem = dv.path("balloon").path("problems").toString();
+            }
+        } else if (!b.driverOk) {
+            b.problem = sv.path("balloon").path("problems").toString();
+        }
+        o.balloon = b;
+    }
+
     /** What the demo proved. */
     static final class Outcome {
         NicOutcome nic;
