@@ -17,7 +17,7 @@ public final class BackendMain {
     }
 
     /** Starts one; returns once it listens. */
-    static Process start(Path dir, String name, Path socket, Path image) throws Exception {
+    public static Process start(Path dir, String name, Path socket, Path image) throws Exception {
         String cp = System.getProperty("surefire.test.class.path", System.getProperty("java.class.path"));
         Path jvm = Path.of(System.getProperty("java.home"), "bin", "java");
         Path log = dir.resolve(name + ".log");
