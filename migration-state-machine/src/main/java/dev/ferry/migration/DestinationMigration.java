@@ -67,8 +67,24 @@ public final class DestinationMigration implements LoadContext {
     private boolean ackSent;
     private Thread thread;
     private volatile boolean closing;
+    private volatile int multifdChannels = 2;
+    /** The first multifd channel error (it closes the main connection to wake the incoming thread). */
+    private volatile String multifdFailure;
+    /** How long, once the first connection is in, the multifd channels may take to connect. */
+    static final long MULTIFD_CONNECT_MS = 10_000;
     /** Registered with the machine while the thread runs, so closing the machine ends us first. */
     private final AutoCloseable activity = this::shutdown;
+
+    /**
+     * QEMU's {@code multifd-channels} on the destination: how many RAM channels to accept when
+     * the multifd capability is on (must equal the source's). Before {@link #listen}.
+     */
+    public void setMultifdChannels(int n) {
+        if (n < 1 || n > 255) {
+            throw new IllegalArgumentException("multifd-channels must be in 1..255, got " + n);
+        }
+        this.multifdChannels = n;
+    }
 
     /** QEMU's autostart: whether the VM runs once the state is loaded (cont during inmigrate sets it). */
     public void setAutostart(boolean v) {
@@ -93,8 +109,20 @@ public final class DestinationMigration implements LoadContext {
         if (status != MigrationStatus.NONE) {
             throw new IllegalStateException("incoming migration already started");
         }
+        if (caps.multifd() && uri.startsWith("file:")) {
+            throw new IOException("multifd needs a socket migration (tcp: or unix:), not " + uri);
+        }
+        MigrationListener l = transports.listen(uri);
+        if (caps.multifd()) {
+            try {
+                l.expectConnections(1 + multifdChannels);
+            } catch (IOException | RuntimeException e) {
+                l.close();
+                throw e;
+            }
+        }
         machine.setRunState(RunState.INMIGRATE);
-        listener = transports.listen(uri);
+        listener = l;
         machine.addActivity(activity);
         setStatus(MigrationStatus.SETUP);
         thread = new Thread(this::run, "ferry-incoming");
@@ -152,7 +180,7 @@ public final class DestinationMigration implements LoadContext {
         long total = startNanos == 0 ? 0 : (end - startNanos) / 1_000_000;
         var rc = ram.counters();
         MigrationInfo.Ram r = new MigrationInfo.Ram(rc.transferred(), 0, machine.memory().totalSize(), 0,
-                rc.normal(), rc.normalBytes(), 0, 0, 0, rc.pageSize(), 0, 0, 0);
+                rc.normal(), rc.normalBytes(), 0, 0, 0, rc.pageSize(), 0, 0, 0, rc.multifdBytes());
         return new MigrationInfo(status, total, 0, 0, 0, 0, errorDesc, List.of(), r, List.of(), null);
     }
 
@@ -260,36 +288,142 @@ public final class DestinationMigration implements LoadContext {
         List<LiveSaveHandler> setupDone = new ArrayList<>();
         String failure = null;
         try {
-            MigrationConnection conn;
-            try {
-                conn = listener.accept(Duration.ofDays(365));
-            } finally {
-                listener.close();
+            ChannelLoadStream in;
+            if (caps.multifd()) {
+                try {
+                    in = acceptWithMultifd();
+                } finally {
+                    listener.close();
+                }
+            } else {
+                // The listener stays open (closing whatever else connects) until the load ends, so
+                // that a source with multifd on meets a refusal this side can count and explain.
+                in = acceptOne();
             }
-            connection = conn;
-            startNanos = System.nanoTime();
-            try (ChannelLoadStream in = new ChannelLoadStream(conn)) {
+            try (in) {
                 load(in, setupDone);
             }
         } catch (MigrationException e) {
             failure = e.getMessage();
         } catch (EOFException e) {
             failure = e.getMessage() + " without its end (the source stopped sending: it failed, was cancelled or died)";
+            int refused = listener.refusedConnections();
+            if (refused > 0 && !caps.multifd()) {
+                failure += "; it had opened " + refused + " more connection(s), refused here: multifd is on at the source"
+                        + " only? Turn the multifd capability on here too, with the same multifd-channels";
+            }
         } catch (IOException e) {
             failure = closing ? "incoming migration aborted" : "reading the migration stream failed: " + e.getMessage();
         } catch (RuntimeException e) {
             LOG.warn("incoming migration failed", e);
             failure = "internal error: " + e;
         }
+        String channelFailure = multifdFailure;
+        if (failure != null && channelFailure != null && !closing) {
+            failure = channelFailure; // the cause, not the main connection it closed
+        }
         finish(failure, setupDone);
     }
 
-    private void load(ChannelLoadStream in, List<LiveSaveHandler> setupDone) throws IOException, MigrationException {
-        int magic = in.getBe32();
+    private ChannelLoadStream acceptOne() throws IOException, MigrationException {
+        MigrationConnection conn = listener.accept(Duration.ofDays(365));
+        connection = conn;
+        startNanos = System.nanoTime();
+        ChannelLoadStream in = new ChannelLoadStream(conn);
+        try {
+            checkMagic(in.getBe32());
+        } catch (IOException | MigrationException | RuntimeException e) {
+            in.close();
+            throw e;
+        }
+        return in;
+    }
+
+    /**
+     * With multifd: accepts the main channel and {@code multifd-channels} RAM channels, told apart
+     * by their first bytes (QEVM's magic or a multifd opening), in whatever order they come; the
+     * RAM channels start with the RAM handler's load setup.
+     */
+    private ChannelLoadStream acceptWithMultifd() throws IOException, MigrationException {
+        List<dev.ferry.migration.ram.MultifdReceive.Incoming> channels = new ArrayList<>();
+        ChannelLoadStream main = null;
+        long deadline = 0;
+        boolean handedOver = false;
+        try {
+            while (main == null || channels.size() < multifdChannels) {
+                Duration wait = deadline == 0 ? Duration.ofDays(365)
+                        : Duration.ofNanos(Math.max(1, deadline - System.nanoTime()));
+                MigrationConnection c;
+                try {
+                    c = listener.accept(wait);
+                } catch (java.net.SocketTimeoutException e) {
+                    throw new MigrationException("multifd: " + channels.size() + " of " + multifdChannels
+                            + " RAM channels and " + (main == null ? "no" : "the") + " main channel connected within "
+                            + MULTIFD_CONNECT_MS + " ms; the multifd capability and multifd-channels must be the same"
+                            + " at both ends");
+                }
+                if (deadline == 0) {
+                    deadline = System.nanoTime() + MULTIFD_CONNECT_MS * 1_000_000;
+                    startNanos = System.nanoTime();
+                }
+                ChannelLoadStream in = new ChannelLoadStream(c);
+                int magic;
+                try {
+                    magic = in.getBe32();
+                    if (dev.ferry.migration.ram.MultifdReceive.isChannelMagic(magic)) {
+                        var next = dev.ferry.migration.ram.MultifdReceive.readOpening(c, in);
+                        channels.add(next);
+                        dev.ferry.migration.ram.MultifdReceive.checkSet(channels.subList(0, channels.size() - 1), next,
+                                multifdChannels);
+                        continue;
+                    }
+                    if (main != null) {
+                        throw new MigrationException(String.format("a second main channel (magic 0x%08x) connected", magic));
+                    }
+                    checkMagic(magic);
+                } catch (IOException | MigrationException | RuntimeException e) {
+                    if (!channels.isEmpty() && channels.get(channels.size() - 1).connection() == c) {
+                        channels.remove(channels.size() - 1).close();
+                    } else {
+                        in.close();
+                        c.close();
+                    }
+                    throw e;
+                }
+                main = in;
+                connection = c;
+            }
+            ram.prepareMultifd(channels, this::multifdFailed);
+            handedOver = true;
+            return main;
+        } finally {
+            if (!handedOver) {
+                channels.forEach(dev.ferry.migration.ram.MultifdReceive.Incoming::close);
+                if (main != null) {
+                    main.close();
+                }
+            }
+        }
+    }
+
+    /** A channel thread: the first multifd error; the incoming thread wakes from its read and reports it. */
+    private void multifdFailed(String why) {
+        multifdFailure = why;
+        MigrationConnection c = connection;
+        if (c != null) {
+            c.close();
+        }
+    }
+
+    private static void checkMagic(int magic) throws MigrationException {
         if (magic != Qevm.FILE_MAGIC) {
             throw new MigrationException(String.format("not a migration stream: magic 0x%08x, expected 0x%08x (QEVM)",
                     magic, Qevm.FILE_MAGIC));
         }
+    }
+
+    /** Reads the stream after its magic. */
+    private void load(ChannelLoadStream in, List<LiveSaveHandler> setupDone) throws IOException, MigrationException {
         int version = in.getBe32();
         if (version != Qevm.FILE_VERSION) {
             throw new MigrationException("unsupported migration stream version " + version + " (expected 3)");
@@ -495,6 +629,7 @@ public final class DestinationMigration implements LoadContext {
     private void finish(String failure, List<LiveSaveHandler> setupDone) {
         boolean ok = failure == null;
         long t0 = System.nanoTime();
+        ram.discardMultifd(); // accepted channels the load never got to
         for (LiveSaveHandler h : setupDone) {
             try {
                 h.loadCleanup(ok);

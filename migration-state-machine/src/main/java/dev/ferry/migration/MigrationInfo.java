@@ -16,6 +16,6 @@ public record MigrationInfo(MigrationStatus status, long totalTimeMs, long setup
     /** qapi {@code MigrationStats}. */
     public record Ram(long transferred, long remaining, long total, long duplicate, long normal, long normalBytes,
                       long dirtyPagesRate, double mbps, long dirtySyncCount, long pageSize, long pagesPerSecond,
-                      long precopyBytes, long downtimeBytes) {
+                      long precopyBytes, long downtimeBytes, long multifdBytes) {
     }
 }

@@ -15,10 +15,13 @@ package dev.ferry.migration;
  *                           path (whose heartbeat comes every 500 ms) before it declares the
  *                           destination or the network gone and fails the migration (Ferry's
  *                           {@code x-heartbeat-timeout}; QEMU waits on the TCP peer)
+ * @param multifdChannels the connections RAM uses when the {@code multifd} capability is on
+ *                        (QEMU's {@code multifd-channels}: 1..255, default 2); the same at both ends
  */
 public record MigrationParameters(long downtimeLimitMs, long maxBandwidth, int cpuThrottleInitial,
                                   int cpuThrottleIncrement, int maxCpuThrottle, int throttleTriggerThreshold,
-                                  long returnPathTimeoutMs, long availSwitchoverBandwidth, long heartbeatTimeoutMs) {
+                                  long returnPathTimeoutMs, long availSwitchoverBandwidth, long heartbeatTimeoutMs,
+                                  int multifdChannels) {
     public static final long MAX_THROTTLE = 128L << 20;
 
     public MigrationParameters {
@@ -38,6 +41,9 @@ public record MigrationParameters(long downtimeLimitMs, long maxBandwidth, int c
         if (heartbeatTimeoutMs < 1000 || heartbeatTimeoutMs > 3_600_000) {
             throw new IllegalArgumentException("x-heartbeat-timeout must be in 1000..3600000 ms, got " + heartbeatTimeoutMs);
         }
+        if (multifdChannels < 1 || multifdChannels > 255) {
+            throw new IllegalArgumentException("multifd-channels must be in 1..255, got " + multifdChannels);
+        }
         if (availSwitchoverBandwidth < 0) {
             throw new IllegalArgumentException("avail-switchover-bandwidth must not be negative, got "
                     + availSwitchoverBandwidth);
@@ -51,41 +57,47 @@ public record MigrationParameters(long downtimeLimitMs, long maxBandwidth, int c
     }
 
     public static MigrationParameters defaults() {
-        return new MigrationParameters(300, MAX_THROTTLE, 20, 10, 99, 50, 60_000, 0, 5_000);
+        return new MigrationParameters(300, MAX_THROTTLE, 20, 10, 99, 50, 60_000, 0, 5_000, 2);
     }
 
     public MigrationParameters withDowntimeLimitMs(long v) {
         return new MigrationParameters(v, maxBandwidth, cpuThrottleInitial, cpuThrottleIncrement, maxCpuThrottle,
-                throttleTriggerThreshold, returnPathTimeoutMs, availSwitchoverBandwidth, heartbeatTimeoutMs);
+                throttleTriggerThreshold, returnPathTimeoutMs, availSwitchoverBandwidth, heartbeatTimeoutMs, multifdChannels);
     }
 
     public MigrationParameters withMaxBandwidth(long v) {
         return new MigrationParameters(downtimeLimitMs, v, cpuThrottleInitial, cpuThrottleIncrement, maxCpuThrottle,
-                throttleTriggerThreshold, returnPathTimeoutMs, availSwitchoverBandwidth, heartbeatTimeoutMs);
+                throttleTriggerThreshold, returnPathTimeoutMs, availSwitchoverBandwidth, heartbeatTimeoutMs, multifdChannels);
     }
 
     public MigrationParameters withThrottle(int initial, int increment, int max) {
         return new MigrationParameters(downtimeLimitMs, maxBandwidth, initial, increment, max,
-                throttleTriggerThreshold, returnPathTimeoutMs, availSwitchoverBandwidth, heartbeatTimeoutMs);
+                throttleTriggerThreshold, returnPathTimeoutMs, availSwitchoverBandwidth, heartbeatTimeoutMs, multifdChannels);
     }
 
     public MigrationParameters withThrottleTriggerThreshold(int v) {
         return new MigrationParameters(downtimeLimitMs, maxBandwidth, cpuThrottleInitial, cpuThrottleIncrement,
-                maxCpuThrottle, v, returnPathTimeoutMs, availSwitchoverBandwidth, heartbeatTimeoutMs);
+                maxCpuThrottle, v, returnPathTimeoutMs, availSwitchoverBandwidth, heartbeatTimeoutMs, multifdChannels);
     }
 
     public MigrationParameters withReturnPathTimeoutMs(long v) {
         return new MigrationParameters(downtimeLimitMs, maxBandwidth, cpuThrottleInitial, cpuThrottleIncrement,
-                maxCpuThrottle, throttleTriggerThreshold, v, availSwitchoverBandwidth, heartbeatTimeoutMs);
+                maxCpuThrottle, throttleTriggerThreshold, v, availSwitchoverBandwidth, heartbeatTimeoutMs, multifdChannels);
     }
 
     public MigrationParameters withAvailSwitchoverBandwidth(long v) {
         return new MigrationParameters(downtimeLimitMs, maxBandwidth, cpuThrottleInitial, cpuThrottleIncrement,
-                maxCpuThrottle, throttleTriggerThreshold, returnPathTimeoutMs, v, heartbeatTimeoutMs);
+                maxCpuThrottle, throttleTriggerThreshold, returnPathTimeoutMs, v, heartbeatTimeoutMs, multifdChannels);
     }
 
     public MigrationParameters withHeartbeatTimeoutMs(long v) {
         return new MigrationParameters(downtimeLimitMs, maxBandwidth, cpuThrottleInitial, cpuThrottleIncrement,
-                maxCpuThrottle, throttleTriggerThreshold, returnPathTimeoutMs, availSwitchoverBandwidth, v);
+                maxCpuThrottle, throttleTriggerThreshold, returnPathTimeoutMs, availSwitchoverBandwidth, v, multifdChannels);
+    }
+
+    public MigrationParameters withMultifdChannels(int v) {
+        return new MigrationParameters(downtimeLimitMs, maxBandwidth, cpuThrottleInitial, cpuThrottleIncrement,
+                maxCpuThrottle, throttleTriggerThreshold, returnPathTimeoutMs, availSwitchoverBandwidth,
+                heartbeatTimeoutMs, v);
     }
 }

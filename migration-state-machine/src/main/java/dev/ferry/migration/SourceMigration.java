@@ -65,6 +65,8 @@ public final class SourceMigration {
     private volatile MigrationStatus status = MigrationStatus.NONE;
     private volatile boolean cancelRequested;
     private volatile MigrationConnection connection;
+    /** The multifd channels while the migration has them open (the capability on). */
+    private volatile dev.ferry.migration.ram.MultifdSend multifd;
     private volatile String errorDesc;
     private volatile int finalThrottle;
     private Thread thread;
@@ -111,6 +113,9 @@ public final class SourceMigration {
         } catch (IllegalArgumentException e) {
             throw new MigrationException(e.getMessage());
         }
+        if (caps.multifd() && uri.startsWith("file:")) {
+            throw new MigrationException("multifd needs a socket migration (tcp: or unix:), not " + uri);
+        }
         RunState rs = machine.runState();
         // A VM stopped on a disk error migrates as QEMU migrates it: its devices carry the
         // requests they parked, and a failed migration leaves it in io-error again.
@@ -137,6 +142,10 @@ public final class SourceMigration {
         MigrationConnection c = connection;
         if (c != null) {
             c.close();
+        }
+        dev.ferry.migration.ram.MultifdSend m = multifd;
+        if (m != null) {
+            m.close();
         }
     }
 
@@ -230,6 +239,15 @@ public final class SourceMigration {
                 rp = new ReturnPathReader(conn, params.heartbeatTimeoutMs());
                 rp.start();
             }
+            if (caps.multifd()) {
+                out.flush(); // the destination tells the main channel from the others by its first bytes
+                multifd = dev.ferry.migration.ram.MultifdSend.open(transports, uri, params.multifdChannels(), limiter);
+                if (cancelRequested) {
+                    multifd.close();
+                }
+                checkCancel();
+                ram.useMultifd(multifd);
+            }
             List<SaveEntry> entries = machine.migration().entries();
             Map<SaveEntry, Integer> ids = new LinkedHashMap<>();
             for (SaveEntry e : entries) {
@@ -253,10 +271,10 @@ public final class SourceMigration {
             setStatus(MigrationStatus.ACTIVE);
 
             AutoConverge ac = new AutoConverge(machine.cpus(), caps.autoConverge(), params, clock.getAsLong(),
-                    out.bytesWritten());
+                    sent(out));
             ChannelSaveStream o = out;
             ram.setSyncListener((count, newly) -> {
-                ac.afterSync(newly, clock.getAsLong(), o.bytesWritten());
+                ac.afterSync(newly, clock.getAsLong(), sent(o));
                 progress.dirtyPagesRate(ac.dirtyPagesRate());
                 events.pass(count);
             });
@@ -366,6 +384,14 @@ public final class SourceMigration {
         if (failure != null && rp != null && rp.lostReason() != null && !cancelRequested) {
             failure = "migration to " + uri + " failed: " + rp.lostReason(); // the cause, not the closed socket it left
         }
+        if (failure != null && failureCause instanceof IOException && rp != null && !cancelRequested) {
+            Integer verdict = destinationVerdict(rp);
+            if (verdict != null && verdict != 0) {
+                // The destination refused the stream and hung up; the write that then failed is not the cause.
+                failure = "the destination failed to load the migration stream (it reported " + verdict
+                        + "); see the destination's query-migrate";
+            }
+        }
         finish(failure, failureCause, stoppedVm, runStateBefore, setupDone, out, rp);
     }
 
@@ -391,7 +417,7 @@ public final class SourceMigration {
         long downtimeLimit = params.downtimeLimitMs();
         progress.maxBandwidth(limiter.bytesPerSecond());
         progress.availSwitchoverBandwidth(params.availSwitchoverBandwidth());
-        progress.newWindow(out.bytesWritten());
+        progress.newWindow(sent(out));
         while (true) {
             checkCancel();
             long pending = 0;
@@ -422,7 +448,7 @@ public final class SourceMigration {
                 return;
             }
             boolean allDone = true;
-            long roundStart = out.bytesWritten();
+            long roundStart = sent(out);
             long roundNanos = System.nanoTime();
             for (SaveEntry e : entries) {
                 if (e instanceof SaveEntry.Live live) {
@@ -447,12 +473,33 @@ public final class SourceMigration {
                 // limit, or the ack is outstanding. An idle link measures the supply, not the
                 // bandwidth: keep the estimate, and do not spin re-syncing dirty logs.
                 progress.idleWindow();
-                if (out.bytesWritten() - roundStart < IDLE_ROUND_BYTES) {
+                if (sent(out) - roundStart < IDLE_ROUND_BYTES) {
                     Thread.sleep(IDLE_PAUSE_MS);
                 }
             }
-            progress.updateWindow(out.bytesWritten(), downtimeLimit, ram.counters());
+            progress.updateWindow(sent(out), downtimeLimit, ram.counters());
         }
+    }
+
+    /**
+     * After a failed write: the SHUT the destination may have sent just before it hung up (it is
+     * read by the return-path thread, which sees the end of the connection at once), or null.
+     */
+    private static Integer destinationVerdict(ReturnPathReader rp) {
+        try {
+            return rp.shut().get(500, TimeUnit.MILLISECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return null;
+        } catch (ExecutionException | TimeoutException e) {
+            return null;
+        }
+    }
+
+    /** Bytes sent on every channel: the main stream's and the multifd channels'. */
+    private long sent(ChannelSaveStream out) {
+        dev.ferry.migration.ram.MultifdSend m = multifd;
+        return out.bytesWritten() + (m == null ? 0 : m.bytesSent());
     }
 
     private void awaitDestination(ReturnPathReader rp) throws MigrationException, InterruptedException {
@@ -498,6 +545,11 @@ public final class SourceMigration {
                 LOG.warn("{}: cleanup of {} failed: {}", machine.name(), h.idstr(), e.toString());
             }
         }
+        dev.ferry.migration.ram.MultifdSend m = multifd;
+        if (m != null) {
+            m.close();
+        }
+        ram.useMultifd(null);
         if (out != null) {
             out.close();
         }

@@ -181,7 +181,7 @@ final class SourceProgress {
         }
         MigrationInfo.Ram ram = new MigrationInfo.Ram(rc.transferred(), rc.remaining(), rc.total(), rc.duplicate(),
                 rc.normal(), rc.normalBytes(), dirtyPagesRate, mbps, rc.dirtySyncCount(), rc.pageSize(),
-                pagesPerSecond, rc.precopyBytes(), rc.downtimeBytes());
+                pagesPerSecond, rc.precopyBytes(), rc.downtimeBytes(), rc.multifdBytes());
         return new MigrationInfo(status, total, setupNanos < 0 ? 0 : setupNanos / 1_000_000,
                 downtimeNanos < 0 ? 0 : downtimeNanos / 1_000_000, expectedDowntimeMs, throttle, errorDesc,
                 List.of(), ram, List.copyOf(ds), breakdown);

@@ -14,6 +14,7 @@ public final class RamCounters {
     volatile long downtimeBytes;
     volatile long remainingPages;
     volatile long dirtySyncCount;
+    volatile long multifdBytes;
 
     /** Zeroes everything at the start of a migration, as QEMU does. Migration thread. */
     void reset() {
@@ -25,6 +26,12 @@ public final class RamCounters {
         downtimeBytes = 0;
         remainingPages = 0;
         dirtySyncCount = 0;
+        multifdBytes = 0;
+    }
+
+    /** Bytes the multifd channels carried (part of {@link #transferred()}), as QEMU's multifd-bytes. */
+    public long multifdBytes() {
+        return multifdBytes;
     }
 
     public long total() {

@@ -27,6 +27,12 @@ public final class RamMigration implements LiveSaveHandler {
     private RamSender sender;
     private RamReceiver receiver;
     private boolean inDowntime;
+    /** Source: the channels of the migration being set up (the engine owns and closes them). */
+    private volatile MultifdSend multifdSend;
+    private long multifdAccounted;
+    /** Destination: accepted channels waiting for {@link #loadSetup}. */
+    private java.util.List<MultifdReceive.Incoming> multifdIncoming;
+    private java.util.function.Consumer<String> multifdFailure;
 
     public RamMigration(GuestMemory memory, MigrationRegistry registry) {
         this.memory = memory;
@@ -69,12 +75,54 @@ public final class RamMigration implements LiveSaveHandler {
         return RamFlags.SECTION_VERSION;
     }
 
+    /**
+     * Source: sends pages over {@code channels} in the next migration (null: the main stream). The
+     * engine opened them and closes them after {@link #saveCleanup}.
+     */
+    public void useMultifd(MultifdSend channels) {
+        this.multifdSend = channels;
+    }
+
+    /** Bytes the multifd channels sent in this migration (0 without multifd). */
+    public long multifdBytes() {
+        MultifdSend m = multifdSend;
+        return m == null ? 0 : m.bytesSent();
+    }
+
+    /**
+     * Destination: the next load takes its pages from these channels (their openings read); they
+     * start at {@link #loadSetup} and belong to this handler from then on. {@code onFailure} hears
+     * a channel's first error, on the channel's thread.
+     */
+    public void prepareMultifd(java.util.List<MultifdReceive.Incoming> channels, java.util.function.Consumer<String> onFailure) {
+        this.multifdIncoming = channels;
+        this.multifdFailure = onFailure;
+    }
+
+    /** Destination: closes channels that were prepared but never started (the load failed before). */
+    public void discardMultifd() {
+        java.util.List<MultifdReceive.Incoming> left = multifdIncoming;
+        multifdIncoming = null;
+        if (left != null) {
+            left.forEach(MultifdReceive.Incoming::close);
+        }
+    }
+
+    /** Destination: the first multifd channel error of this load, or null. */
+    public String multifdFailure() {
+        RamReceiver r = receiver;
+        MultifdReceive m = r == null ? null : r.multifd();
+        return m == null ? null : m.failure();
+    }
+
     @Override
     public void saveSetup(SaveStream out) throws IOException {
         counters.reset();
         inDowntime = false;
+        multifdAccounted = 0;
         sender = new RamSender(memory, registry::dirtyLogSources, counters, (c, n) -> syncListener.afterSync(c, n),
                 registry::notifyPrecopy);
+        sender.useMultifd(multifdSend);
         registry.setFreePageHints(sender);
         long before = out.bytesWritten();
         try {
@@ -124,6 +172,13 @@ public final class RamMigration implements LiveSaveHandler {
     }
 
     private void account(long bytes) {
+        MultifdSend m = multifdSend;
+        if (m != null) {
+            long sent = m.bytesSent();
+            bytes += sent - multifdAccounted;
+            multifdAccounted = sent;
+            counters.multifdBytes = sent;
+        }
         counters.bytesTransferred += bytes;
         if (inDowntime) {
             counters.downtimeBytes += bytes;
@@ -140,6 +195,7 @@ public final class RamMigration implements LiveSaveHandler {
             sender.cleanup();
             sender = null;
         }
+        multifdSend = null;
         inDowntime = false;
     }
 
@@ -147,6 +203,11 @@ public final class RamMigration implements LiveSaveHandler {
     public void loadSetup(LoadContext context) {
         counters.reset();
         receiver = new RamReceiver(memory);
+        java.util.List<MultifdReceive.Incoming> channels = multifdIncoming;
+        multifdIncoming = null;
+        if (channels != null) {
+            receiver.useMultifd(channels, multifdFailure);
+        }
     }
 
     @Override
@@ -157,9 +218,19 @@ public final class RamMigration implements LiveSaveHandler {
         counters.normalPages = receiver.pagesLoaded();
     }
 
-    /** Nothing to check: every page record was checked (block, offset, flags) as it was read. */
+    /**
+     * Every page record was checked (block, offset, flags) as it was read; with multifd, the
+     * channels must have stopped at the last synchronisation point, and they end here.
+     */
     @Override
-    public void loadComplete() {
+    public void loadComplete() throws MigrationException {
+        MultifdReceive m = receiver == null ? null : receiver.multifd();
+        if (m != null) {
+            m.finish();
+            counters.bytesTransferred += m.bytesRead();
+            counters.multifdBytes = m.bytesRead();
+            counters.normalPages = receiver.pagesLoaded();
+        }
     }
 
     @Override

@@ -26,16 +26,70 @@ final class RamReceiver implements AutoCloseable {
     private final DirtyBitmap[] touched;
     private final PageResidency residency = new PageResidency();
 
+    /** The multifd channels when the capability is on (then pages never come in the main stream). */
+    private MultifdReceive multifd;
+    private final byte[][] ids;
+
     RamReceiver(GuestMemory memory) {
         this.memory = memory;
         this.touched = new DirtyBitmap[memory.regions().size()];
+        this.ids = new byte[touched.length][];
         for (int i = 0; i < touched.length; i++) {
             touched[i] = new DirtyBitmap(memory.regions().get(i).pages());
+            ids[i] = memory.regions().get(i).name().getBytes(StandardCharsets.UTF_8);
+        }
+    }
+
+    /** Hands the pages to multifd channels, which start now. */
+    void useMultifd(java.util.List<MultifdReceive.Incoming> channels, java.util.function.Consumer<String> onFailure) {
+        multifd = MultifdReceive.start(channels, this, onFailure);
+    }
+
+    MultifdReceive multifd() {
+        return multifd;
+    }
+
+    private void mainStreamPage(LoadStream in) throws MigrationException {
+        if (multifd != null) {
+            throw new MigrationException("ram: a page record in the main stream at offset " + (in.bytesRead() - 8)
+                    + ", but multifd is on here: turn the multifd capability on at the source too");
+        }
+    }
+
+    /** The RAM block named by {@code name[0..len)}, or null. Any thread. */
+    GuestRegion regionNamed(byte[] name, int len) {
+        for (int i = 0; i < ids.length; i++) {
+            if (ids[i].length == len && java.util.Arrays.equals(ids[i], 0, len, name, 0, len)) {
+                return memory.regions().get(i);
+            }
+        }
+        return null;
+    }
+
+    /** Records that this load wrote {@code page} of {@code r}. Any thread (the bitmap is atomic). */
+    void markLoaded(GuestRegion r, long page) {
+        touched[r.index()].set(page);
+    }
+
+    /**
+     * A ZERO record (or a multifd zero page): fills the page with {@code fill} unless it is already
+     * zero. A page neither written by this load nor resident before it is a hole in the memfd and
+     * is left untouched. Any thread, with a residency of its own.
+     */
+    void loadZero(GuestRegion r, long page, int fill, PageResidency residency) {
+        long host = r.hostAddress(page << DirtyBitmap.PAGE_SHIFT);
+        boolean mayHoldData = touched[r.index()].get(page) || residency.mayHoldData(r, page);
+        if (fill != 0 || (mayHoldData && !NativeMemory.isZero(host, RamFlags.PAGE_SIZE))) {
+            NativeMemory.fill(host, RamFlags.PAGE_SIZE, (byte) fill);
+            touched[r.index()].set(page);
         }
     }
 
     @Override
     public void close() {
+        if (multifd != null) {
+            multifd.close();
+        }
         residency.close();
         for (DirtyBitmap b : touched) {
             b.close();
@@ -43,7 +97,7 @@ final class RamReceiver implements AutoCloseable {
     }
 
     long pagesLoaded() {
-        return pagesLoaded;
+        return pagesLoaded + (multifd == null ? 0 : multifd.pagesLoaded());
     }
 
     void load(LoadStream in, int version) throws IOException, MigrationException {
@@ -59,19 +113,14 @@ final class RamReceiver implements AutoCloseable {
                 flags &= ~RamFlags.MEM_SIZE;
             }
             if ((flags & RamFlags.ZERO) != 0) {
-                long host = page(in, flags, offset);
+                mainStreamPage(in);
+                page(in, flags, offset);
                 int fill = in.getU8();
-                long page = offset >>> DirtyBitmap.PAGE_SHIFT;
-                // Skip pages that are already zero without touching them: a page neither written
-                // by this load nor resident before it is a hole in the memfd.
-                boolean mayHoldData = touched[last.index()].get(page) || residency.mayHoldData(last, page);
-                if (fill != 0 || (mayHoldData && !NativeMemory.isZero(host, RamFlags.PAGE_SIZE))) {
-                    NativeMemory.fill(host, RamFlags.PAGE_SIZE, (byte) fill);
-                    touched[last.index()].set(page);
-                }
+                loadZero(last, offset >>> DirtyBitmap.PAGE_SHIFT, fill, residency);
                 pagesLoaded++;
                 flags &= ~(RamFlags.ZERO | RamFlags.CONTINUE);
             } else if ((flags & RamFlags.PAGE) != 0) {
+                mainStreamPage(in);
                 long host = page(in, flags, offset);
                 in.getNative(host, RamFlags.PAGE_SIZE);
                 touched[last.index()].set(offset >>> DirtyBitmap.PAGE_SHIFT);
@@ -86,6 +135,11 @@ final class RamReceiver implements AutoCloseable {
                 return;
             }
             if ((flags & RamFlags.MULTIFD_FLUSH) != 0) {
+                if (multifd == null) {
+                    throw new MigrationException("ram: the source sends RAM over multifd channels (a MULTIFD_FLUSH"
+                            + " record); turn the multifd capability on here too, with the same multifd-channels");
+                }
+                multifd.sync();
                 flags &= ~RamFlags.MULTIFD_FLUSH;
             }
             if (flags != 0) {
@@ -140,11 +194,9 @@ final class RamReceiver implements AutoCloseable {
             throw new MigrationException("ram: empty RAM block name");
         }
         in.getBytes(name, 0, len);
-        for (GuestRegion r : memory.regions()) {
-            byte[] id = r.name().getBytes(StandardCharsets.UTF_8);
-            if (id.length == len && java.util.Arrays.equals(id, 0, len, name, 0, len)) {
-                return r;
-            }
+        GuestRegion r = regionNamed(name, len);
+        if (r != null) {
+            return r;
         }
         throw new MigrationException("ram: the stream has RAM block '" + dev.ferry.core.migration.StreamText.escape(name, len)
                 + "', which this VM lacks");

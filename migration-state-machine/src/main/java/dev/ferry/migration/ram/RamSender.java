@@ -51,6 +51,8 @@ final class RamSender implements DirtyPages, FreePageHints {
     private GuestRegion lastSent;
     private long remainingPages;
     private final PageResidency residency = new PageResidency();
+    /** The multifd channels when the capability is on: pages go there, the main stream keeps the rest. */
+    private MultifdSend multifd;
 
     RamSender(GuestMemory memory, Supplier<List<DirtyLogSource>> sources, RamCounters counters,
               DirtySyncListener syncListener) {
@@ -75,7 +77,15 @@ final class RamSender implements DirtyPages, FreePageHints {
         }
     }
 
-    /** Marks all RAM dirty, starts every dirty-log source, writes MEM_SIZE and EOS. */
+    /** Sends pages over {@code channels} from now on (before {@link #setup}). */
+    void useMultifd(MultifdSend channels) {
+        this.multifd = channels;
+    }
+
+    /**
+     * Marks all RAM dirty, starts every dirty-log source, writes MEM_SIZE and EOS (with multifd, a
+     * first synchronisation in between: a destination without multifd refuses the stream there).
+     */
     void setup(SaveStream out) throws IOException {
         bitmaps = new DirtyBitmap[regions.size()];
         for (int i = 0; i < bitmaps.length; i++) {
@@ -109,6 +119,9 @@ final class RamSender implements DirtyPages, FreePageHints {
             out.putBytes(idstrs[i]);
             out.putBe64(regions.get(i).size());
         }
+        if (multifd != null) {
+            multifdFlush(out);
+        }
         out.putBe64(RamFlags.EOS);
         // QEMU's first bitmap sync (ram_init_bitmaps): hinting starts here, so the first pass can
         // already skip pages the guest reports free.
@@ -140,6 +153,9 @@ final class RamSender implements DirtyPages, FreePageHints {
         remainingPages = now;
         counters.remainingPages = now;
         counters.dirtySyncCount++;
+        if (multifd != null) {
+            multifd.newEpoch();
+        }
         syncListener.afterSync(counters.dirtySyncCount, Math.max(0, now - before));
         precopy.onPrecopy(PrecopyNotifier.Step.AFTER_BITMAP_SYNC, vmStopped);
     }
@@ -251,10 +267,28 @@ final class RamSender implements DirtyPages, FreePageHints {
     }
 
     private boolean endSection(SaveStream out) throws IOException {
+        if (multifd != null && multifd.dirty()) {
+            multifdFlush(out);
+        }
         remainingPages -= hintCleared.getAndSet(0);
         counters.remainingPages = Math.max(0, remainingPages);
         out.putBe64(RamFlags.EOS);
         return remainingPages <= 0;
+    }
+
+    /**
+     * Waits until the channels wrote every page queued so far and a SYNC packet each, then writes
+     * MULTIFD_FLUSH and pushes the main stream out at once: the destination's channels wait at
+     * their SYNC until it reads the flush, and this thread may next wait for room in them.
+     */
+    private void multifdFlush(SaveStream out) throws IOException {
+        multifd.sync();
+        counters.normalPages = multifd.normalPages();
+        counters.zeroPages = multifd.zeroPages();
+        out.putBe64(RamFlags.MULTIFD_FLUSH);
+        if (out instanceof java.io.Flushable f) {
+            f.flush();
+        }
     }
 
     private void markAllChunksPending() {
@@ -286,6 +320,10 @@ final class RamSender implements DirtyPages, FreePageHints {
     }
 
     private void sendPage(SaveStream out, GuestRegion region, long page) throws IOException {
+        if (multifd != null) {
+            multifd.queue(region, idstrs[region.index()], page); // a channel thread scans it for zeros
+            return;
+        }
         long offset = page << DirtyBitmap.PAGE_SHIFT;
         long host = region.hostAddress(offset);
         boolean cont = region == lastSent;

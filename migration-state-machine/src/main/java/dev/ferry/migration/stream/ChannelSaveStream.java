@@ -13,7 +13,7 @@ import java.io.IOException;
  * ({@link #putNative}); nothing touches the Java heap per page and nothing is allocated per page
  * (one pooled chunk per {@value #CHUNK_SIZE} bytes). Migration thread only.
  */
-public final class ChannelSaveStream implements SaveStream, AutoCloseable {
+public final class ChannelSaveStream implements SaveStream, AutoCloseable, java.io.Flushable {
     public static final int CHUNK_SIZE = 256 * 1024;
     /** Flushes up to this size are copied out of the chunk, which stays for reuse. */
     static final int SMALL_FLUSH = 8 * 1024;
@@ -148,6 +148,7 @@ public final class ChannelSaveStream implements SaveStream, AutoCloseable {
     }
 
     /** Sends the partly filled chunk and flushes the transport. */
+    @Override
     public void flush() throws IOException {
         sendChunk();
         connection.flush();

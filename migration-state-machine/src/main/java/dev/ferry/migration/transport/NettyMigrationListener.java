@@ -12,8 +12,9 @@ import java.util.concurrent.TimeUnit;
 import java.util.function.Function;
 
 /**
- * A bound Netty server channel (TCP or UNIX) that hands out the first accepted connection.
- * Later connections are closed as soon as they arrive: a migration has exactly one stream.
+ * A bound Netty server channel (TCP or UNIX) that hands out the first accepted connections, as
+ * many as {@link #expectConnections} asked for (one by default; the main channel and the multifd
+ * channels with multifd). Later connections are closed as soon as they arrive.
  *
  * <p>An accepted channel starts reading at once (bounded by its {@link ReceiveQueue}) and is held
  * as pending until {@link #accept} takes it; until then the listener owns it and closes it on
@@ -33,8 +34,10 @@ final class NettyMigrationListener implements MigrationListener {
     private volatile Channel serverChannel;
     private volatile String boundUri;
 
-    private NettyMigrationConnection pending; // guarded by this
-    private boolean accepted; // guarded by this
+    private final java.util.ArrayDeque<NettyMigrationConnection> pending = new java.util.ArrayDeque<>(); // guarded by this
+    private int accepted; // guarded by this
+    private int expected = 1; // guarded by this
+    private int refused; // guarded by this
     private boolean closed; // guarded by this
 
     /**
@@ -68,16 +71,30 @@ final class NettyMigrationListener implements MigrationListener {
         this.boundUri = actualUri;
     }
 
-    /** Event loop: keeps the first connection, closes every later one. */
+    /** Event loop: keeps the first {@code expected} connections, closes every later one. */
     private void offer(Channel child) {
         synchronized (this) {
-            if (!closed && !accepted && pending == null) {
-                pending = attach.apply(child);
+            if (!closed && accepted + pending.size() < expected) {
+                pending.add(attach.apply(child));
                 notifyAll();
                 return;
             }
+            refused++;
         }
         child.close();
+    }
+
+    @Override
+    public synchronized int refusedConnections() {
+        return refused;
+    }
+
+    @Override
+    public synchronized void expectConnections(int n) {
+        if (n < 1) {
+            throw new IllegalArgumentException("expected connections must be at least 1, was " + n);
+        }
+        expected = n;
     }
 
     @Override
@@ -101,13 +118,11 @@ final class NettyMigrationListener implements MigrationListener {
                 if (closed) {
                     throw new IOException(boundUri + ": listener closed while waiting for the migration connection");
                 }
-                if (pending != null) {
-                    NettyMigrationConnection connection = pending;
-                    pending = null;
-                    accepted = true;
-                    return connection;
+                if (!pending.isEmpty()) {
+                    accepted++;
+                    return pending.poll();
                 }
-                if (accepted) {
+                if (accepted >= expected) {
                     throw new IOException(boundUri + ": the migration connection was already accepted");
                 }
                 long left = deadline - System.nanoTime();
@@ -133,19 +148,17 @@ final class NettyMigrationListener implements MigrationListener {
     /** Any thread: closes the server channel and a connection nobody accepted; idempotent. */
     @Override
     public void close() {
-        NettyMigrationConnection orphan;
+        java.util.List<NettyMigrationConnection> orphans;
         synchronized (this) {
             if (closed) {
                 return;
             }
             closed = true;
-            orphan = pending;
-            pending = null;
+            orphans = new java.util.ArrayList<>(pending);
+            pending.clear();
             notifyAll();
         }
-        if (orphan != null) {
-            orphan.close();
-        }
+        orphans.forEach(NettyMigrationConnection::close);
         Channel server = serverChannel;
         if (server != null) {
             var closing = server.close();

@@ -69,6 +69,9 @@ class MigrationFailureTest {
     record Outcome(SourceMigration src, DestinationMigration dst) {
     }
 
+    /** The capabilities both sides use in this test (the multifd variants turn multifd on). */
+    private MigrationCapabilities caps = MigrationCapabilities.defaults();
+
     static Outcome migrate(SoftVmPair pair, MigrationCapabilities caps, AtomicReference<SourceMigration> ref)
             throws Exception {
         pair.startSource();
@@ -170,11 +173,11 @@ class MigrationFailureTest {
         })) {
             pair.source.migration().addNotifier(notifier);
             pair.startSource();
-            DestinationMigration dst = pair.destination(transports, MigrationCapabilities.defaults());
+            DestinationMigration dst = pair.destination(transports, caps);
             dstRef.set(dst);
             String bound = dst.listen("tcp:127.0.0.1:0");
             SourceMigration s = pair.source(transports, MigrationParameters.defaults().withMaxBandwidth(0),
-                    MigrationCapabilities.defaults(), MigrationEventSink.NONE);
+                    caps, MigrationEventSink.NONE);
             src.set(s);
             s.start(bound);
             assertEquals(expected, s.await(Duration.ofSeconds(30)), () -> "source: " + s.info().errorDesc());
@@ -237,6 +240,46 @@ class MigrationFailureTest {
             src.get().cancel();
             sleepQuietly(300); // lets the destination's event loop see the hang-up before it decides
         }, MigrationStatus.CANCELLED, "cancelled by the user");
+    }
+
+    /** The same faults and cancels with RAM on two multifd channels: every channel open when it strikes. */
+    @ParameterizedTest
+    @EnumSource(value = Phase.class, names = {"SAVE_SETUP", "SAVE_ITERATE", "SAVE_COMPLETE"})
+    void multifdSourceFaultInEveryPhase(Phase phase) throws Exception {
+        caps = caps.withMultifd(true);
+        assertSafe(phase, Phase.NONE, Phase.NONE, true, false, MigrationStatus.FAILED,
+                "fault-dev: injected failure in " + phase);
+    }
+
+    @ParameterizedTest
+    @EnumSource(value = Phase.class, names = {"SAVE_SETUP", "SAVE_ITERATE", "SAVE_COMPLETE"})
+    void multifdCancelInEveryPhase(Phase phase) throws Exception {
+        caps = caps.withMultifd(true);
+        assertSafe(Phase.NONE, Phase.NONE, phase, true, true, MigrationStatus.CANCELLED, "cancelled by the user");
+    }
+
+    @Test
+    void multifdCancelWhileAwaitingTheDestinationsAck() throws Exception {
+        caps = caps.withMultifd(true);
+        cancelWhileAwaitingTheDestinationsAck();
+    }
+
+    @Test
+    void multifdDestinationRejectsTheStateAfterTheSourceStopped() throws Exception {
+        caps = caps.withMultifd(true);
+        destinationRejectsTheStateAfterTheSourceStopped();
+    }
+
+    @Test
+    void multifdDestinationDiesDuringIteration() throws Exception {
+        caps = caps.withMultifd(true);
+        destinationDiesDuringIteration();
+    }
+
+    @Test
+    void multifdDestinationDiesBeforeItsAck() throws Exception {
+        caps = caps.withMultifd(true);
+        destinationDiesBeforeItsAck();
     }
 
     static void sleepQuietly(long ms) {

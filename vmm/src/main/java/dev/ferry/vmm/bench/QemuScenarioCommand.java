@@ -72,6 +72,14 @@ public final class QemuScenarioCommand implements Callable<Integer> {
             description = "Ferry's memory prealloc on both VMMs: false, true or background (default ${DEFAULT-VALUE})")
     String ferryPrealloc;
 
+    @Option(names = "--multifd-channels", defaultValue = "0",
+            description = "Ferry migrates RAM over this many multifd channels; 0: one stream (default ${DEFAULT-VALUE})")
+    int multifdChannels;
+
+    @Option(names = "--qemu-multifd-channels", defaultValue = "0",
+            description = "QEMU migrates RAM over this many multifd channels; 0: one stream (default ${DEFAULT-VALUE})")
+    int qemuMultifdChannels;
+
     @Option(names = "--no-qemu", description = "run Ferry only")
     boolean noQemu;
 
@@ -110,6 +118,7 @@ public final class QemuScenarioCommand implements Callable<Integer> {
         double loopback = loopbackBytesPerSecond(1L << 30);
         say("scenario:    %s guest, %s random data, %s/s dirtied, downtime-limit %d ms, loopback TCP, no bandwidth cap%n",
                 ram, fill, dirtyRate, downtimeLimit);
+        say("streams:     Ferry %s, QEMU %s%n", streams(multifdChannels), streams(qemuMultifdChannels));
         say("loopback:    %.0f MB/s (one TCP stream, 1 GiB, measured now)%n%n", loopback / 1e6);
         say("%-6s %3s %-10s %8s %8s %9s %9s %10s %8s %6s  %s%n", "tool", "run", "status", "total", "setup", "downtime",
                 "pause", "MiB sent", "MB/s", "passes", "pause phases (ms)");
@@ -122,6 +131,10 @@ public final class QemuScenarioCommand implements Callable<Integer> {
         }
         summary(samples, loopback);
         return samples.stream().allMatch(s -> s.status.equals("completed")) ? 0 : 1;
+    }
+
+    private static String streams(int channels) {
+        return channels <= 0 ? "one stream" : "multifd, " + channels + " channel(s)";
     }
 
     private void say(String format, Object... args) {
@@ -158,6 +171,7 @@ public final class QemuScenarioCommand implements Callable<Integer> {
         try (QmpClient s = qmp(dir.resolve("source.qmp"), src); QmpClient d = qmp(dir.resolve("destination.qmp"), dst)) {
             awaitSerial(dir.resolve("source.serial"), "FERRY-READY", src);
             Thread.sleep(1000); // the guest dirties at its steady rate before the migration starts
+            multifd(s, d, qemuMultifdChannels);
             d.execute("migrate-incoming", QapiJson.JSON.createObjectNode().put("uri", "tcp:127.0.0.1:" + port));
             s.execute("migrate-set-parameters", QapiJson.JSON.createObjectNode().put("downtime-limit", downtimeLimit)
                     .put("max-bandwidth", 1L << 40)); // QEMU's 0 is not "unlimited"; 1 TiB/s is
@@ -237,6 +251,7 @@ public final class QemuScenarioCommand implements Callable<Integer> {
             QmpClient d = dst.qmp();
             awaitRunning(s);
             Thread.sleep(1000);
+            multifd(s, d, multifdChannels);
             d.execute("migrate-incoming", QapiJson.JSON.createObjectNode().put("uri", "tcp:127.0.0.1:" + port));
             s.execute("migrate-set-parameters", QapiJson.JSON.createObjectNode().put("downtime-limit", downtimeLimit)
                     .put("max-bandwidth", 0));
@@ -254,6 +269,19 @@ public final class QemuScenarioCommand implements Callable<Integer> {
     }
 
     // ---- shared ----
+
+    /** Turns multifd on at both ends with {@code channels} channels (before migrate-incoming); 0 leaves it off. */
+    private static void multifd(QmpClient s, QmpClient d, int channels) throws Exception {
+        if (channels <= 0) {
+            return;
+        }
+        for (QmpClient c : List.of(s, d)) {
+            ObjectNode caps = QapiJson.JSON.createObjectNode();
+            caps.putArray("capabilities").addObject().put("capability", "multifd").put("state", true);
+            c.execute("migrate-set-capabilities", caps);
+            c.execute("migrate-set-parameters", QapiJson.JSON.createObjectNode().put("multifd-channels", channels));
+        }
+    }
 
     private static JsonNode migrate(QmpClient s, QmpClient d, int port) throws Exception {
         s.execute("migrate", QapiJson.JSON.createObjectNode().put("uri", "tcp:127.0.0.1:" + port));
@@ -332,7 +360,8 @@ public final class QemuScenarioCommand implements Callable<Integer> {
         if (json) {
             ObjectNode o = QapiJson.JSON.createObjectNode();
             o.put("ram", ram).put("fill", fill).put("dirty_rate", dirtyRate).put("downtime_limit_ms", downtimeLimit)
-                    .put("loopback_bytes_per_s", loopback);
+                    .put("loopback_bytes_per_s", loopback).put("ferry_multifd_channels", multifdChannels)
+                    .put("qemu_multifd_channels", qemuMultifdChannels);
             ArrayNode a = o.putArray("runs");
             for (Sample s : samples) {
                 a.addObject().put("tool", s.tool).put("run", s.run).put("status", s.status).put("total_ms", s.total)

@@ -63,7 +63,7 @@ public final class QapiJson {
         ram.put("dirty-sync-count", r.dirtySyncCount());
         ram.put("postcopy-requests", 0);
         ram.put("page-size", r.pageSize());
-        ram.put("multifd-bytes", 0);
+        ram.put("multifd-bytes", r.multifdBytes());
         ram.put("pages-per-second", r.pagesPerSecond());
         ram.put("precopy-bytes", r.precopyBytes());
         ram.put("downtime-bytes", r.downtimeBytes());
@@ -111,6 +111,7 @@ public final class QapiJson {
         o.put("throttle-trigger-threshold", p.throttleTriggerThreshold());
         o.put("avail-switchover-bandwidth", p.availSwitchoverBandwidth());
         o.put("x-heartbeat-timeout", p.heartbeatTimeoutMs());
+        o.put("multifd-channels", p.multifdChannels());
         return o;
     }
 
@@ -120,6 +121,7 @@ public final class QapiJson {
         a.addObject().put("capability", "auto-converge").put("state", c.autoConverge());
         a.addObject().put("capability", "return-path").put("state", c.returnPath());
         a.addObject().put("capability", "switchover-ack").put("state", c.switchoverAck());
+        a.addObject().put("capability", "multifd").put("state", c.multifd());
         return a;
     }
 

@@ -268,6 +268,7 @@ public final class Vmm implements AutoCloseable {
         dev.ferry.migration.tls.MigrationTls secure = tls.forDestination();
         DestinationMigration in = new DestinationMigration(machine, secure == null ? transports
                 : transports.secured(secure), caps, migrationEvents, autostart);
+        in.setMultifdChannels(params.multifdChannels());
         in.digestMemoryAtLoad(verifyAtLoad);
         in.memoryDigest(guest::memoryDigest);
         in.beforeStart(guest::loaded);

@@ -18,11 +18,11 @@ import java.util.Set;
 final class VmmQmpCommands {
     /** Capabilities QEMU has that Ferry does not implement: refused when turned on. */
     private static final Set<String> UNSUPPORTED_CAPABILITIES = Set.of("xbzrle", "rdma-pin-all", "zero-blocks",
-            "compress", "postcopy-ram", "x-colo", "release-ram", "block", "pause-before-switchover", "multifd",
+            "compress", "postcopy-ram", "x-colo", "release-ram", "block", "pause-before-switchover",
             "dirty-bitmaps", "postcopy-blocktime", "late-block-activate", "x-ignore-shared", "validate-uuid",
             "background-snapshot", "zero-copy-send", "postcopy-preempt", "dirty-limit", "mapped-ram");
     private static final List<String> CAPABILITIES = List.of("events", "auto-converge", "return-path",
-            "switchover-ack");
+            "switchover-ack", "multifd");
 
     private VmmQmpCommands() {
     }
@@ -68,7 +68,7 @@ final class VmmQmpCommands {
         });
         c.register("migrate-set-parameters", Set.of("downtime-limit", "max-bandwidth", "cpu-throttle-initial",
                 "cpu-throttle-increment", "max-cpu-throttle", "throttle-trigger-threshold",
-                "avail-switchover-bandwidth", "tls-creds", "tls-hostname", "tls-authz", "x-heartbeat-timeout"), a -> {
+                "avail-switchover-bandwidth", "tls-creds", "tls-hostname", "tls-authz", "x-heartbeat-timeout", "multifd-channels"), a -> {
             MigrationParameters p = vmm.parameters();
             long downtime = range(a, "downtime-limit", "downtime_limit", p.downtimeLimitMs(), 0, 2_000_000,
                     " milliseconds");
@@ -84,7 +84,8 @@ final class VmmQmpCommands {
                     p.availSwitchoverBandwidth(), 0, Long.MAX_VALUE, " bytes/second");
             long heartbeat = range(a, "x-heartbeat-timeout", "x_heartbeat_timeout", p.heartbeatTimeoutMs(), 1000,
                     3_600_000, " milliseconds");
-            MigrationParameters next = p.withDowntimeLimitMs(downtime).withMaxBandwidth(bandwidth)
+            int channels = (int) range(a, "multifd-channels", "multifd_channels", p.multifdChannels(), 1, 255, "");
+            MigrationParameters next = p.withMultifdChannels(channels).withDowntimeLimitMs(downtime).withMaxBandwidth(bandwidth)
                     .withThrottle(initial, increment, max).withThrottleTriggerThreshold(trigger)
                     .withAvailSwitchoverBandwidth(avail).withHeartbeatTimeoutMs(heartbeat);
             vmm.tls.setParameters(a);
@@ -108,6 +109,7 @@ final class VmmQmpCommands {
                     case "auto-converge" -> caps.withAutoConverge(state);
                     case "return-path" -> caps.withReturnPath(state);
                     case "switchover-ack" -> caps.withSwitchoverAck(state);
+                    case "multifd" -> caps.withMultifd(state);
                     default -> throw QmpError.generic("Parameter 'capability' does not accept value '" + name + "'");
                 };
             }

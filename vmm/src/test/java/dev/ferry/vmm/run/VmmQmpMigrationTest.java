@@ -173,6 +173,27 @@ class VmmQmpMigrationTest {
         assertMigratedExactly(src, dst);
     }
 
+    /** multifd set the QEMU way (capability and multifd-channels at both ends, before migrate-incoming). */
+    @Test
+    void multifdSetThroughQmpMigratesExactlyAndCountsItsBytes() throws Exception {
+        Vm dst = vms.destination("dst", false);
+        Vm src = vms.source("src");
+        for (Vm vm : List.of(src, dst)) {
+            vm.run("migrate-set-capabilities", capabilities("multifd", true));
+            vm.run("migrate-set-parameters", args("multifd-channels", 3));
+        }
+        String uri = dst.listen("tcp:127.0.0.1:0");
+        src.run("migrate", args("uri", uri));
+        JsonNode end = src.awaitMigrationEnd();
+        assertEquals("completed", end.path("status").asText(), end.toString());
+        JsonNode ram = end.path("ram");
+        assertTrue(ram.path("multifd-bytes").asLong() > 0 && ram.path("multifd-bytes").asLong() < ram.path("transferred")
+                .asLong(), "multifd-bytes is the channels' share of transferred: " + ram);
+        assertEquals("completed", dst.awaitMigrationEnd().path("status").asText());
+        assertEquals("running", dst.runState());
+        assertMigratedExactly(src, dst);
+    }
+
     @Test
     void whileAMigrationRunsASecondOneAndCapabilityChangesAreRefused() throws Exception {
         Vm dst = vms.destination("dst", false);

@@ -52,10 +52,11 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class VmmQmpTest {
     private static final List<String> PARAMETERS = List.of("downtime-limit", "max-bandwidth", "cpu-throttle-initial",
             "cpu-throttle-increment", "max-cpu-throttle", "throttle-trigger-threshold", "avail-switchover-bandwidth",
-            "x-heartbeat-timeout", "tls-creds", "tls-hostname", "tls-authz");
+            "x-heartbeat-timeout", "multifd-channels", "tls-creds", "tls-hostname", "tls-authz");
     private static final JsonMapper SINGLE_QUOTES = JsonMapper.builder()
             .enable(JsonReadFeature.ALLOW_SINGLE_QUOTES).build();
-    private static final List<String> CAPABILITIES = List.of("events", "auto-converge", "return-path", "switchover-ack");
+    private static final List<String> CAPABILITIES = List.of("events", "auto-converge", "return-path", "switchover-ack",
+            "multifd");
 
     @TempDir
     Path dir;
@@ -218,6 +219,12 @@ class VmmQmpTest {
         assertEquals(parameters(2_000_000, 0, 1, 5, 99, 50, 2L << 30), vm.run("query-migrate-parameters"));
         vm.assertRefused("migrate-set-parameters", args("avail-switchover-bandwidth", -1), "Parameter "
                 + "'avail_switchover_bandwidth' expects an integer in the range of 0 to 18446744073709551615 bytes/second");
+        vm.run("migrate-set-parameters", args("multifd-channels", 8));
+        assertEquals(parameters(2_000_000, 0, 1, 5, 99, 50, 2L << 30, 8), vm.run("query-migrate-parameters"));
+        vm.assertRefused("migrate-set-parameters", args("multifd-channels", 0),
+                "Parameter 'multifd_channels' expects an integer in the range of 1 to 255");
+        vm.assertRefused("migrate-set-parameters", args("multifd-channels", 256),
+                "Parameter 'multifd_channels' expects an integer in the range of 1 to 255");
     }
 
     @Test
@@ -254,17 +261,19 @@ class VmmQmpTest {
     @Test
     void capabilitiesHaveFerrysDefaultsAndRoundTrip() throws Exception {
         Vm vm = vms.source("vm");
-        assertEquals(capabilityList(false, false, true, false), vm.run("query-migrate-capabilities"));
+        assertEquals(capabilityList(false, false, true, false, false), vm.run("query-migrate-capabilities"));
 
         assertEquals(QapiJson.JSON.createObjectNode(), vm.run("migrate-set-capabilities",
                 capabilities("events", true, "auto-converge", true, "switchover-ack", true)));
-        assertEquals(capabilityList(true, true, true, true), vm.run("query-migrate-capabilities"));
+        assertEquals(capabilityList(true, true, true, true, false), vm.run("query-migrate-capabilities"));
 
         vm.run("migrate-set-capabilities", capabilities("switchover-ack", false, "return-path", false));
-        assertEquals(capabilityList(true, true, false, false), vm.run("query-migrate-capabilities"));
+        assertEquals(capabilityList(true, true, false, false, false), vm.run("query-migrate-capabilities"));
         vm.run("migrate-set-capabilities", capabilities("events", false));
-        assertEquals(capabilityList(false, true, false, false), vm.run("query-migrate-capabilities"),
+        assertEquals(capabilityList(false, true, false, false, false), vm.run("query-migrate-capabilities"),
                 "capabilities not named keep their state");
+        vm.run("migrate-set-capabilities", capabilities("multifd", true));
+        assertEquals(capabilityList(false, true, false, false, true), vm.run("query-migrate-capabilities"));
     }
 
     @Test
@@ -282,7 +291,7 @@ class VmmQmpTest {
                 "Capability 'postcopy-ram' is not supported by Ferry");
         assertEquals(before, vm.run("query-migrate-capabilities"), "a refused set changes nothing");
         assertEquals(QapiJson.JSON.createObjectNode(), vm.run("migrate-set-capabilities",
-                capabilities("xbzrle", false, "multifd", false)), "turning off what Ferry lacks is fine");
+                capabilities("xbzrle", false, "postcopy-ram", false)), "turning off what Ferry lacks is fine");
         assertEquals(before, vm.run("query-migrate-capabilities"));
 
         vm.assertRefused("migrate-set-capabilities", capabilities("return-path", false, "switchover-ack", true),
@@ -408,11 +417,16 @@ class VmmQmpTest {
 
     private static JsonNode parameters(long downtime, long bandwidth, int initial, int increment, int max, int trigger,
                                        long avail) throws IOException {
+        return parameters(downtime, bandwidth, initial, increment, max, trigger, avail, 2);
+    }
+
+    private static JsonNode parameters(long downtime, long bandwidth, int initial, int increment, int max, int trigger,
+                                       long avail, int multifdChannels) throws IOException {
         return QapiJson.JSON.readTree(QapiJson.JSON.createObjectNode().put("downtime-limit", downtime)
                 .put("max-bandwidth", bandwidth).put("cpu-throttle-initial", initial)
                 .put("cpu-throttle-increment", increment).put("max-cpu-throttle", max)
                 .put("throttle-trigger-threshold", trigger).put("avail-switchover-bandwidth", avail)
-                .put("x-heartbeat-timeout", 5000).put("tls-creds", "").put("tls-hostname", "").put("tls-authz", "")
+                .put("x-heartbeat-timeout", 5000).put("multifd-channels", multifdChannels).put("tls-creds", "").put("tls-hostname", "").put("tls-authz", "")
                 .toString());
     }
 

@@ -1,0 +1,39 @@
+package dev.ferry.migration.ram;
+
+/**
+ * The multifd wire format: QEMU's layouts, big-endian.
+ *
+ * <pre>
+ * channel opening (64 bytes, once per channel, first thing on its connection)
+ *   be32 magic 0x11223344 · be32 version 1 · u8 uuid[16] · u8 channel id · u8 unused[7] · be64 unused[4]
+ *
+ * packet (320 bytes, then the offsets, then the normal pages' data)
+ *   be32 magic · be32 version · be32 flags (bit 0: SYNC)
+ *   be32 pages_alloc (≤ 128) · be32 normal_pages · be32 next_packet_size (= normal_pages × 4096)
+ *   be64 packet_num · be32 zero_pages · be32 unused · be64 unused[3]
+ *   char ramblock[256] (NUL-terminated RAM block name)
+ *   be64 offset[normal_pages + zero_pages] (normal pages first, then zero pages; byte offsets in the block)
+ *   normal_pages × 4096 bytes
+ * </pre>
+ *
+ * Unlike QEMU, which reads a fixed-size packet holding {@code pages_alloc} offsets, the offsets
+ * array carries exactly {@code normal_pages + zero_pages} entries. The main stream's RAM section
+ * carries MEM_SIZE, EOS and a MULTIFD_FLUSH record at each synchronisation point: everything the
+ * channels carried before their SYNC packets is in guest memory before the destination reads on.
+ */
+final class Multifd {
+    static final int MAGIC = 0x11223344;
+    static final int VERSION = 1;
+    static final int FLAG_SYNC = 1;
+    /** QEMU's MULTIFD_PACKET_SIZE (512 KiB) in 4 KiB pages. */
+    static final int PAGES_PER_PACKET = 128;
+    static final int RAMBLOCK_BYTES = 256;
+    static final int INIT_BYTES = 64;
+    static final int HEADER_BYTES = 320;
+    static final int UUID_BYTES = 16;
+    /** QEMU's multifd-channels range. */
+    static final int MAX_CHANNELS = 255;
+
+    private Multifd() {
+    }
+}
