@@ -75,6 +75,47 @@ class VmmTlsMigrationTest {
         src.run("object-del", args("id", "tls0"));
     }
 
+    /** With multifd every RAM channel is a TLS connection of its own, checked like the main one. */
+    @Test
+    void multifdChannelsGoOverTlsToo() throws Exception {
+        Vm dst = vms.destination("dst", false);
+        Vm src = vms.source("src");
+        TestCa.Spec source = TestCa.Spec.valid("source.example");
+        serverSide(dst, CA, source.subject());
+        clientSide(src, CA, source);
+        for (Vm vm : java.util.List.of(src, dst)) {
+            vm.run("migrate-set-capabilities", LocalVmms.capabilities("multifd", true));
+            vm.run("migrate-set-parameters", args("multifd-channels", 2));
+        }
+        String uri = dst.listen("tcp:127.0.0.1:0");
+        src.run("migrate", args("uri", uri));
+        JsonNode end = src.awaitMigrationEnd();
+        assertEquals("completed", end.path("status").asText(), end.toString());
+        assertTrue(end.path("ram").path("multifd-bytes").asLong() > 0, end.toString());
+        assertEquals("completed", dst.awaitMigrationEnd().path("status").asText());
+        assertEquals("running", dst.runState());
+    }
+
+    /** A source the authz refuses is refused on every channel; with multifd too, the source keeps running. */
+    @Test
+    void multifdFromASourceTheAuthzDoesNotNameIsRefused() throws Exception {
+        Vm dst = vms.destination("dst", false);
+        Vm src = vms.source("src");
+        serverSide(dst, CA, "CN=someone-else,O=Ferry test");
+        clientSide(src, CA, TestCa.Spec.valid("source.example"));
+        for (Vm vm : java.util.List.of(src, dst)) {
+            vm.run("migrate-set-capabilities", LocalVmms.capabilities("multifd", true));
+        }
+        String uri = dst.listen("tcp:127.0.0.1:0");
+        src.run("migrate", args("uri", uri));
+        JsonNode d = dst.awaitMigrationEnd();
+        assertEquals("failed", d.path("status").asText(), d.toString());
+        assertTrue(d.path("error-desc").asText().contains("not allowed by authz0"), d.toString());
+        JsonNode s = src.awaitMigrationEnd();
+        assertEquals("failed", s.path("status").asText(), s.toString());
+        assertEquals("running", src.runState());
+    }
+
     @Test
     void aSourceTheAuthzDoesNotNameIsRefusedAndKeepsRunning() throws Exception {
         Vm dst = vms.destination("dst", false);
