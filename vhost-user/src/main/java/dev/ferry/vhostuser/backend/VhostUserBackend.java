@@ -199,6 +199,12 @@ public final class VhostUserBackend implements AutoCloseable {
             return;
         }
         stats.connections.incrementAndGet();
+        if (model instanceof dev.ferry.virtio.net.VirtioNet net) {
+            int dropped = net.backend().discardQueued();
+            if (dropped > 0) {
+                LOG.info("{}: dropped {} frames that arrived while no front-end ran the rings", name, dropped);
+            }
+        }
         channel = new VhostUserChannel(fd, options.socket() + " (front-end)");
         session = new BackendSession(name, channel, model, rings, options.faults(), stats);
         registration = loop.addFd(channel.socket(), Linux.EPOLLIN, events -> readable());

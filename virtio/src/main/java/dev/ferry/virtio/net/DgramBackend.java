@@ -64,6 +64,28 @@ public final class DgramBackend implements NetBackend {
         return (int) n + NetHeader.SIZE;
     }
 
+    /** Reads queued datagrams into a scratch buffer until none is left (bounded by the receive buffer). */
+    @Override
+    public int discardQueued() {
+        long scratch = dev.ferry.core.sys.NativeMemory.allocate(MAX_FRAME);
+        try {
+            int n = 0;
+            for (int tries = 0; tries < 1 << 16; tries++) {
+                try {
+                    if (Sockets.recv(fd, scratch, MAX_FRAME, NetLinux.MSG_DONTWAIT) < 0) {
+                        break;
+                    }
+                    n++;
+                } catch (dev.ferry.core.sys.NativeCallException e) {
+                    // an ICMP error the peer's address earned (ECONNREFUSED): reported once, go on
+                }
+            }
+            return n;
+        } finally {
+            dev.ferry.core.sys.NativeMemory.free(scratch);
+        }
+    }
+
     @Override
     public void close() {
         fd.close();

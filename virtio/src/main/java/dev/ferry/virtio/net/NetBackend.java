@@ -47,6 +47,16 @@ public interface NetBackend extends AutoCloseable {
      */
     int receive(long buf, int capacity);
 
+    /**
+     * Drops every frame already queued for receiving, without blocking, and returns how many. A
+     * vhost-user back-end calls it when a front-end connects: frames that arrived while no guest
+     * ring ran belong to no one now, and a NIC without receive buffers drops them too. A stream
+     * back-end keeps its bytes (dropping part of a stream would lose its framing).
+     */
+    default int discardQueued() {
+        return 0;
+    }
+
     @Override
     void close();
 }

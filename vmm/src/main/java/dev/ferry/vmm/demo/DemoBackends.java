@@ -44,8 +44,12 @@ final class DemoBackends implements AutoCloseable {
         return dir.resolve("vun-" + side + ".sock");
     }
 
-    /** Starts both sides' back-ends; {@code peerPort} is the traffic peer's UDP port (0: no NIC). */
-    static DemoBackends start(Path dir, Path image, byte[] mac, int peerPort, PrintStream say)
+    /**
+     * Starts both sides' back-ends; {@code peerPort} is the traffic peer's UDP port (0: no NIC).
+     * The destination's disk back-end serves {@code destinationImage} (the fault matrix's larger
+     * image when the destination must refuse the disk), normally the same image.
+     */
+    static DemoBackends start(Path dir, Path image, Path destinationImage, byte[] mac, int peerPort, PrintStream say)
             throws IOException, InterruptedException {
         Path qsd = onPath("qemu-storage-daemon");
         DemoBackends b = new DemoBackends(dir, image == null ? "none"
@@ -53,10 +57,11 @@ final class DemoBackends implements AutoCloseable {
         try {
             for (String side : List.of("source", "destination")) {
                 if (image != null) {
+                    Path img = side.equals("source") ? image : destinationImage;
                     if (qsd != null) {
-                        b.daemons.add(storageDaemon(qsd, image, b.diskSocket(side), dir.resolve("qsd-" + side + ".log")));
+                        b.daemons.add(storageDaemon(qsd, img, b.diskSocket(side), dir.resolve("qsd-" + side + ".log")));
                     } else {
-                        b.ferry.add(VhostUserBackend.serveBlk(BlkOptions.of(image), BackendOptions.server(b.diskSocket(side))));
+                        b.ferry.add(VhostUserBackend.serveBlk(BlkOptions.of(img), BackendOptions.server(b.diskSocket(side))));
                     }
                 }
                 if (peerPort != 0) {

@@ -121,6 +121,10 @@ public final class DemoCommand implements Callable<Integer> {
                     + " library; the NIC by Ferry's back-end on UDP to the traffic peer")
     boolean vhostUser;
 
+    @Option(names = "--multifd-channels", defaultValue = "0",
+            description = "migrate RAM over this many multifd channels; 0: one stream (default ${DEFAULT-VALUE})")
+    int multifdChannels;
+
     /** The back-ends of --vhost-user, while the demo runs. */
     DemoBackends backends;
 
@@ -272,7 +276,8 @@ public final class DemoCommand implements Callable<Integer> {
             }
         }
         if (vhostUser) {
-            backends = DemoBackends.start(dir, image, dev.ferry.virtio.net.NetOptions.parseMac(NIC_MAC),
+            backends = DemoBackends.start(dir, image, faults.refuses("disk") ? otherImage : image,
+                    dev.ferry.virtio.net.NetOptions.parseMac(NIC_MAC),
                     peer == null ? 0 : peer.port(), say);
         }
         Files.writeString(dir.resolve("source.json"), config("source"));
@@ -315,7 +320,14 @@ public final class DemoCommand implements Callable<Integer> {
                 if (autoConverge && c == s) {
                     list.addObject().put("capability", "auto-converge").put("state", true);
                 }
+                if (multifdChannels > 0) {
+                    list.addObject().put("capability", "multifd").put("state", true);
+                }
                 c.execute("migrate-set-capabilities", caps);
+                if (multifdChannels > 0) {
+                    c.execute("migrate-set-parameters", QapiJson.JSON.createObjectNode()
+                            .put("multifd-channels", multifdChannels));
+                }
             }
             String listen = transport.equals("tcp") ? "tcp:127.0.0.1:0" : "unix:" + dir.resolve("migration.sock");
             d.execute("migrate-incoming", QapiJson.JSON.createObjectNode().put("uri", listen));

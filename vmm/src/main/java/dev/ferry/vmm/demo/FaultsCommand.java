@@ -41,6 +41,13 @@ public final class FaultsCommand implements Callable<Integer> {
                     + " vf-fails, destination-refuses)")
     String only;
 
+    @Option(names = "--vhost-user", description = "the disk and the NIC over vhost-user (as ferry demo --vhost-user)")
+    boolean vhostUser;
+
+    @Option(names = "--multifd-channels", defaultValue = "0",
+            description = "migrate RAM over this many multifd channels; 0: one stream (default ${DEFAULT-VALUE})")
+    int multifdChannels;
+
     @Option(names = "--json", description = "print exactly one JSON object instead of the table")
     boolean json;
 
@@ -118,6 +125,12 @@ public final class FaultsCommand implements Callable<Integer> {
             args.addAll(List.of("--vf", "1"));
         }
         args.addAll(c.options());
+        if (vhostUser) {
+            args.add("--vhost-user");
+        }
+        if (multifdChannels > 0) {
+            args.addAll(List.of("--multifd-channels", Integer.toString(multifdChannels)));
+        }
         DemoCommand demo = new DemoCommand();
         AtomicReference<Outcome> got = new AtomicReference<>();
         demo.outcomes = got::set;
