@@ -20,12 +20,14 @@ import java.util.function.LongSupplier;
 /**
  * The source's pre-copy: every live handler's START section (QEMU's
  * {@code qemu_savevm_state_setup}), then rounds of their PART sections
- * ({@code migration_iteration_run}), within the bandwidth limit, until the pending bytes fit the downtime budget (and
- * the destination approved the switchover when asked to) by the {@link SwitchoverRule}; then,
- * with a return path, one PING whose PONG says the destination caught up with the backlog in the
- * buffers between the two, so that it does not read it inside the guest's pause.
+ * ({@code migration_iteration_run}) within the bandwidth limit, until the pending bytes fit the
+ * downtime budget (and the destination approved the switchover when asked to) by the
+ * {@link SwitchoverRule}; then, with a return path, one PING whose PONG says the destination
+ * caught up with the backlog in the buffers between the two, so that it does not read it inside
+ * the guest's pause.
  *
- * <p>Thread: the migration thread; a cancel from another thread is checked once a round.
+ * <p>Thread: the migration thread; a cancel from another thread is checked before each section
+ * of the setup and once a round.
  */
 final class Precopy {
     /** A round that sent less than this with every handler done counts as idle. */
