@@ -34,7 +34,7 @@ import java.util.concurrent.TimeoutException;
  *
  * <p>Roles: {@link IncomingChannels} accepts the connections, {@link StreamLoader} reads the
  * stream, {@link ReturnPathWriter} writes the return path; this class holds the status, runs the
- * incoming thread ({@code ferry-incoming}) and decides how the migration ends ({@link #finish}).
+ * incoming thread ({@code ferry-incoming}) and decides how the migration ends ({@code finish}).
  * The setters and queries are for any thread (QMP's, the VMM's); {@link #abort} may come from
  * any thread while the incoming thread runs.
  */

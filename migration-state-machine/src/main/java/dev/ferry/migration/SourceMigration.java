@@ -45,7 +45,7 @@ import java.util.function.LongSupplier;
  * <p>Roles: this class holds the status, opens the connections (the main one, the return path's
  * {@link ReturnPathReader}, the multifd channels), runs the migration thread
  * ({@code ferry-migration}) through {@link Precopy} and {@link StopAndCopy}, and decides how the
- * migration ends ({@link #finish}: which failure is reported, the VM restarted, everything closed).
+ * migration ends ({@code finish}: which failure is reported, the VM restarted, everything closed).
  * {@link #cancel}, {@link #info} and {@link #setMaxBandwidth} come from any thread (QMP's); the
  * return path's threads and the multifd channel threads fail the migration by closing the
  * connection, and the migration thread reports the cause they recorded.
