@@ -7,7 +7,6 @@ import dev.ferry.core.migration.MigrationBlocker;
 import dev.ferry.core.migration.MigrationEvent;
 import dev.ferry.core.migration.MigrationException;
 import dev.ferry.core.migration.MigrationNotifier;
-import dev.ferry.core.migration.NonIterableSave;
 import dev.ferry.core.migration.SaveEntry;
 import dev.ferry.migration.ram.RamCounters;
 import dev.ferry.migration.ram.RamMigration;
@@ -42,13 +41,16 @@ import java.util.function.LongSupplier;
  * migration had stopped it), every handler cleaned up, the failed/cancelled notifiers run, the
  * connection closed, and the reason in {@link MigrationInfo#errorDesc()}. The status becomes
  * final only after all of that, so a caller that sees it may rely on it.
+ *
+ * <p>Roles: this class holds the status, opens the connections (the main one, the return path's
+ * {@link ReturnPathReader}, the multifd channels), runs the migration thread
+ * ({@code ferry-migration}) through {@link Precopy} and {@link StopAndCopy}, and decides how the
+ * migration ends ({@code finish}: which failure is reported, the VM restarted, everything closed).
+ * {@link #cancel}, {@link #info} and {@link #setMaxBandwidth} come from any thread (QMP's); the
+ * return path's threads and the multifd channel threads fail the migration by closing the
+ * connection, and the migration thread reports the cause they recorded.
  */
 public final class SourceMigration {
-    /** A round that sent less than this with every handler done counts as idle. */
-    private static final long IDLE_ROUND_BYTES = 64 << 10;
-    /** How long an idle round waits before the next look at the dirty logs. */
-    private static final long IDLE_PAUSE_MS = 5;
-
     private static final Logger LOG = LoggerFactory.getLogger(SourceMigration.class);
     /** Written in the CONFIGURATION section. */
     public static final String MACHINE_TYPE = "ferry";
@@ -194,7 +196,7 @@ public final class SourceMigration {
     }
 
     /** Moves along the table of {@link MigrationStatus#canBecome}; once cancelling, only to the end. */
-    private synchronized void setStatus(MigrationStatus s) {
+    synchronized void setStatus(MigrationStatus s) {
         if (status == s || (status == MigrationStatus.CANCELLING && !s.isFinal())) {
             return;
         }
@@ -205,7 +207,8 @@ public final class SourceMigration {
         events.status(s);
     }
 
-    private void checkCancel() throws MigrationException {
+    /** Throws once {@link #cancel} was asked (any thread); the migration thread checks between steps. */
+    void checkCancel() throws MigrationException {
         if (cancelRequested) {
             throw new MigrationException("migration cancelled by the user");
         }
@@ -213,7 +216,8 @@ public final class SourceMigration {
 
     private void run(String uri) {
         List<LiveSaveHandler> setupDone = new ArrayList<>();
-        boolean stoppedVm = false;
+        Precopy precopy = new Precopy(this, machine, params, progress, limiter, ram, clock);
+        StopAndCopy stopAndCopy = new StopAndCopy(this, machine, params, progress, ram, clock);
         RunState runStateBefore = machine.runState();
         ChannelSaveStream out = null;
         ReturnPathReader rp = null;
@@ -253,19 +257,7 @@ public final class SourceMigration {
             for (SaveEntry e : entries) {
                 ids.put(e, ids.size());
             }
-            for (SaveEntry e : entries) {
-                if (e instanceof SaveEntry.Live live) {
-                    checkCancel();
-                    int id = ids.get(e);
-                    long before = out.bytesWritten();
-                    w.sectionHeader(Qevm.SECTION_START, id, e.idstr(), e.instanceId(), e.version());
-                    setupDone.add(live.handler());
-                    live.handler().saveSetup(out);
-                    w.footer(id);
-                    progress.addPrecopy(e, out.bytesWritten() - before);
-                }
-            }
-            out.flush();
+            precopy.setup(entries, ids, w, out, setupDone);
             VmdescBuilder.warm(entries);
             progress.setupDone();
             setStatus(MigrationStatus.ACTIVE);
@@ -280,90 +272,17 @@ public final class SourceMigration {
             });
             boolean ackNeeded = caps.switchoverAck() && useReturnPath
                     && setupDone.stream().anyMatch(LiveSaveHandler::switchoverAckNeeded);
-            iterate(entries, ids, w, out, rp, ackNeeded);
+            precopy.iterate(entries, ids, w, out, rp, ackNeeded);
 
             // Before stopping the VM, let the destination catch up with what the buffers between
             // us hold (socket buffers, its receive queue: up to ~20 MB): PING, and wait for its
             // PONG. Otherwise it reads that backlog inside the guest's pause (measured: ~40-120 ms).
             if (rp != null && machine.runState().isRunning()) {
-                catchUp(w, out, rp);
+                precopy.catchUp(w, out, rp);
             }
 
             // Switchover: stop the VM, send what is left, then the device states.
-            checkCancel();
-            progress.downtimeStarts();
-            stoppedVm = machine.runState().isRunning();
-            try {
-                machine.vmStop(RunState.FINISH_MIGRATE);
-            } catch (dev.ferry.core.machine.VmStateChangeException e) {
-                throw new MigrationException("stopping the VM for switchover failed: " + e.getMessage(), e);
-            }
-            long stopped = clock.getAsLong();
-            setStatus(MigrationStatus.DEVICE);
-            VmdescBuilder vmdesc = new VmdescBuilder();
-            long ramNanos = 0;
-            for (SaveEntry e : entries) {
-                checkCancel();
-                int id = ids.get(e);
-                long before = out.bytesWritten();
-                long t0 = clock.getAsLong();
-                if (e instanceof SaveEntry.Live live) {
-                    w.sectionHeader(Qevm.SECTION_END, id);
-                    live.handler().saveComplete(out);
-                    w.footer(id);
-                    long spent = clock.getAsLong() - t0;
-                    progress.addDowntime(e, out.bytesWritten() - before, spent);
-                    if (live.handler() == ram) {
-                        ramNanos += spent;
-                    }
-                }
-            }
-            for (SaveEntry e : entries) {
-                NonIterableSave part = e instanceof SaveEntry.Live live && live.handler() instanceof NonIterableSave n
-                        ? n : null;
-                if (e instanceof SaveEntry.VmState<?> || part != null) {
-                    checkCancel();
-                    int id = ids.get(e);
-                    long before = out.bytesWritten();
-                    long t0 = clock.getAsLong();
-                    w.sectionHeader(Qevm.SECTION_FULL, id, e.idstr(), e.instanceId(), e.version());
-                    if (e instanceof SaveEntry.VmState<?> vs) {
-                        vs.save(out);
-                        vmdesc.vmState(vs);
-                    } else {
-                        long dataStart = out.bytesWritten();
-                        part.saveState(out);
-                        vmdesc.oldStyle(e, out.bytesWritten() - dataStart);
-                    }
-                    w.footer(id);
-                    progress.addDowntime(e, out.bytesWritten() - before, clock.getAsLong() - t0);
-                }
-            }
-            w.eof();
-            w.vmdesc(vmdesc.toJson());
-            long sent = clock.getAsLong();
-            if (rp != null) {
-                // The destination's SHUT proves delivery; a drain would race its close once it
-                // has read everything and answered.
-                out.flush();
-            } else {
-                out.drain(); // a file: everything must reach the kernel before we report completed
-            }
-            long drained = clock.getAsLong();
-            if (rp != null) {
-                awaitDestination(rp);
-            }
-            long running = rp != null ? clock.getAsLong() : drained; // a file: no destination to wait for
-            // The clock may be a test's: split the stop and RAM's share by the parts' own timings,
-            // so the phases add up on the clock the downtime is measured with.
-            long stopNanos = stopped - progress.downtimeStartNanos();
-            long cpusNanos = stoppedVm ? Math.min(stopNanos, machine.lastStopTimings().cpusNanos()) : 0;
-            long syncNanos = Math.min(ramNanos, ram.finalSyncNanos());
-            DowntimeBreakdown b = new DowntimeBreakdown(cpusNanos, stopNanos - cpusNanos, syncNanos, ramNanos - syncNanos,
-                    sent - stopped - ramNanos, drained - sent, running - drained);
-            LOG.debug("{}: switchover phases (µs): {}", machine.name(), b.phasesMicros());
-            progress.downtimeEnds(b);
-            machine.setRunState(RunState.POSTMIGRATE);
+            stopAndCopy.run(entries, ids, w, out, rp);
         } catch (MigrationException e) {
             failure = e.getMessage();
             failureCause = e;
@@ -392,93 +311,7 @@ public final class SourceMigration {
                         + "); see the destination's query-migrate";
             }
         }
-        finish(failure, failureCause, stoppedVm, runStateBefore, setupDone, out, rp);
-    }
-
-    private final SwitchoverRule switchover = new SwitchoverRule();
-
-    /** The longest the source waits for the destination to catch up before the switchover. */
-    static final long CATCH_UP_WAIT_MS = 2000;
-
-    private void catchUp(SectionWriter w, ChannelSaveStream out, ReturnPathReader rp)
-            throws IOException, InterruptedException {
-        long t0 = clock.getAsLong();
-        int ping = 0x46525259; // "FRRY"
-        w.command(Qevm.CMD_PING, new byte[] {0x46, 0x52, 0x52, 0x59});
-        out.flush();
-        boolean caughtUp = rp.awaitPong(ping, CATCH_UP_WAIT_MS);
-        LOG.debug("{}: destination {} in {} µs before the switchover", machine.name(),
-                caughtUp ? "caught up" : "did not catch up", (clock.getAsLong() - t0) / 1000);
-    }
-
-    private void iterate(List<SaveEntry> entries, Map<SaveEntry, Integer> ids, SectionWriter w, ChannelSaveStream out,
-                         ReturnPathReader rp, boolean ackNeeded)
-            throws IOException, MigrationException, InterruptedException {
-        long downtimeLimit = params.downtimeLimitMs();
-        progress.maxBandwidth(limiter.bytesPerSecond());
-        progress.availSwitchoverBandwidth(params.availSwitchoverBandwidth());
-        progress.newWindow(sent(out));
-        while (true) {
-            checkCancel();
-            long pending = 0;
-            for (SaveEntry e : entries) {
-                if (e instanceof SaveEntry.Live live) {
-                    pending += live.handler().pendingEstimate();
-                }
-            }
-            double rate = progress.switchoverBytesPerMs();
-            long threshold = SwitchoverRule.budgetBytes(rate, downtimeLimit);
-            if (pending < threshold || pending == 0) {
-                pending = 0;
-                for (SaveEntry e : entries) {
-                    if (e instanceof SaveEntry.Live live) {
-                        pending += live.handler().pendingExact();
-                    }
-                }
-            }
-            progress.pending(pending);
-            // QEMU's migration_can_switchover: a stopped VM has no downtime to protect, and a
-            // device that could not pre-copy (it was stopped) never sends what the ack waits for.
-            boolean running = machine.runState().isRunning();
-            boolean acked = !ackNeeded || rp.switchoverAcked() || !running;
-            SwitchoverRule.Verdict verdict = switchover.decide(pending, rate, downtimeLimit, acked, running);
-            if (verdict.switchover) {
-                LOG.debug("{}: switchover ({}) with {} bytes pending, budget {} bytes", machine.name(), verdict, pending,
-                        threshold);
-                return;
-            }
-            boolean allDone = true;
-            long roundStart = sent(out);
-            long roundNanos = System.nanoTime();
-            for (SaveEntry e : entries) {
-                if (e instanceof SaveEntry.Live live) {
-                    if (out.rateLimitReached()) {
-                        allDone = false;
-                        break;
-                    }
-                    int id = ids.get(e);
-                    long before = out.bytesWritten();
-                    w.sectionHeader(Qevm.SECTION_PART, id);
-                    allDone &= live.handler().saveIterate(out);
-                    w.footer(id);
-                    progress.addPrecopy(e, out.bytesWritten() - before);
-                }
-            }
-            out.flush();
-            progress.busy(System.nanoTime() - roundNanos);
-            limiter.awaitNextWindow();
-            if (allDone) {
-                // Nothing is left to pre-copy, yet what must go in the downtime (a device's
-                // stop-copy state, say) is more than the link is believed to move within the
-                // limit, or the ack is outstanding. An idle link measures the supply, not the
-                // bandwidth: keep the estimate, and do not spin re-syncing dirty logs.
-                progress.idleWindow();
-                if (sent(out) - roundStart < IDLE_ROUND_BYTES) {
-                    Thread.sleep(IDLE_PAUSE_MS);
-                }
-            }
-            progress.updateWindow(sent(out), downtimeLimit, ram.counters());
-        }
+        finish(failure, failureCause, stopAndCopy.stoppedVm(), runStateBefore, setupDone, out, rp);
     }
 
     /**
@@ -497,25 +330,9 @@ public final class SourceMigration {
     }
 
     /** Bytes sent on every channel: the main stream's and the multifd channels'. */
-    private long sent(ChannelSaveStream out) {
+    long sent(ChannelSaveStream out) {
         dev.ferry.migration.ram.MultifdSend m = multifd;
         return out.bytesWritten() + (m == null ? 0 : m.bytesSent());
-    }
-
-    private void awaitDestination(ReturnPathReader rp) throws MigrationException, InterruptedException {
-        try {
-            int code = rp.shut().get(params.returnPathTimeoutMs(), TimeUnit.MILLISECONDS);
-            if (code != 0) {
-                throw new MigrationException("the destination failed to load the migration stream (it reported "
-                        + code + "); see the destination's query-migrate");
-            }
-        } catch (ExecutionException e) {
-            checkCancel();
-            throw new MigrationException("the destination did not confirm it runs: " + e.getCause().getMessage(), e);
-        } catch (TimeoutException e) {
-            throw new MigrationException("the destination did not confirm it runs within "
-                    + params.returnPathTimeoutMs() + " ms");
-        }
     }
 
     private void finish(String failure, Throwable cause, boolean stoppedVm, RunState runStateBefore,
