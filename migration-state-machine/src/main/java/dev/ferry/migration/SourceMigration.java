@@ -127,7 +127,15 @@ public final class SourceMigration {
         progress.begin();
         setStatus(MigrationStatus.SETUP);
         machine.addActivity(activity);
-        thread = new Thread(() -> run(uri), "ferry-migration");
+        thread = new Thread(() -> {
+            try {
+                run(uri);
+            } finally {
+                // The stream's chunks came from Netty's pool through this thread's cache: give
+                // them back now, not when a finalizer notices the thread is gone.
+                io.netty.util.concurrent.FastThreadLocal.removeAll();
+            }
+        }, "ferry-migration");
         thread.setDaemon(true);
         thread.start();
     }
@@ -293,7 +301,7 @@ public final class SourceMigration {
             Thread.currentThread().interrupt();
             failure = "migration thread interrupted";
             failureCause = e;
-        } catch (NotifierFailure e) {
+        } catch (NotifierFailure | dev.ferry.migration.ram.DirtyLogFailure e) {
             failure = e.getMessage();
             failureCause = e;
         } catch (RuntimeException | Error e) {

@@ -364,6 +364,9 @@ public final class MultifdSend implements AutoCloseable {
                 // closed
             } catch (IOException | RuntimeException e) {
                 fail(this, e);
+            } finally {
+                // This thread's cache of Netty's pool holds chunks it wrote: free them as the thread ends.
+                io.netty.util.concurrent.FastThreadLocal.removeAll();
             }
         }
 

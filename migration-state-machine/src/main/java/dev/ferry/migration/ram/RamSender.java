@@ -142,7 +142,13 @@ final class RamSender implements DirtyPages, FreePageHints {
         precopy.onPrecopy(PrecopyNotifier.Step.BEFORE_BITMAP_SYNC, vmStopped);
         long before = remainingPages;
         for (DirtyLogSource s : started) {
-            s.sync(this);
+            try {
+                s.sync(this);
+            } catch (DirtyLogFailure e) {
+                throw e;
+            } catch (RuntimeException e) {
+                throw new DirtyLogFailure(s.name(), e);
+            }
         }
         markAllChunksPending();
         hintCleared.set(0); // the recount below sees every clear made so far

@@ -29,6 +29,11 @@ final class DemoBackends implements AutoCloseable {
     private final List<VhostUserBackend> ferry = new ArrayList<>();
     private final Path dir;
     final String diskServer;
+    /** The source side's disk back-end (one of these), for {@link #restartSourceDisk}. */
+    private Process sourceDaemon;
+    private VhostUserBackend sourceDisk;
+    private Path sourceImage;
+    private Path qsdBinary;
 
     private DemoBackends(Path dir, String diskServer) {
         this.dir = dir;
@@ -63,6 +68,12 @@ final class DemoBackends implements AutoCloseable {
                     } else {
                         b.ferry.add(VhostUserBackend.serveBlk(BlkOptions.of(img), BackendOptions.server(b.diskSocket(side))));
                     }
+                    if (side.equals("source")) {
+                        b.sourceImage = img;
+                        b.qsdBinary = qsd;
+                        b.sourceDaemon = qsd != null ? b.daemons.get(b.daemons.size() - 1) : null;
+                        b.sourceDisk = qsd != null ? null : b.ferry.get(b.ferry.size() - 1);
+                    }
                 }
                 if (peerPort != 0) {
                     DgramBackend udp = new DgramBackend(new InetSocketAddress("127.0.0.1", 0),
@@ -84,6 +95,29 @@ final class DemoBackends implements AutoCloseable {
                     b.nicSocket("source").getFileName(), b.nicSocket("destination").getFileName());
         }
         return b;
+    }
+
+    /**
+     * The source's disk back-end dies (SIGKILL for qemu-storage-daemon, a closed server for
+     * Ferry's) and, {@code downMs} later, a new one takes its socket, as a supervisor restarts a
+     * crashed daemon: the source's front-end must notice the hang-up and reconnect.
+     */
+    void restartSourceDisk(long downMs) throws IOException, InterruptedException {
+        if (sourceDaemon != null) {
+            sourceDaemon.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
+            daemons.remove(sourceDaemon);
+            Thread.sleep(downMs);
+            sourceDaemon = storageDaemon(qsdBinary, sourceImage, diskSocket("source"), dir.resolve("qsd-source-2.log"));
+            daemons.add(sourceDaemon);
+        } else if (sourceDisk != null) {
+            sourceDisk.close();
+            ferry.remove(sourceDisk);
+            Thread.sleep(downMs);
+            sourceDisk = VhostUserBackend.serveBlk(BlkOptions.of(sourceImage), BackendOptions.server(diskSocket("source")));
+            ferry.add(sourceDisk);
+        } else {
+            throw new IllegalStateException("no disk back-end to kill (the demo has no --disk)");
+        }
     }
 
     private static Process storageDaemon(Path binary, Path image, Path socket, Path log)

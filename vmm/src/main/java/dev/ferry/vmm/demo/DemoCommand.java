@@ -133,11 +133,13 @@ public final class DemoCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        if ((cancelAt != null ? 1 : 0) + (killAt != null ? 1 : 0) + (faults.networkFault != null ? 1 : 0) > 1) {
-            System.err.println("ferry demo: use one of --cancel-at, --kill-destination-at and --network-fault");
+        if ((cancelAt != null ? 1 : 0) + (killAt != null ? 1 : 0) + (faults.networkFault != null ? 1 : 0)
+                + (faults.backendPhase() != null ? 1 : 0) > 1) {
+            System.err.println("ferry demo: use one of --cancel-at, --kill-destination-at, --network-fault and"
+                    + " --backend-dies-at");
             return 2;
         }
-        for (String phase : new String[] {cancelAt, killAt, faults.networkPhase()}) {
+        for (String phase : new String[] {cancelAt, killAt, faults.networkPhase(), faults.backendPhase()}) {
             if (phase != null && !List.of("setup", "active", "device").contains(phase)) {
                 System.err.println("ferry demo: PHASE must be setup, active or device, not '" + phase + "'");
                 return 2;
@@ -170,7 +172,7 @@ public final class DemoCommand implements Callable<Integer> {
             System.err.println("ferry demo: --transport must be tcp or unix");
             return 2;
         }
-        String wrong = faults.check(transport, diskBytes);
+        String wrong = faults.check(transport, diskBytes, vhostUser);
         if (wrong != null) {
             System.err.println("ferry demo: " + wrong);
             return 2;
@@ -341,7 +343,8 @@ public final class DemoCommand implements Callable<Integer> {
             }
             s.execute("migrate-set-parameters", params);
             uri = faults.route(uri, say);
-            String phase = cancelAt != null ? cancelAt : killAt != null ? killAt : faults.networkPhase();
+            String phase = cancelAt != null ? cancelAt : killAt != null ? killAt
+                    : faults.networkPhase() != null ? faults.networkPhase() : faults.backendPhase();
             if (phase != null) {
                 s.execute("x-ferry-hold", QapiJson.JSON.createObjectNode().put("phase", phase));
             }
@@ -381,7 +384,9 @@ public final class DemoCommand implements Callable<Integer> {
             boolean keptSource = !o.status.equals("completed") && o.sourceRunning && o.sourceIntact && o.sourceVfsRunning
                     && o.disks.stream().allMatch(dk -> dk.imageOk) && (o.nic == null || o.nic.verified(false))
                     && (o.balloon == null || o.balloon.verified(false));
-            boolean asAsked = phase != null || faults.refusing() ? keptSource
+            // A back-end restarted in time may let the migration finish: then it must verify.
+            boolean asAsked = faults.backendPhase() != null ? keptSource || o.status.equals("completed") && o.verified
+                    : phase != null || faults.refusing() ? keptSource
                     : o.status.equals("completed") ? o.verified : faultInjected() && keptSource;
             return asAsked ? 0 : 1;
         }
@@ -389,7 +394,7 @@ public final class DemoCommand implements Callable<Integer> {
 
     private void act(QmpClient s, FerryRunProcess dst, String phase, List<String> actions) {
         try {
-            if (faults.breakNetwork(phase, actions)) {
+            if (faults.breakNetwork(phase, actions) || faults.killBackend(phase, backends, actions)) {
                 s.execute("x-ferry-release", null);
             } else if (cancelAt != null) {
                 actions.add("migrate_cancel sent in phase " + phase);

@@ -27,11 +27,19 @@ final class DemoFaults implements AutoCloseable {
                     + " block's length differs) or disk (an image 1 MiB larger: the disk's capacity differs)")
     String destinationRefuses;
 
+    @Option(names = "--backend-dies-at", paramLabel = "PHASE",
+            description = "with --vhost-user: the source's disk back-end is killed in this phase (setup, active or"
+                    + " device) and restarted on its socket 300 ms later, as a supervisor would")
+    String backendDiesAt;
+
     /** The network the demo breaks, once {@link #route} made it. */
     private FaultyRelay relay;
 
     /** Null when the options make sense together, else what is wrong. */
-    String check(String transport, long diskBytes) {
+    String check(String transport, long diskBytes, boolean vhostUser) {
+        if (backendDiesAt != null && (!vhostUser || diskBytes == 0)) {
+            return "--backend-dies-at needs --vhost-user and a --disk";
+        }
         if (networkFault != null && !List.of("drop", "stall").contains(networkFault)) {
             return "--network-fault must be drop or stall, not '" + networkFault + "'";
         }
@@ -45,6 +53,22 @@ final class DemoFaults implements AutoCloseable {
             return "--destination-refuses disk needs a --disk";
         }
         return null;
+    }
+
+    /** The phase the back-end dies in, or null. */
+    String backendPhase() {
+        return backendDiesAt;
+    }
+
+    /** Kills and restarts the source's disk back-end now; false when that is not the fault. */
+    boolean killBackend(String phase, DemoBackends backends, List<String> actions) throws Exception {
+        if (backendDiesAt == null) {
+            return false;
+        }
+        backends.restartSourceDisk(300);
+        actions.add("the source's disk back-end (" + backends.diskServer + ") killed in phase " + phase
+                + " and restarted 300 ms later");
+        return true;
     }
 
     /** The phase the network fault hits, or null. */

@@ -173,8 +173,18 @@ public final class SoakCommand implements Callable<Integer> {
         if (last.heap() - base.heap() > HEAP_SLACK) {
             grew.add(String.format("heap %.1f -> %.1f MiB", base.heap() / 1048576.0, last.heap() / 1048576.0));
         }
-        if (last.direct() - base.direct() > DIRECT_SLACK) {
-            grew.add(String.format("direct %.1f -> %.1f MiB", base.direct() / 1048576.0, last.direct() / 1048576.0));
+        // Direct memory is Netty's pool: it takes and keeps 4 MiB chunks as its threads need them,
+        // so single samples swing by a few chunks. A leak is a rising ceiling: the highest sample
+        // of the run's last tenth against the highest of the tenth after the warm-up.
+        int window = Math.max(1, samples.size() / 10);
+        int from = samples.indexOf(base);
+        long earlyCeiling = samples.subList(from, Math.min(samples.size(), from + window)).stream()
+                .mapToLong(Sample::direct).max().orElse(0);
+        long lateCeiling = samples.subList(Math.max(from, samples.size() - window), samples.size()).stream()
+                .mapToLong(Sample::direct).max().orElse(0);
+        if (lateCeiling - earlyCeiling > DIRECT_SLACK) {
+            grew.add(String.format("direct (highest of %d hops) %.1f -> %.1f MiB", window, earlyCeiling / 1048576.0,
+                    lateCeiling / 1048576.0));
         }
         String range = String.format("from hop %d to hop %d: fds %d -> %d, threads %d -> %d, heap %.1f -> %.1f MiB,"
                         + " direct %.1f -> %.1f MiB", base.hop(), last.hop(), base.fds(), last.fds(), base.threads(),

@@ -60,6 +60,22 @@ class SoakCommandTest {
         assertFalse(SoakCommand.judge(flat.subList(0, 2), 4).passed(), "fewer hops than asked");
     }
 
+    /** Netty's pool swings by whole chunks from hop to hop; only a rising ceiling is a leak. */
+    @Test
+    void directMemoryThatSwingsPassesAndDirectMemoryThatClimbsFails() {
+        List<SoakCommand.Sample> swinging = new java.util.ArrayList<>();
+        List<SoakCommand.Sample> climbing = new java.util.ArrayList<>();
+        for (int hop = 1; hop <= 100; hop++) {
+            long swing = (20L + 4 * ((hop * 7) % 5)) << 20; // 20..36 MiB in 4 MiB steps, no trend
+            swinging.add(new SoakCommand.Sample(hop, 40, 25, 10L << 20, swing, 100, null));
+            climbing.add(new SoakCommand.Sample(hop, 40, 25, 10L << 20, (20L << 20) + hop * (400L << 10), 100, null));
+        }
+        assertTrue(SoakCommand.judge(swinging, 100).passed(), SoakCommand.judge(swinging, 100).summary());
+        SoakCommand.Verdict v = SoakCommand.judge(climbing, 100);
+        assertFalse(v.passed(), "400 KiB more per hop is a leak: " + v.summary());
+        assertTrue(v.summary().contains("direct"), v.summary());
+    }
+
     private static SoakCommand.Sample sample(int hop, long fds, long threads) {
         return new SoakCommand.Sample(hop, fds, threads, 10L << 20, 20L << 20, 100, null);
     }
