@@ -98,7 +98,11 @@ final class RamSender implements DirtyPages, FreePageHints {
         List<DirtyLogSource> ok = new ArrayList<>();
         try {
             for (DirtyLogSource s : all) {
-                s.start();
+                try {
+                    s.start();
+                } catch (RuntimeException e) {
+                    throw new DirtyLogFailure(s.name(), e);
+                }
                 ok.add(s);
             }
         } finally {
