@@ -199,5 +199,12 @@ public final class BlkDriverArea {
     public record Progress(boolean started, long submitted, long completed, long writesAcked, long readsVerified,
                            long readMismatches, long errors, long firstError, long ioErrors, long interrupts,
                            long flushes, long nextSeq, int inFlight, long[] inFlightSeqs) {
+        /**
+         * The device asked for a reset (NEEDS_RESET) and that is the driver's only error: it stopped
+         * there, as this driver does, with what it acknowledged to be checked on the image.
+         */
+        public boolean deviceNeedsReset() {
+            return errors == 1 && firstError == ERR_DEVICE;
+        }
     }
 }

@@ -36,6 +36,7 @@ final class DemoOutcomes {
             boolean judges = !source || !o.status.equals("completed");
             if (judges) {
                 dk.imageOk = v.path("ok").asBoolean();
+                dk.needsReset = v.path("needs-reset").asBoolean();
                 dk.writesAcked = v.path("writes-acked").asLong();
                 dk.blocksWritten = v.path("blocks-written").asLong();
                 if (!dk.imageOk) {
@@ -169,6 +170,8 @@ final class DemoOutcomes {
         long writesAcked;
         long blocksWritten;
         boolean imageOk;
+        /** The device asked for a reset by policy (its vhost-user back-end was lost with requests out). */
+        boolean needsReset;
         boolean continued;
         String problem;
 

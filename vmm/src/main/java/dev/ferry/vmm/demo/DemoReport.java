@@ -90,6 +90,10 @@ final class DemoReport {
                 out.printf("  %-6s image %s against the source guest's %d acknowledged writes%n", d.id,
                         d.imageOk ? "verified" : "CORRUPT", d.writesAcked);
             }
+            if (d.needsReset) {
+                out.println("         the device asked for a reset by policy (NEEDS_RESET: its vhost-user back-end was"
+                        + " lost with requests out and no in-flight region); the guest's driver stopped there");
+            }
             if (d.problem != null) {
                 out.println("         problem: " + d.problem);
             }

@@ -347,8 +347,12 @@ final class SoftGuest implements VmGuest {
                         throw new java.io.IOException("no image to check: give the vhost-user-blk device the \"image\""
                                 + " its back-end serves");
                     }
-                    DiskVerifier.Verdict v = DiskVerifier.verifyImage(d.driver.area(), d.image);
+                    // A vhost-user disk whose back-end was lost with requests out and no in-flight
+                    // region asks for a reset by policy (docs/vhost-user.md); this driver stops there.
+                    boolean reset = now.deviceNeedsReset();
+                    DiskVerifier.Verdict v = DiskVerifier.verifyImage(d.driver.area(), d.image, false, reset);
                     dn.put("blocks-checked", v.blocksChecked()).put("blocks-written", v.blocksWritten());
+                    dn.put("needs-reset", reset);
                     v.problems().forEach(problems::add);
                     ok = v.ok();
                 } catch (java.io.IOException e) {
