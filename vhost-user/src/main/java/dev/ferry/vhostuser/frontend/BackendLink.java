@@ -65,6 +65,11 @@ final class BackendLink {
         return reconnects;
     }
 
+    /** The delay before the next reconnect attempt. Loop thread (tests read it through {@code loop.call}). */
+    long reconnectDelayMs() {
+        return reconnectDelayMs;
+    }
+
     /** Watches the socket: between requests the back-end has nothing to say, so readiness means it hung up or broke the protocol. */
     private void watch() {
         VhostUserFrontend f = fe;
