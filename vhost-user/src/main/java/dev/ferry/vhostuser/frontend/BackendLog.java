@@ -29,7 +29,7 @@ final class BackendLog implements DirtyLogSource, MigrationNotifier {
     @Override
     public void onMigrationEvent(MigrationEvent event) throws MigrationException {
         if (event == MigrationEvent.SETUP) {
-            String lost = d.loop.call(() -> d.fe == null ? String.valueOf(d.lostReason) : null);
+            String lost = d.loop.call(() -> d.link.frontend() == null ? String.valueOf(d.link.lostReason()) : null);
             if (lost != null) {
                 throw new MigrationException(d.who() + ": the vhost-user back-end at " + d.options.socket()
                         + " is not connected (" + lost + "); migration cancelled, the VM runs on");
@@ -41,17 +41,18 @@ final class BackendLog implements DirtyLogSource, MigrationNotifier {
     @Override
     public void start() {
         d.loop.call(() -> {
-            if (d.fe == null) {
+            VhostUserFrontend fe = d.link.frontend();
+            if (fe == null) {
                 throw new IllegalStateException(d.who() + ": the vhost-user back-end at " + d.options.socket()
-                        + " is not connected (" + d.lostReason + "): it cannot log its writes; migration cancelled");
+                        + " is not connected (" + d.link.lostReason() + "): it cannot log its writes; migration cancelled");
             }
             SharedDirtyLog l = new SharedDirtyLog(d.id, d.memory);
             d.log = l;
-            if (d.running) {
+            if (d.rings.running()) {
                 try {
-                    d.fe.setLogBase(l.fd(), l.size());
-                    d.fe.setFeatures(d.ctx.features() & d.offeredBackendFeatures, true);
-                    d.setLogFlag(true);
+                    fe.setLogBase(l.fd(), l.size());
+                    fe.setFeatures(d.ctx.features() & d.offeredBackendFeatures, true);
+                    d.rings.setLogFlag(true);
                 } catch (VhostUserException e) {
                     d.backendLost(e.getMessage());
                     throw new IllegalStateException(d.who() + ": starting the vhost-user dirty log failed: "
@@ -69,7 +70,7 @@ final class BackendLog implements DirtyLogSource, MigrationNotifier {
         if (l != null) {
             l.harvest(target);
         }
-        String lost = d.loop.call(() -> d.fe == null ? d.lostReason : null);
+        String lost = d.loop.call(() -> d.link.frontend() == null ? d.link.lostReason() : null);
         if (lost != null) {
             throw new IllegalStateException(d.who() + ": the vhost-user back-end at " + d.options.socket()
                     + " failed during migration: " + lost);
@@ -80,10 +81,11 @@ final class BackendLog implements DirtyLogSource, MigrationNotifier {
     @Override
     public void stop() {
         d.loop.call(() -> {
-            if (d.running && d.fe != null) {
+            VhostUserFrontend fe = d.link.frontend();
+            if (d.rings.running() && fe != null) {
                 try {
-                    d.fe.setFeatures(d.ctx.features() & d.offeredBackendFeatures, false);
-                    d.setLogFlag(false);
+                    fe.setFeatures(d.ctx.features() & d.offeredBackendFeatures, false);
+                    d.rings.setLogFlag(false);
                 } catch (VhostUserException e) {
                     d.backendLost(e.getMessage());
                 }

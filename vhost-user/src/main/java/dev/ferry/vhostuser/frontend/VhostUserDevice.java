@@ -9,15 +9,9 @@ import dev.ferry.core.migration.MigrationBlocker;
 import dev.ferry.core.migration.MigrationException;
 import dev.ferry.core.migration.MigrationRegistry;
 import dev.ferry.core.migration.SaveStream;
-import dev.ferry.core.sys.EventFd;
-import dev.ferry.core.sys.Linux;
-import dev.ferry.virtio.Virtio;
 import dev.ferry.virtio.VirtioContext;
 import dev.ferry.virtio.VirtioDeviceModel;
 import dev.ferry.virtio.VirtioMmio;
-import dev.ferry.virtio.queue.QueueConfig;
-import dev.ferry.virtio.queue.SplitRing;
-import dev.ferry.virtio.queue.SplitVirtqueue;
 import dev.ferry.vhostuser.proto.VhostUser;
 import dev.ferry.vhostuser.proto.VhostUserException;
 import org.slf4j.Logger;
@@ -35,17 +29,12 @@ import java.util.Map;
  * (device ID, feature mask, config space, what happens after a start): {@link VhostUserBlk},
  * {@link VhostUserNet}.
  *
- * <h2>Life of the rings (QEMU's vhost_dev_start / vhost_dev_stop)</h2>
- * <pre>
- *   start (DRIVER_OK, VM start)  SET_FEATURES [+LOG_ALL] · SET_MEM_TABLE · [SET_LOG_BASE] · [SET_INFLIGHT_FD]
- *                                per ready queue: NUM · BASE(last_avail_idx) · ADDR [log] · KICK · CALL · ENABLE(1)
- *                                [SET_STATUS]
- *   quiesce (VM stop)            per ready queue: ENABLE(0) · GET_VRING_BASE → the transport's ring state
- *   reset (driver writes 0)      as quiesce, [SET_STATUS 0]
- * </pre>
- * GET_VRING_BASE's index (with the used index re-read from guest RAM) becomes the transport's
- * queue state, so the existing {@code virtio} field carries it and a destination resumes the
- * back-end there with SET_VRING_BASE.
+ * <p>This class is the device model's face — start, quiesce, reset, the migration hooks,
+ * describe — over three parts by role: {@link BackendLink} (the connection: watch, loss,
+ * reconnect with backoff, the checks a reconnected back-end passes), {@link RingControl} (ring
+ * start and stop, the drain, the log flag, the call eventfds; the sequence is drawn there) and
+ * {@link BackendLog} (the dirty log during a migration). The table of the device's connection and
+ * ring states is in docs/vhost-user.md.
  *
  * <h2>Migration</h2>
  * A back-end with LOG_ALL and LOG_SHMFD gets a {@link DirtyLogSource} ({@link SharedDirtyLog}):
@@ -60,18 +49,10 @@ import java.util.Map;
  * Every request to the back-end is sent on the machine's device event loop (the transport calls
  * start, quiesce and reset there; the migration thread's log start and stop go through
  * {@link DeviceEventLoop#call}), so requests never interleave. The log's harvest runs on the
- * migration thread on memory this object owns.
+ * migration thread on memory this object owns. {@link #describe} reads volatile state only.
  */
 public abstract class VhostUserDevice implements VirtioDeviceModel {
     private static final Logger LOG = LoggerFactory.getLogger(VhostUserDevice.class);
-    static final long RECONNECT_FIRST_MS = 100;
-    static final long RECONNECT_MAX_MS = 2_000;
-    /**
-     * How many reply timeouts a stop waits for the requests a back-end took to complete after
-     * GET_VRING_BASE (a flush on a busy host disk takes a while; QEMU's own drain waits without a
-     * bound, but a back-end that never completes them must not hang the VMM).
-     */
-    static final int DRAIN_REPLY_TIMEOUTS = 3;
     protected final String id;
     protected final VhostUserOptions options;
     final GuestMemory memory;
@@ -79,30 +60,18 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
     private final MigrationRegistry registry;
     private final int queueCount;
     /** Queues 0..backendQueues-1 are the back-end's. */
-    private final int backendQueues;
+    final int backendQueues;
     private final int queueSize;
-    private final EventFd[] calls;
-    private final DeviceEventLoop.Registration[] callRegs;
     private final BackendLog logSource;
     private final MigrationBlocker blocker;
-    private final DeviceEventLoop.Timer reconnectTimer;
     final long offeredBackendFeatures;
+    final BackendLink link;
+    final RingControl rings;
 
     // Loop-thread state; describe reads the volatile ones from any thread (the transport calls
     // it holding its lock, which the loop thread takes too: describe must not wait for the loop).
-    volatile VhostUserFrontend fe;
-    private DeviceEventLoop.Registration hangupReg;
     VirtioContext ctx;
-    volatile boolean running;
     volatile SharedDirtyLog log;
-    volatile String lostReason;
-    private volatile String reconnectError;
-    private long reconnectDelayMs = RECONNECT_FIRST_MS;
-    private volatile long reconnects;
-    private volatile long interrupts;
-    private volatile long lastDrainMicros;
-    /** A ring whose stop failed with requests out (their state unknown), for {@link #backendLost}. */
-    private String stopUnknown;
     protected boolean loadedFromMigration;
     /** How long a DEVICE_STATE transfer may take either way. */
     static final long STATE_TIMEOUT_MS = 10_000;
@@ -133,10 +102,10 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
         this.queueCount = queueCount;
         this.backendQueues = backendQueues;
         this.queueSize = queueSize;
-        this.fe = VhostUserFrontend.connect(id, options.socket(), options.replyTimeoutMs());
+        VhostUserFrontend fe = VhostUserFrontend.connect(id, options.socket(), options.replyTimeoutMs());
+        this.link = new BackendLink(this, fe);
         this.offeredBackendFeatures = fe.backendFeatures();
-        this.calls = new EventFd[backendQueues];
-        this.callRegs = new DeviceEventLoop.Registration[backendQueues];
+        this.rings = new RingControl(this);
         try {
             long missing = VirtioMmio.TRANSPORT_FEATURES & ~fe.backendFeatures();
             if (missing != 0) {
@@ -148,16 +117,8 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
                         + fe.queueNum());
             }
             checkBackend(fe);
-            for (int i = 0; i < backendQueues; i++) {
-                calls[i] = new EventFd(Linux.EFD_NONBLOCK);
-                int q = i;
-                callRegs[i] = loop.add(calls[i], () -> routeCallToInterrupt(q));
-            }
-            this.reconnectTimer = loop.timer(this::reconnect);
-            loop.call(() -> {
-                watch();
-                return null;
-            });
+            rings.openCalls();
+            link.open();
         } catch (VhostUserException | RuntimeException e) {
             closeResources();
             throw e;
@@ -217,51 +178,30 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
         return true;
     }
 
-    // ---- the rings (loop thread) ----
+    // ---- the rings (loop thread; the sequence itself: RingControl) ----
 
     @Override
     public void start(VirtioContext context) {
         this.ctx = context;
-        if (running) {
+        if (rings.running()) {
             return;
         }
-        if (fe == null) {
-            reconnectNow();
-            if (fe == null) {
-                reconnectDelayMs = RECONNECT_FIRST_MS;
-                reconnectTimer.arm(reconnectDelayMs * 1_000_000L);
+        if (link.frontend() == null) {
+            link.reconnectNow();
+            if (link.frontend() == null) {
+                link.scheduleReconnect();
+                String lost = link.lostReason();
                 throw new IllegalStateException(who() + ": the vhost-user back-end at " + options.socket()
-                        + " is not connected (" + (lostReason != null ? lostReason : reconnectError)
+                        + " is not connected (" + (lost != null ? lost : link.reconnectError())
                         + "); the device serves nothing until it reconnects");
             }
         }
         try {
-            startBackend();
+            rings.start();
         } catch (VhostUserException e) {
             backendLost(e.getMessage());
             throw new UncheckedIOException(who() + ": starting the back-end failed: " + e.getMessage(), e);
         }
-    }
-
-    private void startBackend() throws VhostUserException {
-        VhostUserFrontend f = fe;
-        f.setFeatures(ctx.features() & offeredBackendFeatures, log != null);
-        f.setMemTable(memory);
-        if (log != null) {
-            f.setLogBase(log.fd(), log.size());
-        }
-        beforeRingsStart(f, ctx);
-        for (int i = 0; i < backendQueues; i++) {
-            SplitVirtqueue ring = ctx.queue(i);
-            if (ring != null) {
-                f.startRing(i, ring.size(), ring.lastAvailIdx(), addresses(ring), log != null, ctx.kickFd(i).fd(),
-                        calls[i].fd());
-            }
-        }
-        f.setStatus(Virtio.STATUS_ACKNOWLEDGE | Virtio.STATUS_DRIVER | Virtio.STATUS_FEATURES_OK
-                | Virtio.STATUS_DRIVER_OK);
-        running = true;
-        afterStart(f, ctx);
     }
 
     /**
@@ -273,30 +213,6 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
 
     /** Before the rings start (blk: SET_INFLIGHT_FD). */
     protected void beforeRingsStart(VhostUserFrontend frontend, VirtioContext context) throws VhostUserException {
-    }
-
-    /** The ring's areas in this process's address space (what the back-end maps), and the used ring's GPA. */
-    VhostUserFrontend.RingAddresses addresses(SplitVirtqueue ring) {
-        QueueConfig c = ring.config();
-        int n = c.size();
-        return new VhostUserFrontend.RingAddresses(
-                memory.hostAddress(dev.ferry.core.memory.Gpa.of(c.descGpa()), SplitRing.descTableBytes(n)),
-                memory.hostAddress(dev.ferry.core.memory.Gpa.of(c.usedGpa()), SplitRing.usedBytes(n)),
-                memory.hostAddress(dev.ferry.core.memory.Gpa.of(c.availGpa()), SplitRing.availBytes(n)),
-                c.usedGpa());
-    }
-
-    /**
-     * The back-end signalled queue {@code queue}'s call eventfd: raise the used-buffer interrupt.
-     * On KVM this eventfd would be an irqfd on the device's GSI and never reach this loop (not
-     * built: there is no in-kernel irqchip wiring yet, see docs/devices.md "Not built yet").
-     */
-    private void routeCallToInterrupt(int queue) {
-        VirtioContext c = ctx;
-        if (c != null) {
-            interrupts++;
-            c.interruptQueue(queue);
-        }
     }
 
     @Override
@@ -311,15 +227,14 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
      */
     @Override
     public void quiesce() {
-        if (!running) {
-            if (fe == null && log != null && ctx != null) {
+        if (!rings.running()) {
+            if (link.frontend() == null && log != null && ctx != null) {
                 throw new IllegalStateException(who() + ": the vhost-user back-end at " + options.socket()
-                        + " is gone (" + lostReason + "); its rings' state is unknown");
+                        + " is gone (" + link.lostReason() + "); its rings' state is unknown");
             }
             return;
         }
-        running = false;
-        String problem = stopRings();
+        String problem = rings.stop();
         if (problem != null) {
             backendLost(problem);
             throw new IllegalStateException(who() + ": stopping the vhost-user back-end at " + options.socket()
@@ -327,109 +242,26 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
         }
     }
 
-    /** GET_VRING_BASE for every ready ring into the transport's rings; the first problem, or null. */
-    private String stopRings() {
-        String problem = null;
-        for (int i = 0; i < backendQueues; i++) {
-            SplitVirtqueue ring = ctx == null ? null : ctx.queue(i);
-            if (ring == null) {
-                continue;
-            }
-            int used = usedIdxInRam(ring);
-            if (problem != null) {
-                ring.restore(used, used);
-                continue;
-            }
-            try {
-                if (completesOnItsOwn(i)) {
-                    used = settle(i, ring, used);
-                }
-                int base = fe.stopRing(i);
-                int inUse = (base - used) & 0xffff;
-                if (inUse > ring.size()) {
-                    problem = "GET_VRING_BASE for ring " + i + " returned 0x" + Integer.toHexString(base)
-                            + " while the used index in guest memory is 0x" + Integer.toHexString(used)
-                            + ": more requests in use than the ring holds (" + ring.size() + ")";
-                    ring.restore(used, used);
-                } else {
-                    if (completesOnItsOwn(i)) {
-                        used = awaitDrained(i, ring, base, used);
-                    }
-                    if (used != base && completesOnItsOwn(i)) {
-                        problem = "ring " + i + ": " + ((base - used) & 0xffff) + " requests the back-end took "
-                                + "were still not completed " + drainTimeoutMs() + " ms after GET_VRING_BASE";
-                    }
-                    ring.restore(base, used);
-                }
-            } catch (VhostUserException e) {
-                problem = "stopping ring " + i + " (SET_VRING_ENABLE 0, GET_VRING_BASE): " + e.getMessage();
-                int avail = RingDrain.availIdx(ctx, ring);
-                if (used != avail && completesOnItsOwn(i) && !resubmitSafe()) {
-                    stopUnknown = "ring " + i + " had " + ((avail - used) & 0xffff) + " requests out";
-                }
-                ring.restore(used, used); // QEMU: without the back-end's index, resume at the used index
-            }
-        }
-        for (int i = 0; i < backendQueues && ctx != null; i++) {
-            // completions the drain brought: their interrupt is part of stopping (the transport keeps it pending)
-            if (calls[i] != null && calls[i].consumeOrZero() != 0 && ctx.queue(i) != null) {
-                interrupts++;
-                ctx.interruptQueue(i);
-            }
-        }
-        return problem;
-    }
-
-    private int settle(int index, SplitVirtqueue ring, int used) {
-        return RingDrain.settle(ctx, index, ring, used, drainTimeoutMs());
-    }
-
-    private int awaitDrained(int index, SplitVirtqueue ring, int base, int used) {
-        long t0 = System.nanoTime();
-        int u = RingDrain.awaitUsed(ctx, who(), index, ring, base, used, options.replyTimeoutMs(), drainTimeoutMs());
-        lastDrainMicros = (System.nanoTime() - t0) / 1000;
-        return u;
-    }
-
-    long drainTimeoutMs() {
-        return DRAIN_REPLY_TIMEOUTS * options.replyTimeoutMs();
-    }
-
-    int usedIdxInRam(SplitVirtqueue ring) {
-        return RingDrain.usedIdx(ctx, ring);
-    }
-
     @Override
     public void reset() {
-        if (running && fe != null) {
-            running = false;
-            String problem = stopRings();
+        VhostUserFrontend f = link.frontend();
+        if (rings.running() && f != null) {
+            String problem = rings.stop();
             if (problem != null) {
                 backendLost(problem);
             } else {
                 try {
-                    fe.setStatus(0);
+                    f.setStatus(0);
                 } catch (VhostUserException e) {
                     backendLost(e.getMessage());
                 }
             }
         }
-        running = false;
+        rings.markStopped();
         ctx = null;
     }
 
-    // ---- the back-end's connection (loop thread) ----
-
-    /** Watches the socket: between requests the back-end has nothing to say, so readiness means it hung up or broke the protocol. */
-    private void watch() {
-        VhostUserFrontend f = fe;
-        hangupReg = loop.addFd(f.socketFd(), Linux.EPOLLIN | Linux.EPOLLRDHUP, ev -> {
-            if (fe == f) {
-                backendLost((ev & (Linux.EPOLLHUP | Linux.EPOLLRDHUP | Linux.EPOLLERR)) != 0 ? "the back-end hung up"
-                        : "the back-end sent a message nobody asked for");
-            }
-        });
-    }
+    // ---- the back-end's connection (loop thread; watch and reconnect: BackendLink) ----
 
     /**
      * The back-end is gone or broke the protocol: the connection closes, the rings fall back to
@@ -437,34 +269,11 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
      * what was in flight), and a started device reconnects with backoff.
      */
     protected void backendLost(String reason) {
-        if (fe == null) {
+        VhostUserFrontend f = link.drop(reason);
+        if (f == null) {
             return;
         }
-        LOG.warn("{}: vhost-user back-end at {}: {}; {}", who(), options.socket(), reason,
-                ctx != null ? "reconnecting" : "the device reconnects when it starts");
-        lostReason = reason;
-        if (hangupReg != null) {
-            closeQuietly(hangupReg);
-            hangupReg = null;
-        }
-        VhostUserFrontend f = fe;
-        fe = null;
-        String unknown = stopUnknown;
-        stopUnknown = null;
-        if (running && ctx != null) {
-            for (int i = 0; i < backendQueues; i++) {
-                SplitVirtqueue ring = ctx.queue(i);
-                if (ring != null) {
-                    int used = usedIdxInRam(ring);
-                    int avail = RingDrain.availIdx(ctx, ring);
-                    if (used != avail && completesOnItsOwn(i) && !resubmitSafe()) {
-                        unknown = "ring " + i + " had " + ((avail - used) & 0xffff) + " requests out";
-                    }
-                    ring.restore(used, used);
-                }
-            }
-        }
-        running = false;
+        String unknown = rings.fallBackToUsedIndex();
         f.close();
         if (unknown != null && ctx != null) {
             // Resubmitting from the used index could run a completed write again over a newer one.
@@ -473,8 +282,7 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
             c.deviceError(who() + ": the vhost-user back-end was lost (" + reason + ") while " + unknown
                     + " and it keeps no in-flight region: their state is unknown");
         }
-        reconnectDelayMs = RECONNECT_FIRST_MS;
-        reconnectTimer.arm(reconnectDelayMs * 1_000_000L);
+        link.scheduleReconnect();
     }
 
     /**
@@ -486,56 +294,6 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
         return true;
     }
 
-    /** Timer: one reconnect attempt; the next after twice the delay (at most {@link #RECONNECT_MAX_MS}). */
-    private void reconnect() {
-        if (fe != null) {
-            return;
-        }
-        reconnectNow();
-        if (fe == null) {
-            reconnectDelayMs = Math.min(reconnectDelayMs * 2, RECONNECT_MAX_MS);
-            reconnectTimer.arm(reconnectDelayMs * 1_000_000L);
-        } else if (ctx != null && !running) {
-            try {
-                startBackend();
-                LOG.info("{}: reconnected to {}; rings restarted", who(), options.socket());
-            } catch (VhostUserException e) {
-                backendLost(e.getMessage());
-            }
-        }
-    }
-
-    /** Connects once and checks the back-end offers what the guest took; on failure {@code fe} stays null. */
-    private void reconnectNow() {
-        VhostUserFrontend f;
-        try {
-            f = VhostUserFrontend.connect(id, options.socket(), options.replyTimeoutMs());
-        } catch (VhostUserException e) {
-            reconnectError = e.getMessage();
-            return;
-        }
-        long lacking = offeredBackendFeatures & ~f.backendFeatures();
-        if (lacking != 0 || (log != null && !f.canLog())) {
-            reconnectError = "the back-end at " + options.socket() + " now lacks features 0x" + Long.toHexString(lacking)
-                    + (log != null && !f.canLog() ? " and logging" : "");
-            f.close();
-            return;
-        }
-        try {
-            checkBackend(f);
-        } catch (VhostUserException e) {
-            reconnectError = e.getMessage();
-            f.close();
-            return;
-        }
-        fe = f;
-        reconnects++;
-        lostReason = null;
-        reconnectError = null;
-        watch();
-        afterReconnect(f);
-    }
-
     /** A new connection replaced a lost one (blk: the in-flight region goes to the new back-end). */
     protected void afterReconnect(VhostUserFrontend frontend) {
     }
@@ -544,16 +302,6 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
 
     /** Pages the shared logs of finished migrations reported. Written on the loop thread. */
     volatile long loggedPagesBefore;
-
-    /** SET_VRING_ADDR for every running ring, with or without the used-ring log flag. Loop thread. */
-    void setLogFlag(boolean on) throws VhostUserException {
-        for (int i = 0; i < backendQueues; i++) {
-            SplitVirtqueue ring = ctx.queue(i);
-            if (ring != null) {
-                fe.setRingAddr(i, addresses(ring), on);
-            }
-        }
-    }
 
     /** The pages the back-end's shared logs reported, over every migration so far. */
     public long loggedPages() {
@@ -567,7 +315,7 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
      */
     @Override
     public void save(SaveStream out) throws IOException {
-        long n = DeviceStateTransfer.writeTo(out, fe, STATE_TIMEOUT_MS);
+        long n = DeviceStateTransfer.writeTo(out, link.frontend(), STATE_TIMEOUT_MS);
         if (n >= 0) {
             savedStateBytes = n;
         }
@@ -575,7 +323,8 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
 
     @Override
     public void load(LoadStream in, int version) throws IOException, MigrationException {
-        long n = DeviceStateTransfer.readFrom(in, fe, who() + " (back-end at " + options.socket() + ")", STATE_TIMEOUT_MS);
+        long n = DeviceStateTransfer.readFrom(in, link.frontend(), who() + " (back-end at " + options.socket() + ")",
+                STATE_TIMEOUT_MS);
         if (n >= 0) {
             loadedStateBytes = n;
         }
@@ -590,26 +339,26 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
     @Override
     public void describe(Map<String, Object> into) {
         Map<String, Object> m = new java.util.LinkedHashMap<>();
-        VhostUserFrontend f = fe;
+        VhostUserFrontend f = link.frontend();
         m.put("socket", options.socket().toString());
         m.put("connected", f != null);
         if (savedStateBytes >= 0 || loadedStateBytes >= 0) {
             m.put("device-state-saved-bytes", savedStateBytes);
             m.put("device-state-loaded-bytes", loadedStateBytes);
         }
-        m.put("rings-running", running);
+        m.put("rings-running", rings.running());
         m.put("backend-features", String.format("0x%x", offeredBackendFeatures));
         if (f != null) {
             m.put("protocol-features", String.format("0x%x", f.protocolFeatures()));
         }
-        m.put("interrupts", interrupts);
-        m.put("last-drain-us", lastDrainMicros);
-        m.put("reconnects", reconnects);
-        String lost = lostReason;
+        m.put("interrupts", rings.interrupts());
+        m.put("last-drain-us", rings.lastDrainMicros());
+        m.put("reconnects", link.reconnects());
+        String lost = link.lostReason();
         if (lost != null) {
             m.put("lost", lost);
         }
-        String re = reconnectError;
+        String re = link.reconnectError();
         if (re != null) {
             m.put("reconnect-error", re);
         }
@@ -628,14 +377,15 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
 
     /** The front-end, on the loop thread (null while disconnected). Test and subclass use. */
     protected VhostUserFrontend frontend() {
-        return fe;
+        return link.frontend();
     }
 
     /** Runs {@code r} on the device's loop with the current front-end (tests: a request observer). */
     public void withFrontend(java.util.function.Consumer<VhostUserFrontend> r) {
         loop.call(() -> {
-            if (fe != null) {
-                r.accept(fe);
+            VhostUserFrontend f = link.frontend();
+            if (f != null) {
+                r.accept(f);
             }
             return null;
         });
@@ -661,27 +411,9 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
     }
 
     private void closeResources() {
-        if (reconnectTimer != null) {
-            closeQuietly(reconnectTimer);
-        }
-        if (hangupReg != null) {
-            closeQuietly(hangupReg);
-            hangupReg = null;
-        }
-        for (int i = 0; i < backendQueues; i++) {
-            if (callRegs[i] != null) {
-                closeQuietly(callRegs[i]);
-                callRegs[i] = null;
-            }
-            if (calls[i] != null) {
-                calls[i].close();
-                calls[i] = null;
-            }
-        }
-        if (fe != null) {
-            fe.close();
-            fe = null;
-        }
+        link.closeWatch();
+        rings.closeCalls();
+        link.closeFrontend();
         if (log != null) {
             log.close();
             log = null;
@@ -693,7 +425,7 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
     protected void closeDevice() {
     }
 
-    private static void closeQuietly(AutoCloseable c) {
+    static void closeQuietly(AutoCloseable c) {
         try {
             c.close();
         } catch (Exception e) {

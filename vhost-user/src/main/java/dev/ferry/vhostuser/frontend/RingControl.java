@@ -1,0 +1,252 @@
+package dev.ferry.vhostuser.frontend;
+
+import dev.ferry.core.device.DeviceEventLoop;
+import dev.ferry.core.memory.Gpa;
+import dev.ferry.core.sys.EventFd;
+import dev.ferry.core.sys.Linux;
+import dev.ferry.virtio.Virtio;
+import dev.ferry.virtio.VirtioContext;
+import dev.ferry.virtio.queue.QueueConfig;
+import dev.ferry.virtio.queue.SplitRing;
+import dev.ferry.virtio.queue.SplitVirtqueue;
+import dev.ferry.vhostuser.proto.VhostUserException;
+
+/**
+ * A {@link VhostUserDevice}'s rings at its back-end: starting and stopping them (QEMU's
+ * vhost_dev_start / vhost_dev_stop), the drain at a stop, the used-ring log flag, and the call
+ * eventfds that become the device's interrupt. It owns the call eventfds and their loop
+ * registrations.
+ *
+ * <h2>Life of the rings</h2>
+ * <pre>
+ *   start (DRIVER_OK, VM start)  SET_FEATURES [+LOG_ALL] · SET_MEM_TABLE · [SET_LOG_BASE] · [SET_INFLIGHT_FD]
+ *                                per ready queue: NUM · BASE(last_avail_idx) · ADDR [log] · KICK · CALL · ENABLE(1)
+ *                                [SET_STATUS]
+ *   quiesce (VM stop)            per ready queue: ENABLE(0) · GET_VRING_BASE → the transport's ring state
+ *   reset (driver writes 0)      as quiesce, [SET_STATUS 0]
+ * </pre>
+ * GET_VRING_BASE's index (with the used index re-read from guest RAM) becomes the transport's
+ * queue state, so the existing {@code virtio} field carries it and a destination resumes the
+ * back-end there with SET_VRING_BASE.
+ *
+ * <p>Device event loop thread; {@code describe} reads the volatile flag and counters from any
+ * thread.
+ */
+final class RingControl {
+    /**
+     * How many reply timeouts a stop waits for the requests a back-end took to complete after
+     * GET_VRING_BASE (a flush on a busy host disk takes a while; QEMU's own drain waits without a
+     * bound, but a back-end that never completes them must not hang the VMM).
+     */
+    static final int DRAIN_REPLY_TIMEOUTS = 3;
+    private final VhostUserDevice d;
+    private final EventFd[] calls;
+    private final DeviceEventLoop.Registration[] callRegs;
+    private volatile boolean running;
+    private volatile long interrupts;
+    private volatile long lastDrainMicros;
+    /** A ring whose stop failed with requests out (their state unknown), for {@link #fallBackToUsedIndex}. */
+    private String stopUnknown;
+
+    RingControl(VhostUserDevice device) {
+        this.d = device;
+        this.calls = new EventFd[device.backendQueues];
+        this.callRegs = new DeviceEventLoop.Registration[device.backendQueues];
+    }
+
+    /** One call eventfd per back-end queue, read on the loop. Constructor thread; {@link #closeCalls} undoes it. */
+    void openCalls() {
+        for (int i = 0; i < calls.length; i++) {
+            calls[i] = new EventFd(Linux.EFD_NONBLOCK);
+            int q = i;
+            callRegs[i] = d.loop.add(calls[i], () -> routeCallToInterrupt(q));
+        }
+    }
+
+    /** Whether the back-end serves the rings now. */
+    boolean running() {
+        return running;
+    }
+
+    /** The rings are stopped (a reset that could not reach the back-end, or one it never served). */
+    void markStopped() {
+        running = false;
+    }
+
+    long interrupts() {
+        return interrupts;
+    }
+
+    long lastDrainMicros() {
+        return lastDrainMicros;
+    }
+
+    /** The start sequence on the current connection, with the device's context and log. */
+    void start() throws VhostUserException {
+        VhostUserFrontend f = d.link.frontend();
+        VirtioContext ctx = d.ctx;
+        SharedDirtyLog log = d.log;
+        f.setFeatures(ctx.features() & d.offeredBackendFeatures, log != null);
+        f.setMemTable(d.memory);
+        if (log != null) {
+            f.setLogBase(log.fd(), log.size());
+        }
+        d.beforeRingsStart(f, ctx);
+        for (int i = 0; i < calls.length; i++) {
+            SplitVirtqueue ring = ctx.queue(i);
+            if (ring != null) {
+                f.startRing(i, ring.size(), ring.lastAvailIdx(), addresses(ring), log != null, ctx.kickFd(i).fd(),
+                        calls[i].fd());
+            }
+        }
+        f.setStatus(Virtio.STATUS_ACKNOWLEDGE | Virtio.STATUS_DRIVER | Virtio.STATUS_FEATURES_OK
+                | Virtio.STATUS_DRIVER_OK);
+        running = true;
+        d.afterStart(f, ctx);
+    }
+
+    /** The ring's areas in this process's address space (what the back-end maps), and the used ring's GPA. */
+    VhostUserFrontend.RingAddresses addresses(SplitVirtqueue ring) {
+        QueueConfig c = ring.config();
+        int n = c.size();
+        return new VhostUserFrontend.RingAddresses(
+                d.memory.hostAddress(Gpa.of(c.descGpa()), SplitRing.descTableBytes(n)),
+                d.memory.hostAddress(Gpa.of(c.usedGpa()), SplitRing.usedBytes(n)),
+                d.memory.hostAddress(Gpa.of(c.availGpa()), SplitRing.availBytes(n)),
+                c.usedGpa());
+    }
+
+    /**
+     * The back-end signalled queue {@code queue}'s call eventfd: raise the used-buffer interrupt.
+     * On KVM this eventfd would be an irqfd on the device's GSI and never reach this loop (not
+     * built: there is no in-kernel irqchip wiring yet, see docs/devices.md "Not built yet").
+     */
+    private void routeCallToInterrupt(int queue) {
+        VirtioContext c = d.ctx;
+        if (c != null) {
+            interrupts++;
+            c.interruptQueue(queue);
+        }
+    }
+
+    /**
+     * The rings stop: GET_VRING_BASE for every ready ring into the transport's rings. Returns the
+     * first problem, or null; the caller drops the back-end on a problem.
+     */
+    String stop() {
+        running = false;
+        VirtioContext ctx = d.ctx;
+        String problem = null;
+        for (int i = 0; i < calls.length; i++) {
+            SplitVirtqueue ring = ctx == null ? null : ctx.queue(i);
+            if (ring == null) {
+                continue;
+            }
+            int used = RingDrain.usedIdx(ctx, ring);
+            if (problem != null) {
+                ring.restore(used, used);
+                continue;
+            }
+            try {
+                if (d.completesOnItsOwn(i)) {
+                    used = RingDrain.settle(ctx, i, ring, used, drainTimeoutMs());
+                }
+                int base = d.link.frontend().stopRing(i);
+                int inUse = (base - used) & 0xffff;
+                if (inUse > ring.size()) {
+                    problem = "GET_VRING_BASE for ring " + i + " returned 0x" + Integer.toHexString(base)
+                            + " while the used index in guest memory is 0x" + Integer.toHexString(used)
+                            + ": more requests in use than the ring holds (" + ring.size() + ")";
+                    ring.restore(used, used);
+                } else {
+                    if (d.completesOnItsOwn(i)) {
+                        used = awaitDrained(ctx, i, ring, base, used);
+                    }
+                    if (used != base && d.completesOnItsOwn(i)) {
+                        problem = "ring " + i + ": " + ((base - used) & 0xffff) + " requests the back-end took "
+                                + "were still not completed " + drainTimeoutMs() + " ms after GET_VRING_BASE";
+                    }
+                    ring.restore(base, used);
+                }
+            } catch (VhostUserException e) {
+                problem = "stopping ring " + i + " (SET_VRING_ENABLE 0, GET_VRING_BASE): " + e.getMessage();
+                int avail = RingDrain.availIdx(ctx, ring);
+                if (used != avail && d.completesOnItsOwn(i) && !d.resubmitSafe()) {
+                    stopUnknown = "ring " + i + " had " + ((avail - used) & 0xffff) + " requests out";
+                }
+                ring.restore(used, used); // QEMU: without the back-end's index, resume at the used index
+            }
+        }
+        for (int i = 0; i < calls.length && ctx != null; i++) {
+            // completions the drain brought: their interrupt is part of stopping (the transport keeps it pending)
+            if (calls[i] != null && calls[i].consumeOrZero() != 0 && ctx.queue(i) != null) {
+                interrupts++;
+                ctx.interruptQueue(i);
+            }
+        }
+        return problem;
+    }
+
+    private int awaitDrained(VirtioContext ctx, int index, SplitVirtqueue ring, int base, int used) {
+        long t0 = System.nanoTime();
+        int u = RingDrain.awaitUsed(ctx, d.who(), index, ring, base, used, d.options.replyTimeoutMs(),
+                drainTimeoutMs());
+        lastDrainMicros = (System.nanoTime() - t0) / 1000;
+        return u;
+    }
+
+    private long drainTimeoutMs() {
+        return DRAIN_REPLY_TIMEOUTS * d.options.replyTimeoutMs();
+    }
+
+    /**
+     * The back-end is gone: running rings fall back to the used index in guest RAM and stop.
+     * Returns which ring had requests out whose state is now unknown (they must not be offered
+     * again: see {@link VhostUserDevice#resubmitSafe}), or null.
+     */
+    String fallBackToUsedIndex() {
+        String unknown = stopUnknown;
+        stopUnknown = null;
+        VirtioContext ctx = d.ctx;
+        if (running && ctx != null) {
+            for (int i = 0; i < calls.length; i++) {
+                SplitVirtqueue ring = ctx.queue(i);
+                if (ring != null) {
+                    int used = RingDrain.usedIdx(ctx, ring);
+                    int avail = RingDrain.availIdx(ctx, ring);
+                    if (used != avail && d.completesOnItsOwn(i) && !d.resubmitSafe()) {
+                        unknown = "ring " + i + " had " + ((avail - used) & 0xffff) + " requests out";
+                    }
+                    ring.restore(used, used);
+                }
+            }
+        }
+        running = false;
+        return unknown;
+    }
+
+    /** SET_VRING_ADDR for every running ring, with or without the used-ring log flag. */
+    void setLogFlag(boolean on) throws VhostUserException {
+        VirtioContext ctx = d.ctx;
+        for (int i = 0; i < calls.length; i++) {
+            SplitVirtqueue ring = ctx.queue(i);
+            if (ring != null) {
+                d.link.frontend().setRingAddr(i, addresses(ring), on);
+            }
+        }
+    }
+
+    /** The call eventfds and their registrations, each closed once. */
+    void closeCalls() {
+        for (int i = 0; i < calls.length; i++) {
+            if (callRegs[i] != null) {
+                VhostUserDevice.closeQuietly(callRegs[i]);
+                callRegs[i] = null;
+            }
+            if (calls[i] != null) {
+                calls[i].close();
+                calls[i] = null;
+            }
+        }
+    }
+}
