@@ -28,6 +28,11 @@ final class BackendLink {
     private DeviceEventLoop.Timer reconnectTimer;
     private long reconnectDelayMs = RECONNECT_FIRST_MS;
     private volatile String lostReason;
+    /**
+     * Why the back-end was lost while a migration's log ran (kept across a reconnect until the
+     * log stops): its successor cannot vouch for what it logged, so the migration must fail.
+     */
+    private volatile String lostWhileLogging;
     private volatile String reconnectError;
     private volatile long reconnects;
 
@@ -52,6 +57,15 @@ final class BackendLink {
     }
 
     /** Why the back-end was lost; null once a reconnect succeeded. */
+    String lostWhileLogging() {
+        return lostWhileLogging;
+    }
+
+    /** A migration's log starts or stops: a loss before it is no concern of the next. */
+    void forgetLossWhileLogging() {
+        lostWhileLogging = null;
+    }
+
     String lostReason() {
         return lostReason;
     }
@@ -93,6 +107,9 @@ final class BackendLink {
         LOG.warn("{}: vhost-user back-end at {}: {}; {}", d.who(), d.options.socket(), reason,
                 d.ctx != null ? "reconnecting" : "the device reconnects when it starts");
         lostReason = reason;
+        if (d.log != null && lostWhileLogging == null) {
+            lostWhileLogging = reason;
+        }
         if (hangupReg != null) {
             VhostUserDevice.closeQuietly(hangupReg);
             hangupReg = null;

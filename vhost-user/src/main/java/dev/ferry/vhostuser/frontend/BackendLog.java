@@ -48,6 +48,7 @@ final class BackendLog implements DirtyLogSource, MigrationNotifier {
             }
             SharedDirtyLog l = new SharedDirtyLog(d.id, d.memory);
             d.log = l;
+            d.link.forgetLossWhileLogging();
             if (d.rings.running()) {
                 try {
                     fe.setLogBase(l.fd(), l.size());
@@ -63,7 +64,11 @@ final class BackendLog implements DirtyLogSource, MigrationNotifier {
         });
     }
 
-    /** Harvests the log; a back-end lost since the last sync fails the migration. */
+    /**
+     * Harvests the log; a back-end lost since the log started fails the migration, even when a
+     * new one took its place before this sync: the lost one's writes after its last logged page
+     * and the requests it held cannot be accounted for.
+     */
     @Override
     public void sync(DirtyPages target) {
         SharedDirtyLog l = d.log;
@@ -74,6 +79,12 @@ final class BackendLog implements DirtyLogSource, MigrationNotifier {
         if (lost != null) {
             throw new IllegalStateException(d.who() + ": the vhost-user back-end at " + d.options.socket()
                     + " failed during migration: " + lost);
+        }
+        String replaced = d.link.lostWhileLogging();
+        if (replaced != null) {
+            throw new IllegalStateException(d.who() + ": the vhost-user back-end at " + d.options.socket()
+                    + " failed during migration: " + replaced + " (a new back-end took its place, but what the"
+                    + " lost one wrote after its last logged page cannot be accounted for)");
         }
     }
 
@@ -95,6 +106,7 @@ final class BackendLog implements DirtyLogSource, MigrationNotifier {
                 d.log.close();
                 d.log = null;
             }
+            d.link.forgetLossWhileLogging();
             return null;
         });
     }

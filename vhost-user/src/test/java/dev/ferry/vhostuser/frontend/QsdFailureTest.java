@@ -19,6 +19,7 @@ import java.nio.file.Path;
 import java.util.concurrent.atomic.AtomicBoolean;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -121,6 +122,7 @@ class QsdFailureTest {
             });
             assertEquals(MigrationStatus.FAILED, o.status());
             assertTrue(o.error().contains("disk0 (vhost-user-blk)") && o.error().contains("hung up"), o.error());
+            assertFalse(o.error().contains("internal error"), "the device's reason, not an internal error: " + o.error());
             sourceRunsOn(src, qsd, img);
         }
     }

@@ -1,0 +1,75 @@
+package dev.ferry.vhostuser.frontend;
+
+import dev.ferry.core.machine.RunState;
+import dev.ferry.migration.MigrationCapabilities;
+import dev.ferry.migration.MigrationEventSink;
+import dev.ferry.migration.MigrationParameters;
+import dev.ferry.migration.SourceMigration;
+import dev.ferry.migration.testing.InMemoryMigration;
+import dev.ferry.migration.testing.MemoryTransports;
+import dev.ferry.migration.MigrationStatus;
+import dev.ferry.vhostuser.backend.BackendMain;
+import dev.ferry.virtio.guest.BlkDriverArea;
+import dev.ferry.virtio.guest.DiskVerifier;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Path;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * A back-end that dies while a migration logs and is replaced before the next dirty-log sync:
+ * the front-end reconnects at once (Ferry's back-end keeps an in-flight region, so the disk does
+ * not need a reset), yet the migration must fail — the dead back-end's log since the last
+ * harvest, and what it wrote after, cannot be trusted to be complete — with the device's reason,
+ * not as an internal error. The source runs on, its I/O continuing through the new back-end.
+ * (Found by {@code ferry faults --vhost-user}: a migration completed after such a replacement and
+ * the destination's verification failed.)
+ */
+@Timeout(120)
+class BackendReplacedDuringMigrationTest {
+    @TempDir
+    Path dir;
+
+    @Test
+    void aBackEndReplacedWhileTheMigrationLogsFailsIt() throws Exception {
+        Path img = QsdDiskTest.image(dir, 16 * VhostDiskVm.MiB);
+        Path sock = dir.resolve("b.sock");
+        Process[] backend = {BackendMain.start(dir, "backend0", sock, img)};
+        try (VhostDiskVm src = new VhostDiskVm("src", sock, false)) {
+            src.machine.vmStart();
+            src.runFor(300);
+            // 8 MiB/s against the guest's RAM: the first pass takes seconds, so the replacement
+            // below is over long before the next sync of the logs.
+            SourceMigration m = new SourceMigration(src.machine, new MemoryTransports(),
+                    MigrationParameters.defaults().withMaxBandwidth(8L << 20), MigrationCapabilities.defaults(),
+                    MigrationEventSink.NONE);
+            m.start(MemoryTransports.FILE_URI);
+            QsdFailureTest.awaitTrue("the migration iterates", () -> m.status() == MigrationStatus.ACTIVE);
+            Thread.sleep(200);
+            backend[0].destroyForcibly().waitFor();
+            QsdFailureTest.awaitTrue("the hang-up was seen", () -> Boolean.FALSE.equals(src.vub().get("connected")));
+            backend[0] = BackendMain.start(dir, "backend1", sock, img);
+            QsdFailureTest.awaitTrue("the device reconnected: " + src.vub(),
+                    () -> Boolean.TRUE.equals(src.vub().get("connected")));
+            assertEquals(MigrationStatus.ACTIVE, m.status(), "the replacement was over before the next sync");
+            QsdFailureTest.Outcome o = new QsdFailureTest.Outcome(m.await(InMemoryMigration.WAIT), m.info().errorDesc());
+            assertEquals(MigrationStatus.FAILED, o.status(), "a migration whose back-end was replaced mid-way completed");
+            assertTrue(o.error().contains("disk0 (vhost-user-blk)") && o.error().contains("during migration"), o.error());
+            assertFalse(o.error().contains("internal error"), o.error());
+            assertEquals(RunState.RUNNING, src.machine.runState(), "the source VM runs on");
+            src.runFor(500); // fails unless I/O goes on through the new back-end
+            src.machine.vmStop(RunState.PAUSED);
+            BlkDriverArea.Progress p = src.progress();
+            assertEquals(0, p.errors(), "no device reset was needed: " + p);
+            DiskVerifier.Verdict v = src.verify(img);
+            assertTrue(v.ok(), v.problems().toString());
+        } finally {
+            backend[0].destroyForcibly().waitFor();
+        }
+    }
+}
