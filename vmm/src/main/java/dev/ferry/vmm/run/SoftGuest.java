@@ -342,6 +342,7 @@ final class SoftGuest implements VmGuest {
                 progress(dn, now);
                 ArrayNode problems = dn.putArray("problems");
                 boolean ok;
+                boolean reset = false;
                 try {
                     if (d.image == null) {
                         throw new java.io.IOException("no image to check: give the vhost-user-blk device the \"image\""
@@ -349,7 +350,7 @@ final class SoftGuest implements VmGuest {
                     }
                     // A vhost-user disk whose back-end was lost with requests out and no in-flight
                     // region asks for a reset by policy (docs/vhost-user.md); this driver stops there.
-                    boolean reset = now.deviceNeedsReset();
+                    reset = now.deviceNeedsReset();
                     DiskVerifier.Verdict v = DiskVerifier.verifyImage(d.driver.area(), d.image, false, reset);
                     dn.put("blocks-checked", v.blocksChecked()).put("blocks-written", v.blocksWritten());
                     dn.put("needs-reset", reset);
@@ -359,7 +360,7 @@ final class SoftGuest implements VmGuest {
                     problems.add("reading the image failed: " + e.getMessage());
                     ok = false;
                 }
-                if (d.loaded != null) {
+                if (d.loaded != null && !reset) { // a device waiting for its reset carries no I/O on
                     ObjectNode cn = dn.putObject("continuation");
                     List<String> cont = DiskVerifier.verifyContinuation(d.loaded, now, 1);
                     cn.put("ok", cont.isEmpty()).put("completed-at-load", d.loaded.completed())
