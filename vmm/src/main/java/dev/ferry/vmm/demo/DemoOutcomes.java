@@ -48,7 +48,8 @@ final class DemoOutcomes {
                 dk.continued = true;
             } else {
                 dk.destinationCompleted = v.path("completed").asLong();
-                dk.continued = v.path("continuation").path("ok").asBoolean();
+                // A disk waiting for its reset by policy carries no I/O on; its image is what counts.
+                dk.continued = v.path("needs-reset").asBoolean() || v.path("continuation").path("ok").asBoolean();
             }
             for (JsonNode dev : devs) {
                 if (dev.path("id").asText().equals(id) && source) {

@@ -167,11 +167,17 @@ public final class FaultsCommand implements Callable<Integer> {
                 continue;
             }
             passed += r.passed() ? 1 : 0;
+            // A completed cell (a back-end restarted in time) is judged by the destination's verification.
+            boolean moved = o.status.equals("completed");
             out.printf(Locale.ROOT, "%-20s %-7s %-9s %7d %-7s %-6s %-5s %-5s %-5s %-7s %-9s %s — %s%n",
                     r.cell().fault(), r.cell().phase(), o.status, o.totalTimeMs, o.sourceState,
-                    ok(o.sourceIntact), ok(o.sourceVfsRunning), ok(o.disks.stream().allMatch(d -> d.imageOk)),
-                    o.nic == null ? "-" : ok(o.nic.verified(false)), o.balloon == null ? "-" : ok(o.balloon.verified(false)),
-                    o.fdsBefore + "->" + o.fdsAfter, r.passed() ? "PASS" : "FAIL", shorten(o.problem));
+                    ok(o.sourceIntact), moved ? ok(o.verified) : ok(o.sourceVfsRunning),
+                    ok(o.disks.stream().allMatch(d -> d.imageOk)),
+                    o.nic == null ? "-" : moved ? ok(o.verified) : ok(o.nic.verified(false)),
+                    o.balloon == null ? "-" : ok(o.balloon.verified(false)),
+                    o.fdsBefore + "->" + o.fdsAfter, r.passed() ? "PASS" : "FAIL",
+                    moved && o.verified ? "completed after the back-end's restart; the destination verified every device"
+                            : shorten(o.problem));
             if (o.destinationProblem != null && !o.destinationProblem.equals(o.problem)) {
                 out.printf("%-104s destination: %s%n", "", shorten(o.destinationProblem));
             }
