@@ -253,7 +253,11 @@ public final class SourceMigration {
             }
             if (caps.multifd()) {
                 out.flush(); // the destination tells the main channel from the others by its first bytes
-                multifd = dev.ferry.migration.ram.MultifdSend.open(transports, uri, params.multifdChannels(), limiter);
+                // The channels end with the main connection: a destination the return path gave up
+                // on (its heartbeat went silent) closes only that one, and a stalled network would
+                // otherwise leave this thread waiting for room in a channel forever.
+                multifd = dev.ferry.migration.ram.MultifdSend.open(transports, uri, params.multifdChannels(), limiter,
+                        () -> conn.peerGone() ? "the main channel to " + uri + " closed" : null);
                 if (cancelRequested) {
                     multifd.close();
                 }

@@ -42,10 +42,12 @@ public final class MultifdSend implements AutoCloseable {
     private final Object syncLock = new Object();
     private final AtomicBoolean closed = new AtomicBoolean();
     private volatile IOException failure;
+    private java.util.function.Supplier<String> mainLost = () -> null;
     /** Bumped at every dirty sync; a channel re-reads page residency for packets of a newer epoch. */
     private volatile long epoch;
     private Packet filling;
     private long packetNum;
+    /** Bytes counted against max-bandwidth so far: packets as queued, corrected at each sync. */
     private long accounted;
     private int next;
     private boolean dirty;
@@ -67,12 +69,23 @@ public final class MultifdSend implements AutoCloseable {
      */
     public static MultifdSend open(MigrationTransports transports, String uri, int n, BandwidthLimiter limiter)
             throws IOException {
+        return open(transports, uri, n, limiter, () -> null);
+    }
+
+    /**
+     * As above; {@code mainLost} says why the main channel is gone (null while it is not): the
+     * migration thread, waiting for room in a channel or for a sync, checks it every
+     * {@value #POLL_MS} ms and then closes the channels and fails.
+     */
+    public static MultifdSend open(MigrationTransports transports, String uri, int n, BandwidthLimiter limiter,
+                                   java.util.function.Supplier<String> mainLost) throws IOException {
         if (n < 1 || n > Multifd.MAX_CHANNELS) {
             throw new IllegalArgumentException("multifd-channels must be in 1.." + Multifd.MAX_CHANNELS + ", was " + n);
         }
         byte[] uuid = new byte[Multifd.UUID_BYTES];
         new SecureRandom().nextBytes(uuid);
         MultifdSend s = new MultifdSend(n, limiter);
+        s.mainLost = mainLost;
         try {
             for (int i = 0; i < n; i++) {
                 MigrationConnection c;
@@ -191,11 +204,15 @@ public final class MultifdSend implements AutoCloseable {
         }
         checkFailure();
         // A permit means fewer than 2N packets are queued, so some channel's queue has room.
+        // max-bandwidth counts a packet when it is queued, every page as a whole one (which
+        // page is zero the channel finds later); the sync corrects to what was sent.
+        long estimate = Multifd.HEADER_BYTES + (long) p.count * (8 + RamFlags.PAGE_SIZE);
         for (int i = 0; i < channels.length; i++) {
             Channel c = channels[(next + i) % channels.length];
             if (c.queue.offer(p)) {
                 next = (next + i + 1) % channels.length;
-                accountToLimiter();
+                limiter.account(estimate);
+                accounted += estimate;
                 return;
             }
         }
@@ -204,6 +221,7 @@ public final class MultifdSend implements AutoCloseable {
         throw new IllegalStateException("no multifd channel had room although a slot was free");
     }
 
+    /** After a sync, when every packet is written: the estimates give way to what was sent. */
     private void accountToLimiter() {
         long b = bytesSent();
         limiter.account(b - accounted);
@@ -245,6 +263,11 @@ public final class MultifdSend implements AutoCloseable {
         IOException f = failure;
         if (f != null) {
             throw new IOException(f.getMessage(), f);
+        }
+        String lost = mainLost.get();
+        if (lost != null) {
+            close(); // wakes channel threads blocked on a stalled connection
+            throw new IOException("multifd: " + lost);
         }
         if (closed.get()) {
             throw new IOException("multifd channels closed");

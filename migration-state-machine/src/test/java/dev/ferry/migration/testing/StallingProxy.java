@@ -12,15 +12,15 @@ import java.util.concurrent.CountDownLatch;
 /**
  * A TCP relay between a source and a destination that can stall: after {@link #stall()} it stops
  * moving bytes in both directions but keeps both connections open — a partitioned network or a
- * frozen peer, which TCP alone never reports. Serves one connection.
+ * frozen peer, which TCP alone never reports. Serves every connection made to it (a migration's
+ * main channel and its multifd channels), each to the target.
  */
 public final class StallingProxy implements AutoCloseable {
     private final ServerSocket server;
     private final InetSocketAddress target;
     private final CountDownLatch stalled = new CountDownLatch(1);
     private volatile boolean stalling;
-    private volatile Socket in;
-    private volatile Socket out;
+    private final java.util.List<Socket> sockets = new java.util.concurrent.CopyOnWriteArrayList<>();
 
     public StallingProxy(InetSocketAddress target) throws IOException {
         this.target = target;
@@ -42,10 +42,14 @@ public final class StallingProxy implements AutoCloseable {
 
     private void serve() {
         try {
-            in = server.accept();
-            out = new Socket(target.getAddress(), target.getPort());
-            pump(in.getInputStream(), out.getOutputStream(), "to-destination");
-            pump(out.getInputStream(), in.getOutputStream(), "to-source");
+            while (true) {
+                Socket in = server.accept();
+                sockets.add(in);
+                Socket out = new Socket(target.getAddress(), target.getPort());
+                sockets.add(out);
+                pump(in.getInputStream(), out.getOutputStream(), "to-destination");
+                pump(out.getInputStream(), in.getOutputStream(), "to-source");
+            }
         } catch (IOException e) {
             // closed
         }
@@ -83,11 +87,8 @@ public final class StallingProxy implements AutoCloseable {
     public void close() throws IOException {
         stalled.countDown();
         server.close();
-        if (in != null) {
-            in.close();
-        }
-        if (out != null) {
-            out.close();
+        for (Socket s : sockets) {
+            s.close();
         }
     }
 }
