@@ -8,7 +8,9 @@ import dev.ferry.migration.SourceMigration;
 import dev.ferry.migration.testing.InMemoryMigration;
 import dev.ferry.migration.testing.MemoryTransports;
 import dev.ferry.migration.MigrationStatus;
-import dev.ferry.vhostuser.backend.BackendMain;
+import dev.ferry.vhostuser.backend.BackendOptions;
+import dev.ferry.vhostuser.backend.VhostUserBackend;
+import dev.ferry.virtio.blk.BlkOptions;
 import dev.ferry.virtio.guest.BlkDriverArea;
 import dev.ferry.virtio.guest.DiskVerifier;
 import org.junit.jupiter.api.Test;
@@ -39,7 +41,8 @@ class BackendReplacedDuringMigrationTest {
     void aBackEndReplacedWhileTheMigrationLogsFailsIt() throws Exception {
         Path img = QsdDiskTest.image(dir, 16 * VhostDiskVm.MiB);
         Path sock = dir.resolve("b.sock");
-        Process[] backend = {BackendMain.start(dir, "backend0", sock, img)};
+        // In this process, so the replacement takes milliseconds whatever the machine's load.
+        VhostUserBackend[] backend = {VhostUserBackend.serveBlk(BlkOptions.of(img), BackendOptions.server(sock))};
         try (VhostDiskVm src = new VhostDiskVm("src", sock, false)) {
             src.machine.vmStart();
             src.runFor(300);
@@ -51,9 +54,9 @@ class BackendReplacedDuringMigrationTest {
             m.start(MemoryTransports.FILE_URI);
             QsdFailureTest.awaitTrue("the migration iterates", () -> m.status() == MigrationStatus.ACTIVE);
             Thread.sleep(200);
-            backend[0].destroyForcibly().waitFor();
+            backend[0].close();
             QsdFailureTest.awaitTrue("the hang-up was seen", () -> Boolean.FALSE.equals(src.vub().get("connected")));
-            backend[0] = BackendMain.start(dir, "backend1", sock, img);
+            backend[0] = VhostUserBackend.serveBlk(BlkOptions.of(img), BackendOptions.server(sock));
             QsdFailureTest.awaitTrue("the device reconnected: " + src.vub(),
                     () -> Boolean.TRUE.equals(src.vub().get("connected")));
             assertEquals(MigrationStatus.ACTIVE, m.status(), "the replacement was over before the next sync");
@@ -69,7 +72,7 @@ class BackendReplacedDuringMigrationTest {
             DiskVerifier.Verdict v = src.verify(img);
             assertTrue(v.ok(), v.problems().toString());
         } finally {
-            backend[0].destroyForcibly().waitFor();
+            backend[0].close();
         }
     }
 }
