@@ -108,19 +108,11 @@ public final class MultifdReceive implements AutoCloseable {
     }
 
     long pagesLoaded() {
-        long n = 0;
-        for (Channel c : channels) {
-            n += c.pages;
-        }
-        return n;
+        return java.util.Arrays.stream(channels).mapToLong(c -> c.pages).sum();
     }
 
     long bytesRead() {
-        long n = 0;
-        for (Channel c : channels) {
-            n += c.bytes;
-        }
-        return n;
+        return java.util.Arrays.stream(channels).mapToLong(c -> c.bytes).sum();
     }
 
     /**

@@ -119,27 +119,24 @@ public final class MultifdSend implements AutoCloseable {
 
     /** Bytes the channels handed to their connections (openings, headers, offsets, pages). */
     public long bytesSent() {
-        long b = 0;
-        for (Channel c : channels) {
-            if (c != null) {
-                b += c.bytes;
-            }
-        }
-        return b;
+        return sum(c -> c.bytes);
     }
 
     long normalPages() {
-        long n = 0;
-        for (Channel c : channels) {
-            n += c.normalPages;
-        }
-        return n;
+        return sum(c -> c.normalPages);
     }
 
     long zeroPages() {
+        return sum(c -> c.zeroPages);
+    }
+
+    /** Over the channels opened so far (a failed open leaves the rest null). */
+    private long sum(java.util.function.ToLongFunction<Channel> f) {
         long n = 0;
         for (Channel c : channels) {
-            n += c.zeroPages;
+            if (c != null) {
+                n += f.applyAsLong(c);
+            }
         }
         return n;
     }
