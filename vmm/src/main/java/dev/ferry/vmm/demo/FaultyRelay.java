@@ -10,7 +10,8 @@ import java.util.concurrent.CountDownLatch;
 
 /**
  * The network between the demo's source and destination: a loopback TCP relay for one migration
- * that can fail the way networks do — {@link #drop()} resets both connections (the peers see RST),
+ * (its main connection and, with multifd, every RAM channel, each relayed on its own) that can fail
+ * the way networks do — {@link #drop()} resets every connection (the peers see RST),
  * {@link #stall()} stops moving bytes both ways while every connection stays open (a partition,
  * which TCP alone reports only after minutes). Daemon threads; {@link #close()} frees everything.
  */
@@ -21,13 +22,12 @@ final class FaultyRelay implements AutoCloseable {
     private final CountDownLatch released = new CountDownLatch(1);
     private volatile boolean stalled;
     private volatile boolean dropped;
-    private volatile Socket in;
-    private volatile Socket out;
+    private final java.util.List<Socket> sockets = new java.util.concurrent.CopyOnWriteArrayList<>();
 
     FaultyRelay(String targetHost, int targetPort) throws IOException {
         this.targetHost = targetHost;
         this.targetPort = targetPort;
-        this.server = new ServerSocket(0, 1, InetAddress.getLoopbackAddress());
+        this.server = new ServerSocket(0, 16, InetAddress.getLoopbackAddress());
         Thread t = new Thread(this::serve, "ferry-demo-relay");
         t.setDaemon(true);
         t.start();
@@ -38,7 +38,7 @@ final class FaultyRelay implements AutoCloseable {
     }
 
     /**
-     * Resets both connections now (SO_LINGER 0: the close sends RST, not FIN), and any that comes
+     * Resets every connection now (SO_LINGER 0: the close sends RST, not FIN), and any that comes
      * later (a drop before the source connected).
      */
     void drop() {
@@ -47,35 +47,37 @@ final class FaultyRelay implements AutoCloseable {
     }
 
     private void reset() {
-        for (Socket s : new Socket[] {in, out}) {
-            if (s != null) {
-                try {
-                    s.setSoLinger(true, 0);
-                    s.close();
-                } catch (IOException e) {
-                    // already gone
-                }
+        for (Socket s : sockets) {
+            try {
+                s.setSoLinger(true, 0);
+                s.close();
+            } catch (IOException e) {
+                // already gone
             }
         }
     }
 
-    /** From now on nothing moves either way; both connections stay open. */
+    /** From now on nothing moves either way; every connection stays open. */
     void stall() {
         stalled = true;
     }
 
     private void serve() {
         try {
-            in = server.accept();
-            if (dropped) {
-                reset();
-                return;
+            while (true) {
+                Socket in = server.accept();
+                sockets.add(in);
+                if (dropped) {
+                    reset();
+                    continue;
+                }
+                Socket out = new Socket(targetHost, targetPort);
+                sockets.add(out);
+                pump(in.getInputStream(), out.getOutputStream(), "to-destination");
+                pump(out.getInputStream(), in.getOutputStream(), "to-source");
             }
-            out = new Socket(targetHost, targetPort);
-            pump(in.getInputStream(), out.getOutputStream(), "to-destination");
-            pump(out.getInputStream(), in.getOutputStream(), "to-source");
         } catch (IOException e) {
-            // closed before a connection came
+            // closed
         }
     }
 
