@@ -135,6 +135,27 @@ class MultifdMigrationTest {
         assertNoMultifdThreads();
     }
 
+    /** The other way round: the destination waits 10 s for RAM channels that never come, then says why. */
+    @Test
+    void multifdAtTheDestinationOnlyIsRefusedAndTheSourceRuns() throws Exception {
+        SoftWorkload w = SoftWorkload.of(1, 5_000_000, 4 * MiB, 5);
+        try (SoftVmPair pair = new SoftVmPair(32 * MiB, w)) {
+            pair.startSource();
+            DestinationMigration dst = pair.destination(transports, MigrationCapabilities.defaults().withMultifd(true));
+            String bound = dst.listen("tcp:127.0.0.1:0");
+            SourceMigration src = pair.source(transports, MigrationParameters.defaults(),
+                    MigrationCapabilities.defaults(), MigrationEventSink.NONE);
+            src.start(bound);
+            assertEquals(MigrationStatus.FAILED, src.await(Duration.ofSeconds(30)));
+            assertEquals(MigrationStatus.FAILED, dst.await(Duration.ofSeconds(30)));
+            assertTrue(dst.errorDesc().contains("multifd: 0 of 2 RAM channels")
+                    && dst.errorDesc().contains("must be the same at both ends"), dst.errorDesc());
+            assertEquals(RunState.RUNNING, pair.source.runState());
+            assertFalse(pair.destination.runState().isRunning());
+        }
+        assertNoMultifdThreads();
+    }
+
     @Test
     void multifdNeedsASocket() throws Exception {
         try (SoftVmPair pair = new SoftVmPair(8 * MiB, SoftWorkload.of(1, 1_000_000, MiB, 1))) {
