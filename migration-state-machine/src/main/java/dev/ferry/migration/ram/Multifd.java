@@ -36,4 +36,23 @@ final class Multifd {
 
     private Multifd() {
     }
+
+    /**
+     * Closing the channels: waits up to 10 s for each thread but the caller's (a channel thread
+     * that closes them itself). Interrupted, it stops waiting and keeps the flag; a thread still
+     * alive then keeps its stream open rather than free it under its feet.
+     */
+    static void joinAll(java.util.List<Thread> threads) {
+        for (Thread t : threads) {
+            if (t == Thread.currentThread()) {
+                continue;
+            }
+            try {
+                t.join(10_000);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            }
+        }
+    }
 }

@@ -102,11 +102,6 @@ public final class MultifdReceive implements AutoCloseable {
         return r;
     }
 
-    /** The first channel error, or null. */
-    String failure() {
-        return failure;
-    }
-
     long pagesLoaded() {
         return java.util.Arrays.stream(channels).mapToLong(c -> c.pages).sum();
     }
@@ -188,16 +183,7 @@ public final class MultifdReceive implements AutoCloseable {
         for (Channel c : channels) {
             c.incoming.connection().close();
         }
-        for (Channel c : channels) {
-            if (c.thread != Thread.currentThread()) {
-                try {
-                    c.thread.join(10_000);
-                } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                    return;
-                }
-            }
-        }
+        Multifd.joinAll(java.util.Arrays.stream(channels).map(c -> c.thread).toList());
         for (Channel c : channels) {
             if (!c.thread.isAlive()) {
                 c.incoming.in().close();

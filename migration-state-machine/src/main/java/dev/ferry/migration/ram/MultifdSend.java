@@ -299,16 +299,7 @@ public final class MultifdSend implements AutoCloseable {
                 syncLock.notifyAll();
             }
         }
-        for (Channel c : channels) {
-            if (c != null && c.thread != Thread.currentThread()) {
-                try {
-                    c.thread.join(10_000);
-                } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                    return;
-                }
-            }
-        }
+        Multifd.joinAll(java.util.Arrays.stream(channels).filter(java.util.Objects::nonNull).map(c -> c.thread).toList());
         for (Channel c : channels) {
             if (c != null && !c.thread.isAlive()) {
                 c.out.close();

@@ -83,12 +83,6 @@ public final class RamMigration implements LiveSaveHandler {
         this.multifdSend = channels;
     }
 
-    /** Bytes the multifd channels sent in this migration (0 without multifd). */
-    public long multifdBytes() {
-        MultifdSend m = multifdSend;
-        return m == null ? 0 : m.bytesSent();
-    }
-
     /**
      * Destination: the next load takes its pages from these channels (their openings read); they
      * start at {@link #loadSetup} and belong to this handler from then on. {@code onFailure} hears
@@ -106,13 +100,6 @@ public final class RamMigration implements LiveSaveHandler {
         if (left != null) {
             left.forEach(MultifdReceive.Incoming::close);
         }
-    }
-
-    /** Destination: the first multifd channel error of this load, or null. */
-    public String multifdFailure() {
-        RamReceiver r = receiver;
-        MultifdReceive m = r == null ? null : r.multifd();
-        return m == null ? null : m.failure();
     }
 
     @Override

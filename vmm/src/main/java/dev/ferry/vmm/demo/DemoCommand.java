@@ -133,18 +133,6 @@ public final class DemoCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        if ((cancelAt != null ? 1 : 0) + (killAt != null ? 1 : 0) + (faults.networkFault != null ? 1 : 0)
-                + (faults.backendPhase() != null ? 1 : 0) > 1) {
-            System.err.println("ferry demo: use one of --cancel-at, --kill-destination-at, --network-fault and"
-                    + " --backend-dies-at");
-            return 2;
-        }
-        for (String phase : new String[] {cancelAt, killAt, faults.networkPhase(), faults.backendPhase()}) {
-            if (phase != null && !List.of("setup", "active", "device").contains(phase)) {
-                System.err.println("ferry demo: PHASE must be setup, active or device, not '" + phase + "'");
-                return 2;
-            }
-        }
         if (vf != null) {
             try {
                 parseVf();
@@ -172,7 +160,7 @@ public final class DemoCommand implements Callable<Integer> {
             System.err.println("ferry demo: --transport must be tcp or unix");
             return 2;
         }
-        String wrong = faults.check(transport, diskBytes, vhostUser);
+        String wrong = faults.check(transport, diskBytes, vhostUser, cancelAt, killAt);
         if (wrong != null) {
             System.err.println("ferry demo: " + wrong);
             return 2;

@@ -35,8 +35,21 @@ final class DemoFaults implements AutoCloseable {
     /** The network the demo breaks, once {@link #route} made it. */
     private FaultyRelay relay;
 
-    /** Null when the options make sense together, else what is wrong. */
-    String check(String transport, long diskBytes, boolean vhostUser) {
+    /**
+     * Null when the options make sense together (with the demo's {@code --cancel-at} and
+     * {@code --kill-destination-at}: one fault at a time, each in a phase that exists), else what
+     * is wrong.
+     */
+    String check(String transport, long diskBytes, boolean vhostUser, String cancelAt, String killAt) {
+        if ((cancelAt != null ? 1 : 0) + (killAt != null ? 1 : 0) + (networkFault != null ? 1 : 0)
+                + (backendDiesAt != null ? 1 : 0) > 1) {
+            return "use one of --cancel-at, --kill-destination-at, --network-fault and --backend-dies-at";
+        }
+        for (String phase : new String[] {cancelAt, killAt, networkPhase(), backendDiesAt}) {
+            if (phase != null && !List.of("setup", "active", "device").contains(phase)) {
+                return "PHASE must be setup, active or device, not '" + phase + "'";
+            }
+        }
         if (backendDiesAt != null && (!vhostUser || diskBytes == 0)) {
             return "--backend-dies-at needs --vhost-user and a --disk";
         }
