@@ -96,19 +96,15 @@ class MultifdMigrationTest {
                     "the main stream carried only sections, flushes and device state: " + ram);
             assertTrue(ram.normal() >= 64 * MiB / 4096, "normal pages counted by the channels: " + ram);
             assertTrue(ram.duplicate() > 0, "zero pages found by the channels' scan: " + ram);
-            assertEquals(256 * MiB / 4096, ram.normal() + ram.duplicate() - resentPages(ram),
-                    "every page went once in the first pass: " + ram);
+            assertTrue(ram.normal() + ram.duplicate() >= 256 * MiB / 4096, "every page went at least once: " + ram);
+            assertEquals(ram.normal() + ram.duplicate(), dst.info().ram().normal(),
+                    "the destination's channels loaded every page the source's sent: " + dst.info().ram());
             assertTrue(dst.info().ram().multifdBytes() > 64 * MiB, "the destination counted what it read: "
                     + dst.info().ram());
             SoftGuestMigrationTest.assertBreakdownAddsUp(info);
         }
         assertNoMultifdThreads();
         MigrationFailureTest.assertNoFdLeak(fdsBefore);
-    }
-
-    /** Pages sent more than once (dirtied again after the first pass): sent minus RAM size. */
-    private static long resentPages(MigrationInfo.Ram ram) {
-        return ram.normal() + ram.duplicate() - 256 * MiB / 4096;
     }
 
     @Test
