@@ -23,6 +23,8 @@ int main(void) {
     /* linux/memfd.h */
     FERRY_PROBE(MFD_CLOEXEC);
     FERRY_PROBE(MFD_ALLOW_SEALING);
+    FERRY_PROBE(MFD_HUGETLB);
+    FERRY_PROBE(MFD_HUGE_2MB);
 
     /* sys/mman.h */
     FERRY_PROBE(PROT_NONE);

@@ -33,9 +33,12 @@ final class SoftVmPair implements AutoCloseable {
 
     /** {@code devices} adds the same extra participants to both machines. */
     SoftVmPair(long ramBytes, SoftWorkload workload, Consumer<Machine> devices) {
+        this(GuestMemory.ofSize(ramBytes), GuestMemory.ofSize(ramBytes), workload, devices);
+    }
+
+    /** Over memories the caller built (their backing may differ); owns them from here on. */
+    SoftVmPair(GuestMemory sm, GuestMemory dm, SoftWorkload workload, Consumer<Machine> devices) {
         this.workload = workload;
-        GuestMemory sm = GuestMemory.ofSize(ramBytes);
-        GuestMemory dm = GuestMemory.ofSize(ramBytes);
         sourceCpus = new SoftCpuEngine(sm, workload);
         destinationCpus = new SoftCpuEngine(dm, workload);
         source = new Machine("source", sm, sourceCpus, RunState.PRELAUNCH);

@@ -193,7 +193,8 @@ public final class GuestMemory implements AutoCloseable {
      * then punches them out of the memfd ({@code MADV_REMOVE} on the shared mapping), so the host's
      * memory use drops and the pages read as zero. The mark comes first, so that migration, which
      * skips discarded pages, does not read (and so re-allocate) a page being punched. Returns the
-     * number of pages that were not discarded before.
+     * number of pages that were not discarded before. On a {@link GuestRegion#hugetlb()} region
+     * the kernel zeroes a punched 4 KiB page but frees memory only for whole 2 MiB pages.
      *
      * @throws GuestMemoryException when the range is not page-aligned or not inside one region
      */
@@ -422,10 +423,22 @@ public final class GuestMemory implements AutoCloseable {
         private final List<long[]> specs = new ArrayList<>();
         private final List<String> names = new ArrayList<>();
         private boolean prealloc;
+        private boolean hugetlb;
 
         /** Allocate all guest RAM up front (QEMU's {@code prealloc=on}); default off (sparse). */
         public Builder prealloc(boolean v) {
             this.prealloc = v;
+            return this;
+        }
+
+        /**
+         * Back every region with 2 MiB pages from the host's huge page pool (QEMU's
+         * {@code memory-backend-memfd,hugetlb=on}); default off. {@link #build} then fails with the
+         * pool's numbers when the pool is short, and with the offending region when one is not
+         * 2 MiB-aligned.
+         */
+        public Builder hugetlb(boolean v) {
+            this.hugetlb = v;
             return this;
         }
 
@@ -436,6 +449,11 @@ public final class GuestMemory implements AutoCloseable {
         }
 
         public GuestMemory build() {
+            if (hugetlb) { // every region's alignment before the pool is asked for any page
+                for (int i = 0; i < specs.size(); i++) {
+                    HugePages.checkGeometry(names.get(i), specs.get(i)[0], specs.get(i)[1]);
+                }
+            }
             List<GuestRegion> built = new ArrayList<>();
             try {
                 for (int i = 0; i < specs.size(); i++) {
@@ -449,7 +467,7 @@ public final class GuestMemory implements AutoCloseable {
                             throw new IllegalArgumentException("duplicate region name " + names.get(i));
                         }
                     }
-                    GuestRegion r = new GuestRegion(names.get(i), i, base, size);
+                    GuestRegion r = new GuestRegion(names.get(i), i, base, size, hugetlb);
                     built.add(r);
                     if (prealloc) {
                         r.preallocate();

@@ -22,9 +22,23 @@ public final class GuestRegion implements AutoCloseable {
     private final DirtyBitmap vmmWrites;
     /** Pages given back to the host (a balloon's inflated pages): holes in the memfd, never read by migration. */
     private final DirtyBitmap discarded;
+    /** Backed by 2 MiB pages from the host's huge page pool ({@link HugePages}). */
+    private final boolean hugetlb;
 
     GuestRegion(String name, int index, long gpaBase, long size) {
-        this(name, index, gpaBase, size, newMemfd(name, size), 0);
+        this(name, index, gpaBase, size, false);
+    }
+
+    /**
+     * A new region; with {@code hugetlb} its memfd takes 2 MiB pages from the host's pool (QEMU's
+     * {@code memory-backend-memfd,hugetlb=on}), reserved when it is mapped.
+     *
+     * @throws IllegalArgumentException when the geometry is not 4 KiB-aligned, or with
+     *         {@code hugetlb} not 2 MiB-aligned
+     * @throws GuestMemoryException     when the pool cannot hold the region
+     */
+    GuestRegion(String name, int index, long gpaBase, long size, boolean hugetlb) {
+        this(name, index, gpaBase, size, newMemfd(name, gpaBase, size, hugetlb), 0, hugetlb);
     }
 
     /**
@@ -54,12 +68,15 @@ public final class GuestRegion implements AutoCloseable {
             throw new IllegalArgumentException(name + ": " + size + " bytes at offset 0x" + Long.toHexString(mmapOffset)
                     + " do not fit the peer's file of " + fileSize + " bytes");
         }
-        return new GuestRegion(name, index, gpaBase, size, fd, mmapOffset);
+        return new GuestRegion(name, index, gpaBase, size, fd, mmapOffset, false);
     }
 
-    private static Fd newMemfd(String name, long size) {
+    private static Fd newMemfd(String name, long gpaBase, long size, boolean hugetlb) {
         checkGeometry(name, 0, size);
-        Fd fd = Sys.memfdCreate("ferry-" + name, Linux.MFD_CLOEXEC);
+        if (hugetlb) {
+            HugePages.checkGeometry(name, gpaBase, size);
+        }
+        Fd fd = hugetlb ? HugePages.memfd("ferry-" + name) : Sys.memfdCreate("ferry-" + name, Linux.MFD_CLOEXEC);
         try {
             Sys.ftruncate(fd, size);
         } catch (RuntimeException e) {
@@ -77,7 +94,7 @@ public final class GuestRegion implements AutoCloseable {
     }
 
     /** Maps {@code fd} (owned from here on, closed on failure) at {@code offset}. */
-    private GuestRegion(String name, int index, long gpaBase, long size, Fd fd, long offset) {
+    private GuestRegion(String name, int index, long gpaBase, long size, Fd fd, long offset, boolean hugetlb) {
         try {
             checkGeometry(name, gpaBase, size);
         } catch (RuntimeException e) {
@@ -88,9 +105,10 @@ public final class GuestRegion implements AutoCloseable {
         this.index = index;
         this.gpaBase = gpaBase;
         this.size = size;
+        this.hugetlb = hugetlb;
         Mapping m = null;
         try {
-            m = Mapping.shared(fd, offset, size);
+            m = hugetlb ? HugePages.map(name, fd, size) : Mapping.shared(fd, offset, size);
             this.vmmWrites = new DirtyBitmap(size >>> DirtyBitmap.PAGE_SHIFT);
             this.discarded = new DirtyBitmap(size >>> DirtyBitmap.PAGE_SHIFT);
         } catch (RuntimeException e) {
@@ -132,6 +150,14 @@ public final class GuestRegion implements AutoCloseable {
 
     public boolean contains(long gpa) {
         return gpa - gpaBase >= 0 && gpa - gpaBase < size;
+    }
+
+    /**
+     * True when 2 MiB pages from the host's huge page pool back this region: punching a 4 KiB page
+     * ({@link GuestMemory#discard}) zeroes it but gives memory back only for whole huge pages.
+     */
+    public boolean hugetlb() {
+        return hugetlb;
     }
 
     /** The memfd backing this region, for sharing (vhost-user) or slots (KVM). Still owned here. */

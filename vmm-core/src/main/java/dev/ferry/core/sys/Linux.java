@@ -7,6 +7,10 @@ package dev.ferry.core.sys;
 public final class Linux {
     public static final int MFD_CLOEXEC = 0x0001;
     public static final int MFD_ALLOW_SEALING = 0x0002;
+    /** A memfd on the kernel's internal hugetlbfs: pages come from the huge page pool. */
+    public static final int MFD_HUGETLB = 0x0004;
+    /** With {@link #MFD_HUGETLB}: 2 MiB pages ({@code 21 << MFD_HUGE_SHIFT}). */
+    public static final int MFD_HUGE_2MB = 21 << 26;
 
     public static final int PROT_NONE = 0x0;
     public static final int PROT_READ = 0x1;

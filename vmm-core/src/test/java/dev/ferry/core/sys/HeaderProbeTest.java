@@ -49,7 +49,7 @@ class HeaderProbeTest {
             "sizeof(struct_timespec)", 16L, "sizeof(timespec.tv_sec)", 8L, "sizeof(timespec.tv_nsec)", 8L);
 
     static {
-        for (String same : List.of("MFD_CLOEXEC", "MFD_ALLOW_SEALING", "PROT_NONE", "PROT_READ", "PROT_WRITE",
+        for (String same : List.of("MFD_CLOEXEC", "MFD_ALLOW_SEALING", "MFD_HUGETLB", "MFD_HUGE_2MB", "PROT_NONE", "PROT_READ", "PROT_WRITE",
                 "MAP_SHARED", "MAP_PRIVATE", "MAP_ANONYMOUS", "MAP_NORESERVE", "MAP_FAILED", "MADV_DONTNEED",
                 "MADV_REMOVE", "MADV_POPULATE_WRITE", "SEEK_DATA", "SEEK_HOLE", "EFD_CLOEXEC", "EFD_NONBLOCK", "EFD_SEMAPHORE", "POLLIN", "POLLOUT", "POLLERR",
                 "POLLHUP", "POLLNVAL", "O_RDONLY", "O_WRONLY", "O_RDWR", "O_NONBLOCK", "O_CLOEXEC", "F_GETFD",

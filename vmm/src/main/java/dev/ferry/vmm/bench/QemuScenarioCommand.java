@@ -80,6 +80,11 @@ public final class QemuScenarioCommand implements Callable<Integer> {
             description = "QEMU migrates RAM over this many multifd channels; 0: one stream (default ${DEFAULT-VALUE})")
     int qemuMultifdChannels;
 
+    @Option(names = "--hugetlb", defaultValue = "none",
+            description = "whose guest RAM comes from the 2 MiB huge page pool: none, both, ferry or qemu"
+                    + " (default ${DEFAULT-VALUE}); the pool must hold two guests (vm.nr_hugepages)")
+    String hugetlb;
+
     @Option(names = "--no-qemu", description = "run Ferry only")
     boolean noQemu;
 
@@ -106,6 +111,19 @@ public final class QemuScenarioCommand implements Callable<Integer> {
             System.err.println("ferry bench qemu-scenario: --fill must be whole MiB below --ram, --dirty-rate whole MiB/s");
             return 2;
         }
+        if (!List.of("none", "both", "ferry", "qemu").contains(hugetlb)) {
+            System.err.println("ferry bench qemu-scenario: --hugetlb is none, both, ferry or qemu, not " + hugetlb);
+            return 2;
+        }
+        if (!hugetlb.equals("none")) {
+            long need = 2 * (ramBytes / dev.ferry.core.memory.HugePages.SIZE);
+            long free = dev.ferry.core.memory.HugePages.available();
+            if (ramBytes % dev.ferry.core.memory.HugePages.SIZE != 0 || free < need) {
+                System.err.printf("ferry bench qemu-scenario: --hugetlb %s needs %d free 2 MiB huge pages (two guests of %s);"
+                        + " the pool has %d available (sysctl vm.nr_hugepages=N)%n", hugetlb, need, ram, free);
+                return 2;
+            }
+        }
         Path work = Files.createTempDirectory("ferry-qemu-scenario");
         QemuGuest guest = null;
         String qemuVersion = null;
@@ -119,6 +137,8 @@ public final class QemuScenarioCommand implements Callable<Integer> {
         say("scenario:    %s guest, %s random data, %s/s dirtied, downtime-limit %d ms, loopback TCP, no bandwidth cap%n",
                 ram, fill, dirtyRate, downtimeLimit);
         say("streams:     Ferry %s, QEMU %s%n", streams(multifdChannels), streams(qemuMultifdChannels));
+        say("guest RAM:   Ferry %s, QEMU %s%n", hugetlbFor("ferry") ? "2 MiB huge pages" : "4 KiB memfd pages",
+                hugetlbFor("qemu") ? "2 MiB huge pages" : "4 KiB anonymous pages");
         say("loopback:    %.0f MB/s (one TCP stream, 1 GiB, measured now)%n%n", loopback / 1e6);
         say("%-6s %3s %-10s %8s %8s %9s %9s %10s %8s %6s  %s%n", "tool", "run", "status", "total", "setup", "downtime",
                 "pause", "MiB sent", "MB/s", "passes", "pause phases (ms)");
@@ -186,6 +206,10 @@ public final class QemuScenarioCommand implements Callable<Integer> {
         }
     }
 
+    private boolean hugetlbFor(String tool) {
+        return hugetlb.equals("both") || hugetlb.equals(tool);
+    }
+
     private Process qemuProcess(QemuGuest g, Path dir, String name, long ramBytes, long fillBytes, long rate,
                                 List<String> extra) throws IOException {
         List<String> cmd = new ArrayList<>(List.of(qemu, "-accel", "tcg", "-nodefaults", "-no-user-config", "-smp", "1",
@@ -193,6 +217,10 @@ public final class QemuScenarioCommand implements Callable<Integer> {
                 "-append", "console=ttyS0 quiet panic=-1 ferry.fill=" + (fillBytes >> 20) + " ferry.rate=" + (rate >> 20),
                 "-display", "none", "-serial", "file:" + dir.resolve(name + ".serial"),
                 "-qmp", "unix:" + dir.resolve(name + ".qmp") + ",server=on,wait=off", "-no-reboot"));
+        if (hugetlbFor("qemu")) {
+            cmd.addAll(List.of("-object", "memory-backend-memfd,id=ram0,size=" + (ramBytes >> 20) + "M,hugetlb=on,hugetlbsize=2M,share=on",
+                    "-machine", "memory-backend=ram0"));
+        }
         cmd.addAll(extra);
         return new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(dir.resolve(name + ".log").toFile()).start();
     }
@@ -237,6 +265,7 @@ public final class QemuScenarioCommand implements Callable<Integer> {
                 case "background" -> mem.put("prealloc", "background");
                 default -> mem.put("prealloc", false);
             }
+            mem.put("hugetlb", hugetlbFor("ferry"));
             c.put("vcpus", 1);
             c.put("engine", "soft");
             c.putObject("workload").put("dirty-rate", rate).put("working-set", fillBytes).put("seed", 2026)
@@ -361,6 +390,7 @@ public final class QemuScenarioCommand implements Callable<Integer> {
             ObjectNode o = QapiJson.JSON.createObjectNode();
             o.put("ram", ram).put("fill", fill).put("dirty_rate", dirtyRate).put("downtime_limit_ms", downtimeLimit)
                     .put("loopback_bytes_per_s", loopback).put("ferry_multifd_channels", multifdChannels)
+                    .put("hugetlb", hugetlb)
                     .put("qemu_multifd_channels", qemuMultifdChannels);
             ArrayNode a = o.putArray("runs");
             for (Sample s : samples) {

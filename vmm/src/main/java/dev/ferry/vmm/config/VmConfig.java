@@ -20,9 +20,13 @@ import java.util.List;
  * {@code memory.prealloc}: {@code false} (pages allocated on first touch), {@code true} (all
  * allocated before the VM exists, QEMU's {@code prealloc=on}) or {@code "background"} (allocated by
  * a background thread from the start, so an incoming migration rarely waits for a page fault;
- * Ferry's own).
+ * Ferry's own). {@code memory.hugetlb}: {@code true} backs guest RAM with 2 MiB pages from the
+ * host's huge page pool ({@code vm.nr_hugepages}; QEMU's {@code memory-backend-memfd,hugetlb=on}),
+ * the size then a multiple of 2M; a pool too small to hold it fails the VM's creation with the
+ * pool's numbers. Default {@code false}.
  */
-public record VmConfig(String name, long memoryBytes, boolean prealloc, boolean preallocBackground, int vcpus,
+public record VmConfig(String name, long memoryBytes, boolean prealloc, boolean preallocBackground, boolean hugetlb,
+                       int vcpus,
                        Engine engine, Workload workload, List<DeviceConfig> devices) {
 
     public enum Engine { AUTO, KVM, SOFT }

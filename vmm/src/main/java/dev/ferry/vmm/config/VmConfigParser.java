@@ -66,7 +66,7 @@ public final class VmConfigParser {
         if (memory == null) {
             throw error("memory", "missing (e.g. \"memory\": {\"size\": \"1G\"})");
         }
-        allowOnly(memory, "memory.", "size", "prealloc");
+        allowOnly(memory, "memory.", "size", "prealloc", "hugetlb");
         long size = size(memory, "memory.", "size", null);
         if (size < (1 << 20) || size % 4096 != 0) {
             throw error("memory.size", size + " bytes: must be at least 1M and a multiple of 4K");
@@ -77,6 +77,10 @@ public final class VmConfigParser {
             throw error("memory.prealloc", "must be true, false or \"background\", not \"" + pre.asText() + "\"");
         }
         boolean prealloc = !preallocBackground && bool(memory, "memory.", "prealloc", false);
+        boolean hugetlb = bool(memory, "memory.", "hugetlb", false);
+        if (hugetlb && size % (2 << 20) != 0) {
+            throw error("memory.size", size + " bytes: with \"hugetlb\": true it must be a multiple of 2M");
+        }
 
         int vcpus = integer(top, "", "vcpus", 1, 1, 64);
         VmConfig.Engine engine;
@@ -177,7 +181,7 @@ public final class VmConfigParser {
                 devices.add(new VmConfig.DeviceConfig(id, kind, dev));
             }
         }
-        return new VmConfig(name, size, prealloc, preallocBackground, vcpus, engine, workload, List.copyOf(devices));
+        return new VmConfig(name, size, prealloc, preallocBackground, hugetlb, vcpus, engine, workload, List.copyOf(devices));
     }
 
     private ConfigException error(String field, String problem) {

@@ -36,7 +36,7 @@ final class KvmGuest implements VmGuest {
         long wsPages = Math.min(config.workload().workingSetBytes(), config.memoryBytes() - (2L << 20)) / 4096;
         this.params = GuestParams.of(config.workload().seed(), wsPages, PAGES_PER_HEARTBEAT);
         GuestMemory memory = VmVfs.withDmaRegion(config, GuestMemory.builder().region("pc.ram", 0, config.memoryBytes()))
-                .prealloc(config.prealloc()).build();
+                .prealloc(config.prealloc()).hugetlb(config.hugetlb()).build();
         if (config.preallocBackground()) {
             memory.populateInBackground();
         }

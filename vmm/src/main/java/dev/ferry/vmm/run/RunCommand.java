@@ -44,7 +44,8 @@ public final class RunCommand implements Callable<Integer> {
         VmmInstance vm;
         try {
             vm = VmmInstance.start(cfg, qmp, incoming, paused, verifyAtLoad);
-        } catch (VmmException e) {
+        } catch (VmmException | dev.ferry.core.memory.GuestMemoryException e) {
+            // the guest RAM's own errors (a huge page pool too small) name the region and the fix
             System.err.println("ferry run: " + e.getMessage());
             return 1;
         }

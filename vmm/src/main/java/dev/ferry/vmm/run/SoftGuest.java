@@ -137,7 +137,7 @@ final class SoftGuest implements VmGuest {
         this.workload = new SoftWorkload(config.vcpus(), config.workload().dirtyRateBytesPerSec(), ws, 0,
                 config.workload().seed());
         GuestMemory memory = VmVfs.withDmaRegion(config, GuestMemory.builder().region("pc.ram", 0, config.memoryBytes()))
-                .prealloc(config.prealloc()).build();
+                .prealloc(config.prealloc()).hugetlb(config.hugetlb()).build();
         if (config.preallocBackground()) {
             memory.populateInBackground();
         }

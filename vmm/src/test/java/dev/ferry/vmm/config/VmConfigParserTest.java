@@ -24,6 +24,8 @@ class VmConfigParserTest {
         assertEquals(256L << 20, c.workload().workingSetBytes());
         assertEquals(7, c.workload().seed());
         assertEquals(0.5, c.workload().populate());
+        assertTrue(!c.hugetlb(), "4 KiB pages unless asked");
+        assertTrue(VmConfigParser.parse("{\"memory\": {\"size\": \"64M\", \"hugetlb\": true}}", "vm.json").hugetlb());
     }
 
     @Test
@@ -44,6 +46,8 @@ class VmConfigParserTest {
             "{\"memory\": {\"size\": \"1G\"}, \"vcpus\": 0}      | vm.json: vcpus: must be an integer from 1 to 64",
             "{\"memory\": {\"size\": \"1G\"}, \"engine\": \"hw\"}| vm.json: engine: 'hw' is not an engine",
             "{\"memory\": {\"size\": \"1000\"}}                  | vm.json: memory.size: 1000 bytes: must be at least 1M",
+            "{\"memory\": {\"size\": \"65M\", \"hugetlb\": true}} | vm.json: memory.size: 68157440 bytes: with \"hugetlb\": true it must be a multiple of 2M",
+            "{\"memory\": {\"size\": \"64M\", \"hugetlb\": \"2M\"}} | vm.json: memory.hugetlb:",
             "{\"memory\": {\"size\": \"64M\"}, \"workload\": {\"working-set\": \"128M\"}} | vm.json: workload.working-set: 134217728 bytes: must be a multiple of 4K within memory.size",
             "{\"memory\": {\"size\": \"64M\"}, \"workload\": {\"populate\": 2}} | vm.json: workload.populate: 2.0 must be between 0 and 1",
             "{\"memory\": {\"size\": \"64M\"}, \"devices\": [{\"id\": \"g0\", \"kind\": \"virtio-gpu\"}]} | vm.json: devices[0].kind: 'virtio-gpu' is not a device kind",
