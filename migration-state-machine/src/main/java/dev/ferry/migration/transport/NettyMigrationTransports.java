@@ -75,6 +75,11 @@ public final class NettyMigrationTransports implements MigrationTransports, Auto
     private static final AdaptiveRecvByteBufAllocator RECEIVE_CHUNKS =
             new AdaptiveRecvByteBufAllocator(RECEIVE_CHUNK_MIN, RECEIVE_CHUNK_INITIAL, RECEIVE_CHUNK_MAX);
 
+    /**
+     * Stream chunks whose memory stays faulted in between uses: enough for a receiver's queue at
+     * its pause mark and a sender's writes up to the high water mark (16 MiB, 64 chunks).
+     */
+    private final WarmChunkAllocator chunks = new WarmChunkAllocator(64);
     private final int ioThreads;
     private final boolean epoll;
     private EventLoopGroup group; // guarded by this; created on first use
@@ -178,6 +183,11 @@ public final class NettyMigrationTransports implements MigrationTransports, Auto
         };
     }
 
+    /** The allocator of this transport's stream channels; for tests. */
+    WarmChunkAllocator chunkAllocator() {
+        return chunks;
+    }
+
     /** Creates the event loops now rather than on the first connection (their fds and threads then stay put). */
     public void warmUp() {
         group();
@@ -195,6 +205,7 @@ public final class NettyMigrationTransports implements MigrationTransports, Auto
         if (toStop != null) {
             toStop.shutdownGracefully(0, 2, TimeUnit.SECONDS).awaitUninterruptibly(10, TimeUnit.SECONDS);
         }
+        chunks.close();
     }
 
     private MigrationConnection connectSocket(TransportUri target, SocketAddress address,
@@ -275,9 +286,9 @@ public final class NettyMigrationTransports implements MigrationTransports, Auto
     }
 
     /** Event loop: applies the stream tuning and wraps the channel as a migration connection. */
-    private static NettyMigrationConnection attachStream(Channel ch, TransportUri.Scheme scheme, String description) {
+    private NettyMigrationConnection attachStream(Channel ch, TransportUri.Scheme scheme, String description) {
         ChannelConfig config = ch.config();
-        config.setAllocator(ALLOCATOR);
+        config.setAllocator(chunks);
         config.setWriteBufferWaterMark(WATER_MARK);
         config.setRecvByteBufAllocator(RECEIVE_CHUNKS);
         config.setOption(ChannelOption.SO_SNDBUF, SOCKET_BUFFER_BYTES);

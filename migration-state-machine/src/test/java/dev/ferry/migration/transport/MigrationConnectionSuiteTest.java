@@ -1,7 +1,6 @@
 package dev.ferry.migration.transport;
 
 import io.netty.buffer.ByteBuf;
-import io.netty.buffer.PooledByteBufAllocator;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Timeout;
@@ -208,9 +207,9 @@ class MigrationConnectionSuiteTest {
 
     @ParameterizedTest
     @EnumSource(SocketKind.class)
-    void allocatesPooledDirectBuffersAndDescribesBothEnds(SocketKind kind) throws Exception {
+    void allocatesDirectBuffersAndDescribesBothEnds(SocketKind kind) throws Exception {
         try (ConnectedPair pair = ConnectedPair.open(kind, dir)) {
-            assertInstanceOf(PooledByteBufAllocator.class, pair.source.alloc());
+            assertInstanceOf(WarmChunkAllocator.class, pair.source.alloc());
             ByteBuf buf = pair.source.alloc().buffer(4096);
             try {
                 assertTrue(buf.isDirect(), "write buffers are off-heap");
