@@ -13,7 +13,8 @@ import picocli.CommandLine.Command;
         subcommands = {RunCommand.class, MigrateCommand.class, DemoCommand.class, dev.ferry.vmm.demo.FaultsCommand.class,
                 dev.ferry.vmm.demo.SoakCommand.class, dev.ferry.vmm.analyze.AnalyzeCommand.class,
                 BenchCommand.class, dev.ferry.vmm.vfio.VfioCommand.class,
-                dev.ferry.vmm.vhostuser.VhostUserCommand.class, CommandLine.HelpCommand.class})
+                dev.ferry.vmm.vhostuser.VhostUserCommand.class, dev.ferry.vmm.run.CdsTrainCommand.class,
+                CommandLine.HelpCommand.class})
 public final class Ferry implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;

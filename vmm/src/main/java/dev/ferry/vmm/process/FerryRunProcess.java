@@ -56,9 +56,11 @@ public final class FerryRunProcess implements AutoCloseable {
     /** Starts {@code ferry run --config CONFIG --qmp DIR/NAME.qmp ARGS}; returns at once. */
     public static FerryRunProcess start(String name, Path dir, Path config, List<String> args) throws IOException {
         Path java = Path.of(System.getProperty("java.home"), "bin", "java");
+        String classPath = classPath();
         List<String> cmd = new ArrayList<>(List.of(java.toString(), "-Xmx256m", "-XX:MaxDirectMemorySize=256m",
-                "-Dorg.slf4j.simpleLogger.defaultLogLevel=info",
-                "-cp", classPath(), "dev.ferry.vmm.Ferry", "run"));
+                "-Dorg.slf4j.simpleLogger.defaultLogLevel=info"));
+        cmd.addAll(sharedArchive(classPath));
+        cmd.addAll(List.of("-cp", classPath, "dev.ferry.vmm.Ferry", "run"));
         Path sock = dir.resolve(name + ".qmp");
         cmd.addAll(List.of("--config", config.toString(), "--qmp", sock.toString()));
         cmd.addAll(args);
@@ -135,6 +137,27 @@ public final class FerryRunProcess implements AutoCloseable {
     }
 
     /** This JVM's class path if it holds Ferry, else the Class-Path of the manifest-only jar it runs from. */
+    /**
+     * The JVM options that map the class-data sharing archive {@code ./ferry} trained for this jar
+     * ({@code ferry.jsa} beside it, not older than it), or none: a test class path has no archive.
+     */
+    public static List<String> sharedArchive(String classPath) {
+        if (classPath.contains(File.pathSeparator) || !classPath.endsWith(".jar")) {
+            return List.of();
+        }
+        Path jar = Path.of(classPath);
+        Path jsa = jar.resolveSibling("ferry.jsa");
+        try {
+            if (Files.isRegularFile(jsa)
+                    && Files.getLastModifiedTime(jsa).compareTo(Files.getLastModifiedTime(jar)) >= 0) {
+                return List.of("-XX:SharedArchiveFile=" + jsa, "-Xlog:cds*=off");
+            }
+        } catch (IOException e) {
+            return List.of();
+        }
+        return List.of();
+    }
+
     public static String classPath() {
         String own = System.getProperty("java.class.path", "");
         if (holdsFerry(own)) {
