@@ -85,6 +85,9 @@ public final class QemuScenarioCommand implements Callable<Integer> {
                     + " (default ${DEFAULT-VALUE}); the pool must hold two guests (vm.nr_hugepages)")
     String hugetlb;
 
+    @Option(names = "--no-migration-warm-up", description = "Ferry's VMMs skip their warm-up migrations at start")
+    boolean noWarmUp;
+
     @Option(names = "--no-qemu", description = "run Ferry only")
     boolean noQemu;
 
@@ -137,6 +140,7 @@ public final class QemuScenarioCommand implements Callable<Integer> {
         say("scenario:    %s guest, %s random data, %s/s dirtied, downtime-limit %d ms, loopback TCP, no bandwidth cap%n",
                 ram, fill, dirtyRate, downtimeLimit);
         say("streams:     Ferry %s, QEMU %s%n", streams(multifdChannels), streams(qemuMultifdChannels));
+        say("Ferry start: %s%n", noWarmUp ? "no warm-up" : "warm-up migrations before QMP opens");
         say("guest RAM:   Ferry %s, QEMU %s%n", hugetlbFor("ferry") ? "2 MiB huge pages" : "4 KiB memfd pages",
                 hugetlbFor("qemu") ? "2 MiB huge pages" : "4 KiB anonymous pages");
         say("loopback:    %.0f MB/s (one TCP stream, 1 GiB, measured now)%n%n", loopback / 1e6);
@@ -273,9 +277,11 @@ public final class QemuScenarioCommand implements Callable<Integer> {
             c.putArray("devices");
             Files.writeString(dir.resolve(name + ".json"), c.toPrettyString());
         }
-        try (FerryRunProcess dst = FerryRunProcess.start("destination", dir, dir.resolve("destination.json"),
-                List.of("--incoming", "defer"));
-             FerryRunProcess src = FerryRunProcess.start("source", dir, dir.resolve("source.json"), List.of())) {
+        List<String> warm = noWarmUp ? List.of("--no-migration-warm-up") : List.of();
+        List<String> incoming = new ArrayList<>(List.of("--incoming", "defer"));
+        incoming.addAll(warm);
+        try (FerryRunProcess dst = FerryRunProcess.start("destination", dir, dir.resolve("destination.json"), incoming);
+             FerryRunProcess src = FerryRunProcess.start("source", dir, dir.resolve("source.json"), warm)) {
             QmpClient s = src.qmp();
             QmpClient d = dst.qmp();
             awaitRunning(s);
@@ -390,7 +396,7 @@ public final class QemuScenarioCommand implements Callable<Integer> {
             ObjectNode o = QapiJson.JSON.createObjectNode();
             o.put("ram", ram).put("fill", fill).put("dirty_rate", dirtyRate).put("downtime_limit_ms", downtimeLimit)
                     .put("loopback_bytes_per_s", loopback).put("ferry_multifd_channels", multifdChannels)
-                    .put("hugetlb", hugetlb)
+                    .put("hugetlb", hugetlb).put("ferry_migration_warm_up", !noWarmUp)
                     .put("qemu_multifd_channels", qemuMultifdChannels);
             ArrayNode a = o.putArray("runs");
             for (Sample s : samples) {

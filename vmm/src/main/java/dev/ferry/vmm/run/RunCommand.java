@@ -28,6 +28,11 @@ public final class RunCommand implements Callable<Integer> {
     @Option(names = {"-S", "--paused"}, description = "do not start the guest (after an incoming migration: stay paused)")
     boolean paused;
 
+    @Option(names = "--no-migration-warm-up",
+            description = "skip the warm-up migrations between throwaway VMs before QMP opens (they take ~1 s and"
+                    + " spare the first real migration the JIT's work)")
+    boolean noWarmUp;
+
     @Option(names = "--x-verify-at-load", hidden = true,
             description = "digest guest memory when an incoming migration has loaded (for ferry demo; costs downtime)")
     boolean verifyAtLoad;
@@ -43,7 +48,7 @@ public final class RunCommand implements Callable<Integer> {
         }
         VmmInstance vm;
         try {
-            vm = VmmInstance.start(cfg, qmp, incoming, paused, verifyAtLoad);
+            vm = VmmInstance.start(cfg, qmp, incoming, paused, verifyAtLoad, !noWarmUp);
         } catch (VmmException | dev.ferry.core.memory.GuestMemoryException e) {
             // the guest RAM's own errors (a huge page pool too small) name the region and the fix
             System.err.println("ferry run: " + e.getMessage());

@@ -143,6 +143,22 @@ public final class Vmm implements AutoCloseable {
         t.start();
     }
 
+    /**
+     * Runs {@link MigrationWarmUp} through this VMM's transports (before {@link #boot}); a warm-up
+     * that fails is logged and changes nothing else. Returns its wall time in nanoseconds, or -1.
+     */
+    public long warmUpMigration() {
+        try {
+            return MigrationWarmUp.run(transports);
+        } catch (IOException | RuntimeException e) {
+            LOG.warn("{}: the migration warm-up failed (migrations will compile as they run): {}", config.name(), e.toString());
+            return -1;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return -1;
+        }
+    }
+
     /** Starts the guest, or enters inmigrate; called once after construction. */
     public void boot() throws VmStateChangeException {
         if (!incomingMode) { // incoming: the source's RAM, vCPU and device state replace it

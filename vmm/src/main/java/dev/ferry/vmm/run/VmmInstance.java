@@ -38,6 +38,12 @@ public final class VmmInstance implements AutoCloseable {
      */
     public static VmmInstance start(VmConfig cfg, Path qmp, String incoming, boolean paused, boolean verifyAtLoad)
             throws IOException, VmmException {
+        return start(cfg, qmp, incoming, paused, verifyAtLoad, false);
+    }
+
+    /** As above; with {@code warmUp}, {@link Vmm#warmUpMigration} runs before the guest boots and QMP opens. */
+    public static VmmInstance start(VmConfig cfg, Path qmp, String incoming, boolean paused, boolean verifyAtLoad,
+                                    boolean warmUp) throws IOException, VmmException {
         AtomicReference<QmpServer> server = new AtomicReference<>();
         AtomicReference<VmmInstance> self = new AtomicReference<>();
         Vmm vmm = new Vmm(cfg, incoming != null, paused, verifyAtLoad, (name, data) -> {
@@ -47,6 +53,13 @@ public final class VmmInstance implements AutoCloseable {
             }
         });
         try {
+            if (warmUp) {
+                long ns = vmm.warmUpMigration();
+                if (ns >= 0) {
+                    org.slf4j.LoggerFactory.getLogger(VmmInstance.class).info("{}: migration paths warmed up in {} ms",
+                            cfg.name(), ns / 1_000_000);
+                }
+            }
             vmm.boot();
             QmpServer s = new QmpServer(qmp, VERSION, VmmQmpCommands.bind(vmm, a -> {
                 self.get().quit.countDown();
