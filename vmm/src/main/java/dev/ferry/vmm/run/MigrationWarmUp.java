@@ -32,7 +32,10 @@ import java.time.Duration;
 final class MigrationWarmUp {
     /** Each throwaway VM's RAM; its working set is three quarters of it, the rest goes as zero pages. */
     static final long RAM = 32L << 20;
-    /** Migrations: enough pages through the hot loops for C2 (tier 4) to compile them. */
+    /**
+     * Migrations: enough pages through the hot loops for C2 (tier 4) to compile them; the last
+     * one over two multifd channels, whose send and receive paths are their own.
+     */
     static final int ROUNDS = 3;
 
     private MigrationWarmUp() {
@@ -44,7 +47,7 @@ final class MigrationWarmUp {
         Path dir = Files.createTempDirectory("ferry-warm-up");
         try {
             for (int i = 0; i < ROUNDS; i++) {
-                once(transports, dir.resolve("m" + i + ".sock"));
+                once(transports, dir.resolve("m" + i + ".sock"), i == ROUNDS - 1);
             }
         } finally {
             try (var files = Files.list(dir)) {
@@ -55,7 +58,8 @@ final class MigrationWarmUp {
         return System.nanoTime() - start;
     }
 
-    private static void once(MigrationTransports transports, Path socket) throws IOException, InterruptedException {
+    private static void once(MigrationTransports transports, Path socket, boolean multifd)
+            throws IOException, InterruptedException {
         SoftWorkload w = SoftWorkload.of(1, 4L << 20, RAM / 4 * 3, 7);
         GuestMemory sm = GuestMemory.ofSize(RAM);
         Machine src;
@@ -70,11 +74,12 @@ final class MigrationWarmUp {
         }
         try (src; Machine dst = destination(w)) {
             src.vmStart();
-            MigrationCapabilities caps = MigrationCapabilities.defaults();
+            MigrationCapabilities caps = MigrationCapabilities.defaults().withMultifd(multifd);
             DestinationMigration in = new DestinationMigration(dst, transports, caps, MigrationEventSink.NONE, false);
+            in.setMultifdChannels(2);
             String bound = in.listen("unix:" + socket);
-            SourceMigration out = new SourceMigration(src, transports, MigrationParameters.defaults().withMaxBandwidth(0),
-                    caps, MigrationEventSink.NONE);
+            SourceMigration out = new SourceMigration(src, transports,
+                    MigrationParameters.defaults().withMaxBandwidth(0).withMultifdChannels(2), caps, MigrationEventSink.NONE);
             out.start(bound);
             MigrationStatus s = out.await(Duration.ofSeconds(30));
             MigrationStatus d = in.await(Duration.ofSeconds(10));
