@@ -1,10 +1,7 @@
 package dev.ferry.migration.e2e;
 
-import dev.ferry.core.cpu.soft.ContinuationCheck;
-import dev.ferry.core.cpu.soft.SoftCpuEngine;
 import dev.ferry.core.cpu.soft.SoftVcpuState;
 import dev.ferry.core.cpu.soft.SoftWorkload;
-import dev.ferry.core.machine.RunState;
 import dev.ferry.core.memory.GuestMemory;
 import dev.ferry.core.memory.HugePages;
 import dev.ferry.migration.DestinationMigration;
@@ -83,16 +80,7 @@ class HugePageMigrationTest {
                     "destination RAM differs from the source's at switchover");
             assertTrue(src.info().ram().duplicate() > 0, "the untouched part went as zero pages: " + src.info());
             List<SoftVcpuState> saved = pair.sourceState();
-            long before = pair.destinationCpus.pagesWritten();
-            long deadline = System.nanoTime() + 20_000_000_000L;
-            while (pair.destinationCpus.pagesWritten() < before + 500 && System.nanoTime() < deadline) {
-                Thread.sleep(20);
-            }
-            pair.destination.vmStop(RunState.PAUSED);
-            ContinuationCheck check = SoftCpuEngine.verifyContinuation(pair.destination.memory(), w, saved,
-                    pair.destinationCpus.snapshot());
-            assertTrue(check.ok(), check::toString);
-            assertTrue(check.stepsReplayed() >= 500, "the destination guest made progress: " + check);
+            pair.assertDestinationContinues(saved, 500);
             assertTrue(pair.destination.memory().regions().get(0).hugetlb() == destinationHuge);
         }
     }

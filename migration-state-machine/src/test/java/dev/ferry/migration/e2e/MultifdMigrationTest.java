@@ -1,7 +1,5 @@
 package dev.ferry.migration.e2e;
 
-import dev.ferry.core.cpu.soft.ContinuationCheck;
-import dev.ferry.core.cpu.soft.SoftCpuEngine;
 import dev.ferry.core.cpu.soft.SoftVcpuState;
 import dev.ferry.core.cpu.soft.SoftWorkload;
 import dev.ferry.core.machine.RunState;
@@ -78,16 +76,7 @@ class MultifdMigrationTest {
                     "destination RAM differs from the source's at switchover");
             List<SoftVcpuState> saved = pair.sourceState();
             assertEquals(RunState.RUNNING, pair.destination.runState());
-            long before = pair.destinationCpus.pagesWritten();
-            long deadline = System.nanoTime() + 20_000_000_000L;
-            while (pair.destinationCpus.pagesWritten() < before + 2000 && System.nanoTime() < deadline) {
-                Thread.sleep(20);
-            }
-            pair.destination.vmStop(RunState.PAUSED);
-            ContinuationCheck check = SoftCpuEngine.verifyContinuation(pair.destination.memory(), w, saved,
-                    pair.destinationCpus.snapshot());
-            assertTrue(check.ok(), check::toString);
-            assertTrue(check.stepsReplayed() >= 2000, "the destination guest made progress: " + check);
+            pair.assertDestinationContinues(saved, 2000);
 
             MigrationInfo info = src.info();
             MigrationInfo.Ram ram = info.ram();

@@ -74,6 +74,24 @@ final class SoftVmPair implements AutoCloseable {
         return sourceCpus.snapshot();
     }
 
+    /**
+     * Lets the destination's guest make at least {@code steps} page writes (20 s at most), pauses
+     * it, and asserts it went on exactly where the source's stopped ({@code saved}).
+     */
+    void assertDestinationContinues(List<SoftVcpuState> saved, long steps) throws Exception {
+        long before = destinationCpus.pagesWritten();
+        long deadline = System.nanoTime() + 20_000_000_000L;
+        while (destinationCpus.pagesWritten() < before + steps && System.nanoTime() < deadline) {
+            Thread.sleep(20);
+        }
+        destination.vmStop(RunState.PAUSED);
+        dev.ferry.core.cpu.soft.ContinuationCheck check = SoftCpuEngine.verifyContinuation(destination.memory(), workload,
+                saved, destinationCpus.snapshot());
+        org.junit.jupiter.api.Assertions.assertTrue(check.ok(), check::toString);
+        org.junit.jupiter.api.Assertions.assertTrue(check.stepsReplayed() >= steps,
+                "the destination guest made progress: " + check);
+    }
+
     @Override
     public void close() {
         source.close();
