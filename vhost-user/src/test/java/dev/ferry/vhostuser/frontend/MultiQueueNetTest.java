@@ -109,13 +109,19 @@ class MultiQueueNetTest {
              VhostUserBackend be = ferryNet(dir.resolve("a.sock"), (InetSocketAddress) peer.address(), 2);
              MqNetVm vm = new MqNetVm("vm", be.socket(), 2, false, false)) {
             vm.machine.vmStart();
-            CtrlDriver d = new CtrlDriver(vm, 2);
             java.util.concurrent.atomic.AtomicInteger enables = new java.util.concurrent.atomic.AtomicInteger();
             vm.model().withFrontend(f -> f.requestObserver(r -> {
                 if (r == VhostUser.SET_VRING_ENABLE) {
                     enables.incrementAndGet();
                 }
             }));
+            CtrlDriver d = new CtrlDriver(vm, 2);
+            long deadline = System.nanoTime() + 5_000_000_000L;
+            while (!Boolean.TRUE.equals(vm.vun().get("rings-running")) && System.nanoTime() < deadline) {
+                Thread.sleep(5);
+            }
+            assertEquals(Boolean.TRUE, vm.vun().get("rings-running"), vm.vun().toString());
+            assertEquals(2, enables.getAndSet(0), "the start enables rx0 and tx0 only: pair 1 is set up, disabled");
             assertEquals(1, vm.model().enabledPairs());
             assertEquals(0, d.command(4, 0, 2, 0), "VQ_PAIRS_SET 2");
             assertEquals(2, vm.model().enabledPairs());
@@ -132,7 +138,7 @@ class MultiQueueNetTest {
             assertEquals(2, enables.getAndSet(0), "rx1 and tx1 disabled");
             assertEquals(0, vm.machine.mmio().read(vm.nic.transport().base() + 0x070, 4) & Virtio.STATUS_NEEDS_RESET);
             d.noAck();
-            long deadline = System.nanoTime() + 5_000_000_000L;
+            deadline = System.nanoTime() + 5_000_000_000L;
             while ((vm.machine.mmio().read(vm.nic.transport().base() + 0x070, 4) & Virtio.STATUS_NEEDS_RESET) == 0
                     && System.nanoTime() < deadline) {
                 Thread.sleep(5);
