@@ -136,6 +136,16 @@ class MultiQueueNetTest {
             assertEquals(0, d.command(4, 0, 1, 0), "VQ_PAIRS_SET 1");
             assertEquals(1, vm.model().enabledPairs());
             assertEquals(2, enables.getAndSet(0), "rx1 and tx1 disabled");
+            // the back-end goes: the count is kept for the next start, nothing is sent now
+            be.close();
+            deadline = System.nanoTime() + 5_000_000_000L;
+            while (!Boolean.FALSE.equals(vm.vun().get("connected")) && System.nanoTime() < deadline) {
+                Thread.sleep(5);
+            }
+            assertEquals(Boolean.FALSE, vm.vun().get("rings-running"), vm.vun().toString());
+            assertEquals(0, d.command(4, 0, 2, 0), "VQ_PAIRS_SET 2 with the back-end gone");
+            assertEquals(2, vm.model().enabledPairs());
+            assertEquals(0, enables.get());
             assertEquals(0, vm.machine.mmio().read(vm.nic.transport().base() + 0x070, 4) & Virtio.STATUS_NEEDS_RESET);
             d.noAck();
             deadline = System.nanoTime() + 5_000_000_000L;
@@ -145,6 +155,12 @@ class MultiQueueNetTest {
             }
             assertTrue((vm.machine.mmio().read(vm.nic.transport().base() + 0x070, 4) & Virtio.STATUS_NEEDS_RESET) != 0,
                     "a control request without an ack byte: NEEDS_RESET");
+            vm.machine.mmio().write(vm.nic.transport().base() + 0x070, 4, 0);
+            deadline = System.nanoTime() + 5_000_000_000L;
+            while (vm.model().enabledPairs() != 1 && System.nanoTime() < deadline) {
+                Thread.sleep(5);
+            }
+            assertEquals(1, vm.model().enabledPairs(), "a reset: one pair");
             vm.machine.vmStop(RunState.PAUSED);
         }
     }
