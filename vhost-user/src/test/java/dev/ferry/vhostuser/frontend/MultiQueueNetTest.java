@@ -136,15 +136,21 @@ class MultiQueueNetTest {
             assertEquals(0, d.command(4, 0, 1, 0), "VQ_PAIRS_SET 1");
             assertEquals(1, vm.model().enabledPairs());
             assertEquals(2, enables.getAndSet(0), "rx1 and tx1 disabled");
-            // the back-end goes: the count is kept for the next start, nothing is sent now
-            be.close();
-            deadline = System.nanoTime() + 5_000_000_000L;
-            while (!Boolean.FALSE.equals(vm.vun().get("connected")) && System.nanoTime() < deadline) {
-                Thread.sleep(5);
-            }
+            // SET_VRING_ENABLE fails (the back-end goes as it is sent): ERR, the back-end is dropped
+            vm.model().withFrontend(f -> f.requestObserver(r -> {
+                if (r == VhostUser.SET_VRING_ENABLE) {
+                    enables.incrementAndGet();
+                    be.close();
+                }
+            }));
+            assertEquals(1, d.command(4, 0, 2, 0), "VQ_PAIRS_SET 2, the back-end failing");
+            assertEquals(1, enables.getAndSet(0));
+            assertEquals(2, vm.model().enabledPairs(), "kept for the next back-end's start");
+            assertEquals(Boolean.FALSE, vm.vun().get("connected"), vm.vun().toString());
             assertEquals(Boolean.FALSE, vm.vun().get("rings-running"), vm.vun().toString());
-            assertEquals(0, d.command(4, 0, 2, 0), "VQ_PAIRS_SET 2 with the back-end gone");
-            assertEquals(2, vm.model().enabledPairs());
+            // the back-end gone: the count is kept for the next start, nothing is sent now
+            assertEquals(0, d.command(4, 0, 1, 0), "VQ_PAIRS_SET 1 with the back-end gone");
+            assertEquals(1, vm.model().enabledPairs());
             assertEquals(0, enables.get());
             assertEquals(0, vm.machine.mmio().read(vm.nic.transport().base() + 0x070, 4) & Virtio.STATUS_NEEDS_RESET);
             d.noAck();
@@ -204,7 +210,7 @@ class MultiQueueNetTest {
             SoftMqNetDriver.Progress atSwitchover = src.driver.progress();
             MultiQueueNet am = (MultiQueueNet) a.model();
             assertTrue(am.txFrames(0) > 0 && am.txFrames(1) > 0 && am.rxFrames(0) > 0 && am.rxFrames(1) > 0,
-                    "source back-end: " + a.model());
+                    "source back-end: " + describe(a));
             assertTrue(a.stats().logAllSeen() && a.stats().loggedWrites() > 0, a.stats().toString());
             try (MqNetVm dst = new MqNetVm("dst", b.socket(), 2, true)) {
                 InMemoryMigration.Incoming in = InMemoryMigration.load(dst.machine, stream);
@@ -229,6 +235,38 @@ class MultiQueueNetTest {
                         "destination back-end: " + describe(b));
                 dst.machine.vmStop(RunState.PAUSED);
             }
+        }
+    }
+
+    /**
+     * A driver that does not take MQ (Ferry's single-queue {@code SoftNetDriver}) on a two-pair
+     * NIC: it finds the control queue at 2 and uses pair 0 only; the back-end gets rings 0 and 1,
+     * so its pair 1 carries nothing, and the peer's replies come back in order.
+     */
+    @Test
+    void aDriverWithoutMqUsesPairZeroAndTheControlQueueAtTwo() throws Exception {
+        try (TrafficPeer peer = TrafficPeer.udp(new InetSocketAddress("127.0.0.1", 0));
+             VhostUserBackend be = ferryNet(dir.resolve("a.sock"), (InetSocketAddress) peer.address(), 2);
+             MqNetVm vm = new MqNetVm("vm", be.socket(), 2, false, false)) {
+            dev.ferry.virtio.guest.SoftNetDriver driver = new dev.ferry.virtio.guest.SoftNetDriver(
+                    vm.machine.deviceMemory(), 48L << 20, vm.machine.mmio(), vm.nic.transport().base(), vm.irqchip,
+                    vm.nic.transport().irq().gsi(), 16, 128);
+            ((dev.ferry.core.cpu.soft.SoftCpuEngine) vm.machine.cpus()).addProgram("nic0", driver);
+            vm.machine.vmStart();
+            long deadline = System.nanoTime() + 20_000_000_000L;
+            dev.ferry.virtio.guest.NetDriverArea.Progress p = driver.area().progress();
+            while ((p.txCompleted() < 64 || p.rxFrames() < 64) && p.errors() == 0 && System.nanoTime() < deadline) {
+                Thread.sleep(10);
+                p = driver.area().progress();
+            }
+            assertTrue(p.txCompleted() >= 64 && p.rxFrames() >= 64, p.toString());
+            assertEquals(0, p.errors(), p.toString());
+            assertEquals(0, peer.flow(MAC).dupsOrReorders(), peer.report());
+            MultiQueueNet m = (MultiQueueNet) be.model();
+            assertTrue(m.txFrames(0) >= 64 && m.rxFrames(0) >= 64, describe(be).toString());
+            assertEquals(0, m.txFrames(1) + m.rxFrames(1), describe(be).toString());
+            assertEquals(1, vm.model().enabledPairs());
+            vm.machine.vmStop(RunState.PAUSED);
         }
     }
 
