@@ -385,9 +385,17 @@ public final class MultiQueueNet implements VirtioDeviceModel {
             ctx.deviceError("queue " + q + ": " + e.getMessage());
             return null;
         }
+        if (c == null && vq.setNotificationEnabled(true)) {
+            try {
+                c = vq.pop(); // buffers came while the kick was off: take them now, no kick will come
+            } catch (VirtqueueError e) {
+                rxPending = 0;
+                ctx.deviceError("queue " + q + ": " + e.getMessage());
+                return null;
+            }
+        }
         if (c == null) {
-            vq.setNotificationEnabled(true);
-            return false;
+            return false; // the driver's next kick of this rx queue delivers it
         }
         if (c.writableBytes() < len) {
             vq.rewind(1);

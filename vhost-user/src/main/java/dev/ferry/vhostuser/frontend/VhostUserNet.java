@@ -143,7 +143,11 @@ public final class VhostUserNet extends VhostUserDevice {
 
     @Override
     public void restoreConfig(byte[] c) throws MigrationException {
-        if (c.length != config().length || !Arrays.equals(Arrays.copyOf(c, 6), mac)) {
+        if (c.length != config().length) {
+            throw new MigrationException(who() + ": the source's NIC config has " + c.length + " bytes, this one "
+                    + config().length + " (10 with more than one queue pair): the source's queues differ");
+        }
+        if (!Arrays.equals(Arrays.copyOf(c, 6), mac)) {
             throw new MigrationException(who() + ": the source's NIC config does not carry this NIC's MAC");
         }
         if (pairs > 1 && ((c[8] & 0xff) | (c[9] & 0xff) << 8) != pairs) {
