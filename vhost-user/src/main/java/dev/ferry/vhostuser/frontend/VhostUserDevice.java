@@ -59,7 +59,10 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
     final DeviceEventLoop loop;
     private final MigrationRegistry registry;
     private final int queueCount;
-    /** Queues 0..backendQueues-1 are the back-end's. */
+    /**
+     * Queues 0..backendQueues-1 can be the back-end's; which of them it serves under the
+     * negotiated features is {@link #backendRings} (net without MQ: the first two).
+     */
     final int backendQueues;
     private final int queueSize;
     private final BackendLog logSource;
