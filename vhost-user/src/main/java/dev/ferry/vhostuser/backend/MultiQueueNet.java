@@ -44,7 +44,8 @@ import java.util.concurrent.atomic.AtomicLong;
  * On the back-end's event loop only. TX: each available chain's header and frame are copied into
  * a native buffer and sent. RX: a frame is read into a native buffer and written into one chain
  * of its pair's rx queue (MRG_RXBUF is not offered: one chain holds a frame); when that queue has
- * no buffer the frame waits and the back-end's fd is unwatched until that queue is kicked. A TX
+ * no buffer the frame waits and the back-end's fd is unwatched until that queue is kicked. Each rx
+ * queue a burst wrote to is published once, with one interrupt, at the burst's end. A TX
  * chain without the header or above {@link NetBackend#MAX_FRAME}, an RX chain too small for the
  * frame: NEEDS_RESET. Every write to guest memory goes through {@link DeviceMemory} (logged).
  */
@@ -52,6 +53,8 @@ public final class MultiQueueNet implements VirtioDeviceModel {
     private static final Logger LOG = LoggerFactory.getLogger(MultiQueueNet.class);
     public static final int F_MQ = 22;
     static final int FLOWS = 256;
+    /** The most pairs (the unpublished-rx mask is an int). */
+    public static final int MAX_PAIRS = 16;
     private static final int RX_BURST = 64;
     private static final int BUFFER = NetHeader.SIZE + NetBackend.MAX_FRAME;
     private final String id;
@@ -73,14 +76,16 @@ public final class MultiQueueNet implements VirtioDeviceModel {
     private DeviceEventLoop.Registration rxWatch;
     private int rxPending;
     private int rxPendingPair;
+    /** Pairs whose rx queue has pushes not yet published (one publish and interrupt per burst). */
+    private int unpublished;
     private boolean backendFailed;
     private volatile boolean closed;
 
     /** Owns {@code backend} from here on. */
     public MultiQueueNet(String id, int pairs, int queueSize, NetBackend backend) {
-        if (pairs < 1 || pairs > 127) {
+        if (pairs < 1 || pairs > MAX_PAIRS) {
             backend.close();
-            throw new IllegalArgumentException(id + ": " + pairs + " queue pairs; 1..127");
+            throw new IllegalArgumentException(id + ": " + pairs + " queue pairs; 1.." + MAX_PAIRS);
         }
         this.id = id;
         this.pairs = pairs;
@@ -169,6 +174,9 @@ public final class MultiQueueNet implements VirtioDeviceModel {
 
     @Override
     public void quiesce() {
+        if (ctx != null) {
+            publishRx(); // nothing stays pushed and unpublished across a stop
+        }
         serving = false;
         watchRx(false);
         if (rxPending > 0) {
@@ -332,7 +340,7 @@ public final class MultiQueueNet implements VirtioDeviceModel {
                 continue;
             }
             if (n < 0) {
-                return;
+                break;
             }
             if (n < NetHeader.SIZE + 14) {
                 rxDropped.incrementAndGet();
@@ -353,13 +361,30 @@ public final class MultiQueueNet implements VirtioDeviceModel {
         if (rxPending > 0) {
             watchRx(false); // until the pair's rx queue is kicked
             deliverPending();
+        } else {
+            publishRx();
         }
     }
 
     private void deliverPending() {
         Boolean ok = deliver();
+        publishRx();
         if (ok != null && ok) {
             watchRx(true);
+        }
+    }
+
+    /** Publishes every rx queue this burst pushed to and raises its interrupt (if the driver wants it). */
+    private void publishRx() {
+        for (int p = 0; unpublished != 0 && p < pairs; p++) {
+            if ((unpublished & 1 << p) != 0) {
+                unpublished &= ~(1 << p);
+                SplitVirtqueue vq = ctx.queue(2 * p);
+                if (vq != null) {
+                    vq.publish();
+                    ctx.notifyQueue(2 * p);
+                }
+            }
         }
     }
 
@@ -411,8 +436,7 @@ public final class MultiQueueNet implements VirtioDeviceModel {
             return piece;
         });
         vq.push(c, moved);
-        vq.publish();
-        ctx.notifyQueue(q);
+        unpublished |= 1 << rxPendingPair;
         rxFrames[rxPendingPair].incrementAndGet();
         rxPending = 0;
         return true;

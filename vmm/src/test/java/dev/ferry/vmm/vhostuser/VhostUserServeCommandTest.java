@@ -69,7 +69,7 @@ class VhostUserServeCommandTest {
         r = ferry("vhost-user", "serve", "--net", "dgram:127.0.0.1:9", "--queues", "0", "--socket",
                 dir.resolve("s").toString());
         assertEquals(2, r.exit());
-        assertTrue(r.err().contains("0 queue pairs; 1..127"), r.err());
+        assertTrue(r.err().contains("0 queue pairs; 1..16"), r.err());
         assertFalse(Files.exists(dir.resolve("s")));
     }
 
