@@ -7,7 +7,6 @@ import dev.ferry.core.sys.NativeMemory;
 import dev.ferry.virtio.VirtioDeviceModel;
 import dev.ferry.virtio.net.NetHeader;
 import dev.ferry.virtio.net.Rarp;
-import dev.ferry.virtio.net.VirtioNet;
 import dev.ferry.virtio.queue.SplitRing;
 import dev.ferry.vhostuser.proto.Payloads;
 import dev.ferry.vhostuser.proto.Payloads.MemRegion;
@@ -83,7 +82,7 @@ final class BackendSession {
         if (model.deviceId() == Virtio.ID_BLOCK) {
             p |= bit(VhostUser.PF_INFLIGHT_SHMFD);
         }
-        if (model instanceof VirtioNet) {
+        if (VhostUserBackend.netBackend(model) != null) {
             p |= bit(VhostUser.PF_RARP);
         }
         if (model.queueCount() > 1) {
@@ -421,7 +420,8 @@ final class BackendSession {
 
     /** SEND_RARP: one RARP announcement for {@code mac} through the net model's back-end (the guest cannot announce). */
     private void sendRarp(byte[] mac) throws VhostUserException {
-        if (!(model instanceof VirtioNet net)) {
+        dev.ferry.virtio.net.NetBackend net = VhostUserBackend.netBackend(model);
+        if (net == null) {
             throw new VhostUserException("SEND_RARP to a device that is not virtio-net");
         }
         byte[] frame = Rarp.frame(mac);
@@ -429,13 +429,13 @@ final class BackendSession {
         try {
             NetHeader.clear(buf);
             NativeMemory.copyFromArray(frame, 0, buf + NetHeader.SIZE, frame.length);
-            if (!net.backend().send(buf, NetHeader.SIZE + frame.length)) {
-                throw new VhostUserException("SEND_RARP: the network back-end (" + net.backend().describe()
+            if (!net.send(buf, NetHeader.SIZE + frame.length)) {
+                throw new VhostUserException("SEND_RARP: the network back-end (" + net.describe()
                         + ") could not take the frame now");
             }
             stats.rarps.incrementAndGet();
         } catch (RuntimeException e) {
-            throw new VhostUserException("SEND_RARP: sending through " + net.backend().describe() + " failed: "
+            throw new VhostUserException("SEND_RARP: sending through " + net.describe() + " failed: "
                     + e.getMessage(), e);
         } finally {
             NativeMemory.free(buf);

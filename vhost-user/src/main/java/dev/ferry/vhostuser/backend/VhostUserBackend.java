@@ -128,6 +128,26 @@ public final class VhostUserBackend implements AutoCloseable {
         return serve("vhost-user-net", model, backend);
     }
 
+    /**
+     * A virtio-net back-end with {@code pairs} rx/tx queue pairs (GET_QUEUE_NUM 2·pairs, protocol
+     * feature MQ): one pair is {@link #serveNet(NetOptions, NetBackend, BackendOptions)}'s
+     * {@link VirtioNet}, more a {@link MultiQueueNet} (the front-end keeps the control queue).
+     */
+    public static VhostUserBackend serveNet(NetOptions options, NetBackend net, BackendOptions backend, int pairs) {
+        if (pairs == 1) {
+            return serveNet(options, net, backend);
+        }
+        return serve("vhost-user-net", new MultiQueueNet("vhost-user-net", pairs, options.queueSize(), net), backend);
+    }
+
+    /** The network back-end of a net model (frames for SEND_RARP), or null for any other device. */
+    static NetBackend netBackend(VirtioDeviceModel model) {
+        if (model instanceof VirtioNet n) {
+            return n.backend();
+        }
+        return model instanceof MultiQueueNet m ? m.backend() : null;
+    }
+
     public Path socket() {
         return options.socket();
     }
@@ -199,8 +219,9 @@ public final class VhostUserBackend implements AutoCloseable {
             return;
         }
         stats.connections.incrementAndGet();
-        if (model instanceof dev.ferry.virtio.net.VirtioNet net) {
-            int dropped = net.backend().discardQueued();
+        NetBackend net = netBackend(model);
+        if (net != null) {
+            int dropped = net.discardQueued();
             if (dropped > 0) {
                 LOG.info("{}: dropped {} frames that arrived while no front-end ran the rings", name, dropped);
             }

@@ -92,17 +92,23 @@ final class RingControl {
             f.setLogBase(log.fd(), log.size());
         }
         d.beforeRingsStart(f, ctx);
-        for (int i = 0; i < calls.length; i++) {
+        int n = served(ctx);
+        for (int i = 0; i < n; i++) {
             SplitVirtqueue ring = ctx.queue(i);
             if (ring != null) {
                 f.startRing(i, ring.size(), ring.lastAvailIdx(), addresses(ring), log != null, ctx.kickFd(i).fd(),
-                        calls[i].fd());
+                        calls[i].fd(), d.ringEnabled(i));
             }
         }
         f.setStatus(Virtio.STATUS_ACKNOWLEDGE | Virtio.STATUS_DRIVER | Virtio.STATUS_FEATURES_OK
                 | Virtio.STATUS_DRIVER_OK);
         running = true;
         d.afterStart(f, ctx);
+    }
+
+    /** How many of the device's first queues the back-end serves under the negotiated features. */
+    private int served(VirtioContext ctx) {
+        return Math.min(calls.length, d.backendRings(ctx.features()));
     }
 
     /** The ring's areas in this process's address space (what the back-end maps), and the used ring's GPA. */
@@ -137,8 +143,9 @@ final class RingControl {
         running = false;
         VirtioContext ctx = d.ctx;
         String problem = null;
-        for (int i = 0; i < calls.length; i++) {
-            SplitVirtqueue ring = ctx == null ? null : ctx.queue(i);
+        int n = ctx == null ? 0 : served(ctx);
+        for (int i = 0; i < n; i++) {
+            SplitVirtqueue ring = ctx.queue(i);
             if (ring == null) {
                 continue;
             }
@@ -177,7 +184,7 @@ final class RingControl {
                 ring.restore(used, used); // QEMU: without the back-end's index, resume at the used index
             }
         }
-        for (int i = 0; i < calls.length && ctx != null; i++) {
+        for (int i = 0; i < n; i++) {
             // completions the drain brought: their interrupt is part of stopping (the transport keeps it pending)
             if (calls[i] != null && calls[i].consumeOrZero() != 0 && ctx.queue(i) != null) {
                 interrupts++;
@@ -209,7 +216,7 @@ final class RingControl {
         stopUnknown = null;
         VirtioContext ctx = d.ctx;
         if (running && ctx != null) {
-            for (int i = 0; i < calls.length; i++) {
+            for (int i = 0; i < served(ctx); i++) {
                 SplitVirtqueue ring = ctx.queue(i);
                 if (ring != null) {
                     int used = RingDrain.usedIdx(ctx, ring);
@@ -228,7 +235,7 @@ final class RingControl {
     /** SET_VRING_ADDR for every running ring, with or without the used-ring log flag. */
     void setLogFlag(boolean on) throws VhostUserException {
         VirtioContext ctx = d.ctx;
-        for (int i = 0; i < calls.length; i++) {
+        for (int i = 0; i < served(ctx); i++) {
             SplitVirtqueue ring = ctx.queue(i);
             if (ring != null) {
                 d.link.frontend().setRingAddr(i, addresses(ring), on);

@@ -59,7 +59,10 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
     final DeviceEventLoop loop;
     private final MigrationRegistry registry;
     private final int queueCount;
-    /** Queues 0..backendQueues-1 are the back-end's. */
+    /**
+     * Queues 0..backendQueues-1 can be the back-end's; which of them it serves under the
+     * negotiated features is {@link #backendRings} (net without MQ: the first two).
+     */
     final int backendQueues;
     private final int queueSize;
     private final BackendLog logSource;
@@ -112,11 +115,11 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
                 throw new VhostUserException(who() + ": the back-end lacks the ring features 0x"
                         + Long.toHexString(missing) + " (VERSION_1, EVENT_IDX, INDIRECT_DESC) the transport offers");
             }
+            checkBackend(fe);
             if (backendQueues > fe.queueNum()) {
                 throw new VhostUserException(who() + ": " + backendQueues + " queues asked for; the back-end serves "
                         + fe.queueNum());
             }
-            checkBackend(fe);
             rings.openCalls();
             link.open();
         } catch (VhostUserException | RuntimeException e) {
@@ -147,6 +150,19 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
     /** Feature bits the front-end provides itself whatever the back-end says (net: MAC, STATUS). */
     protected long frontendFeatures() {
         return 0;
+    }
+
+    /**
+     * How many of the first queues the back-end serves when the driver negotiated
+     * {@code guestFeatures} (net without MQ: rx0 and tx0 only, the control queue then sits at 2).
+     */
+    protected int backendRings(long guestFeatures) {
+        return backendQueues;
+    }
+
+    /** Whether ring {@code ring} is enabled at the back-end when the rings start (net: the enabled pairs). */
+    protected boolean ringEnabled(int ring) {
+        return true;
     }
 
     /** After the rings started (loop thread): net announces a migrated guest here. */

@@ -228,6 +228,16 @@ public final class VhostUserFrontend implements AutoCloseable {
      */
     public void startRing(int index, int num, int base, RingAddresses a, boolean log, Fd kick, Fd call)
             throws VhostUserException {
+        startRing(index, num, base, a, log, kick, call, true);
+    }
+
+    /**
+     * As above; {@code enable} false leaves the ring disabled (a net queue pair the driver has
+     * not enabled): it is set up and the back-end keeps its base, but serves it only after
+     * SET_VRING_ENABLE(1). Without protocol features rings run once set up, whatever {@code enable}.
+     */
+    public void startRing(int index, int num, int base, RingAddresses a, boolean log, Fd kick, Fd call, boolean enable)
+            throws VhostUserException {
         about(VhostUser.SET_VRING_NUM);
         conn.request(VhostUser.SET_VRING_NUM, Payloads.vringState(index, num));
         about(VhostUser.SET_VRING_BASE);
@@ -237,7 +247,7 @@ public final class VhostUserFrontend implements AutoCloseable {
         conn.request(VhostUser.SET_VRING_KICK, Payloads.u64(index), kick);
         about(VhostUser.SET_VRING_CALL);
         conn.request(VhostUser.SET_VRING_CALL, Payloads.u64(index), call);
-        if (VhostUser.has(backendFeatures, VhostUser.F_PROTOCOL_FEATURES)) {
+        if (enable && VhostUser.has(backendFeatures, VhostUser.F_PROTOCOL_FEATURES)) {
             enableRing(index, true);
         }
     }

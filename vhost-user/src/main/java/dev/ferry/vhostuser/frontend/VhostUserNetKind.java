@@ -13,8 +13,12 @@ import java.util.Set;
 /**
  * Config kind {@code vhost-user-net}: a virtio NIC whose rx and tx queues are served by the back-end listening on {@code socket}.
  * <pre>
- * { "id": "nic0", "kind": "vhost-user-net", "socket": "/run/vub.sock", "mac": "52:54:00:12:34:56", "reply-timeout-ms": 5000 }
+ * { "id": "nic0", "kind": "vhost-user-net", "socket": "/run/vub.sock", "mac": "52:54:00:12:34:56", "reply-timeout-ms": 5000,
+ *   "queues": 2 }
  * </pre>
+ * {@code queues} counts rx/tx queue pairs, 1..{@value VhostUserNet#MAX_PAIRS} (default 1): above one
+ * the NIC offers MQ with a control queue the front-end serves, and the back-end must serve twice
+ * as many queues ({@link VhostUserNet}).
  * The back-end must be listening when the VM is built (on a destination too): the device
  * negotiates then, as QEMU does. An unreachable or unfit back-end is a config error naming the socket.
  */

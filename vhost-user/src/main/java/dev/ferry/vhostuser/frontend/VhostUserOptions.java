@@ -20,7 +20,7 @@ public record VhostUserOptions(Path socket, int queues, long replyTimeoutMs, byt
         if (socket.isEmpty()) {
             throw o.error("socket", "must name the back-end's UNIX socket");
         }
-        int queues = o.integer("queues", 1, 1, net ? 1 : 16);
+        int queues = o.integer("queues", 1, 1, net ? VhostUserNet.MAX_PAIRS : 16);
         int timeout = o.integer("reply-timeout-ms", (int) BackendConnection.DEFAULT_REPLY_TIMEOUT_MS, 10, 600_000);
         byte[] mac = null;
         if (net) {

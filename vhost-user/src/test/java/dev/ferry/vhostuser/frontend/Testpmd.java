@@ -37,12 +37,18 @@ final class Testpmd implements AutoCloseable {
     }
 
     Testpmd(Path socket, String prefix) throws IOException, InterruptedException {
+        this(socket, prefix, 1);
+    }
+
+    /** With {@code queues} queue pairs: the vhost PMD's {@code queues=} and testpmd's rx/tx queues (rxq i forwards to txq i). */
+    Testpmd(Path socket, String prefix, int queues) throws IOException, InterruptedException {
         this.socket = socket;
         this.logFile = socket.resolveSibling(socket.getFileName() + ".log");
         Files.deleteIfExists(socket);
         process = new ProcessBuilder(List.of(BINARY.toString(), "--lcores", "0@0,1@0", "--no-pci", "--no-huge", "-m", "256",
-                "--file-prefix=" + prefix, "--vdev", "net_vhost0,iface=" + socket + ",queues=1,client=0", "--",
-                "--port-topology=loop", "--forward-mode=macswap", "--total-num-mbufs=2048", "--auto-start"))
+                "--file-prefix=" + prefix, "--vdev", "net_vhost0,iface=" + socket + ",queues=" + queues + ",client=0", "--",
+                "--port-topology=loop", "--forward-mode=macswap", "--total-num-mbufs=2048", "--rxq=" + queues,
+                "--txq=" + queues, "--auto-start"))
                 .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.appendTo(logFile.toFile())).start();
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
         while (!Files.exists(socket)) {

@@ -60,7 +60,11 @@ class VhostUserKindTest {
                     () -> net.validate(opts("socket", "s", "mac", mac)), mac);
             assertTrue(e.getMessage().startsWith("devices[0].mac"), e.getMessage());
         }
-        assertThrows(DeviceConfigException.class, () -> net.validate(opts("socket", "s", "queues", 2)));
+        // net counts queue pairs: 1..8
+        net.validate(opts("socket", "s", "queues", 8));
+        DeviceConfigException e = assertThrows(DeviceConfigException.class,
+                () -> net.validate(opts("socket", "s", "queues", 9)));
+        assertTrue(e.getMessage().startsWith("devices[0].queues"), e.getMessage());
         assertArrayEquals(new byte[] {0x52, 0x54, 0, (byte) 0xaa, (byte) 0xbb, (byte) 0xcc},
                 VhostUserOptions.parseMac("52:54:00:aa:bb:cc"));
     }

@@ -5,10 +5,13 @@ package dev.ferry.virtio.guest;
  * experimental ethertype 0x88b5 and a fixed header, padded to the frame length in use.
  * <pre>
  *   0 dst mac   6 src mac   12 be16 0x88b5
- *  14 be32 magic "FRRY"   18 u8 kind (DATA 1 from the guest, REPLY 2 from the peer)   19 u8 0
+ *  14 be32 magic "FRRY"   18 u8 kind (DATA 1 from the guest, REPLY 2 from the peer)   19 u8 flow
  *  20 be64 seq (the sender's, from 1, +1 per frame)   28 be64 echo (REPLY: the DATA seq it answers)
  *  36 .. padding
  * </pre>
+ * The flow byte is 0 from a single-queue guest; a multiqueue guest ({@link SoftMqNetDriver}) sends
+ * one flow per queue pair, numbered by the pair, each with its own sequence numbers; a REPLY
+ * carries its DATA frame's flow.
  */
 public final class NetTraffic {
     public static final int ETHERTYPE = 0x88b5;

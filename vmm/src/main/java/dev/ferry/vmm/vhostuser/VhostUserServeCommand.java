@@ -60,7 +60,7 @@ public final class VhostUserServeCommand implements Callable<Integer> {
     @Option(names = "--client", description = "connect to a front-end listening at --socket (retrying) instead of listening")
     boolean client;
 
-    @Option(names = "--queues", paramLabel = "N", defaultValue = "1", description = "request queues, 1..16 (default ${DEFAULT-VALUE})")
+    @Option(names = "--queues", paramLabel = "N", defaultValue = "1", description = "--blk: request queues, 1..16; --net: rx/tx queue pairs, 1..8 (default ${DEFAULT-VALUE})")
     int queues;
 
     @Option(names = "--queue-size", paramLabel = "N", defaultValue = "256",
@@ -129,10 +129,14 @@ public final class VhostUserServeCommand implements Callable<Integer> {
                         ((dev.ferry.virtio.blk.VirtioBlk) backend.model()).capacityBytes(), readOnly ? ", read-only" : "",
                         queues, faults.isEmpty() ? "" : ", FAULTS " + faults);
             } else {
+                if (queues > 8) {
+                    throw new IllegalArgumentException("--queues " + queues + ": a net back-end serves 1..8 queue pairs");
+                }
                 NetBackend net = netBackend(netdev, local);
-                backend = VhostUserBackend.serveNet(new NetOptions(NetOptions.parseMac(mac), queueSize, false), net, options);
-                what = String.format("vhost-user-net %s on %s%s", mac, net.describe(),
-                        faults.isEmpty() ? "" : " (FAULTS " + faults + ")");
+                backend = VhostUserBackend.serveNet(new NetOptions(NetOptions.parseMac(mac), queueSize, false), net, options,
+                        queues);
+                what = String.format("vhost-user-net %s on %s%s%s", mac, net.describe(),
+                        queues > 1 ? ", " + queues + " queue pairs" : "", faults.isEmpty() ? "" : " (FAULTS " + faults + ")");
             }
         } catch (IOException | RuntimeException e) {
             err.println("ferry vhost-user serve: " + e.getMessage());

@@ -62,6 +62,14 @@ class VhostUserServeCommandTest {
         r = ferry("vhost-user", "serve", "--net", "carrier-pigeon:1", "--socket", dir.resolve("s").toString());
         assertEquals(2, r.exit());
         assertTrue(r.err().contains("is not dgram:HOST:PORT or tap:NAME"), r.err());
+        r = ferry("vhost-user", "serve", "--net", "dgram:127.0.0.1:9", "--queues", "9", "--socket",
+                dir.resolve("s").toString());
+        assertEquals(2, r.exit());
+        assertTrue(r.err().contains("--queues 9: a net back-end serves 1..8 queue pairs"), r.err());
+        r = ferry("vhost-user", "serve", "--net", "dgram:127.0.0.1:9", "--queues", "0", "--socket",
+                dir.resolve("s").toString());
+        assertEquals(2, r.exit());
+        assertTrue(r.err().contains("0 queue pairs; 1..16"), r.err());
         assertFalse(Files.exists(dir.resolve("s")));
     }
 
@@ -92,6 +100,28 @@ class VhostUserServeCommandTest {
             } finally {
                 p.destroyForcibly();
             }
+        }
+    }
+
+    /** {@code --net ... --queues 2}: two queue pairs, so GET_QUEUE_NUM says 4 and protocol feature MQ is offered. */
+    @Test
+    void servesNetWithQueuePairs() throws Exception {
+        Path sock = dir.resolve("mq.sock");
+        Process p = start(List.of("vhost-user", "serve", "--net", "dgram:127.0.0.1:9", "--queues", "2", "--socket",
+                sock.toString()), "mq.log");
+        try {
+            String line = awaitLine(p, "mq.log");
+            assertTrue(line.contains(", 2 queue pairs"), line);
+            try (BackendConnection c = BackendConnection.connect(sock, "test", 5_000)) {
+                long pf = c.getU64(VhostUser.GET_PROTOCOL_FEATURES);
+                assertTrue(VhostUser.has(pf, VhostUser.PF_MQ) && VhostUser.has(pf, VhostUser.PF_RARP));
+                c.request(VhostUser.SET_PROTOCOL_FEATURES, Payloads.u64(pf));
+                c.replyAck(true);
+                assertEquals(4, c.getU64(VhostUser.GET_QUEUE_NUM));
+            }
+        } finally {
+            p.destroyForcibly();
+            p.waitFor(20, TimeUnit.SECONDS);
         }
     }
 

@@ -35,7 +35,7 @@ import java.util.concurrent.CopyOnWriteArrayList;
  *       the destination's port — until then the peer's frames go to the source, where they are lost:
  *       the announce is what ends the outage.
  *   <li><b>Checker</b>: DATA frames to its own MAC ({@link NetTraffic#PEER_MAC}) are checked per
- *       guest MAC — sequence numbers must rise by one: a jump is a gap (lost frames, kept with the
+ *       guest MAC and flow byte — sequence numbers must rise by one: a jump is a gap (lost frames, kept with the
  *       time and the port it was seen on), a repeat or step back a duplicate or reordering — and
  *       answered with a REPLY carrying the peer's own sequence number for that guest, whose send
  *       time it remembers. RARP and ARP frames are kept as announcements with their time.
@@ -289,7 +289,7 @@ public final class TrafficPeer implements AutoCloseable {
             return;
         }
         long seq = f.getLong(20);
-        Flow fl = flows.computeIfAbsent(src, k -> new Flow());
+        Flow fl = flows.computeIfAbsent(src << 8 | (f.get(19) & 0xff), k -> new Flow());
         fl.received++;
         fl.lastReceivedNanos = now;
         if (seq <= fl.lastSeq) {
@@ -340,7 +340,15 @@ public final class TrafficPeer implements AutoCloseable {
 
     /** One guest's traffic (all zero before its first frame). */
     public synchronized FlowStats flow(byte[] mac) {
-        Flow f = flows.get(NetTraffic.macToLong(mac));
+        return flow(mac, 0);
+    }
+
+    /**
+     * One flow of a guest: its DATA frames with flow byte {@code flow} (offset 19; a multiqueue
+     * guest sends one flow per queue pair). Each flow has its own sequence numbers both ways.
+     */
+    public synchronized FlowStats flow(byte[] mac, int flow) {
+        Flow f = flows.get(NetTraffic.macToLong(mac) << 8 | flow);
         if (f == null) {
             return new FlowStats(0, 0, 0, 0, List.of(), 0, null, 0);
         }
@@ -360,7 +368,7 @@ public final class TrafficPeer implements AutoCloseable {
      * for a reply older than the last {@link #SENT_AT_WINDOW}.
      */
     public synchronized long sentAt(byte[] mac, long seq) {
-        Flow f = flows.get(NetTraffic.macToLong(mac));
+        Flow f = flows.get(NetTraffic.macToLong(mac) << 8);
         if (f == null || seq < 1 || seq > f.repliesSent || f.repliesSent - seq >= f.sentAt.length) {
             return -1;
         }
@@ -387,7 +395,8 @@ public final class TrafficPeer implements AutoCloseable {
 
     public synchronized String report() {
         StringBuilder b = new StringBuilder("frames " + received + ", forwarded " + forwarded + ", dropped " + dropped);
-        flows.forEach((mac, f) -> b.append("\n  guest ").append(fmt(mac)).append(": received ").append(f.received)
+        flows.forEach((key, f) -> b.append("\n  guest ").append(fmt(key >>> 8))
+                .append((key & 0xff) != 0 ? " flow " + (key & 0xff) : "").append(": received ").append(f.received)
                 .append(", last seq ").append(f.lastSeq).append(", lost ").append(f.lost).append(" in ")
                 .append(f.gaps.size()).append(" gap(s), dup/reorder ").append(f.dups)
                 .append(", replies ").append(f.repliesSent));

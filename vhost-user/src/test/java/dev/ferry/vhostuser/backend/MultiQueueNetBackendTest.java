@@ -1,0 +1,207 @@
+package dev.ferry.vhostuser.backend;
+
+import dev.ferry.core.sys.EventFd;
+import dev.ferry.core.sys.Linux;
+import dev.ferry.virtio.guest.NetTraffic;
+import dev.ferry.virtio.net.DgramBackend;
+import dev.ferry.virtio.net.NetOptions;
+import dev.ferry.virtio.queue.DriverQueue;
+import dev.ferry.virtio.queue.QueueConfig;
+import dev.ferry.vhostuser.proto.Payloads;
+import dev.ferry.vhostuser.proto.VhostUser;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.net.InetSocketAddress;
+import java.nio.ByteBuffer;
+import java.nio.channels.DatagramChannel;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Set;
+import java.util.TreeSet;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * Ferry's multiqueue net back-end ({@link MultiQueueNet}) under a hand-driven front-end: 2N queues
+ * and protocol feature MQ; receive steering follows each flow to the pair it last transmitted on
+ * (to the first enabled pair for an unknown flow or a disabled pair); writes into every pair's
+ * rings are logged; a hostile TX or RX chain is a device error, not a crash.
+ */
+@Timeout(60)
+class MultiQueueNetBackendTest {
+    private static final byte[] MAC = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
+    @TempDir
+    Path dir;
+
+    private static final class Rig implements AutoCloseable {
+        final DatagramChannel peer;
+        final DgramBackend net;
+        final InetSocketAddress device;
+        final VhostUserBackend backend;
+        final BlkTestFrontend fe;
+        final List<EventFd> fds = new ArrayList<>();
+        final DriverQueue[] queues = new DriverQueue[4];
+        final EventFd[] kicks = new EventFd[4];
+
+        Rig(Path sock) throws Exception {
+            peer = DatagramChannel.open().bind(new InetSocketAddress("127.0.0.1", 0));
+            net = new DgramBackend(new InetSocketAddress("127.0.0.1", 0), (InetSocketAddress) peer.getLocalAddress());
+            device = new InetSocketAddress("127.0.0.1", net.localPort());
+            backend = VhostUserBackend.serveNet(new NetOptions(MAC, 256, false), net, BackendOptions.server(sock), 2);
+            fe = new BlkTestFrontend(sock);
+            fe.negotiate();
+        }
+
+        /** Starts ring {@code index} at its own area (0x1000 + 0x3000·index), enabled. */
+        DriverQueue start(int index) throws Exception {
+            long gpa = 0x1000 + 0x3000L * index;
+            QueueConfig c = QueueConfig.contiguous(128, gpa, fe.ringFeatures());
+            DriverQueue q = DriverQueue.builder(fe.dm, c).build();
+            EventFd kick = new EventFd(Linux.EFD_NONBLOCK);
+            EventFd call = new EventFd(Linux.EFD_NONBLOCK);
+            fds.add(kick);
+            fds.add(call);
+            fe.conn.request(VhostUser.SET_VRING_NUM, Payloads.vringState(index, 128));
+            fe.conn.request(VhostUser.SET_VRING_BASE, Payloads.vringState(index, 0));
+            fe.conn.request(VhostUser.SET_VRING_ADDR, Payloads.vringAddr(new Payloads.VringAddr(index, VhostUser.VRING_F_LOG,
+                    BlkTestFrontend.USER_BASE + c.descGpa(), BlkTestFrontend.USER_BASE + c.usedGpa(),
+                    BlkTestFrontend.USER_BASE + c.availGpa(), c.usedGpa())));
+            fe.conn.request(VhostUser.SET_VRING_KICK, Payloads.u64(index), kick.fd());
+            fe.conn.request(VhostUser.SET_VRING_CALL, Payloads.u64(index), call.fd());
+            fe.conn.request(VhostUser.SET_VRING_ENABLE, Payloads.vringState(index, 1));
+            queues[index] = q;
+            kicks[index] = kick;
+            return q;
+        }
+
+        /** Sends a Ferry traffic DATA frame of flow {@code flow} on pair {@code pair}'s tx queue; the peer gets it. */
+        void transmit(int pair, int flow, long at) throws Exception {
+            byte[] f = traffic(NetTraffic.PEER_MAC, MAC, NetTraffic.DATA, flow);
+            fe.dm.fill(at, 12, (byte) 0);
+            fe.dm.write(at + 12, f, 0, f.length);
+            queues[2 * pair + 1].add(List.of(new DriverQueue.Buffer(at, 12 + f.length)), List.of(), false);
+            kicks[2 * pair + 1].signal();
+            ByteBuffer got = ByteBuffer.allocate(2048);
+            peer.receive(got);
+            assertEquals(f.length, got.position());
+        }
+
+        void rxBuffers(int pair, long at, int n) {
+            for (int i = 0; i < n; i++) {
+                queues[2 * pair].add(List.of(), List.of(new DriverQueue.Buffer(at + i * 4096L, 2048)), false);
+            }
+            kicks[2 * pair].signal();
+        }
+
+        /** The peer sends a REPLY of flow {@code flow}; returns the pair whose rx queue got it. */
+        int receive(int flow) throws Exception {
+            peer.send(ByteBuffer.wrap(traffic(MAC, NetTraffic.PEER_MAC, NetTraffic.REPLY, flow)), device);
+            long deadline = System.nanoTime() + 5_000_000_000L;
+            while (System.nanoTime() < deadline) {
+                for (int p = 0; p < 2; p++) {
+                    if (queues[2 * p] != null && queues[2 * p].pollUsed() != null) {
+                        return p;
+                    }
+                }
+                Thread.sleep(1);
+            }
+            throw new AssertionError("the frame reached no rx queue within 5 s");
+        }
+
+        @Override
+        public void close() {
+            fe.close();
+            backend.close();
+            fds.forEach(EventFd::close);
+            try {
+                peer.close();
+            } catch (java.io.IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+        }
+    }
+
+    static byte[] traffic(byte[] dst, byte[] src, int kind, int flow) {
+        ByteBuffer b = ByteBuffer.allocate(64);
+        b.put(0, dst).put(6, src).putShort(12, (short) NetTraffic.ETHERTYPE).putInt(14, NetTraffic.MAGIC);
+        b.put(18, (byte) kind).put(19, (byte) flow).putLong(20, 1);
+        return b.array();
+    }
+
+    @Test
+    void repliesFollowTheirFlowToThePairItTransmittedOn() throws Exception {
+        try (Rig r = new Rig(dir.resolve("mq.sock"))) {
+            assertTrue(VhostUser.has(r.fe.protocol, VhostUser.PF_MQ));
+            assertEquals(4, r.fe.conn.getU64(VhostUser.GET_QUEUE_NUM), "two pairs: 4 queues, no control queue");
+            for (int q = 0; q < 4; q++) {
+                r.start(q);
+            }
+            r.fe.ring = r.queues[0].config();
+            r.fe.startLogging();
+            r.rxBuffers(0, BlkTestFrontend.DATA, 8);
+            r.rxBuffers(1, BlkTestFrontend.DATA + 0x10000, 8);
+            r.transmit(1, 5, BlkTestFrontend.DATA + 0x40000);
+            r.transmit(0, 6, BlkTestFrontend.DATA + 0x41000);
+            byte[][] before = r.fe.snapshot();
+            r.fe.harvestLog();
+            assertEquals(1, r.receive(5), "flow 5 went out on pair 1");
+            assertEquals(0, r.receive(6), "flow 6 went out on pair 0");
+            assertEquals(0, r.receive(7), "flow 7 never went out: the first pair");
+            Set<Long> missing = new TreeSet<>(r.fe.changedPages(before));
+            missing.removeAll(r.fe.harvestLog());
+            assertEquals(Set.of(), missing, "pages both pairs' rx wrote but not logged");
+            r.transmit(0, 5, BlkTestFrontend.DATA + 0x42000);
+            assertEquals(0, r.receive(5), "flow 5 moved to pair 0 with its last transmit");
+            r.transmit(1, 5, BlkTestFrontend.DATA + 0x43000);
+            r.fe.conn.request(VhostUser.SET_VRING_ENABLE, Payloads.vringState(2, 0));
+            assertEquals(0, r.receive(5), "pair 1 disabled: the first enabled pair");
+            MultiQueueNet m = (MultiQueueNet) r.backend.model();
+            assertEquals(2, m.txFrames(0));
+            assertEquals(2, m.txFrames(1));
+            assertNull(r.backend.stats().lastDeviceError());
+        }
+    }
+
+    @Test
+    void aTxChainWithoutTheHeaderIsADeviceError() throws Exception {
+        try (Rig r = new Rig(dir.resolve("mq.sock"))) {
+            for (int q = 0; q < 4; q++) {
+                r.start(q);
+            }
+            r.queues[3].add(List.of(new DriverQueue.Buffer(BlkTestFrontend.DATA, 4)), List.of(), false);
+            r.kicks[3].signal();
+            awaitDeviceError(r.backend);
+            assertTrue(r.backend.stats().lastDeviceError().contains("TX chain head 0 on queue 3 has 4 device-readable"),
+                    r.backend.stats().lastDeviceError());
+        }
+    }
+
+    @Test
+    void anRxChainTooSmallForTheFrameIsADeviceError() throws Exception {
+        try (Rig r = new Rig(dir.resolve("mq.sock"))) {
+            for (int q = 0; q < 4; q++) {
+                r.start(q);
+            }
+            r.queues[0].add(List.of(), List.of(new DriverQueue.Buffer(BlkTestFrontend.DATA, 20)), false);
+            r.kicks[0].signal();
+            r.peer.send(ByteBuffer.wrap(traffic(MAC, NetTraffic.PEER_MAC, NetTraffic.REPLY, 0)), r.device);
+            awaitDeviceError(r.backend);
+            assertTrue(r.backend.stats().lastDeviceError().contains("RX chain head 0 on queue 0 holds 20 bytes"),
+                    r.backend.stats().lastDeviceError());
+        }
+    }
+
+    private static void awaitDeviceError(VhostUserBackend b) throws InterruptedException {
+        long deadline = System.nanoTime() + 5_000_000_000L;
+        while (b.stats().lastDeviceError() == null && System.nanoTime() < deadline) {
+            Thread.sleep(5);
+        }
+        assertNotNull(b.stats().lastDeviceError(), b.stats().toString());
+    }
+}
