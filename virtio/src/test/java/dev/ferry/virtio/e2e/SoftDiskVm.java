@@ -52,6 +52,11 @@ final class SoftDiskVm implements AutoCloseable {
     }
 
     SoftDiskVm(String name, Map<String, Object> diskOptions, boolean incoming, int depth) throws DeviceConfigException {
+        this(name, diskOptions, incoming, depth, SoftBlkDriver.ResetLimit.DEFAULT);
+    }
+
+    SoftDiskVm(String name, Map<String, Object> diskOptions, boolean incoming, int depth,
+               SoftBlkDriver.ResetLimit resetLimit) throws DeviceConfigException {
         GuestMemory memory = GuestMemory.ofSize(RAM);
         cpus = new SoftCpuEngine(memory, SoftWorkload.of(1, 20 * MiB, 32 * MiB, SEED));
         machine = new Machine(name, memory, cpus, incoming ? RunState.INMIGRATE : RunState.PRELAUNCH);
@@ -83,7 +88,7 @@ final class SoftDiskVm implements AutoCloseable {
         }
         machine.addDevice(disk);
         driver = new SoftBlkDriver(machine.deviceMemory(), DRIVER_AREA, machine.mmio(), disk.transport().base(), irqchip,
-                disk.transport().irq().gsi(), SEED, depth, 4096);
+                disk.transport().irq().gsi(), SEED, depth, 4096, resetLimit);
         cpus.addProgram("disk0", driver);
     }
 
