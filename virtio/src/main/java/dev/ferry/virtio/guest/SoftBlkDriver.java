@@ -256,6 +256,7 @@ public final class SoftBlkDriver implements SoftGuestProgram {
 
     private void boot() {
         queueSize = BlkDriverArea.QUEUE_SIZE;
+        nextResetNanos = clock.getAsLong(); // a reset pending in a migrated record is tried at once
         if (area.get(BlkDriverArea.R_MAGIC) == BlkDriverArea.MAGIC) {
             // Resumed (a migration destination, or the same VM after a pause): the device is set up
             // (or, with a reset pending, recovery goes on from here).

@@ -80,7 +80,7 @@ class SoftDiskResetTest {
         Path img = SoftDiskIoTest.image(dir, 16 * SoftDiskVm.MiB);
         AtomicLong clock = new AtomicLong();
         SoftBlkDriver.ResetLimit limit = new SoftBlkDriver.ResetLimit(2, TimeUnit.MINUTES.toNanos(1), 0, clock::get);
-        try (SoftDiskVm vm = new SoftDiskVm("vm", oneAtATime(img), false, 16, limit)) {
+        try (SoftDiskVm vm = new SoftDiskVm("vm", oneAtATime(img), false, 16, limit, null)) {
             vm.machine.vmStart();
             vm.runFor(200);
             for (int reset = 1; reset <= 4; reset++) {
@@ -98,7 +98,7 @@ class SoftDiskResetTest {
 
             BlkDriverArea.Progress p = vm.progress();
             assertEquals(4, p.resets(), "no reset past the limit: " + p);
-            assertEquals(HostileBlkRequest.resetLimitCode(), p.firstError(), p.toString());
+            assertEquals(HostileBlkRequest.ERR_RESET_LIMIT, p.firstError(), p.toString());
             assertTrue(p.deviceNeedsReset(), p.toString());
             assertNotNull(vm.disk.transport().brokenReason(), "the device was left needing its reset");
             DiskVerifier.Verdict strict = DiskVerifier.verifyImage(vm.driver.area(), img);
@@ -149,17 +149,17 @@ class SoftDiskResetTest {
         }
     }
 
-    private static void breakOnce(SoftDiskVm vm) throws Exception {
+    static void breakOnce(SoftDiskVm vm) throws Exception {
         vm.machine.vmStop(RunState.PAUSED);
         HostileBlkRequest.plantNext(vm.driver.area());
         vm.machine.vmStart();
     }
 
-    private static long status(SoftDiskVm vm) {
+    static long status(SoftDiskVm vm) {
         return vm.machine.mmio().read(vm.disk.transport().base() + 0x070, 4);
     }
 
-    private static void await(SoftDiskVm vm, String what, Predicate<BlkDriverArea.Progress> done)
+    static void await(SoftDiskVm vm, String what, Predicate<BlkDriverArea.Progress> done)
             throws InterruptedException {
         long deadline = System.nanoTime() + 20_000_000_000L;
         while (!done.test(vm.progress())) {

@@ -46,13 +46,22 @@ public final class HostileBlkRequest {
         area.set(BlkDriverArea.R_AVAIL, avail + 1);
     }
 
+    /**
+     * A device that lies about its progress: the used index jumps {@code ahead} entries past what
+     * the driver reaped (more than it has in flight). Call with the VM paused and the device idle.
+     */
+    public static void usedIndexAhead(BlkDriverArea area, int ahead) {
+        var mem = area.memory();
+        mem.storeU16Release(area.used() + 2, (int) (area.get(BlkDriverArea.R_LAST_USED) + ahead));
+    }
+
+    /** The driver's first-error codes the tests look for. */
+    public static final long ERR_USED_AHEAD = BlkDriverArea.ERR_USED_AHEAD;
+    public static final long ERR_RESET_LIMIT = BlkDriverArea.ERR_RESET_LIMIT;
+
     /** The driver's recovery state: true while a reset is pending (backing off). */
     public static boolean resetPending(BlkDriverArea area) {
         return area.get(BlkDriverArea.R_RECOVERY) == BlkDriverArea.RESET_PENDING;
     }
 
-    /** The driver's first error code ({@link BlkDriverArea#ERR_RESET_LIMIT} when it gave up). */
-    public static long resetLimitCode() {
-        return BlkDriverArea.ERR_RESET_LIMIT;
-    }
 }
