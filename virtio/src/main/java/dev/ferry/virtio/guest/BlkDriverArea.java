@@ -206,19 +206,19 @@ public final class BlkDriverArea {
         return new Progress(get(R_MAGIC) == MAGIC, get(R_SUBMITTED), get(R_COMPLETED), get(R_WRITES_ACKED),
                 get(R_READS_VERIFIED), get(R_READ_MISMATCHES), get(R_ERRORS), get(R_FIRST_ERROR), get(R_IOERRS),
                 get(R_INTERRUPTS), get(R_FLUSHES), get(R_NEXT_SEQ), busy, seqs, get(R_RESETS), get(R_RESUBMITTED),
-                get(R_RESET_FAILURES));
+                get(R_RESET_FAILURES), get(R_RECOVERY) == RESET_PENDING);
     }
 
     /**
      * The driver's counters. {@code inFlightSeqs[s]} is slot s's request sequence number, 0 when idle.
      * {@code resets} counts the device resets it did to recover from NEEDS_RESET, {@code resubmitted}
      * the requests it submitted again after them, {@code resetFailures} the re-initialisations the
-     * device refused.
+     * device refused; {@code resetPending} is true while the driver waits to try a reset again.
      */
     public record Progress(boolean started, long submitted, long completed, long writesAcked, long readsVerified,
                            long readMismatches, long errors, long firstError, long ioErrors, long interrupts,
                            long flushes, long nextSeq, int inFlight, long[] inFlightSeqs, long resets,
-                           long resubmitted, long resetFailures) {
+                           long resubmitted, long resetFailures, boolean resetPending) {
         /**
          * The device kept asking for resets (NEEDS_RESET) until the driver's reset limit stopped it,
          * and that is the driver's only error: what it acknowledged is still to be checked on the

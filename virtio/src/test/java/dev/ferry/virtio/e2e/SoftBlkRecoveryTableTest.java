@@ -60,7 +60,7 @@ class SoftBlkRecoveryTableTest {
             breakOnce(vm);
             await(vm, "the first attempt was refused", p -> p.resetFailures() == 1);
             assertEquals(1, vm.progress().resets());
-            assertTrue(HostileBlkRequest.resetPending(area));
+            assertTrue(vm.progress().resetPending());
             assertEquals(1, model[0].refusedStarts);
 
             // PENDING × backoff not over (the clock stands): no attempt
@@ -78,7 +78,7 @@ class SoftBlkRecoveryTableTest {
             // PENDING × device runs: attempt 3 works, the requests without completion go out again
             model[0].refuseAfterReset = false;
             clock.addAndGet(SECOND);
-            await(vm, "the device runs again", p -> p.resets() == 3 && !HostileBlkRequest.resetPending(area));
+            await(vm, "the device runs again", p -> p.resets() == 3 && !p.resetPending());
             vm.runFor(300);
             BlkDriverArea.Progress p = vm.progress();
             assertEquals(0, p.errors(), p.toString());
@@ -115,7 +115,7 @@ class SoftBlkRecoveryTableTest {
             vm.driver.area().setInterruptsMasked(true);
             long irqs = vm.progress().interrupts();
             breakOnce(vm);
-            await(vm, "the driver reset the device", p -> p.resets() == 1 && !HostileBlkRequest.resetPending(vm.driver.area()));
+            await(vm, "the driver reset the device", p -> p.resets() == 1 && !p.resetPending());
             vm.runFor(300);
             vm.machine.vmStop(RunState.PAUSED);
             assertEquals(irqs, vm.progress().interrupts(), "no interrupt was taken");

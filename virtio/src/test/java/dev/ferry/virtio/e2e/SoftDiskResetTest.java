@@ -56,7 +56,7 @@ class SoftDiskResetTest {
             assertTrue(before.inFlight() > 0, before.toString());
             HostileBlkRequest.plantNext(vm.driver.area());
             vm.machine.vmStart();
-            await(vm, "the driver reset the device", p -> p.resets() == 1 && !HostileBlkRequest.resetPending(vm.driver.area()));
+            await(vm, "the driver reset the device", p -> p.resets() == 1 && !p.resetPending());
             vm.runFor(500);
             vm.machine.vmStop(RunState.PAUSED);
 
@@ -89,7 +89,7 @@ class SoftDiskResetTest {
                 }
                 breakOnce(vm);
                 int n = reset;
-                await(vm, "reset " + n, p -> p.resets() == n && !HostileBlkRequest.resetPending(vm.driver.area()));
+                await(vm, "reset " + n, p -> p.resets() == n && !p.resetPending());
                 vm.runFor(50);
             }
             breakOnce(vm); // a third within the minute: the driver gives up

@@ -58,10 +58,4 @@ public final class HostileBlkRequest {
     /** The driver's first-error codes the tests look for. */
     public static final long ERR_USED_AHEAD = BlkDriverArea.ERR_USED_AHEAD;
     public static final long ERR_RESET_LIMIT = BlkDriverArea.ERR_RESET_LIMIT;
-
-    /** The driver's recovery state: true while a reset is pending (backing off). */
-    public static boolean resetPending(BlkDriverArea area) {
-        return area.get(BlkDriverArea.R_RECOVERY) == BlkDriverArea.RESET_PENDING;
-    }
-
 }
