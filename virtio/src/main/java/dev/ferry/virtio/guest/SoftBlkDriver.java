@@ -29,6 +29,11 @@ import java.util.function.LongSupplier;
  * same sequence, and a verifier can prove that no acknowledged write was lost, no request was lost
  * or completed twice, and I/O went on.
  *
+ * <p>A device that sets NEEDS_RESET is reset and initialised again, and the requests that had no
+ * completion go out again unchanged (a write with the same generation), within a
+ * {@link ResetLimit}; past it the driver stops (docs/devices.md, "Guest driver recovery", has the
+ * state table).
+ *
  * <p>Runs on its own soft "vCPU" thread ({@link SoftGuestProgram}); one slice reaps completions,
  * fills free slots and, with nothing else to do, waits up to 2 ms for the device's interrupt.
  */
