@@ -161,6 +161,14 @@ class QsdFailureTest {
             assertEquals(MigrationStatus.FAILED, o.status());
             assertTrue(o.error().contains("disk0 (vhost-user-blk)") && o.error().contains("hung up"), o.error());
             assertFalse(o.error().contains("internal error"), "the device's reason, not an internal error: " + o.error());
+            // The daemon had requests out and keeps no in-flight region: the disk went NEEDS_RESET.
+            // Once the daemon is back, the guest's driver resets the disk, submits those requests
+            // again and its I/O goes on.
+            qsd.start();
+            awaitTrue("the guest's driver brought the disk back: " + src.progress(),
+                    () -> src.progress().resets() >= 1 && !src.progress().resetPending());
+            src.runFor(100);
+            assertEquals(0, src.progress().errors(), src.progress().toString());
             sourceRunsOn(src, qsd, img);
         }
     }
