@@ -71,7 +71,10 @@ public final class SoftBlkDriver implements SoftGuestProgram {
      * {@code clock} is a nanosecond clock (tests step it).
      */
     public record ResetLimit(int resets, long windowNanos, long firstBackoffNanos, LongSupplier clock) {
-        /** Ten resets a minute; a refused re-initialisation is retried after 100 ms, 200 ms, ... 5 s: a back-end away for up to ~20 s is waited for. */
+        /**
+         * Ten resets a minute; a refused re-initialisation is retried after 100 ms, 200 ms, ... 5 s:
+         * a back-end away for up to about 20 s is waited for.
+         */
         public static final ResetLimit DEFAULT = new ResetLimit(10, TimeUnit.MINUTES.toNanos(1),
                 TimeUnit.MILLISECONDS.toNanos(100), System::nanoTime);
 
