@@ -18,6 +18,7 @@ import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Path;
+import java.util.concurrent.atomic.AtomicReference;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -46,24 +47,43 @@ class BackendReplacedDuringMigrationTest {
         try (VhostDiskVm src = new VhostDiskVm("src", sock, false)) {
             src.machine.vmStart();
             src.runFor(300);
-            // 8 MiB/s against the guest's RAM: the first pass takes seconds, so the replacement
-            // below is over long before the next sync of the logs.
+            // The replacement happens inside the engine's first MIGRATION_PASS event, on the migration
+            // thread: the next sync of the logs cannot come before it is over, however fast the pass.
+            AtomicReference<SourceMigration> ref = new AtomicReference<>();
+            AtomicReference<MigrationStatus> statusAtReplacement = new AtomicReference<>();
+            MigrationEventSink replaceAtFirstPass = new MigrationEventSink() {
+                @Override
+                public void status(MigrationStatus status) {
+                }
+
+                @Override
+                public void pass(long pass) {
+                    if (statusAtReplacement.get() != null) {
+                        return;
+                    }
+                    statusAtReplacement.set(ref.get().status());
+                    try {
+                        backend[0].close();
+                        QsdFailureTest.awaitTrue("the hang-up was seen",
+                                () -> Boolean.FALSE.equals(src.vub().get("connected")));
+                        backend[0] = VhostUserBackend.serveBlk(BlkOptions.of(img), BackendOptions.server(sock));
+                        QsdFailureTest.awaitTrue("the device reconnected: " + src.vub(),
+                                () -> Boolean.TRUE.equals(src.vub().get("connected")));
+                    } catch (Exception e) {
+                        throw new AssertionError(e);
+                    }
+                }
+            };
             SourceMigration m = new SourceMigration(src.machine, new MemoryTransports(),
                     MigrationParameters.defaults().withMaxBandwidth(8L << 20), MigrationCapabilities.defaults(),
-                    MigrationEventSink.NONE);
+                    replaceAtFirstPass);
+            ref.set(m);
             m.start(MemoryTransports.FILE_URI);
-            QsdFailureTest.awaitTrue("the migration iterates", () -> m.status() == MigrationStatus.ACTIVE);
-            Thread.sleep(200);
-            backend[0].close();
-            QsdFailureTest.awaitTrue("the hang-up was seen", () -> Boolean.FALSE.equals(src.vub().get("connected")));
-            backend[0] = VhostUserBackend.serveBlk(BlkOptions.of(img), BackendOptions.server(sock));
-            QsdFailureTest.awaitTrue("the device reconnected: " + src.vub(),
-                    () -> Boolean.TRUE.equals(src.vub().get("connected")));
-            assertEquals(MigrationStatus.ACTIVE, m.status(), "the replacement was over before the next sync");
             QsdFailureTest.Outcome o = new QsdFailureTest.Outcome(m.await(InMemoryMigration.WAIT), m.info().errorDesc());
             assertEquals(MigrationStatus.FAILED, o.status(), "a migration whose back-end was replaced mid-way completed");
             assertTrue(o.error().contains("disk0 (vhost-user-blk)") && o.error().contains("during migration"), o.error());
             assertFalse(o.error().contains("internal error"), o.error());
+            assertEquals(MigrationStatus.ACTIVE, statusAtReplacement.get(), "the back-end was replaced while RAM iterated");
             assertEquals(RunState.RUNNING, src.machine.runState(), "the source VM runs on");
             src.runFor(500); // fails unless I/O goes on through the new back-end
             src.machine.vmStop(RunState.PAUSED);

@@ -52,13 +52,29 @@ final class Qsd implements AutoCloseable {
                         + ",writable=on,num-queues=1"))
                 .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.appendTo(logFile.toFile())).start();
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-        while (!Files.exists(socket)) {
+        while (!listening(socket)) {
             if (!process.isAlive() || System.nanoTime() > deadline) {
                 throw new IOException("qemu-storage-daemon did not listen on " + socket + ": "
                         + Files.readString(logFile));
             }
             Thread.sleep(10);
         }
+    }
+
+    /**
+     * Whether a socket bound at {@code path} listens: the file appears at bind(), before listen(),
+     * and a connect in between is refused (ECONNREFUSED). /proc/net/unix marks a listening socket
+     * with the flag __SO_ACCEPTCON (0x10000).
+     */
+    static boolean listening(Path path) throws IOException {
+        String p = path.toAbsolutePath().toString();
+        for (String line : Files.readAllLines(Path.of("/proc/net/unix"))) {
+            String[] f = line.trim().split("\\s+");
+            if (f.length >= 8 && f[7].equals(p) && (Long.parseLong(f[3], 16) & 0x10000) != 0) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /** Kills the daemon at once (SIGKILL), as a crash would, and waits until it is gone. */

@@ -17,6 +17,7 @@ import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Path;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicReference;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -45,8 +46,20 @@ class QsdFailureTest {
     }
 
     static Outcome migrate(VhostDiskVm src, MigrationParameters params, Runnable whileRunning) throws Exception {
+        return migrate(src, params, MigrationEventSink.NONE, new AtomicReference<>(), whileRunning);
+    }
+
+    /** As above, with {@code events} told of the migration's progress ({@code ref} set before it starts). */
+    static Outcome migrate(VhostDiskVm src, MigrationParameters params, MigrationEventSink events,
+                           AtomicReference<SourceMigration> ref) throws Exception {
+        return migrate(src, params, events, ref, () -> { });
+    }
+
+    private static Outcome migrate(VhostDiskVm src, MigrationParameters params, MigrationEventSink events,
+                                   AtomicReference<SourceMigration> ref, Runnable whileRunning) throws Exception {
         SourceMigration m = new SourceMigration(src.machine, new MemoryTransports(), params,
-                MigrationCapabilities.defaults(), MigrationEventSink.NONE);
+                MigrationCapabilities.defaults(), events);
+        ref.set(m);
         m.start(MemoryTransports.FILE_URI);
         whileRunning.run();
         MigrationStatus st = m.await(InMemoryMigration.WAIT);
@@ -68,7 +81,8 @@ class QsdFailureTest {
      * every write the guest saw acknowledged on the image, none overwritten by an older one.
      * (qemu-storage-daemon 7.2 offers no in-flight region: a daemon lost with requests out leaves
      * their state unknown, so the device goes NEEDS_RESET rather than run a completed write
-     * again over a newer one; the guest driver stops with that error.)
+     * again over a newer one; the guest driver resets it, retrying while the daemon is away, and
+     * submits those requests again.)
      */
     private static void sourceRunsOn(VhostDiskVm src, Qsd qsd, Path img) throws Exception {
         assertEquals(RunState.RUNNING, src.machine.runState(), "the source VM runs on");
@@ -105,24 +119,56 @@ class QsdFailureTest {
         }
     }
 
+    /**
+     * The daemon is killed from the engine's own MIGRATION_PASS event, on the migration thread, so
+     * the kill lands while RAM iterates whatever the speed of the run (a kill on a timer could come
+     * after a fast migration had completed); the event returns once the device saw the hang-up, so
+     * the next sync (or the switchover's stop) cannot miss it.
+     */
     @Test
     void backendKilledWhileIteratingFailsTheMigration() throws Exception {
         Path img = QsdDiskTest.image(dir, 16 * VhostDiskVm.MiB);
         try (Qsd qsd = new Qsd(img, dir.resolve("a.sock")); VhostDiskVm src = new VhostDiskVm("src", qsd.socket, false)) {
             src.machine.vmStart();
             src.runFor(300);
-            // 8 MiB/s against the guest's dirtying: passes of seconds; the loss shows at the next sync
-            Outcome o = migrate(src, MigrationParameters.defaults().withMaxBandwidth(8L << 20), () -> {
-                try {
-                    Thread.sleep(300);
-                    qsd.kill();
-                } catch (InterruptedException e) {
-                    throw new AssertionError(e);
+            AtomicReference<SourceMigration> ref = new AtomicReference<>();
+            AtomicReference<MigrationStatus> statusAtKill = new AtomicReference<>();
+            AtomicReference<RunState> vmAtKill = new AtomicReference<>();
+            MigrationEventSink killAtFirstPass = new MigrationEventSink() {
+                @Override
+                public void status(MigrationStatus status) {
                 }
-            });
+
+                @Override
+                public void pass(long pass) {
+                    if (statusAtKill.get() != null) {
+                        return;
+                    }
+                    statusAtKill.set(ref.get().status());
+                    vmAtKill.set(src.machine.runState());
+                    try {
+                        qsd.kill();
+                        awaitTrue("the hang-up was seen", () -> Boolean.FALSE.equals(src.vub().get("connected")));
+                    } catch (InterruptedException e) {
+                        throw new AssertionError(e);
+                    }
+                }
+            };
+            // 8 MiB/s against the guest's dirtying: passes of seconds; the loss shows at the next sync
+            Outcome o = migrate(src, MigrationParameters.defaults().withMaxBandwidth(8L << 20), killAtFirstPass, ref);
+            assertEquals(MigrationStatus.ACTIVE, statusAtKill.get(), "the daemon was killed while RAM iterated");
+            assertEquals(RunState.RUNNING, vmAtKill.get(), "... with the source VM running");
             assertEquals(MigrationStatus.FAILED, o.status());
             assertTrue(o.error().contains("disk0 (vhost-user-blk)") && o.error().contains("hung up"), o.error());
             assertFalse(o.error().contains("internal error"), "the device's reason, not an internal error: " + o.error());
+            // The daemon had requests out and keeps no in-flight region: the disk went NEEDS_RESET.
+            // Once the daemon is back, the guest's driver resets the disk, submits those requests
+            // again and its I/O goes on.
+            qsd.start();
+            awaitTrue("the guest's driver brought the disk back: " + src.progress(),
+                    () -> src.progress().resets() >= 1 && !src.progress().resetPending());
+            src.runFor(100);
+            assertEquals(0, src.progress().errors(), src.progress().toString());
             sourceRunsOn(src, qsd, img);
         }
     }

@@ -57,6 +57,14 @@ public final class BlkDriverArea {
     static final int R_KICKS = 168;
     /** Non-zero while the guest keeps interrupts masked (as with CLI): it polls the used ring instead. */
     static final int R_IRQ_MASKED = 176;
+    /** Device resets the driver did to recover from NEEDS_RESET (each a status-0 write). */
+    static final int R_RESETS = 184;
+    /** Requests submitted again after a reset (they had no completion when the device broke). */
+    static final int R_RESUBMITTED = 192;
+    /** Re-initialisations after a reset that the device refused (it came up broken, or not at all). */
+    static final int R_RESET_FAILURES = 200;
+    /** The driver's recovery state: {@link #RUNNING} or {@link #RESET_PENDING}. */
+    static final int R_RECOVERY = 208;
     static final int SLOTS = 0x200;
     static final int SLOT_SIZE = 24;
 
@@ -76,11 +84,18 @@ public final class BlkDriverArea {
     static final int READ = 2;
     static final int FLUSH = 3;
 
+    /** Recovery states (a stopped driver has {@code R_ERRORS} non-zero). */
+    static final long RUNNING = 0;
+    static final long RESET_PENDING = 1;
+
     /** First-error codes in the record. */
     static final long ERR_IDLE_COMPLETION = 1;
     static final long ERR_BAD_ID = 2;
     static final long ERR_USED_AHEAD = 3;
+    /** The device asked for a reset (NEEDS_RESET); a driver that recovers never records it. */
     static final long ERR_DEVICE = 4;
+    /** The device needed more resets than the driver's {@link SoftBlkDriver.ResetLimit} allows: it stopped. */
+    static final long ERR_RESET_LIMIT = 5;
 
     private final DeviceMemory memory;
     private final long base;
@@ -190,21 +205,27 @@ public final class BlkDriverArea {
         }
         return new Progress(get(R_MAGIC) == MAGIC, get(R_SUBMITTED), get(R_COMPLETED), get(R_WRITES_ACKED),
                 get(R_READS_VERIFIED), get(R_READ_MISMATCHES), get(R_ERRORS), get(R_FIRST_ERROR), get(R_IOERRS),
-                get(R_INTERRUPTS), get(R_FLUSHES), get(R_NEXT_SEQ), busy, seqs);
+                get(R_INTERRUPTS), get(R_FLUSHES), get(R_NEXT_SEQ), busy, seqs, get(R_RESETS), get(R_RESUBMITTED),
+                get(R_RESET_FAILURES), get(R_RECOVERY) == RESET_PENDING);
     }
 
     /**
      * The driver's counters. {@code inFlightSeqs[s]} is slot s's request sequence number, 0 when idle.
+     * {@code resets} counts the device resets it did to recover from NEEDS_RESET, {@code resubmitted}
+     * the requests it submitted again after them, {@code resetFailures} the re-initialisations the
+     * device refused; {@code resetPending} is true while the driver waits to try a reset again.
      */
     public record Progress(boolean started, long submitted, long completed, long writesAcked, long readsVerified,
                            long readMismatches, long errors, long firstError, long ioErrors, long interrupts,
-                           long flushes, long nextSeq, int inFlight, long[] inFlightSeqs) {
+                           long flushes, long nextSeq, int inFlight, long[] inFlightSeqs, long resets,
+                           long resubmitted, long resetFailures, boolean resetPending) {
         /**
-         * The device asked for a reset (NEEDS_RESET) and that is the driver's only error: it stopped
-         * there, as this driver does, with what it acknowledged to be checked on the image.
+         * The device kept asking for resets (NEEDS_RESET) until the driver's reset limit stopped it,
+         * and that is the driver's only error: what it acknowledged is still to be checked on the
+         * image, but its I/O did not go on. A driver that recovered has no error at all.
          */
         public boolean deviceNeedsReset() {
-            return errors == 1 && firstError == ERR_DEVICE;
+            return errors == 1 && firstError == ERR_RESET_LIMIT;
         }
     }
 }

@@ -53,9 +53,10 @@ public final class DiskVerifier {
     }
 
     /**
-     * As above; with {@code resetByPolicy} a device that asked for a reset (NEEDS_RESET: a
-     * vhost-user disk whose back-end was lost with requests out and no in-flight region) is no
-     * problem in itself — the image must still hold every acknowledged write.
+     * As above; with {@code resetByPolicy} a driver that stopped at its reset limit (the device
+     * kept asking for resets: {@link BlkDriverArea.Progress#deviceNeedsReset}) is no problem in
+     * itself — the image must still hold every acknowledged write. A driver that reset its device
+     * and went on has no error and needs no excuse.
      */
     public static Verdict verifyImage(BlkDriverArea area, Path image, boolean ioErrorsExpected, boolean resetByPolicy)
             throws IOException {

@@ -7,7 +7,12 @@ import dev.ferry.core.memory.DeviceMemory;
 import dev.ferry.virtio.Virtio;
 import dev.ferry.virtio.blk.VirtioBlk;
 
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.util.Arrays;
 import java.util.concurrent.TimeUnit;
+import java.util.function.LongSupplier;
 
 /**
  * Ferry's guest virtio-blk driver for the soft engine: guest code that drives a virtio-mmio disk
@@ -24,11 +29,18 @@ import java.util.concurrent.TimeUnit;
  * same sequence, and a verifier can prove that no acknowledged write was lost, no request was lost
  * or completed twice, and I/O went on.
  *
+ * <p>A device that sets NEEDS_RESET is reset and initialised again, and the requests that had no
+ * completion go out again unchanged (a write with the same generation), within a
+ * {@link ResetLimit}; past it the driver stops (docs/devices.md, "Guest driver recovery", has the
+ * state table).
+ *
  * <p>Runs on its own soft "vCPU" thread ({@link SoftGuestProgram}); one slice reaps completions,
  * fills free slots and, with nothing else to do, waits up to 2 ms for the device's interrupt.
  */
 public final class SoftBlkDriver implements SoftGuestProgram {
+    private static final Logger LOG = LoggerFactory.getLogger(SoftBlkDriver.class);
     private static final long WAIT_NANOS = TimeUnit.MILLISECONDS.toNanos(2);
+    private static final long MAX_BACKOFF_NANOS = 5_000_000_000L;
     private final BlkDriverArea area;
     private final DeviceMemory mem;
     private final IoBus mmio;
@@ -40,9 +52,39 @@ public final class SoftBlkDriver implements SoftGuestProgram {
     private final long maxBlocks;
     private final long[] words = new long[DiskBlock.WORDS];
     private final byte[] page = new byte[DiskBlock.SIZE];
+    private final ResetLimit limit;
+    private final LongSupplier clock;
+    /** When the resets in the limit's window happened (Long.MIN_VALUE: none); local, not migrated. */
+    private final long[] resetTimes;
+    private int resetCursor;
+    private long nextResetNanos;
+    private int failuresInARow;
     private boolean booted;
     private int queueSize;
     private boolean eventIdx;
+    private long negotiated;
+
+    /**
+     * How far the driver goes to recover from NEEDS_RESET: at most {@code resets} resets within
+     * {@code windowNanos}, then it stops; a re-initialisation the device refuses is tried again
+     * after {@code firstBackoffNanos}, doubling up to 5 s.
+     * {@code clock} is a nanosecond clock (tests step it).
+     */
+    public record ResetLimit(int resets, long windowNanos, long firstBackoffNanos, LongSupplier clock) {
+        /**
+         * Ten resets a minute; a refused re-initialisation is retried after 100 ms, 200 ms, ... 5 s:
+         * a back-end away for up to about 20 s is waited for.
+         */
+        public static final ResetLimit DEFAULT = new ResetLimit(10, TimeUnit.MINUTES.toNanos(1),
+                TimeUnit.MILLISECONDS.toNanos(100), System::nanoTime);
+
+        public ResetLimit {
+            if (resets < 0 || resets > 1000 || windowNanos <= 0 || firstBackoffNanos < 0) {
+                throw new IllegalArgumentException("reset limit: " + resets + " resets in " + windowNanos
+                        + " ns, backoff " + firstBackoffNanos + " ns");
+            }
+        }
+    }
 
     /**
      * @param regs      the device's virtio-mmio register window
@@ -51,6 +93,12 @@ public final class SoftBlkDriver implements SoftGuestProgram {
      */
     public SoftBlkDriver(DeviceMemory memory, long areaBase, IoBus mmio, long regs, SoftInterruptController irqchip,
                          int gsi, long seed, int depth, long maxBlocks) {
+        this(memory, areaBase, mmio, regs, irqchip, gsi, seed, depth, maxBlocks, ResetLimit.DEFAULT);
+    }
+
+    /** As above, with the bound on recovery from NEEDS_RESET. */
+    public SoftBlkDriver(DeviceMemory memory, long areaBase, IoBus mmio, long regs, SoftInterruptController irqchip,
+                         int gsi, long seed, int depth, long maxBlocks, ResetLimit limit) {
         if (depth < 1 || depth > BlkDriverArea.MAX_DEPTH) {
             throw new IllegalArgumentException("disk driver depth " + depth + " outside 1.." + BlkDriverArea.MAX_DEPTH);
         }
@@ -63,6 +111,10 @@ public final class SoftBlkDriver implements SoftGuestProgram {
         this.seed = seed;
         this.depth = depth;
         this.maxBlocks = Math.min(maxBlocks, BlkDriverArea.MAX_BLOCKS);
+        this.limit = limit;
+        this.clock = limit.clock();
+        this.resetTimes = new long[Math.max(1, limit.resets())];
+        Arrays.fill(resetTimes, Long.MIN_VALUE);
     }
 
     public BlkDriverArea area() {
@@ -79,11 +131,24 @@ public final class SoftBlkDriver implements SoftGuestProgram {
             Thread.sleep(2); // a broken device or protocol: stop issuing, keep the evidence
             return;
         }
+        if (area.get(BlkDriverArea.R_RECOVERY) == BlkDriverArea.RESET_PENDING) {
+            if (clock.getAsLong() - nextResetNanos < 0) {
+                Thread.sleep(1); // backing off after a re-initialisation the device refused
+                return;
+            }
+            recover();
+            return;
+        }
         int reaped = reap();
         int submitted = submit();
         if (reaped == 0 && submitted == 0) {
             if (area.get(BlkDriverArea.R_IRQ_MASKED) != 0) {
-                Thread.sleep(1); // interrupts masked: poll the used ring, leave the line pending
+                // interrupts masked: poll the used ring and the status, leave the line pending
+                if ((mmio.read(regs + 0x070, 4) & Virtio.STATUS_NEEDS_RESET) != 0) {
+                    needsReset();
+                } else {
+                    Thread.sleep(1);
+                }
                 return;
             }
             if (irqchip.await(irqMask, WAIT_NANOS, TimeUnit.NANOSECONDS) != 0) {
@@ -91,31 +156,165 @@ public final class SoftBlkDriver implements SoftGuestProgram {
                 mmio.write(regs + 0x064, 4, isr);
                 area.add(BlkDriverArea.R_INTERRUPTS, 1);
                 if ((isr & Virtio.ISR_CONFIG) != 0 && (mmio.read(regs + 0x070, 4) & Virtio.STATUS_NEEDS_RESET) != 0) {
-                    error(BlkDriverArea.ERR_DEVICE);
+                    needsReset();
                 }
             }
         }
+    }
+
+    // ---- recovery from NEEDS_RESET ----
+
+    /**
+     * The device set NEEDS_RESET: take what it completed before it broke, then reset it (now, on
+     * this slice). Requests without a completion stay in their slots and are submitted again.
+     */
+    private void needsReset() {
+        reap();
+        if (area.get(BlkDriverArea.R_ERRORS) != 0) {
+            return; // the used ring itself was bad: that is the driver's verdict, not a reset
+        }
+        LOG.info("disk driver at 0x{}: the device needs a reset; {} request(s) without a completion will be"
+                + " submitted again", Long.toHexString(regs), area.progress().inFlight());
+        area.set(BlkDriverArea.R_RECOVERY, BlkDriverArea.RESET_PENDING);
+        nextResetNanos = clock.getAsLong();
+        recover();
+    }
+
+    /**
+     * One reset and re-initialisation within {@link ResetLimit}: on success the requests in flight
+     * go out again and the driver runs; a refused re-initialisation is tried again after a backoff
+     * that doubles; past the limit the driver stops with {@link BlkDriverArea#ERR_RESET_LIMIT}.
+     */
+    private void recover() {
+        long now = clock.getAsLong();
+        int recent = 0;
+        for (long t : resetTimes) {
+            if (t != Long.MIN_VALUE && now - t < limit.windowNanos()) {
+                recent++;
+            }
+        }
+        if (recent >= limit.resets()) {
+            LOG.warn("disk driver at 0x{}: the device needs a reset again after {} reset(s) within {} s; the driver"
+                    + " stops (no more I/O on this disk)", Long.toHexString(regs), recent,
+                    TimeUnit.NANOSECONDS.toSeconds(limit.windowNanos()));
+            error(BlkDriverArea.ERR_RESET_LIMIT);
+            return;
+        }
+        resetTimes[resetCursor] = now;
+        resetCursor = (resetCursor + 1) % resetTimes.length;
+        area.add(BlkDriverArea.R_RESETS, 1);
+        long features = area.get(BlkDriverArea.R_FEATURES);
+        String refused;
+        try {
+            refused = bringUp(features, true, this::clearRings);
+            if (refused == null && (mmio.read(regs + 0x070, 4) & Virtio.STATUS_NEEDS_RESET) != 0) {
+                refused = "it needs a reset again right after DRIVER_OK";
+            }
+        } catch (RuntimeException e) {
+            // The soft engine's bus reports a device that failed to start (a vhost-user back-end
+            // still gone) as an exception; to the guest it is a device that did not come up.
+            refused = "it failed to start: " + e.getMessage();
+        }
+        if (refused != null) {
+            area.add(BlkDriverArea.R_RESET_FAILURES, 1);
+            long backoff = Math.min(limit.firstBackoffNanos() << Math.min(failuresInARow, 20), MAX_BACKOFF_NANOS);
+            failuresInARow++;
+            nextResetNanos = now + backoff;
+            LOG.info("disk driver at 0x{}: re-initialisation after reset refused ({}); next try in {} ms",
+                    Long.toHexString(regs), refused, TimeUnit.NANOSECONDS.toMillis(backoff));
+            return;
+        }
+        failuresInARow = 0;
+        area.set(BlkDriverArea.R_RECOVERY, BlkDriverArea.RUNNING);
+        resubmit();
+    }
+
+    /** After a reset: the rings start empty (indices 0, no event indices), as a driver allocates them. */
+    private void clearRings() {
+        mem.fill(area.desc(0), BlkDriverArea.HEADERS - BlkDriverArea.DESC, (byte) 0);
+        area.set(BlkDriverArea.R_AVAIL, 0);
+        area.set(BlkDriverArea.R_LAST_USED, 0);
+    }
+
+    /** Every slot with a request in flight goes out again, unchanged (a write carries the same generation). */
+    private void resubmit() {
+        int n = 0;
+        for (int s = 0; s < depth; s++) {
+            int type = area.slotType(s);
+            if (type == BlkDriverArea.IDLE) {
+                continue;
+            }
+            prepare(s, type, area.slotBlock(s), area.slotSeq(s));
+            mem.writeU16(area.avail() + 4 + 2L * (n % queueSize), 3 * s);
+            n++;
+        }
+        mem.storeU16Release(area.avail() + 2, n);
+        area.set(BlkDriverArea.R_AVAIL, n);
+        area.add(BlkDriverArea.R_RESUBMITTED, n);
+        mem.fullFence();
+        if (n > 0) {
+            mmio.write(regs + 0x050, 4, 0);
+            area.add(BlkDriverArea.R_KICKS, 1);
+        }
+        LOG.info("disk driver at 0x{}: device reset and re-initialised; {} request(s) submitted again",
+                Long.toHexString(regs), n);
     }
 
     // ---- boot or resume ----
 
     private void boot() {
         queueSize = BlkDriverArea.QUEUE_SIZE;
+        nextResetNanos = clock.getAsLong(); // a reset pending in a migrated record is tried at once
         if (area.get(BlkDriverArea.R_MAGIC) == BlkDriverArea.MAGIC) {
-            // Resumed (a migration destination, or the same VM after a pause): the device is set up.
+            // Resumed (a migration destination, or the same VM after a pause): the device is set up
+            // (or, with a reset pending, recovery goes on from here).
             eventIdx = Virtio.has(area.get(BlkDriverArea.R_FEATURES), Virtio.F_EVENT_IDX);
             return;
         }
         if (mmio.read(regs, 4) != 0x74726976L || mmio.read(regs + 4, 4) != 2 || mmio.read(regs + 8, 4) != Virtio.ID_BLOCK) {
             throw new IllegalStateException("no virtio-mmio v2 block device at 0x" + Long.toHexString(regs));
         }
+        long want = Virtio.bit(Virtio.F_VERSION_1) | Virtio.bit(Virtio.F_EVENT_IDX) | Virtio.bit(VirtioBlk.F_FLUSH)
+                | Virtio.bit(VirtioBlk.F_BLK_SIZE) | Virtio.bit(VirtioBlk.F_SEG_MAX);
+        String refused = bringUp(want, false, () -> {
+            mem.fill(area.base(), BlkDriverArea.SIZE, (byte) 0);
+            long capacityBlocks = (mmio.read(regs + 0x100, 4) | mmio.read(regs + 0x104, 4) << 32) / 8;
+            long blocks = Math.min(maxBlocks, capacityBlocks);
+            if (blocks < depth) {
+                throw new IllegalStateException("the disk has " + capacityBlocks + " blocks; the driver needs at least "
+                        + depth);
+            }
+            area.set(BlkDriverArea.R_VERSION, BlkDriverArea.VERSION);
+            area.set(BlkDriverArea.R_SEED, seed);
+            area.set(BlkDriverArea.R_FEATURES, negotiated);
+            area.set(BlkDriverArea.R_BLOCKS, blocks);
+            area.set(BlkDriverArea.R_DEPTH, depth);
+            area.set(BlkDriverArea.R_RNG, DiskBlock.mix(seed ^ 0x5EED0000D15CL));
+            area.set(BlkDriverArea.R_NEXT_SEQ, 1);
+            area.set(BlkDriverArea.R_MAGIC, BlkDriverArea.MAGIC);
+        });
+        if (refused != null) {
+            throw new IllegalStateException(refused);
+        }
+    }
+
+    /**
+     * The initialisation sequence (spec 3.1.1): reset, ACKNOWLEDGE, DRIVER, features, FEATURES_OK,
+     * queue 0, DRIVER_OK. With {@code exact} every feature in {@code want} must be accepted (a
+     * re-initialisation keeps what the driver's state was built on); otherwise those offered are.
+     * {@code prepareArea} runs once the queue size is known, before the queue is set up.
+     *
+     * @return null when the device runs, else why it refused
+     */
+    private String bringUp(long want, boolean exact, Runnable prepareArea) {
         mmio.write(regs + 0x070, 4, 0);
         mmio.write(regs + 0x070, 4, Virtio.STATUS_ACKNOWLEDGE);
         mmio.write(regs + 0x070, 4, Virtio.STATUS_ACKNOWLEDGE | Virtio.STATUS_DRIVER);
         long offered = readFeatures();
-        long want = Virtio.bit(Virtio.F_VERSION_1) | Virtio.bit(Virtio.F_EVENT_IDX) | Virtio.bit(VirtioBlk.F_FLUSH)
-                | Virtio.bit(VirtioBlk.F_BLK_SIZE) | Virtio.bit(VirtioBlk.F_SEG_MAX);
         long accept = offered & want;
+        if (exact && accept != want) {
+            return "the disk no longer offers features 0x" + Long.toHexString(want & ~offered);
+        }
         for (int sel = 0; sel < 2; sel++) {
             mmio.write(regs + 0x024, 4, sel);
             mmio.write(regs + 0x020, 4, accept >>> (32 * sel) & 0xffffffffL);
@@ -123,34 +322,23 @@ public final class SoftBlkDriver implements SoftGuestProgram {
         int st = Virtio.STATUS_ACKNOWLEDGE | Virtio.STATUS_DRIVER | Virtio.STATUS_FEATURES_OK;
         mmio.write(regs + 0x070, 4, st);
         if ((mmio.read(regs + 0x070, 4) & Virtio.STATUS_FEATURES_OK) == 0) {
-            throw new IllegalStateException("the disk refused features 0x" + Long.toHexString(accept));
+            return "the disk refused features 0x" + Long.toHexString(accept);
         }
+        negotiated = accept;
         eventIdx = Virtio.has(accept, Virtio.F_EVENT_IDX);
         mmio.write(regs + 0x030, 4, 0);
         long max = mmio.read(regs + 0x034, 4);
         if (max < queueSize) {
-            throw new IllegalStateException("the disk's queue holds " + max + " entries; the driver needs " + queueSize);
+            return "the disk's queue holds " + max + " entries; the driver needs " + queueSize;
         }
-        mem.fill(area.base(), BlkDriverArea.SIZE, (byte) 0);
-        long capacityBlocks = (mmio.read(regs + 0x100, 4) | mmio.read(regs + 0x104, 4) << 32) / 8;
-        long blocks = Math.min(maxBlocks, capacityBlocks);
-        if (blocks < depth) {
-            throw new IllegalStateException("the disk has " + capacityBlocks + " blocks; the driver needs at least " + depth);
-        }
+        prepareArea.run();
         mmio.write(regs + 0x038, 4, queueSize);
         writeAddress(0x080, area.desc(0));
         writeAddress(0x090, area.avail());
         writeAddress(0x0a0, area.used());
         mmio.write(regs + 0x044, 4, 1);
-        area.set(BlkDriverArea.R_VERSION, BlkDriverArea.VERSION);
-        area.set(BlkDriverArea.R_SEED, seed);
-        area.set(BlkDriverArea.R_FEATURES, accept);
-        area.set(BlkDriverArea.R_BLOCKS, blocks);
-        area.set(BlkDriverArea.R_DEPTH, depth);
-        area.set(BlkDriverArea.R_RNG, DiskBlock.mix(seed ^ 0x5EED0000D15CL));
-        area.set(BlkDriverArea.R_NEXT_SEQ, 1);
-        area.set(BlkDriverArea.R_MAGIC, BlkDriverArea.MAGIC);
         mmio.write(regs + 0x070, 4, st | Virtio.STATUS_DRIVER_OK);
+        return null;
     }
 
     private long readFeatures() {

@@ -10,6 +10,7 @@ import dev.ferry.core.machine.Machine;
 import dev.ferry.core.machine.RunState;
 import dev.ferry.core.memory.GuestMemory;
 import dev.ferry.core.migration.MigrationPriority;
+import dev.ferry.virtio.VirtioDeviceModel;
 import dev.ferry.virtio.VirtioMmioDevice;
 import dev.ferry.virtio.blk.VirtioBlk;
 import dev.ferry.virtio.blk.VirtioBlkKind;
@@ -24,6 +25,7 @@ import java.util.Map;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.UnaryOperator;
 
 /**
  * A soft-engine VM with a virtio-blk disk and Ferry's guest disk driver beside the page-dirtying
@@ -52,6 +54,15 @@ final class SoftDiskVm implements AutoCloseable {
     }
 
     SoftDiskVm(String name, Map<String, Object> diskOptions, boolean incoming, int depth) throws DeviceConfigException {
+        this(name, diskOptions, incoming, depth, SoftBlkDriver.ResetLimit.DEFAULT, null);
+    }
+
+    /**
+     * @param wrapModel null, or what the disk's model is wrapped in (a fault of the device's own)
+     */
+    SoftDiskVm(String name, Map<String, Object> diskOptions, boolean incoming, int depth,
+               SoftBlkDriver.ResetLimit resetLimit, UnaryOperator<VirtioDeviceModel> wrapModel)
+            throws DeviceConfigException {
         GuestMemory memory = GuestMemory.ofSize(RAM);
         cpus = new SoftCpuEngine(memory, SoftWorkload.of(1, 20 * MiB, 32 * MiB, SEED));
         machine = new Machine(name, memory, cpus, incoming ? RunState.INMIGRATE : RunState.PRELAUNCH);
@@ -75,15 +86,25 @@ final class SoftDiskVm implements AutoCloseable {
         });
         Map<String, Object> opts = new HashMap<>(diskOptions);
         try {
-            disk = (VirtioMmioDevice) new VirtioBlkKind().create(placement.contextFor("disk0"),
-                    new DeviceOptions("devices[0]", opts));
+            if (wrapModel == null) {
+                disk = (VirtioMmioDevice) new VirtioBlkKind().create(placement.contextFor("disk0"),
+                        new DeviceOptions("devices[0]", opts));
+            } else {
+                VirtioBlk model = new VirtioBlk("disk0", VirtioBlkKind.parse(new DeviceOptions("devices[0]", opts)),
+                        incoming, (dev, op, reason) -> stopEvents.add("io-error " + op + ": " + reason));
+                disk = VirtioMmioDevice.attach(placement.contextFor("disk0"), VirtioBlkKind.NAME,
+                        wrapModel.apply(model));
+            }
+        } catch (java.io.IOException e) {
+            machine.close();
+            throw new DeviceConfigException("disk0: " + e.getMessage());
         } catch (DeviceConfigException | RuntimeException e) {
             machine.close();
             throw e;
         }
         machine.addDevice(disk);
         driver = new SoftBlkDriver(machine.deviceMemory(), DRIVER_AREA, machine.mmio(), disk.transport().base(), irqchip,
-                disk.transport().irq().gsi(), SEED, depth, 4096);
+                disk.transport().irq().gsi(), SEED, depth, 4096, resetLimit);
         cpus.addProgram("disk0", driver);
     }
 

@@ -37,6 +37,8 @@ final class DemoOutcomes {
             if (judges) {
                 dk.imageOk = v.path("ok").asBoolean();
                 dk.needsReset = v.path("needs-reset").asBoolean();
+                dk.resets = v.path("resets").asLong();
+                dk.resubmitted = v.path("resubmitted").asLong();
                 dk.writesAcked = v.path("writes-acked").asLong();
                 dk.blocksWritten = v.path("blocks-written").asLong();
                 if (!dk.imageOk) {
@@ -48,7 +50,7 @@ final class DemoOutcomes {
                 dk.continued = true;
             } else {
                 dk.destinationCompleted = v.path("completed").asLong();
-                // A disk waiting for its reset by policy carries no I/O on; its image is what counts.
+                // A disk whose driver gave up on its resets carries no I/O on; its image is what counts.
                 dk.continued = v.path("needs-reset").asBoolean() || v.path("continuation").path("ok").asBoolean();
             }
             for (JsonNode dev : devs) {
@@ -171,8 +173,11 @@ final class DemoOutcomes {
         long writesAcked;
         long blocksWritten;
         boolean imageOk;
-        /** The device asked for a reset by policy (its vhost-user back-end was lost with requests out). */
+        /** The device kept needing resets (NEEDS_RESET) until the guest's driver stopped at its limit. */
         boolean needsReset;
+        /** Device resets the guest's driver did to recover from NEEDS_RESET, and the requests it resubmitted. */
+        long resets;
+        long resubmitted;
         boolean continued;
         String problem;
 

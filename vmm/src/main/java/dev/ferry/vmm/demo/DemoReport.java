@@ -90,9 +90,13 @@ final class DemoReport {
                 out.printf("  %-6s image %s against the source guest's %d acknowledged writes%n", d.id,
                         d.imageOk ? "verified" : "CORRUPT", d.writesAcked);
             }
+            if (d.resets > 0) {
+                out.printf("         the device asked for a reset (NEEDS_RESET: e.g. its vhost-user back-end was lost with"
+                        + " requests out and no in-flight region); the guest's driver reset it %d time(s) and"
+                        + " submitted %d request(s) again%n", d.resets, d.resubmitted);
+            }
             if (d.needsReset) {
-                out.println("         the device asked for a reset by policy (NEEDS_RESET: its vhost-user back-end was"
-                        + " lost with requests out and no in-flight region); the guest's driver stopped there");
+                out.println("         the device kept needing resets; the guest's driver stopped at its reset limit");
             }
             if (d.problem != null) {
                 out.println("         problem: " + d.problem);
@@ -246,7 +250,8 @@ final class DemoReport {
             disks.addObject().put("id", d.id).put("drained_at_stop", d.drainedAtStop).put("carried", d.carried)
                     .put("writes_acked", d.writesAcked).put("image_verified", d.imageOk).put("continued", d.continued)
                     .put("source_completed", d.sourceCompleted).put("destination_completed", d.destinationCompleted)
-                    .put("verified", d.verified());
+                    .put("driver_resets", d.resets).put("resubmitted", d.resubmitted)
+                    .put("reset_limit_reached", d.needsReset).put("verified", d.verified());
         }
         ArrayNode vfs = j.putArray("vfs");
         for (DemoOutcomes.VfOutcome v : o.vfs) {

@@ -309,7 +309,9 @@ final class SoftGuest implements VmGuest {
         o.put("started", p.started()).put("submitted", p.submitted()).put("completed", p.completed())
                 .put("writes-acked", p.writesAcked()).put("reads-verified", p.readsVerified())
                 .put("read-mismatches", p.readMismatches()).put("io-errors", p.ioErrors()).put("errors", p.errors())
-                .put("interrupts", p.interrupts()).put("in-flight", p.inFlight());
+                .put("interrupts", p.interrupts()).put("in-flight", p.inFlight()).put("resets", p.resets())
+                .put("resubmitted", p.resubmitted()).put("reset-failures", p.resetFailures())
+                .put("reset-pending", p.resetPending());
     }
 
     @Override
@@ -349,7 +351,10 @@ final class SoftGuest implements VmGuest {
                                 + " its back-end serves");
                     }
                     // A vhost-user disk whose back-end was lost with requests out and no in-flight
-                    // region asks for a reset by policy (docs/vhost-user.md); this driver stops there.
+                    // region asks for a reset by policy (docs/vhost-user.md): the driver resets it and
+                    // submits again what had no completion, and is verified as any other. Only a
+                    // driver that stopped at its reset limit (the device kept needing resets) is
+                    // judged by its image alone.
                     reset = now.deviceNeedsReset();
                     DiskVerifier.Verdict v = DiskVerifier.verifyImage(d.driver.area(), d.image, false, reset);
                     dn.put("blocks-checked", v.blocksChecked()).put("blocks-written", v.blocksWritten());
@@ -360,7 +365,7 @@ final class SoftGuest implements VmGuest {
                     problems.add("reading the image failed: " + e.getMessage());
                     ok = false;
                 }
-                if (d.loaded != null && !reset) { // a device waiting for its reset carries no I/O on
+                if (d.loaded != null && !reset) { // a driver that gave up on its device carries no I/O on
                     ObjectNode cn = dn.putObject("continuation");
                     List<String> cont = DiskVerifier.verifyContinuation(d.loaded, now, 1);
                     cn.put("ok", cont.isEmpty()).put("completed-at-load", d.loaded.completed())
