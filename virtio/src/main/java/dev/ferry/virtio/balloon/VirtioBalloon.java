@@ -44,15 +44,10 @@ import java.util.function.LongSupplier;
  * asks for fresh stats, which come back in the same buffer.
  *
  * <h2>Migration</h2>
- * The device part of the {@code virtio} field (Ferry's layout; QEMU's "virtio-balloon-device"
- * carries num_pages, actual and the free-page-report subsection's cmd_id and status):
- * <pre>
- *   be32 num_pages | be32 actual | be32 free_page_hint_cmd_id | be32 free_page_hint_status
- *   | be32 nruns | nruns × (be64 first guest page | be64 pages)      the inflated set, ascending
- * </pre>
- * The destination checks it (actual and num_pages within RAM, a known status, runs ascending,
- * disjoint and inside RAM) and punches the inflated set out of its own memfd. The held stats
- * buffer is not carried: the destination un-pops it ({@code rewind}) and pops it again.
+ * The device part of the {@code virtio} field is {@code BalloonState}: num_pages, actual, the free
+ * page hint's command id and status, and the inflated set as runs of pages. The destination
+ * checks it completely and punches the inflated set out of its own memfd. The held stats buffer
+ * is not carried: the destination un-pops it ({@code rewind}) and pops it again.
  *
  * <p>The queues' roles are package-private collaborators: {@code BalloonPages} (inflate,
  * deflate and the inflated set in the stream), {@code BalloonStatsQueue} and
@@ -104,9 +99,8 @@ public final class VirtioBalloon implements VirtioDeviceModel {
     private int hintQueue = -1;
     private DeviceEventLoop.Timer resumeTimer;
 
-    // A load in progress (migration thread), until commitLoad.
-    private int[] loadedHeader;
-    private long[] loadedRuns;
+    /** A load in progress (migration thread), until commitLoad. */
+    private BalloonState loaded;
 
     /**
      * @param memory       the machine's RAM, whose memfd inflated pages are punched from
@@ -392,15 +386,7 @@ public final class VirtioBalloon implements VirtioDeviceModel {
 
     @Override
     public void save(SaveStream out) throws IOException {
-        out.putBe32(numPages);
-        out.putBe32(actual);
-        out.putBe32(hinting.cmdId());
-        out.putBe32(hinting.state().wire);
-        long[] runs = pages.inflatedRuns();
-        out.putBe32(runs.length / 2);
-        for (long v : runs) {
-            out.putBe64(v);
-        }
+        new BalloonState(numPages, actual, hinting.cmdId(), hinting.state().wire, pages.inflatedRuns()).save(out);
     }
 
     @Override
@@ -408,44 +394,22 @@ public final class VirtioBalloon implements VirtioDeviceModel {
         if (version != 1) {
             throw new MigrationException(id + ": virtio-balloon state version " + version + ", this VMM reads 1");
         }
-        int num = in.getBe32();
-        int act = in.getBe32();
-        int cmd = in.getBe32();
-        int status = in.getBe32();
-        int nruns = in.getBe32();
-        if (Integer.toUnsignedLong(num) > ramPages) {
-            throw new MigrationException(id + ": num_pages " + Integer.toUnsignedLong(num) + " exceeds the "
-                    + ramPages + " pages of RAM");
-        }
-        if (Integer.toUnsignedLong(act) > ramPages) {
-            throw new MigrationException(id + ": actual " + Integer.toUnsignedLong(act) + " exceeds the " + ramPages
-                    + " pages of RAM");
-        }
-        if (FreePageHinting.State.ofWire(status) == null) {
-            throw new MigrationException(id + ": unknown free page hint status " + status);
-        }
-        long[] runs = pages.readRuns(in, nruns);
-        long total = 0;
-        for (int i = 1; i < runs.length; i += 2) {
-            total += runs[i];
-        }
-        loadedHeader = new int[] {num, act, cmd, status};
-        loadedRuns = runs;
-        LOG.debug("{}: loaded {} runs, {} inflated pages", id, nruns, total);
+        loaded = BalloonState.load(in, id, ramPages, pages);
+        LOG.debug("{}: loaded {} runs, {} inflated pages", id, loaded.runs().length / 2, loaded.inflatedPages());
     }
 
     @Override
     public void commitLoad() {
-        if (loadedHeader == null) {
+        BalloonState l = loaded;
+        if (l == null) {
             return;
         }
-        numPages = loadedHeader[0];
-        actual = loadedHeader[1];
-        hinting.restore(loadedHeader[2]);
-        pages.discardRuns(loadedRuns);
+        numPages = l.numPages();
+        actual = l.actual();
+        hinting.restore(l.cmdId());
+        pages.discardRuns(l.runs());
         statsVq.loaded();
-        loadedHeader = null;
-        loadedRuns = null;
+        loaded = null;
     }
 
     @Override
