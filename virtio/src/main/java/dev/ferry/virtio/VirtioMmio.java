@@ -17,16 +17,10 @@ import java.util.Map;
 /**
  * The virtio-mmio transport, version 2 (virtio 1.x, transport-mmio.tex), with the state every
  * virtio device shares: device status and feature negotiation, queue registers, interrupt status,
- * config generation and reset. The device-specific half is a {@link VirtioDeviceModel}.
- * <pre>
- *   0x000 MagicValue 0x74726976   0x004 Version 2      0x008 DeviceID      0x00c VendorID
- *   0x010 DeviceFeatures (by 0x014 DeviceFeaturesSel)  0x020 DriverFeatures (by 0x024 DriverFeaturesSel)
- *   0x030 QueueSel  0x034 QueueNumMax  0x038 QueueNum  0x044 QueueReady  0x050 QueueNotify
- *   0x060 InterruptStatus  0x064 InterruptACK  0x070 Status
- *   0x080/084 QueueDesc  0x090/094 QueueDriver (avail)  0x0a0/0a4 QueueDevice (used)
- *   0x0ac SHMSel  0x0b0/0b4 SHMLen (-1: none)  0x0c0 QueueReset  0x0fc ConfigGeneration  0x100+ config
- * </pre>
- * Rules the driver is held to, as the specification and QEMU hold it: FEATURES_OK stays clear
+ * config generation and reset. The device-specific half is a {@link VirtioDeviceModel}; the
+ * register window is decoded by {@code MmioRegisters}, next to the drawing of its layout.
+ *
+ * <p>Rules the driver is held to, as the specification and QEMU hold it: FEATURES_OK stays clear
  * when the driver accepted a feature that was not offered or did not accept VERSION_1; feature
  * writes after FEATURES_OK are ignored; queue registers are frozen while the queue is ready; a
  * queue size must be a power of two no larger than QueueNumMax; kicks before DRIVER_OK are
@@ -73,9 +67,10 @@ public final class VirtioMmio implements BusDevice, VmChangeStateHandler, AutoCl
     /** The device serves its queues (DRIVER_OK seen, not reset, not broken). */
     boolean started;
     volatile String brokenReason;
-    private boolean vmRunning;
+    boolean vmRunning;
     private volatile boolean closed;
     private final MmioContext context = new MmioContext(this);
+    private final MmioRegisters registers = new MmioRegisters(this);
 
     /**
      * @param name    the device's id, for messages ({@code "disk0"})
@@ -152,47 +147,7 @@ public final class VirtioMmio implements BusDevice, VmChangeStateHandler, AutoCl
 
     @Override
     public synchronized long read(long offset, int size) {
-        if (offset >= 0x100) {
-            byte[] cfg = model.config();
-            long off = offset - 0x100;
-            if (off + size > cfg.length) {
-                return size >= 8 ? -1L : (1L << (size * 8)) - 1; // QEMU: all ones past the config space
-            }
-            long v = 0;
-            for (int i = size - 1; i >= 0; i--) {
-                v = v << 8 | (cfg[(int) off + i] & 0xff);
-            }
-            return v;
-        }
-        if (size != 4 || (offset & 3) != 0) {
-            LOG.debug("{}: {}-byte read of register 0x{} ignored", name, size, Long.toHexString(offset));
-            return 0;
-        }
-        return switch ((int) offset) {
-            case 0x000 -> MAGIC;
-            case 0x004 -> VERSION;
-            case 0x008 -> model.deviceId();
-            case 0x00c -> VENDOR_ID;
-            case 0x010 -> hostFeaturesSel > 1 ? 0 : (int) (hostFeatures >>> (32 * hostFeaturesSel));
-            case 0x034 -> queueSel < queues.length ? model.queueMaxSize() : 0;
-            case 0x038 -> queueSel < queues.length ? queues[queueSel].num : 0;
-            case 0x044 -> queueSel < queues.length && queues[queueSel].ready ? 1 : 0;
-            case 0x060 -> isr;
-            case 0x070 -> status;
-            case 0x080 -> sel() == null ? 0 : (int) sel().desc;
-            case 0x084 -> sel() == null ? 0 : (int) (sel().desc >>> 32);
-            case 0x090 -> sel() == null ? 0 : (int) sel().avail;
-            case 0x094 -> sel() == null ? 0 : (int) (sel().avail >>> 32);
-            case 0x0a0 -> sel() == null ? 0 : (int) sel().used;
-            case 0x0a4 -> sel() == null ? 0 : (int) (sel().used >>> 32);
-            case 0x0b0, 0x0b4 -> 0xffffffffL; // no shared memory regions
-            case 0x0fc -> configGeneration;
-            default -> 0;
-        } & 0xffffffffL;
-    }
-
-    private MmioQueue sel() {
-        return queueSel < queues.length ? queues[queueSel] : null;
+        return registers.read(offset, size);
     }
 
     @Override
@@ -201,73 +156,9 @@ public final class VirtioMmio implements BusDevice, VmChangeStateHandler, AutoCl
             notifyWrite((int) value); // no lock: a kick only signals an eventfd
             return;
         }
-        Runnable onLoop = null;
+        Runnable onLoop;
         synchronized (this) {
-            if (offset >= 0x100) {
-                model.writeConfig((int) (offset - 0x100), size, value);
-                return;
-            }
-            if (size != 4 || (offset & 3) != 0) {
-                LOG.debug("{}: {}-byte write of register 0x{} ignored", name, size, Long.toHexString(offset));
-                return;
-            }
-            int v = (int) value;
-            MmioQueue q = sel();
-            switch ((int) offset) {
-                case 0x014 -> hostFeaturesSel = v;
-                case 0x020 -> {
-                    if ((status & Virtio.STATUS_FEATURES_OK) == 0 && guestFeaturesSel >= 0 && guestFeaturesSel < 2) {
-                        driverFeatureWords[guestFeaturesSel] = v;
-                    }
-                }
-                case 0x024 -> guestFeaturesSel = v;
-                case 0x030 -> queueSel = v;
-                case 0x038 -> {
-                    if (q != null && !q.ready) {
-                        q.num = v;
-                    }
-                }
-                case 0x044 -> queueReady(q, v);
-                case 0x064 -> ack(v);
-                case 0x070 -> onLoop = status(v);
-                case 0x080 -> {
-                    if (q != null) {
-                        q.setAddress(0, false, v);
-                    }
-                }
-                case 0x084 -> {
-                    if (q != null) {
-                        q.setAddress(0, true, v);
-                    }
-                }
-                case 0x090 -> {
-                    if (q != null) {
-                        q.setAddress(1, false, v);
-                    }
-                }
-                case 0x094 -> {
-                    if (q != null) {
-                        q.setAddress(1, true, v);
-                    }
-                }
-                case 0x0a0 -> {
-                    if (q != null) {
-                        q.setAddress(2, false, v);
-                    }
-                }
-                case 0x0a4 -> {
-                    if (q != null) {
-                        q.setAddress(2, true, v);
-                    }
-                }
-                case 0x0c0 -> {
-                    if (q != null && v == 1) {
-                        LOG.debug("{}: queue reset of {} ignored (RING_RESET not offered)", name, q.index);
-                    }
-                }
-                default -> LOG.debug("{}: write 0x{} to read-only or unknown register 0x{}", name,
-                        Integer.toHexString(v), Long.toHexString(offset));
-            }
+            onLoop = registers.write(offset, size, value);
         }
         if (onLoop != null) {
             // Outside the lock: the loop thread takes it to serve kicks.
@@ -287,104 +178,13 @@ public final class VirtioMmio implements BusDevice, VmChangeStateHandler, AutoCl
         }
     }
 
-    private void queueReady(MmioQueue q, int v) {
-        if (q == null) {
-            return;
-        }
-        if (v == 0) {
-            q.ready = false;
-            q.ring = null;
-            return;
-        }
-        if (q.ready) {
-            return;
-        }
-        if (q.num < 1 || q.num > model.queueMaxSize() || Integer.bitCount(q.num) != 1) {
-            fail("queue " + q.index + ": size " + q.num + " is not a power of two up to " + model.queueMaxSize());
-            return;
-        }
-        try {
-            q.ring = new SplitVirtqueue(memory, q.index, q.num, q.desc, q.avail, q.used, guestFeatures);
-        } catch (VirtqueueError e) {
-            fail("queue " + q.index + ": " + e.getMessage());
-            return;
-        }
-        q.ready = true;
-    }
-
-    private void ack(int bits) {
-        isr &= ~bits;
-        if (isr == 0) {
-            irq.lower();
-        }
-    }
-
-    /** A Status write; returns what the model must do on the loop thread, or null. Holding the lock. */
-    private Runnable status(int v) {
-        if (v == 0) {
-            return reset();
-        }
-        int added = v & ~status;
-        if ((v & status) != status) {
-            LOG.debug("{}: driver cleared status bits 0x{} without a reset; ignored", name,
-                    Integer.toHexString(status & ~v));
-        }
-        if ((added & Virtio.STATUS_FEATURES_OK) != 0) {
-            long wanted = Integer.toUnsignedLong(driverFeatureWords[0])
-                    | Integer.toUnsignedLong(driverFeatureWords[1]) << 32;
-            if ((wanted & ~hostFeatures) != 0 || !Virtio.has(wanted, Virtio.F_VERSION_1)) {
-                LOG.info("{}: FEATURES_OK refused: driver features 0x{} ({}), offered 0x{}", name,
-                        Long.toHexString(wanted), Virtio.has(wanted, Virtio.F_VERSION_1) ? "not offered"
-                                : "VERSION_1 missing", Long.toHexString(hostFeatures));
-                added &= ~Virtio.STATUS_FEATURES_OK;
-            } else {
-                guestFeatures = wanted;
-            }
-        }
-        if ((added & Virtio.STATUS_DRIVER_OK) != 0 && ((status | added) & Virtio.STATUS_FEATURES_OK) == 0) {
-            status |= added & ~Virtio.STATUS_DRIVER_OK;
-            fail("DRIVER_OK without FEATURES_OK");
-            return null;
-        }
-        status |= added;
-        if ((added & Virtio.STATUS_DRIVER_OK) != 0 && brokenReason == null) {
-            started = true;
-            if (vmRunning) {
-                return () -> model.start(context);
-            }
-        }
-        return null;
-    }
-
-    /**
-     * Status 0: back to the power-on state (spec 4.2.2.1); the driver starts over. The registers
-     * reset now; the model drops its queue state on the loop thread before the write returns.
-     */
-    private Runnable reset() {
-        status = 0;
-        isr = 0;
-        irq.lower();
-        queueSel = 0;
-        hostFeaturesSel = 0;
-        guestFeaturesSel = 0;
-        guestFeatures = 0;
-        driverFeatureWords[0] = 0;
-        driverFeatureWords[1] = 0;
-        started = false;
-        brokenReason = null;
-        for (MmioQueue q : queues) {
-            q.ready = false;
-            q.ring = null;
-            q.num = model.queueMaxSize();
-            q.desc = 0;
-            q.avail = 0;
-            q.used = 0;
-        }
-        return model::reset;
+    /** {@code MmioRegisters}: DRIVER_OK while the VM runs. Loop thread. */
+    void startModel() {
+        model.start(context);
     }
 
     /** QEMU's virtio_error: NEEDS_RESET, config interrupt, serve nothing more. Holding the lock. */
-    private void fail(String reason) {
+    void fail(String reason) {
         LOG.warn("{}: {}: device needs reset", name, reason);
         brokenReason = reason;
         started = false;

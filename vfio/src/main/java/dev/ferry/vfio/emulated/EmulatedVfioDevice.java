@@ -2,11 +2,8 @@ package dev.ferry.vfio.emulated;
 
 import dev.ferry.core.memory.MemoryDigest;
 import dev.ferry.core.sys.Errno;
-import dev.ferry.core.sys.Mapping;
-import dev.ferry.core.sys.NativeMemory;
 import dev.ferry.vfio.device.DmaSpace;
 import dev.ferry.vfio.device.IovaRange;
-import dev.ferry.vfio.device.PrecopyInfo;
 import dev.ferry.vfio.device.VfioDataFd;
 import dev.ferry.vfio.device.VfioDevice;
 import dev.ferry.vfio.device.VfioException;
@@ -15,21 +12,11 @@ import dev.ferry.vfio.fsm.RefusedStateRequestException;
 import dev.ferry.vfio.fsm.VfioMigrationFsm;
 import dev.ferry.vfio.uapi.VfioDeviceState;
 
-import java.util.EnumMap;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.CopyOnWriteArrayList;
-import java.util.concurrent.TimeUnit;
 
-import static dev.ferry.vfio.emulated.StateRecords.*;
 import static dev.ferry.vfio.uapi.VfioDeviceState.ERROR;
-import static dev.ferry.vfio.uapi.VfioDeviceState.PRE_COPY;
-import static dev.ferry.vfio.uapi.VfioDeviceState.PRE_COPY_P2P;
-import static dev.ferry.vfio.uapi.VfioDeviceState.RESUMING;
 import static dev.ferry.vfio.uapi.VfioDeviceState.RUNNING;
-import static dev.ferry.vfio.uapi.VfioDeviceState.RUNNING_P2P;
-import static dev.ferry.vfio.uapi.VfioDeviceState.STOP;
-import static dev.ferry.vfio.uapi.VfioDeviceState.STOP_COPY;
 
 /**
  * An emulated VFIO device that keeps the kernel's migration contract the way a real driver plus
@@ -52,6 +39,12 @@ import static dev.ferry.vfio.uapi.VfioDeviceState.STOP_COPY;
  * payload (exactly {@code length} bytes), so a changed index or length is caught like a changed
  * payload byte. A resumed image is applied only when it is complete and every digest matches.
  *
+ * <p>This class is the uAPI and the hooks a subclass implements; the roles behind it are
+ * package-private: {@code MigrationRegion} performs the arcs and owns the data fds,
+ * {@link SaveSession} and {@link ResumeSession} write and read the records, {@code DeviceChurn}
+ * changes the state, {@code DeviceDma} does and logs the DMA, {@code StateTimeline} keeps the
+ * statistics.
+ *
  * <h2>Threads</h2>
  * Every call is serialized on the device lock; the churn thread and a subclass's data plane take
  * the same lock for each change, so a stopped device changes nothing.
@@ -73,45 +66,31 @@ public class EmulatedVfioDevice implements VfioDevice {
 
     VfioDeviceState state = RUNNING;
     private VfioDeviceState readback = RUNNING;
-    private boolean closed;
-    private boolean dataPlaneRunning;
-    SaveSession saving;
-    private ResumeSession resuming;
-    private DmaLog dmaLog;
-
-    // churn generator: part of the control state
-    long churnCounter;
-    private boolean digestAtLoad;
-    private Long loadDigest;
-    long churnRng;
-    private final Thread churnThread;
-
-    // statistics
-    private final List<VfioDeviceState> history = new CopyOnWriteArrayList<>();
-    private final Map<VfioDeviceState, Long> nanosIn = new EnumMap<>(VfioDeviceState.class);
-    private final Map<VfioDeviceState, Long> arcNanos = new EnumMap<>(VfioDeviceState.class);
-    private long enteredAt = System.nanoTime();
+    boolean closed;
+    boolean dataPlaneRunning;
     private int resets;
     long savedBytes;
     long loadedBytes;
-    private long dmaBytes;
+
+    /** Data fds and arcs of the migration region. */
+    final MigrationRegion region = new MigrationRegion(this);
+    /** The churn generator: part of the control state. */
+    final DeviceChurn churn;
+    /** Every DMA of the device, and its DMA log. */
+    private final DeviceDma dmaPort;
+    /** States entered and time spent, for tests and reports. */
+    final StateTimeline timeline = new StateTimeline(RUNNING);
 
     public EmulatedVfioDevice(String name, EmulatedVfSpec spec, DmaSpace dma) {
         this.name = name;
         this.spec = spec;
         this.dma = dma;
         this.memory = new StateMemory(spec);
-        this.churnRng = spec.seed() * 0x9E3779B97F4A7C15L + 0x632BE59BD9B4E019L;
-        history.add(RUNNING);
+        this.dmaPort = new DeviceDma(this, dma);
+        this.churn = new DeviceChurn(this);
         memory.fill(spec.seed());
         this.dataPlaneRunning = true;
-        if (spec.dirtyRate() > 0 && memory.bytes() > 0) {
-            churnThread = new Thread(this::churnLoop, "vfio-" + name + "-churn");
-            churnThread.setDaemon(true);
-            churnThread.start();
-        } else {
-            churnThread = null;
-        }
+        churn.start();
     }
 
     // ------------------------------------------------------------------------------------------
@@ -129,10 +108,7 @@ public class EmulatedVfioDevice implements VfioDevice {
     @Override
     public MigCapabilities migrationFlags() throws VfioException {
         synchronized (lock) {
-            checkOpen("GET MIGRATION");
-            if (!spec.migration()) {
-                throw new VfioException("GET MIGRATION", Errno.ENOTTY, name + " has no migration support");
-            }
+            checkMigration("GET MIGRATION");
             return spec.capabilities();
         }
     }
@@ -140,10 +116,7 @@ public class EmulatedVfioDevice implements VfioDevice {
     @Override
     public VfioDeviceState deviceState() throws VfioException {
         synchronized (lock) {
-            checkOpen("GET MIG_DEVICE_STATE");
-            if (!spec.migration()) {
-                throw new VfioException("GET MIG_DEVICE_STATE", Errno.ENOTTY, name + " has no migration support");
-            }
+            checkMigration("GET MIG_DEVICE_STATE");
             return spec.has(FaultKind.BAD_READBACK) ? readback : state;
         }
     }
@@ -152,10 +125,7 @@ public class EmulatedVfioDevice implements VfioDevice {
     public VfioDataFd setDeviceState(VfioDeviceState target) throws VfioException {
         synchronized (lock) {
             String op = "SET MIG_DEVICE_STATE " + state + "->" + target;
-            checkOpen(op);
-            if (!spec.migration()) {
-                throw new VfioException(op, Errno.ENOTTY, name + " has no migration support");
-            }
+            checkMigration(op);
             if (target == state && target != ERROR) {
                 return null;
             }
@@ -173,7 +143,7 @@ public class EmulatedVfioDevice implements VfioDevice {
                         // the kernel WARNs: an arc that opens a data fd must be the last one
                         throw new IllegalStateException("arc table opened a data fd before " + next);
                     }
-                    opened = step(next);
+                    opened = region.step(next);
                 }
             } catch (VfioException e) {
                 if (opened != null) {
@@ -190,13 +160,8 @@ public class EmulatedVfioDevice implements VfioDevice {
     @Override
     public long stopCopyLength() throws VfioException {
         synchronized (lock) {
-            checkOpen("GET MIG_DATA_SIZE");
-            if (!spec.migration()) {
-                throw new VfioException("GET MIG_DATA_SIZE", Errno.ENOTTY, name + " has no migration support");
-            }
-            long chunkBytes = memory.owedRecordBytes();
-            long header = saving == null || !saving.headerSent ? REC_HEAD + HEADER_PAYLOAD + REC_TAIL : 0;
-            return header + chunkBytes + REC_HEAD + controlLength() + REC_TAIL + REC_HEAD + REC_TAIL;
+            checkMigration("GET MIG_DATA_SIZE");
+            return region.stopCopyLength();
         }
     }
 
@@ -209,29 +174,16 @@ public class EmulatedVfioDevice implements VfioDevice {
     public void dmaLoggingStart(long pageSize, List<IovaRange> ranges) throws VfioException {
         synchronized (lock) {
             String op = "SET DMA_LOGGING_START";
-            checkOpen(op);
-            if (!spec.dmaLogging()) {
-                throw new VfioException(op, Errno.ENOTTY, name + " cannot track DMA");
-            }
-            DmaLog.checkStart(op, pageSize, ranges);
-            if (dmaLog != null) {
-                throw new VfioException(op, Errno.EBUSY, "DMA logging already started");
-            }
-            dmaLog = new DmaLog(ranges);
+            checkDmaLogging(op);
+            dmaPort.startLogging(op, pageSize, ranges);
         }
     }
 
     @Override
     public void dmaLoggingStop() throws VfioException {
         synchronized (lock) {
-            checkOpen("SET DMA_LOGGING_STOP");
-            if (!spec.dmaLogging()) {
-                throw new VfioException("SET DMA_LOGGING_STOP", Errno.ENOTTY, name + " cannot track DMA");
-            }
-            if (dmaLog != null) {
-                dmaLog.close();
-                dmaLog = null;
-            }
+            checkDmaLogging("SET DMA_LOGGING_STOP");
+            dmaPort.stopLogging();
         }
     }
 
@@ -239,15 +191,8 @@ public class EmulatedVfioDevice implements VfioDevice {
     public void dmaLoggingReport(long iova, long length, long pageSize, long bitmapAddress) throws VfioException {
         synchronized (lock) {
             String op = "GET DMA_LOGGING_REPORT";
-            checkOpen(op);
-            if (!spec.dmaLogging()) {
-                throw new VfioException(op, Errno.ENOTTY, name + " cannot track DMA");
-            }
-            if (dmaLog == null) {
-                throw new VfioException(op, Errno.EINVAL, "DMA logging is not started");
-            }
-            DmaLog.checkReport(op, iova, length, pageSize, bitmapAddress);
-            dmaLog.report(iova, length, pageSize, bitmapAddress, !spec.has(FaultKind.LOG_NO_CLEAR));
+            checkDmaLogging(op);
+            dmaPort.report(op, iova, length, pageSize, bitmapAddress, !spec.has(FaultKind.LOG_NO_CLEAR));
         }
     }
 
@@ -258,13 +203,12 @@ public class EmulatedVfioDevice implements VfioDevice {
             if (spec.has(FaultKind.FAIL_RESET)) {
                 throw new VfioException("VFIO_DEVICE_RESET", Errno.EIO, "injected fault: fail-reset");
             }
-            endSessions();
+            region.endSessions();
             if (dataPlaneRunning) {
                 stopDataPlaneLocked();
             }
             memory.fill(spec.seed());
-            churnCounter = 0;
-            churnRng = spec.seed() * 0x9E3779B97F4A7C15L + 0x632BE59BD9B4E019L;
+            churn.reset();
             onReset();
             resets++;
             enter(RUNNING);
@@ -280,24 +224,14 @@ public class EmulatedVfioDevice implements VfioDevice {
                 return;
             }
             closed = true;
-            endSessions();
+            region.endSessions();
             if (dataPlaneRunning) {
                 stopDataPlaneLocked();
             }
-            if (dmaLog != null) {
-                dmaLog.close();
-                dmaLog = null;
-            }
+            dmaPort.stopLogging();
             lock.notifyAll();
         }
-        if (churnThread != null) {
-            churnThread.interrupt();
-            try {
-                churnThread.join(5000);
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-            }
-        }
+        churn.stop();
         onClose();
         synchronized (lock) {
             memory.close();
@@ -305,135 +239,19 @@ public class EmulatedVfioDevice implements VfioDevice {
     }
 
     // ------------------------------------------------------------------------------------------
-    // One arc
+    // The arcs (MigrationRegion) change the state through these; lock held
 
-    private static boolean running(VfioDeviceState s) {
-        return s == RUNNING || s == RUNNING_P2P || s == PRE_COPY || s == PRE_COPY_P2P;
-    }
-
-    private static boolean p2pQuiesced(VfioDeviceState s) {
-        return s == RUNNING_P2P || s == PRE_COPY_P2P;
-    }
-
-    private VfioDataFd step(VfioDeviceState next) throws VfioException {
-        VfioDeviceState from = state;
-        long t0 = System.nanoTime();
-        for (Fault f : spec.faults()) {
-            if (f.kind() == FaultKind.SLOW_SET && f.hitsEntryOf(next)) {
-                sleepLocked(f.millis());
-            }
-        }
-        for (Fault f : spec.faults()) {
-            if (f.kind() == FaultKind.FAIL_SET && f.hitsEntryOf(next)) {
-                throw new VfioException("arc " + from + "->" + next, Errno.EIO, "injected fault: " + f);
-            }
-            if (f.kind() == FaultKind.ERROR_SET && f.hitsEntryOf(next)) {
-                endSessions();
-                if (dataPlaneRunning) {
-                    stopDataPlaneLocked();
-                }
-                enter(ERROR);
-                throw new VfioException("arc " + from + "->" + next, Errno.EIO, "injected fault: " + f
-                        + "; the device is in ERROR");
-            }
-        }
-        if (running(from) && !running(next)) {
-            stopDataPlaneLocked();
-        }
-        if (p2pQuiesced(from) != p2pQuiesced(next) && running(next)) {
-            onP2pQuiesce(p2pQuiesced(next));
-        }
-        VfioDataFd opened = null;
-        if ((from == RUNNING && next == PRE_COPY) || (from == RUNNING_P2P && next == PRE_COPY_P2P)) {
-            opened = openSaving(true);
-        } else if (from == STOP && next == STOP_COPY) {
-            opened = openSaving(false);
-        } else if (next == STOP_COPY) {
-            saving.stopCopy = true;
-        } else if (from == STOP && next == RESUMING) {
-            resuming = new ResumeSession(this);
-            opened = resuming;
-        } else if (from == RESUMING && next == STOP) {
-            apply(resuming.validate());
-            resuming.release();
-            resuming.end();
-            resuming = null;
-            if (digestAtLoad) {
-                loadDigest = stateDigestLocked();
-            }
-        }
-        boolean leavingSaving = (from == PRE_COPY || from == PRE_COPY_P2P || from == STOP_COPY)
-                && !(next == PRE_COPY || next == PRE_COPY_P2P || next == STOP_COPY);
-        if (leavingSaving && saving != null) {
-            saving.end();
-            saving = null;
-            memory.stopSaving();
-        }
-        if (!running(from) && running(next)) {
-            startDataPlaneLocked();
-        }
-        enter(next);
-        arcNanos.merge(next, System.nanoTime() - t0, Long::sum);
-        return opened;
-    }
-
-    /** RESUMING→STOP succeeded: the image becomes the device's state. */
-    private void apply(ResumeSession.Image image) {
-        if (image.memory() != null) {
-            memory.adopt(image.memory());
-            if (spec.has(FaultKind.LOSE_STATE)) {
-                memory.zeroFirstChunk();
-            }
-        }
-        if (image.control() != null) {
-            java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(image.control());
-            churnCounter = b.getLong();
-            churnRng = b.getLong();
-            if (image.deviceControl() != null) {
-                loadDeviceControl(image.deviceControl());
-            }
-        }
-    }
-
-    private void enter(VfioDeviceState s) {
-        long now = System.nanoTime();
-        nanosIn.merge(state, now - enteredAt, Long::sum);
-        enteredAt = now;
+    void enter(VfioDeviceState s) {
+        timeline.entered(state, s);
         state = s;
-        history.add(s);
     }
 
-    private void sleepLocked(long millis) {
-        long end = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(millis);
-        long left;
-        while ((left = end - System.nanoTime()) > 0) {
-            try {
-                TimeUnit.NANOSECONDS.timedWait(lock, left);
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                return;
-            }
-        }
-    }
-
-    private void endSessions() {
-        if (saving != null) {
-            saving.end();
-            saving = null;
-            memory.stopSaving();
-        }
-        if (resuming != null) {
-            resuming.end();
-            resuming = null;
-        }
-    }
-
-    private void stopDataPlaneLocked() {
+    void stopDataPlaneLocked() {
         dataPlaneRunning = false;
         stopDataPlane();
     }
 
-    private void startDataPlaneLocked() {
+    void startDataPlaneLocked() {
         dataPlaneRunning = true;
         startDataPlane();
         lock.notifyAll();
@@ -442,6 +260,22 @@ public class EmulatedVfioDevice implements VfioDevice {
     private void checkOpen(String op) throws VfioException {
         if (closed) {
             throw new VfioException(op, Errno.EBADF, name + " is closed");
+        }
+    }
+
+    /** Open, and with migration support: else EBADF or ENOTTY, as the kernel answers. */
+    private void checkMigration(String op) throws VfioException {
+        checkOpen(op);
+        if (!spec.migration()) {
+            throw new VfioException(op, Errno.ENOTTY, name + " has no migration support");
+        }
+    }
+
+    /** Open, and able to track DMA: else EBADF or ENOTTY. */
+    private void checkDmaLogging(String op) throws VfioException {
+        checkOpen(op);
+        if (!spec.dmaLogging()) {
+            throw new VfioException(op, Errno.ENOTTY, name + " cannot track DMA");
         }
     }
 
@@ -502,38 +336,28 @@ public class EmulatedVfioDevice implements VfioDevice {
      * pages. Lock held; a stopped device that DMAs is a device bug and throws.
      */
     protected final void dmaWrite(long iova, long src, long length) {
-        checkDma(iova);
-        long host = dma.hostAddress(iova, length);
-        NativeMemory.copy(src, host, length);
-        logDma(iova, length);
+        dmaPort.write(iova, src, length);
     }
 
     protected final void dmaPutLong(long iova, long value) {
-        checkDma(iova);
-        NativeMemory.putLong(dma.hostAddress(iova, 8), value);
-        logDma(iova, 8);
+        dmaPort.putLong(iova, value);
     }
 
     protected final void dmaPutInt(long iova, int value) {
-        checkDma(iova);
-        NativeMemory.putInt(dma.hostAddress(iova, 4), value);
-        logDma(iova, 4);
+        dmaPort.putInt(iova, value);
     }
 
     protected final long dmaGetLong(long iova) {
-        checkDma(iova);
-        return NativeMemory.getLong(dma.hostAddress(iova, 8));
+        return dmaPort.getLong(iova);
     }
 
     protected final int dmaGetInt(long iova) {
-        checkDma(iova);
-        return NativeMemory.getInt(dma.hostAddress(iova, 4));
+        return dmaPort.getInt(iova);
     }
 
     /** Copies {@code length} bytes from the device's IOVA space to native {@code dst} (a DMA read: not logged). */
     protected final void dmaRead(long iova, long dst, long length) {
-        checkDma(iova);
-        NativeMemory.copy(dma.hostAddress(iova, length), dst, length);
+        dmaPort.read(iova, dst, length);
     }
 
     /**
@@ -544,26 +368,7 @@ public class EmulatedVfioDevice implements VfioDevice {
      */
     public void simulateDma(long iova, long length) {
         synchronized (lock) {
-            checkDma(iova);
-            long host = dma.hostAddress(iova, length);
-            NativeMemory.fill(host, length, (byte) (0xA5 ^ (dmaBytes >>> 12)));
-            logDma(iova, length);
-        }
-    }
-
-    private void checkDma(long iova) {
-        if (!Thread.holdsLock(lock)) {
-            throw new IllegalStateException(name + ": DMA without the device lock");
-        }
-        if (!dataPlaneRunning) {
-            throw new IllegalStateException(name + ": DMA to 0x" + Long.toHexString(iova) + " while " + state);
-        }
-    }
-
-    private void logDma(long iova, long length) {
-        dmaBytes += length;
-        if (dmaLog != null) {
-            dmaLog.mark(iova, length);
+            dmaPort.simulate(iova, length);
         }
     }
 
@@ -576,49 +381,7 @@ public class EmulatedVfioDevice implements VfioDevice {
     }
 
     // ------------------------------------------------------------------------------------------
-    // Churn: the device changing its internal state while it runs
-
-    /**
-     * Changes the state at {@link EmulatedVfSpec#dirtyRate()} bytes per second as pre-copy sees
-     * it: each step writes 64 bytes somewhere in one 64 KiB chunk, which makes the whole chunk
-     * dirty, so the loop takes {@code rate / CHUNK} steps a second (owed across 10 ms ticks).
-     * A device whose changes are spread thinner would dirty everything at any rate, and pre-copy
-     * could never get ahead of it.
-     */
-    private void churnLoop() {
-        long owed = 0;
-        long perTick = spec.dirtyRate() / 100;
-        try {
-            while (true) {
-                synchronized (lock) {
-                    while (!closed && !dataPlaneRunning) {
-                        lock.wait();
-                    }
-                    if (closed) {
-                        return;
-                    }
-                    owed += perTick;
-                    for (; owed >= CHUNK; owed -= CHUNK) {
-                        churnStep();
-                    }
-                }
-                Thread.sleep(10);
-            }
-        } catch (InterruptedException e) {
-            // closing
-        }
-    }
-
-    private void churnStep() {
-        churnRng ^= churnRng << 13;
-        churnRng ^= churnRng >>> 7;
-        churnRng ^= churnRng << 17;
-        long offset = Long.remainderUnsigned(churnRng, memory.bytes()) & ~63L;
-        churnCounter++;
-        for (int w = 0; w < 8 && offset + w * 8L + 8 <= memory.bytes(); w++) {
-            writeState(offset + w * 8L, churnRng ^ (churnCounter * 0x9E3779B97F4A7C15L) ^ w);
-        }
-    }
+    // Churn (DeviceChurn): the device changing its internal state while it runs
 
     /**
      * Runs {@code steps} churn steps now, on the caller's thread: a deterministic workload the
@@ -629,13 +392,7 @@ public class EmulatedVfioDevice implements VfioDevice {
             if (!dataPlaneRunning) {
                 throw new IllegalStateException(name + " is not running (" + state + ")");
             }
-            if (memory.bytes() == 0) {
-                churnCounter += steps;
-                return;
-            }
-            for (int i = 0; i < steps; i++) {
-                churnStep();
-            }
+            churn.advance(steps);
         }
     }
 
@@ -646,10 +403,10 @@ public class EmulatedVfioDevice implements VfioDevice {
         }
     }
 
-    private long stateDigestLocked() {
+    long stateDigestLocked() {
         long h = memory.digest();
-        h = MemoryDigest.combine(h, churnCounter);
-        h = MemoryDigest.combine(h, churnRng);
+        h = MemoryDigest.combine(h, churn.counter);
+        h = MemoryDigest.combine(h, churn.rng);
         return MemoryDigest.combine(h, deviceDigest());
     }
 
@@ -661,14 +418,14 @@ public class EmulatedVfioDevice implements VfioDevice {
      */
     public void digestAtLoad(boolean on) {
         synchronized (lock) {
-            digestAtLoad = on;
+            region.digestAtLoad(on);
         }
     }
 
     /** The digest taken when the last resumed state was applied; empty when none was taken. */
     public java.util.OptionalLong loadDigest() {
         synchronized (lock) {
-            return loadDigest == null ? java.util.OptionalLong.empty() : java.util.OptionalLong.of(loadDigest);
+            return region.loadDigest();
         }
     }
 
@@ -677,7 +434,7 @@ public class EmulatedVfioDevice implements VfioDevice {
 
     /** Every state entered, in order, starting with RUNNING; a reset shows as RUNNING. */
     public List<VfioDeviceState> stateHistory() {
-        return List.copyOf(history);
+        return timeline.history();
     }
 
     public int resets() {
@@ -689,16 +446,14 @@ public class EmulatedVfioDevice implements VfioDevice {
     /** Time spent in each state so far, in nanoseconds. */
     public Map<VfioDeviceState, Long> nanosInState() {
         synchronized (lock) {
-            Map<VfioDeviceState, Long> m = new EnumMap<>(nanosIn);
-            m.merge(state, System.nanoTime() - enteredAt, Long::sum);
-            return m;
+            return timeline.nanosIn(state);
         }
     }
 
     /** Time spent performing the arcs into each state (device-side transition latency). */
     public Map<VfioDeviceState, Long> arcNanos() {
         synchronized (lock) {
-            return new EnumMap<>(arcNanos);
+            return timeline.arcNanos();
         }
     }
 
@@ -716,13 +471,13 @@ public class EmulatedVfioDevice implements VfioDevice {
 
     public long dmaBytes() {
         synchronized (lock) {
-            return dmaBytes;
+            return dmaPort.bytes;
         }
     }
 
     public long churnSteps() {
         synchronized (lock) {
-            return churnCounter;
+            return churn.counter;
         }
     }
 
@@ -730,26 +485,6 @@ public class EmulatedVfioDevice implements VfioDevice {
         synchronized (lock) {
             return state;
         }
-    }
-
-    // ------------------------------------------------------------------------------------------
-    // Saving
-
-    private int controlLength() {
-        return CONTROL_PREFIX + saveDeviceControl().length;
-    }
-
-    byte[] controlState() {
-        byte[] dev = saveDeviceControl();
-        java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(CONTROL_PREFIX + dev.length);
-        b.putLong(churnCounter).putLong(churnRng).putInt(dev.length).put(dev);
-        return b.array();
-    }
-
-    private SaveSession openSaving(boolean precopy) {
-        memory.startSaving(precopy);
-        saving = new SaveSession(this, precopy);
-        return saving;
     }
 
 

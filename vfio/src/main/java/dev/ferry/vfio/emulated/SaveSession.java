@@ -105,7 +105,7 @@ final class SaveSession implements VfioDataFd {
         }
         if (!controlSent) {
             controlSent = true;
-            byte[] control = dev.controlState();
+            byte[] control = dev.region.controlState();
             NativeMemory.copyFromArray(control, 0, a + REC_HEAD, control.length);
             seal(TAG_CONTROL, 0, control.length, dev.spec.has(FaultKind.CORRUPT_DATA));
             return true;

@@ -1,10 +1,7 @@
 package dev.ferry.virtio.balloon;
 
 import dev.ferry.core.device.DeviceEventLoop;
-import dev.ferry.core.memory.DeviceMemory;
-import dev.ferry.core.memory.Gpa;
 import dev.ferry.core.memory.GuestMemory;
-import dev.ferry.core.memory.GuestRegion;
 import dev.ferry.core.migration.LoadStream;
 import dev.ferry.core.migration.MigrationException;
 import dev.ferry.core.migration.MigrationRegistry;
@@ -13,9 +10,6 @@ import dev.ferry.core.migration.SaveStream;
 import dev.ferry.virtio.Virtio;
 import dev.ferry.virtio.VirtioContext;
 import dev.ferry.virtio.VirtioDeviceModel;
-import dev.ferry.virtio.queue.ChainReader;
-import dev.ferry.virtio.queue.DescriptorChain;
-import dev.ferry.virtio.queue.Segment;
 import dev.ferry.virtio.queue.SplitVirtqueue;
 import dev.ferry.virtio.queue.VirtqueueError;
 import org.slf4j.Logger;
@@ -50,15 +44,14 @@ import java.util.function.LongSupplier;
  * asks for fresh stats, which come back in the same buffer.
  *
  * <h2>Migration</h2>
- * The device part of the {@code virtio} field (Ferry's layout; QEMU's "virtio-balloon-device"
- * carries num_pages, actual and the free-page-report subsection's cmd_id and status):
- * <pre>
- *   be32 num_pages | be32 actual | be32 free_page_hint_cmd_id | be32 free_page_hint_status
- *   | be32 nruns | nruns × (be64 first guest page | be64 pages)      the inflated set, ascending
- * </pre>
- * The destination checks it (actual and num_pages within RAM, a known status, runs ascending,
- * disjoint and inside RAM) and punches the inflated set out of its own memfd. The held stats
- * buffer is not carried: the destination un-pops it ({@code rewind}) and pops it again.
+ * The device part of the {@code virtio} field is {@code BalloonState}: num_pages, actual, the free
+ * page hint's command id and status, and the inflated set as runs of pages. The destination
+ * checks it completely and punches the inflated set out of its own memfd. The held stats buffer
+ * is not carried: the destination un-pops it ({@code rewind}) and pops it again.
+ *
+ * <p>The queues' roles are package-private collaborators: {@code BalloonPages} (inflate,
+ * deflate and the inflated set in the stream), {@code BalloonStatsQueue} and
+ * {@code FreePageHintQueue}; this class is the device model that routes to them.
  *
  * <h2>Threads</h2>
  * Queues and the stats timer on the event loop; {@link #config}/{@link #writeConfig} on vCPU
@@ -82,7 +75,6 @@ public final class VirtioBalloon implements VirtioDeviceModel {
     private final BalloonOptions options;
     private final GuestMemory memory;
     private final MigrationRegistry registry;
-    private final LongSupplier clockSeconds;
     private final long ramPages;
     private final long ramBytes;
 
@@ -90,29 +82,25 @@ public final class VirtioBalloon implements VirtioDeviceModel {
     private final FreePageHinting hinting = new FreePageHinting();
     private final BalloonCounters counters = new BalloonCounters();
     private final PrecopyNotifier precopy = this::onPrecopy;
-    private final long[] cleared = new long[1];
+    private final BalloonPages pages;
+    private final BalloonStatsQueue statsVq;
+    private final FreePageHintQueue hintVq;
 
     private volatile int numPages;
     private volatile int actual;
-    private volatile BalloonStats stats = BalloonStats.none();
-    private volatile int statsPollingSeconds;
     private volatile LongConsumer actualListener = a -> { };
 
     // Loop-thread state (ctx and running also read by the migration thread under this object's lock).
-    private VirtioContext ctx;
-    private boolean running;
+    VirtioContext ctx;
+    boolean running;
     private boolean configPending;
     private boolean resumePending;
-    private int statsQueue = -1;
+    int statsQueue = -1;
     private int hintQueue = -1;
-    private DescriptorChain heldStats;
-    private boolean rewindStats;
-    private DeviceEventLoop.Timer statsTimer;
     private DeviceEventLoop.Timer resumeTimer;
 
-    // A load in progress (migration thread), until commitLoad.
-    private int[] loadedHeader;
-    private long[] loadedRuns;
+    /** A load in progress (migration thread), until commitLoad. */
+    private BalloonState loaded;
 
     /**
      * @param memory       the machine's RAM, whose memfd inflated pages are punched from
@@ -126,10 +114,11 @@ public final class VirtioBalloon implements VirtioDeviceModel {
         this.options = options;
         this.memory = memory;
         this.registry = registry;
-        this.clockSeconds = clockSeconds;
         this.ramBytes = memory.ramBytes();
         this.ramPages = ramBytes >>> BalloonConfig.PFN_SHIFT;
-        this.statsPollingSeconds = options.statsPollingSeconds();
+        this.pages = new BalloonPages(id, memory, counters, ramPages);
+        this.statsVq = new BalloonStatsQueue(this, counters, clockSeconds, options.statsPollingSeconds());
+        this.hintVq = new FreePageHintQueue(id, hinting, counters, registry);
         if (options.freePageHint()) {
             registry.addPrecopyNotifier(precopy);
         }
@@ -174,7 +163,7 @@ public final class VirtioBalloon implements VirtioDeviceModel {
 
     /** The guest's last stats and when they came (QEMU's {@code guest-stats}). */
     public BalloonStats guestStats() {
-        return stats;
+        return statsVq.stats();
     }
 
     /** QEMU's {@code guest-stats-polling-interval}: 0 stops polling. Any thread. */
@@ -182,15 +171,15 @@ public final class VirtioBalloon implements VirtioDeviceModel {
         if (seconds < 0) {
             throw new IllegalArgumentException("polling interval " + seconds + " is negative");
         }
-        statsPollingSeconds = seconds;
+        statsVq.setPollingSeconds(seconds);
         VirtioContext c = ctx;
         if (c != null) {
-            c.loop().execute(this::armStatsTimer);
+            c.loop().execute(statsVq::arm);
         }
     }
 
     public int statsPollingInterval() {
-        return statsPollingSeconds;
+        return statsVq.pollingSeconds();
     }
 
     public BalloonCounters counters() {
@@ -302,7 +291,7 @@ public final class VirtioBalloon implements VirtioDeviceModel {
             });
         }
         resumeTimer.arm(1);
-        armStatsTimer();
+        statsVq.arm();
     }
 
     /**
@@ -320,13 +309,7 @@ public final class VirtioBalloon implements VirtioDeviceModel {
                 c.configChanged();
             }
         }
-        if (rewindStats && statsQueue >= 0) {
-            rewindStats = false;
-            SplitVirtqueue q = c.queue(statsQueue);
-            if (q != null && q.inFlight() > 0) {
-                q.rewind(q.inFlight());
-            }
-        }
+        statsVq.rewindIfLoaded(c);
     }
 
     @Override
@@ -344,164 +327,14 @@ public final class VirtioBalloon implements VirtioDeviceModel {
         }
         try {
             if (queue == Q_INFLATE || queue == Q_DEFLATE) {
-                servePfns(c, vq, queue == Q_INFLATE);
+                pages.serve(c, vq, queue == Q_INFLATE);
             } else if (queue == statsQueue) {
-                serveStats(c, vq);
+                statsVq.serve(c, vq);
             } else if (queue == hintQueue) {
-                serveHints(c, vq);
+                hintVq.serve(c, vq);
             }
         } catch (VirtqueueError e) {
             c.deviceError("queue " + queue + ": " + e.getMessage());
-        }
-    }
-
-    private void servePfns(VirtioContext c, SplitVirtqueue vq, boolean inflate) {
-        DeviceMemory dm = c.memory();
-        boolean any = false;
-        DescriptorChain chain;
-        while ((chain = vq.pop()) != null) {
-            long n = chain.readableBytes() / 4;
-            ChainReader r = chain.reader();
-            long runStart = -1;
-            long runPages = 0;
-            for (long i = 0; i < n; i++) {
-                long gpa = Integer.toUnsignedLong(r.readU32()) << BalloonConfig.PFN_SHIFT;
-                if (!dm.isRam(gpa, BalloonConfig.PAGE)) {
-                    counters.refusedPfns.incrementAndGet();
-                    continue;
-                }
-                if (runPages > 0 && gpa == runStart + (runPages << BalloonConfig.PFN_SHIFT)
-                        && dm.isRam(runStart, (runPages + 1) << BalloonConfig.PFN_SHIFT)) {
-                    runPages++;
-                    continue;
-                }
-                flush(runStart, runPages, inflate);
-                runStart = gpa;
-                runPages = 1;
-            }
-            flush(runStart, runPages, inflate);
-            vq.push(chain, 0);
-            any = true;
-        }
-        if (any) {
-            vq.publish();
-            c.notifyQueue(vq.index());
-        }
-    }
-
-    /** One run of consecutive pages inside one region: punched (and logged) or reclaimed. */
-    private void flush(long gpa, long pages, boolean inflate) {
-        if (pages <= 0) {
-            return;
-        }
-        long len = pages << BalloonConfig.PFN_SHIFT;
-        if (inflate) {
-            counters.inflatedPages.addAndGet(memory.discard(new Gpa(gpa), len));
-            // The page's content changed (to zero): a running migration sends it again — as a
-            // zero page, unread, since it is discarded.
-            memory.markWritten(new Gpa(gpa), len);
-        } else {
-            counters.deflatedPages.addAndGet(memory.reclaim(new Gpa(gpa), len));
-        }
-    }
-
-    private void serveStats(VirtioContext c, SplitVirtqueue vq) {
-        DescriptorChain chain;
-        boolean returned = false;
-        while ((chain = vq.pop()) != null) {
-            if (heldStats != null) {
-                // A driver that follows the spec never gives a second buffer; hand the old one back.
-                vq.push(heldStats, 0);
-                returned = true;
-            }
-            stats = BalloonStats.read(chain.reader(), chain.readableBytes(), clockSeconds.getAsLong());
-            counters.statsUpdates.incrementAndGet();
-            heldStats = chain;
-        }
-        if (returned) {
-            vq.publish();
-            c.notifyQueue(vq.index());
-        }
-    }
-
-    /** Stats timer (loop): hand the held buffer back, which asks the driver for fresh stats. */
-    private void pollStats() {
-        VirtioContext c = ctx;
-        if (c == null || !running) {
-            return;
-        }
-        if (heldStats != null && statsQueue >= 0) {
-            SplitVirtqueue vq = c.queue(statsQueue);
-            if (vq != null) {
-                vq.push(heldStats, 0);
-                heldStats = null;
-                vq.publish();
-                c.notifyQueue(statsQueue);
-            }
-        }
-        armStatsTimer();
-    }
-
-    private void armStatsTimer() {
-        VirtioContext c = ctx;
-        if (c == null || statsQueue < 0) {
-            return;
-        }
-        if (statsTimer == null) {
-            statsTimer = c.loop().timer(this::pollStats);
-        }
-        int s = statsPollingSeconds;
-        if (s > 0 && running) {
-            statsTimer.arm(s * 1_000_000_000L);
-        } else {
-            statsTimer.cancel();
-        }
-    }
-
-    private void serveHints(VirtioContext c, SplitVirtqueue vq) {
-        DescriptorChain chain;
-        boolean any = false;
-        while ((chain = vq.pop()) != null) {
-            if (chain.writableBytes() > 0) {
-                for (Segment s : chain.writable()) {
-                    hint(s.gpa(), s.length());
-                }
-            } else if (chain.readableBytes() >= 4) {
-                int cmd = chain.reader().readU32();
-                FreePageHinting.Outcome o = hinting.onDriverId(cmd);
-                if (o == FreePageHinting.Outcome.STARTED) {
-                    counters.hintRounds.incrementAndGet();
-                } else if (o == FreePageHinting.Outcome.IGNORED) {
-                    counters.staleHints.incrementAndGet();
-                }
-            } else {
-                vq.push(chain, 0);
-                vq.publish();
-                c.deviceError("free page hint buffer head " + chain.head() + " holds " + chain.readableBytes()
-                        + " readable bytes and no writable one; a command id needs 4");
-                return;
-            }
-            vq.push(chain, 0);
-            any = true;
-        }
-        if (any) {
-            vq.publish();
-            c.notifyQueue(vq.index());
-        }
-    }
-
-    private void hint(long gpa, long length) {
-        try {
-            FreePageHinting.Outcome o = hinting.applyHint(gpa, length, registry::guestFreePageHint, cleared);
-            if (o == FreePageHinting.Outcome.APPLIED) {
-                counters.hintBuffers.incrementAndGet();
-                counters.hintedPagesCleared.addAndGet(cleared[0]);
-            } else {
-                counters.staleHints.incrementAndGet();
-            }
-        } catch (IllegalArgumentException e) {
-            counters.refusedHints.incrementAndGet();
-            LOG.debug("{}: hint refused: {}", id, e.getMessage());
         }
     }
 
@@ -526,9 +359,7 @@ public final class VirtioBalloon implements VirtioDeviceModel {
         synchronized (this) {
             running = false;
         }
-        if (statsTimer != null) {
-            statsTimer.cancel();
-        }
+        statsVq.quiesce();
         if (resumeTimer != null) {
             resumeTimer.cancel();
         }
@@ -542,13 +373,9 @@ public final class VirtioBalloon implements VirtioDeviceModel {
             configPending = false;
             resumePending = false;
         }
-        heldStats = null;
-        rewindStats = false;
+        statsVq.reset();
         hinting.reset();
-        if (statsTimer != null) {
-            statsTimer.close();
-            statsTimer = null;
-        }
+        statsVq.closeTimer();
         if (resumeTimer != null) {
             resumeTimer.close();
             resumeTimer = null;
@@ -559,39 +386,7 @@ public final class VirtioBalloon implements VirtioDeviceModel {
 
     @Override
     public void save(SaveStream out) throws IOException {
-        out.putBe32(numPages);
-        out.putBe32(actual);
-        out.putBe32(hinting.cmdId());
-        out.putBe32(hinting.state().wire);
-        long[] runs = inflatedRuns();
-        out.putBe32(runs.length / 2);
-        for (long v : runs) {
-            out.putBe64(v);
-        }
-    }
-
-    /** The inflated set as (first page, pages) pairs over guest-physical page numbers. */
-    private long[] inflatedRuns() {
-        long[] buf = new long[16];
-        int n = 0;
-        for (GuestRegion r : memory.regions()) {
-            long base = r.gpaBase() >>> BalloonConfig.PFN_SHIFT;
-            long start = -1;
-            for (long p = 0, pages = r.pages(); p <= pages; p++) {
-                boolean d = p < pages && r.isDiscarded(p);
-                if (d && start < 0) {
-                    start = p;
-                } else if (!d && start >= 0) {
-                    if (n + 2 > buf.length) {
-                        buf = java.util.Arrays.copyOf(buf, buf.length * 2);
-                    }
-                    buf[n++] = base + start;
-                    buf[n++] = p - start;
-                    start = -1;
-                }
-            }
-        }
-        return java.util.Arrays.copyOf(buf, n);
+        new BalloonState(numPages, actual, hinting.cmdId(), hinting.state().wire, pages.inflatedRuns()).save(out);
     }
 
     @Override
@@ -599,77 +394,22 @@ public final class VirtioBalloon implements VirtioDeviceModel {
         if (version != 1) {
             throw new MigrationException(id + ": virtio-balloon state version " + version + ", this VMM reads 1");
         }
-        int num = in.getBe32();
-        int act = in.getBe32();
-        int cmd = in.getBe32();
-        int status = in.getBe32();
-        int nruns = in.getBe32();
-        if (Integer.toUnsignedLong(num) > ramPages) {
-            throw new MigrationException(id + ": num_pages " + Integer.toUnsignedLong(num) + " exceeds the "
-                    + ramPages + " pages of RAM");
-        }
-        if (Integer.toUnsignedLong(act) > ramPages) {
-            throw new MigrationException(id + ": actual " + Integer.toUnsignedLong(act) + " exceeds the " + ramPages
-                    + " pages of RAM");
-        }
-        if (FreePageHinting.State.ofWire(status) == null) {
-            throw new MigrationException(id + ": unknown free page hint status " + status);
-        }
-        if (nruns < 0 || nruns > MAX_RUNS || nruns > ramPages) {
-            throw new MigrationException(id + ": " + Integer.toUnsignedLong(nruns) + " runs of inflated pages; at most "
-                    + Math.min(MAX_RUNS, ramPages));
-        }
-        long[] runs = new long[nruns * 2];
-        long prevEnd = 0;
-        long total = 0;
-        for (int i = 0; i < nruns; i++) {
-            long first = in.getBe64();
-            long pages = in.getBe64();
-            if (pages <= 0 || first < prevEnd || first > Long.MAX_VALUE >>> BalloonConfig.PFN_SHIFT
-                    || pages > ramPages) {
-                throw new MigrationException(id + ": inflated run " + i + " (page " + first + ", " + pages
-                        + " pages) is empty, overlaps or is out of order");
-            }
-            long gpa = first << BalloonConfig.PFN_SHIFT;
-            long len = pages << BalloonConfig.PFN_SHIFT;
-            if (!inOneRegion(gpa, len)) {
-                throw new MigrationException(id + ": inflated run " + i + " [0x" + Long.toHexString(gpa) + ", +0x"
-                        + Long.toHexString(len) + ") is not inside guest RAM");
-            }
-            total += pages;
-            prevEnd = first + pages;
-            runs[2 * i] = first;
-            runs[2 * i + 1] = pages;
-        }
-        loadedHeader = new int[] {num, act, cmd, status};
-        loadedRuns = runs;
-        LOG.debug("{}: loaded {} runs, {} inflated pages", id, nruns, total);
-    }
-
-    private boolean inOneRegion(long gpa, long len) {
-        for (GuestRegion r : memory.regions()) {
-            if (r.contains(gpa)) {
-                return len <= r.size() - (gpa - r.gpaBase());
-            }
-        }
-        return false;
+        loaded = BalloonState.load(in, id, ramPages, pages);
+        LOG.debug("{}: loaded {} runs, {} inflated pages", id, loaded.runs().length / 2, loaded.inflatedPages());
     }
 
     @Override
     public void commitLoad() {
-        if (loadedHeader == null) {
+        BalloonState l = loaded;
+        if (l == null) {
             return;
         }
-        numPages = loadedHeader[0];
-        actual = loadedHeader[1];
-        hinting.restore(loadedHeader[2]);
-        for (int i = 0; i < loadedRuns.length; i += 2) {
-            memory.discard(new Gpa(loadedRuns[i] << BalloonConfig.PFN_SHIFT), loadedRuns[i + 1] << BalloonConfig.PFN_SHIFT);
-        }
-        heldStats = null;
-        rewindStats = true;
-        loadedHeader = null;
-        loadedRuns = null;
+        numPages = l.numPages();
+        actual = l.actual();
+        hinting.restore(l.cmdId());
+        pages.discardRuns(l.runs());
+        statsVq.loaded();
+        loaded = null;
     }
 
     @Override
@@ -681,7 +421,7 @@ public final class VirtioBalloon implements VirtioDeviceModel {
         d.put("inflated-now", inflatedPagesNow());
         d.put("free-page-hint", hinting.state().name().toLowerCase());
         d.put("free-page-hint-cmd-id", Integer.toUnsignedLong(hinting.publishedCmdId()));
-        d.put("stats-polling-interval", statsPollingSeconds);
+        d.put("stats-polling-interval", statsVq.pollingSeconds());
         d.putAll(counters.toMap());
         into.put("virtio-balloon", d);
     }
@@ -689,11 +429,8 @@ public final class VirtioBalloon implements VirtioDeviceModel {
     @Override
     public void close() {
         registry.removePrecopyNotifier(precopy);
-        DeviceEventLoop.Timer s = statsTimer;
         DeviceEventLoop.Timer r = resumeTimer;
-        if (s != null) {
-            s.close();
-        }
+        statsVq.close();
         if (r != null) {
             r.close();
         }

@@ -5,24 +5,15 @@ import dev.ferry.core.memory.DeviceMemory;
 import dev.ferry.core.migration.LoadStream;
 import dev.ferry.core.migration.MigrationException;
 import dev.ferry.core.migration.SaveStream;
-import dev.ferry.core.sys.Linux;
-import dev.ferry.core.sys.NativeCallException;
 import dev.ferry.core.sys.NativeMemory;
 import dev.ferry.virtio.Virtio;
 import dev.ferry.virtio.VirtioContext;
 import dev.ferry.virtio.VirtioDeviceModel;
-import dev.ferry.virtio.queue.ChainWriter;
-import dev.ferry.virtio.queue.DescriptorChain;
-import dev.ferry.virtio.queue.SplitVirtqueue;
-import dev.ferry.virtio.queue.VirtqueueError;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import java.io.IOException;
-import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.LinkedHashMap;
-import java.util.List;
 import java.util.Map;
 
 /**
@@ -38,7 +29,8 @@ import java.util.Map;
  * MRG_RXBUF), with {@code num_buffers} in the header. When the RX queue runs dry the frame waits
  * in the device and the fd is unwatched until the driver kicks the RX queue; nothing ever waits
  * on a vCPU thread. Every byte written to guest RAM goes through {@link DeviceMemory}, so it is
- * dirty-logged.
+ * dirty-logged. The paths are this device's package-private collaborators: {@code NetTx},
+ * {@code NetRx}, {@code NetControlQueue} and {@code NetAnnounce}; they share its state.
  *
  * <h2>Hostile drivers</h2>
  * A TX chain without the whole header or with a frame above {@link NetBackend#MAX_FRAME}, an RX
@@ -74,45 +66,33 @@ public final class VirtioNet implements VirtioDeviceModel {
     public static final int RX = 0;
     public static final int TX = 1;
     public static final int CTRL = 2;
-    /** Frames taken from the back-end per readiness callback, so TX and kicks get their turn. */
-    private static final int RX_BURST = 64;
-    private static final int BUFFER = NetHeader.SIZE + NetBackend.MAX_FRAME;
+    static final int BUFFER = NetHeader.SIZE + NetBackend.MAX_FRAME;
 
-    private final String id;
+    final String id;
     private final NetOptions options;
-    private final NetBackend backend;
-    private final long txBuf;
-    private final long rxBuf;
-    private final List<DescriptorChain> rxChains = new ArrayList<>();
-    private final RxFilter filter = new RxFilter();
+    final NetBackend backend;
+    /** Native frame buffers, owned here and freed in {@link #close}: TX and announce use the first, RX the second. */
+    final long txBuf;
+    final long rxBuf;
+    final RxFilter filter = new RxFilter();
 
     // Read by config() on vCPU threads; written on the loop thread.
-    private volatile byte[] mac;
-    private volatile int status = NetConfig.S_LINK_UP;
+    volatile byte[] mac;
+    volatile int status = NetConfig.S_LINK_UP;
 
     // Loop-thread state.
-    private VirtioContext ctx;
-    private boolean serving;
-    private DeviceEventLoop.Registration rxWatch;
-    /** Length (header included) of the frame in {@link #rxBuf} waiting for RX buffers, or 0. */
-    private int rxPending;
-    private volatile boolean backendFailed;
-    private DeviceEventLoop.Timer selfTimer;
-    private DeviceEventLoop.Timer guestTimer;
-    private AnnounceTimer selfAnnounce;
-    private AnnounceTimer guestAnnounce;
-    /** The state came from a migration: announce when the VM first runs. */
-    private boolean announcePending;
+    VirtioContext ctx;
+    boolean serving;
     /** What {@link #load} read, kept aside until {@link #commitLoad}. */
     private NetState loaded;
     private volatile boolean closed;
 
-    private final NetStats stats = new NetStats();
+    final NetStats stats = new NetStats();
     private final NetControlQueue control;
+    private final NetTx tx = new NetTx(this);
+    private final NetRx rx = new NetRx(this);
+    private final NetAnnounce announce = new NetAnnounce(this);
     private volatile boolean carriedIn;
-    /** When each RARP round of the last schedule went out (System.nanoTime), 0 for rounds not sent. */
-    private final long[] rarpTimes = new long[AnnounceTimer.ROUNDS];
-
 
     /** The device owns {@code backend} from here on and closes it in {@link #close}. */
     public VirtioNet(String id, NetOptions options, NetBackend backend) {
@@ -130,20 +110,9 @@ public final class VirtioNet implements VirtioDeviceModel {
 
             @Override
             public boolean ackAnnounce() {
-                return announceAck();
+                return announce.ack();
             }
         }, stats);
-    }
-
-    /** VIRTIO_NET_CTRL_ANNOUNCE_ACK: clears S_ANNOUNCE (before the ack completes, as the spec asks) and lets the next round come. */
-    private boolean announceAck() {
-        if ((status & NetConfig.S_ANNOUNCE) == 0) {
-            return false;
-        }
-        status &= ~NetConfig.S_ANNOUNCE;
-        stats.announceAcks.incrementAndGet();
-        guestAnnounce.acked();
-        return true;
     }
 
     public NetBackend backend() {
@@ -221,35 +190,8 @@ public final class VirtioNet implements VirtioDeviceModel {
     public void start(VirtioContext context) {
         this.ctx = context;
         this.serving = true;
-        if (selfTimer == null) {
-            selfTimer = context.loop().timer(() -> selfAnnounce.expired());
-            guestTimer = context.loop().timer(() -> guestAnnounce.expired());
-            selfAnnounce = new AnnounceTimer(false, scheduler(selfTimer), this::sendRarp);
-            guestAnnounce = new AnnounceTimer(true, scheduler(guestTimer), this::announceToGuest);
-        }
-        if (announcePending) {
-            announcePending = false;
-            selfAnnounce.begin();
-            long f = context.features();
-            if (Virtio.has(f, F_GUEST_ANNOUNCE) && Virtio.has(f, F_CTRL_VQ)) {
-                guestAnnounce.begin();
-            }
-        }
-        watchRx(true);
-    }
-
-    private static AnnounceTimer.Scheduler scheduler(DeviceEventLoop.Timer t) {
-        return new AnnounceTimer.Scheduler() {
-            @Override
-            public void arm(long delayNanos) {
-                t.arm(delayNanos);
-            }
-
-            @Override
-            public void cancel() {
-                t.cancel();
-            }
-        };
+        announce.start(context);
+        rx.watch(true);
     }
 
     @Override
@@ -258,13 +200,8 @@ public final class VirtioNet implements VirtioDeviceModel {
             return;
         }
         switch (queue) {
-            case RX -> {
-                if (rxPending > 0) {
-                    deliverPending();
-                }
-                watchRx(rxPending == 0);
-            }
-            case TX -> transmit();
+            case RX -> rx.kicked();
+            case TX -> tx.transmit();
             case CTRL -> control.serve(ctx, CTRL);
             default -> { }
         }
@@ -273,12 +210,9 @@ public final class VirtioNet implements VirtioDeviceModel {
     @Override
     public void quiesce() {
         serving = false;
-        watchRx(false);
-        stopAnnounce();
-        if (rxPending > 0) {
-            rxPending = 0;
-            stats.rxDroppedAtStop.incrementAndGet();
-        }
+        rx.watch(false);
+        announce.stop();
+        rx.dropPendingAtStop();
     }
 
     @Override
@@ -288,25 +222,7 @@ public final class VirtioNet implements VirtioDeviceModel {
         filter.reset();
         mac = options.mac();
         status = status & NetConfig.S_LINK_UP; // the link stays as the host set it; ANNOUNCE clears
-        announcePending = false;
-    }
-
-    private void stopAnnounce() {
-        if (selfAnnounce != null) {
-            selfAnnounce.stop();
-            guestAnnounce.stop();
-        }
-    }
-
-    /** Watches the back-end for frames when {@code on}, the link is up and the device serves. */
-    private void watchRx(boolean on) {
-        boolean want = on && serving && !backendFailed && (status & NetConfig.S_LINK_UP) != 0;
-        if (want && rxWatch == null) {
-            rxWatch = ctx.loop().addFd(backend.fd(), Linux.EPOLLIN, ev -> receive());
-        } else if (!want && rxWatch != null) {
-            rxWatch.close();
-            rxWatch = null;
-        }
+        announce.clearPending();
     }
 
     /**
@@ -322,280 +238,23 @@ public final class VirtioNet implements VirtioDeviceModel {
                     ctx.configChanged();
                 }
                 if (serving) {
-                    watchRx(up && rxPending == 0);
+                    rx.linkChanged(up);
                 }
             }
             return null;
         });
     }
 
-    // ---- TX ----
-
-    private void transmit() {
-        SplitVirtqueue vq = ctx.queue(TX);
-        if (vq == null) {
-            return;
-        }
-        while (true) {
-            int n = 0;
-            DescriptorChain c;
-            while ((c = vq.pop()) != null) {
-                if (!sendOne(c)) {
-                    return; // NEEDS_RESET: the transport stops serving the queue; the ring is as the driver left it
-                }
-                if (n++ == 0) {
-                    vq.setNotificationEnabled(false); // no kicks while this burst runs
-                }
-                vq.push(c, 0);
-            }
-            if (n == 0) {
-                return;
-            }
-            vq.publish();
-            ctx.notifyQueue(TX);
-            if (!vq.setNotificationEnabled(true)) {
-                return;
-            }
-        }
-    }
-
-    /** Sends one TX chain's frame; false when the chain broke the protocol (device error raised). */
-    private boolean sendOne(DescriptorChain c) {
-        long readable = c.readableBytes();
-        if (readable < NetHeader.SIZE) {
-            ctx.deviceError("virtio-net header incorrect: TX chain head " + c.head() + " has " + readable
-                    + " device-readable bytes, the header alone is " + NetHeader.SIZE);
-            return false;
-        }
-        if (readable > BUFFER) {
-            ctx.deviceError("virtio-net TX chain head " + c.head() + " holds a frame of " + (readable - NetHeader.SIZE)
-                    + " bytes, more than " + NetBackend.MAX_FRAME);
-            return false;
-        }
-        int len = (int) readable;
-        DeviceMemory m = ctx.memory();
-        c.reader().transferTo(len, (gpa, piece, done) -> {
-            m.copyToNative(gpa, txBuf + done, piece);
-            return piece;
-        });
-        int gso = NetHeader.gsoType(txBuf) & ~NetHeader.GSO_ECN;
-        boolean csum = (NetHeader.flags(txBuf) & NetHeader.F_NEEDS_CSUM) != 0;
-        if (len - NetHeader.SIZE < 14 || gso != NetHeader.GSO_NONE || (csum && !backend.vnetHeader())
-                || (status & NetConfig.S_LINK_UP) == 0) {
-            stats.txDropped.incrementAndGet();
-            return true;
-        }
-        if (!backend.vnetHeader()) {
-            NetHeader.clear(txBuf);
-        }
-        try {
-            if (backend.send(txBuf, len)) {
-                stats.txFrames.incrementAndGet();
-                stats.txBytes.addAndGet(len - NetHeader.SIZE);
-            } else {
-                stats.txDropped.incrementAndGet();
-            }
-        } catch (NativeCallException e) {
-            backendError(e);
-            stats.txDropped.incrementAndGet();
-        }
-        return true;
-    }
-
-    private void backendError(RuntimeException e) {
+    /** A back-end call failed; the first failure is logged, every one counted. Loop thread. */
+    void backendError(RuntimeException e) {
         if (stats.backendErrors.getAndIncrement() == 0) {
             LOG.warn("{}: {}: {}", id, backend.describe(), e.getMessage());
         }
     }
 
-    // ---- RX ----
-
-    /** The back-end's fd is readable: deliver up to a burst of frames. Loop thread. */
-    private void receive() {
-        if (!serving || ctx == null) {
-            return;
-        }
-        SplitVirtqueue vq = ctx.queue(RX);
-        if (vq == null) {
-            watchRx(false);
-            return;
-        }
-        int delivered = 0;
-        for (int i = 0; i < RX_BURST && rxPending == 0; i++) {
-            int n;
-            try {
-                n = backend.receive(rxBuf, BUFFER);
-            } catch (NetBackendException e) {
-                LOG.warn("{}: {}; the device receives nothing more", id, e.getMessage());
-                backendFailed = true;
-                watchRx(false);
-                break;
-            } catch (NativeCallException e) {
-                backendError(e); // e.g. ECONNREFUSED on a UDP socket whose peer is not up yet
-                continue;
-            }
-            if (n < 0) {
-                break;
-            }
-            if (n < NetHeader.SIZE + 14 || !filter.accepts(mac, rxBuf + NetHeader.SIZE)) {
-                stats.rxFiltered.incrementAndGet();
-                continue;
-            }
-            if (backend.vnetHeader() && !acceptHostHeader()) {
-                stats.rxFiltered.incrementAndGet(); // a GSO frame no feature lets the guest take
-                continue;
-            }
-            rxPending = n;
-            Boolean ok = deliver(vq);
-            if (ok == null) {
-                return; // NEEDS_RESET
-            }
-            if (ok) {
-                delivered++;
-            }
-        }
-        if (delivered > 0 && ctx != null) {
-            vq.publish();
-            ctx.notifyQueue(RX);
-        }
-        if (rxPending > 0) {
-            stats.rxNoBuffers.incrementAndGet();
-            watchRx(false); // until the driver adds buffers (its kick ends up in deliverPending)
-            if (ctx != null && ctx.queue(RX) != null && vq.setNotificationEnabled(true)) {
-                deliverPending();
-            }
-        }
-    }
-
-    /**
-     * A TAP's header on a received frame, made what the driver negotiated: without GUEST_CSUM the
-     * flags must be zero (spec 5.1.6.4.1; the kernel sets DATA_VALID), and a GSO frame cannot be
-     * taken at all since no GUEST_TSO/UFO is offered. False: drop the frame.
-     */
-    private boolean acceptHostHeader() {
-        if (NetHeader.gsoType(rxBuf) != NetHeader.GSO_NONE) {
-            return false;
-        }
-        if (!Virtio.has(ctx.features(), F_GUEST_CSUM)) {
-            NativeMemory.putByte(rxBuf + NetHeader.FLAGS, (byte) 0);
-        }
-        return true;
-    }
-
-    private void deliverPending() {
-        SplitVirtqueue vq = ctx.queue(RX);
-        if (vq == null) {
-            return;
-        }
-        Boolean ok = deliver(vq);
-        if (ok != null && ok) {
-            vq.publish();
-            ctx.notifyQueue(RX);
-            watchRx(true);
-        }
-    }
-
-    /**
-     * Writes the frame in {@link #rxBuf} ({@link #rxPending} bytes with the header) into RX chains
-     * and pushes them (not published). True when delivered, false when the queue lacks buffers
-     * (nothing popped stays popped), null when the driver broke the protocol.
-     */
-    private Boolean deliver(SplitVirtqueue vq) {
-        int len = rxPending;
-        boolean mergeable = Virtio.has(ctx.features(), F_MRG_RXBUF);
-        rxChains.clear();
-        long room = 0;
-        try {
-            while (room < len) {
-                DescriptorChain c = vq.pop();
-                if (c == null) {
-                    vq.rewind(rxChains.size());
-                    rxChains.clear();
-                    return false;
-                }
-                rxChains.add(c);
-                long w = c.writableBytes();
-                if (w == 0) {
-                    return broken(vq, "virtio-net receive queue contains no in buffers (head " + c.head() + ")");
-                }
-                if (rxChains.size() == 1 && w < NetHeader.SIZE) {
-                    return broken(vq, "virtio-net RX chain head " + c.head() + " has " + w
-                            + " device-writable bytes, the header alone is " + NetHeader.SIZE);
-                }
-                if (!mergeable && w < len) {
-                    return broken(vq, "virtio-net truncated non-mergeable packet: " + (len - NetHeader.SIZE)
-                            + "-byte frame, RX chain head " + c.head() + " holds " + (w - NetHeader.SIZE));
-                }
-                room += w;
-            }
-        } catch (VirtqueueError e) {
-            rxChains.clear();
-            ctx.deviceError("queue " + RX + ": " + e.getMessage());
-            return null;
-        }
-        NetHeader.setNumBuffers(rxBuf, rxChains.size());
-        DeviceMemory m = ctx.memory();
-        long off = 0;
-        for (DescriptorChain c : rxChains) {
-            ChainWriter w = c.writer();
-            long base = off;
-            long moved = w.transferFrom(len - off, (gpa, piece, done) -> {
-                m.copyFromNative(rxBuf + base + done, gpa, piece);
-                return piece;
-            });
-            off += moved;
-            vq.push(c, moved);
-        }
-        rxChains.clear();
-        rxPending = 0;
-        stats.rxFrames.incrementAndGet();
-        stats.rxBytes.addAndGet(len - NetHeader.SIZE);
-        return true;
-    }
-
-    private Boolean broken(SplitVirtqueue vq, String reason) {
-        vq.rewind(rxChains.size());
-        rxChains.clear();
-        rxPending = 0;
-        ctx.deviceError(reason);
-        return null;
-    }
-
-    // ---- announce ----
-
-    private void sendRarp(int round) {
-        if (!serving || (status & NetConfig.S_LINK_UP) == 0) {
-            return;
-        }
-        byte[] f = Rarp.frame(mac);
-        NetHeader.clear(txBuf);
-        NativeMemory.copyFromArray(f, 0, txBuf + NetHeader.SIZE, f.length);
-        try {
-            if (backend.send(txBuf, NetHeader.SIZE + f.length)) {
-                stats.rarpsSent.incrementAndGet();
-                if (round == 0) {
-                    Arrays.fill(rarpTimes, 0);
-                }
-                rarpTimes[round] = System.nanoTime();
-            }
-        } catch (NativeCallException e) {
-            backendError(e);
-        }
-        LOG.debug("{}: announce round {}: RARP for {}", id, round, NetOptions.format(mac));
-    }
-
-    private void announceToGuest(int round) {
-        if (!serving || ctx == null) {
-            return;
-        }
-        status |= NetConfig.S_ANNOUNCE;
-        stats.guestAnnounces.incrementAndGet();
-        ctx.configChanged();
-    }
-
     /** The self-announce schedule's state (tests, reports). */
     public AnnounceTimer.State selfAnnounceState() {
-        return selfAnnounce == null ? AnnounceTimer.State.IDLE : selfAnnounce.state();
+        return announce.selfState();
     }
 
     // ---- migration ----
@@ -620,7 +279,7 @@ public final class VirtioNet implements VirtioDeviceModel {
         mac = l.mac().clone();
         status = l.status();
         l.applyTo(filter);
-        announcePending = true;
+        announce.armAfterLoad();
         carriedIn = true;
     }
 
@@ -633,15 +292,9 @@ public final class VirtioNet implements VirtioDeviceModel {
         d.put("status", status);
         d.put("promisc", filter.promisc);
         stats.describe(d);
-        d.put("backend-failed", backendFailed);
+        d.put("backend-failed", rx.backendFailed());
         d.put("migrated-in", carriedIn);
-        List<Long> offsets = new ArrayList<>();
-        for (long t : rarpTimes.clone()) {
-            if (t != 0) {
-                offsets.add((t - rarpTimes[0]) / 1000);
-            }
-        }
-        d.put("last-announce-us", offsets);
+        d.put("last-announce-us", announce.lastRoundOffsetsMicros());
         into.put("virtio-net", d);
     }
 
@@ -655,18 +308,15 @@ public final class VirtioNet implements VirtioDeviceModel {
         try {
             if (loop != null) {
                 loop.call(() -> {
-                    watchRx(false);
-                    stopAnnounce();
+                    rx.watch(false);
+                    announce.stop();
                     return null;
                 });
             }
         } catch (RuntimeException e) {
             LOG.debug("{}: closing on a closed loop: {}", id, e.toString());
         }
-        if (selfTimer != null) {
-            selfTimer.close();
-            guestTimer.close();
-        }
+        announce.closeTimers();
         backend.close();
         NativeMemory.free(txBuf);
         NativeMemory.free(rxBuf);
