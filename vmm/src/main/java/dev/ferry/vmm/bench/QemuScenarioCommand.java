@@ -237,9 +237,20 @@ public final class QemuScenarioCommand implements Callable<Integer> {
             }
             Thread.sleep(20);
         }
-        QmpClient c = QmpClient.connect(socket, Duration.ofSeconds(30));
-        c.negotiate();
-        return c;
+        // QEMU binds the socket (the file appears) a moment before it listens: a refused connect
+        // in that window is retried.
+        while (true) {
+            try {
+                QmpClient c = QmpClient.connect(socket, Duration.ofSeconds(30));
+                c.negotiate();
+                return c;
+            } catch (IOException e) {
+                if (!(e.getCause() instanceof java.net.ConnectException) || !p.isAlive() || System.nanoTime() > deadline) {
+                    throw e;
+                }
+                Thread.sleep(20);
+            }
+        }
     }
 
     private static void awaitSerial(Path serial, String word, Process p) throws Exception {
