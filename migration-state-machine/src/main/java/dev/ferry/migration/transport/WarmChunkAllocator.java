@@ -60,7 +60,9 @@ final class WarmChunkAllocator extends AbstractByteBufAllocator implements AutoC
             protected ByteBuffer allocateDirect(int capacity) {
                 ByteBuffer b = capacity == CHUNK ? idle.poll() : null; // a buffer grown past a chunk is its own
                 if (b != null) {
-                    return b;
+                    // Netty sets the old buffer's position and limit when it copies out of it on a
+                    // resize, and takes a new buffer's capacity from remaining(): start clean.
+                    return b.clear();
                 }
                 fresh.incrementAndGet();
                 return super.allocateDirect(capacity);

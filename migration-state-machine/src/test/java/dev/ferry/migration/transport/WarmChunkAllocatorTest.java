@@ -85,6 +85,9 @@ class WarmChunkAllocatorTest {
         assertEquals(1, alloc.idleChunks(), "memory of another size is never kept");
         ByteBuf again = alloc.directBuffer(CHUNK, CHUNK);
         assertEquals(0, alloc.idleChunks(), "the kept chunk served the next request");
+        assertEquals(CHUNK, again.capacity(), "whole, although the resize had moved its position and limit");
+        again.writeZero(CHUNK).setLong(CHUNK - 8, 42);
+        assertEquals(42, again.getLong(CHUNK - 8));
         assertEquals(2, alloc.freshChunks(), "the first chunk and the grown buffer's memory were the only fresh ones");
         alloc.close();
         again.release();

@@ -52,7 +52,7 @@ final class StorageDaemon implements AutoCloseable {
                         + ",writable=on,num-queues=1"))
                 .redirectErrorStream(true).redirectOutput(dir.resolve("qsd.log").toFile()).start();
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-        while (!Files.exists(socket)) {
+        while (!dev.ferry.core.sys.UnixListeners.listening(socket)) { // the file appears at bind(), before listen()
             if (!p.isAlive() || System.nanoTime() > deadline) {
                 p.destroyForcibly();
                 throw new IOException(BINARY + " did not create " + socket + ": " + Files.readString(dir.resolve("qsd.log")));

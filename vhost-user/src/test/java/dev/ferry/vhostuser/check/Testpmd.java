@@ -45,7 +45,7 @@ final class Testpmd implements AutoCloseable {
                 "--port-topology=loop", "--forward-mode=macswap", "--total-num-mbufs=8192", "--disable-link-check"))
                 .redirectErrorStream(true).redirectOutput(log.toFile()).start();
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
-        while (!Files.exists(socket)) {
+        while (!dev.ferry.core.sys.UnixListeners.listening(socket)) { // the file appears at bind(), before listen()
             if (!p.isAlive() || System.nanoTime() > deadline) {
                 p.destroyForcibly().waitFor();
                 removeRuntimeDir(prefix);

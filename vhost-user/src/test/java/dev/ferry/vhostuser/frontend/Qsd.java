@@ -67,14 +67,7 @@ final class Qsd implements AutoCloseable {
      * with the flag __SO_ACCEPTCON (0x10000).
      */
     static boolean listening(Path path) throws IOException {
-        String p = path.toAbsolutePath().toString();
-        for (String line : Files.readAllLines(Path.of("/proc/net/unix"))) {
-            String[] f = line.trim().split("\\s+");
-            if (f.length >= 8 && f[7].equals(p) && (Long.parseLong(f[3], 16) & 0x10000) != 0) {
-                return true;
-            }
-        }
-        return false;
+        return dev.ferry.core.sys.UnixListeners.listening(path);
     }
 
     /** Kills the daemon at once (SIGKILL), as a crash would, and waits until it is gone. */

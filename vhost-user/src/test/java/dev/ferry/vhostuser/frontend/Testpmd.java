@@ -51,7 +51,7 @@ final class Testpmd implements AutoCloseable {
                 "--txq=" + queues, "--auto-start"))
                 .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.appendTo(logFile.toFile())).start();
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
-        while (!Files.exists(socket)) {
+        while (!dev.ferry.core.sys.UnixListeners.listening(socket)) { // the file appears at bind(), before listen()
             if (!process.isAlive() || System.nanoTime() > deadline) {
                 String log = Files.readString(logFile);
                 process.destroyForcibly();

@@ -31,7 +31,7 @@ final class StorageDaemonProcess implements AutoCloseable {
         return false;
     }
 
-    /** Serves {@code image} on a socket in a new temporary directory; waits until the socket exists. */
+    /** Serves {@code image} on a socket in a new temporary directory; waits until the socket listens. */
     static StorageDaemonProcess start(Path image) throws IOException, InterruptedException {
         if (!installed()) {
             throw new IOException(BINARY + " not installed: apt-get install qemu-system-common");
@@ -44,10 +44,11 @@ final class StorageDaemonProcess implements AutoCloseable {
                         + ",writable=on,num-queues=1"))
                 .redirectErrorStream(true).redirectOutput(log.toFile()).start();
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-        while (!Files.exists(socket)) {
+        // The file appears at bind(), before listen(): a connect in between would be refused.
+        while (!dev.ferry.core.sys.UnixListeners.listening(socket)) {
             if (!p.isAlive() || System.nanoTime() > deadline) {
                 p.destroyForcibly();
-                throw new IOException(BINARY + " did not create its socket: " + Files.readString(log));
+                throw new IOException(BINARY + " did not listen on its socket: " + Files.readString(log));
             }
             Thread.sleep(20);
         }

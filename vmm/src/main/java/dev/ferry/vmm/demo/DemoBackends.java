@@ -130,7 +130,7 @@ final class DemoBackends implements AutoCloseable {
                         + ",writable=on,num-queues=1"))
                 .redirectErrorStream(true).redirectOutput(log.toFile()).start();
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-        while (!Files.exists(socket)) {
+        while (!dev.ferry.core.sys.UnixListeners.listening(socket)) { // the file appears at bind(), before listen()
             if (!p.isAlive() || System.nanoTime() > deadline) {
                 p.destroyForcibly();
                 throw new IOException("qemu-storage-daemon did not listen on " + socket + ": " + Files.readString(log));

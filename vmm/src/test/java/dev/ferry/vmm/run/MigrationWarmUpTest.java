@@ -46,7 +46,7 @@ class MigrationWarmUpTest {
             while (Thread.activeCount() > threads && System.nanoTime() < deadline) {
                 Thread.sleep(20);
             }
-            assertEquals(threads, Thread.activeCount(), "no thread left behind");
+            assertTrue(Thread.activeCount() <= threads, "no thread left behind: " + Thread.activeCount() + " > " + threads);
             vmm.boot();
             assertTrue(vmm.machine().isRunning(), "the VMM's own guest runs after it");
         } finally {
