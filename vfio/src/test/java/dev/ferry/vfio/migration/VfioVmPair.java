@@ -148,6 +148,17 @@ final class VfioVmPair implements AutoCloseable {
         SourceMigration src = new SourceMigration(source.machine(), transports,
                 MigrationParameters.defaults().withMaxBandwidth(0), caps, MigrationEventSink.NONE);
         current.set(src);
+        // Each running source VF has changed its state before the migration starts: the churn
+        // thread's first step takes tens of milliseconds, which a fast migration may not last.
+        if (source.machine().isRunning()) {
+            for (EmulatedVfioDevice vf : srcVfs) {
+                try {
+                    vf.advance(8);
+                } catch (IllegalStateException e) {
+                    // its data plane is not running (a fault test's device): nothing churns
+                }
+            }
+        }
         src.start(bound);
         MigrationStatus s = src.await(WAIT);
         MigrationStatus d;
