@@ -178,9 +178,22 @@ public final class VirtioMmio implements BusDevice, VmChangeStateHandler, AutoCl
         }
     }
 
-    /** {@code MmioRegisters}: DRIVER_OK while the VM runs. Loop thread. */
+    /**
+     * {@code MmioRegisters}: DRIVER_OK while the VM runs. Loop thread. A model that cannot start
+     * (a vhost-user device whose back-end is gone) is a device that did not come up: NEEDS_RESET
+     * with the reason, as any device error, never an exception into the guest's register write.
+     * (A start at VM start is another path, and there a failure does fail the start.)
+     */
     void startModel() {
-        model.start(context);
+        try {
+            model.start(context);
+        } catch (RuntimeException e) {
+            synchronized (this) {
+                if (started) {
+                    fail("starting the device at DRIVER_OK failed: " + e.getMessage());
+                }
+            }
+        }
     }
 
     /** QEMU's virtio_error: NEEDS_RESET, config interrupt, serve nothing more. Holding the lock. */

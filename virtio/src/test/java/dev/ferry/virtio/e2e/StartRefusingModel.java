@@ -12,8 +12,8 @@ import java.util.Map;
 /**
  * A device model that, with {@link #refuseAfterReset} set, cannot start again once the driver
  * reset it — as a vhost-user device whose back-end is gone refuses ({@code VhostUserDevice.start}
- * throws, naming the socket): the driver's DRIVER_OK write fails and the device serves nothing
- * until another reset and a start that works. Everything else is the wrapped model's.
+ * throws, naming the socket): the transport answers the driver's DRIVER_OK with NEEDS_RESET and the
+ * device serves nothing until another reset and a start that works. Everything else is the wrapped model's.
  */
 final class StartRefusingModel implements VirtioDeviceModel {
     private final VirtioDeviceModel inner;

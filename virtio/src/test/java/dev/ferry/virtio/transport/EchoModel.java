@@ -26,6 +26,8 @@ final class EchoModel implements VirtioDeviceModel {
     static final int MAX_SIZE = 64;
     private final byte[] config = {0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, (byte) 0x88};
     final AtomicInteger starts = new AtomicInteger();
+    /** Set: {@link #start} throws this, as a vhost-user device whose back-end is gone does. */
+    volatile String refuseStart;
     final AtomicInteger notifications = new AtomicInteger();
     final AtomicInteger resets = new AtomicInteger();
     private volatile VirtioContext ctx;
@@ -95,6 +97,10 @@ final class EchoModel implements VirtioDeviceModel {
 
     @Override
     public void start(VirtioContext context) {
+        String refusal = refuseStart;
+        if (refusal != null) {
+            throw new IllegalStateException(refusal);
+        }
         ctx = context;
         starts.incrementAndGet();
     }

@@ -237,6 +237,29 @@ class VirtioMmioTest {
     }
 
     @Test
+    void aDeviceThatCannotStartAnswersDriverOkWithNeedsReset() throws Exception {
+        model.refuseStart = "the back-end is not connected";
+        assertTrue(g.negotiate(V1 | ECHO));
+        g.setupQueue(0, 16);
+        g.driverOk(); // the guest's register write itself does not fail
+        g.settle();
+        assertTrue((g.status() & Virtio.STATUS_NEEDS_RESET) != 0, "status " + g.status());
+        assertTrue(g.transport.brokenReason().contains("starting the device at DRIVER_OK failed: the back-end is not"
+                + " connected"), g.transport.brokenReason());
+        assertEquals(Virtio.ISR_QUEUE | Virtio.ISR_CONFIG, g.read(0x060), "the driver is told by a config interrupt");
+        assertEquals(0, model.starts.get());
+
+        model.refuseStart = null; // the driver resets and starts over; now the device comes up
+        g.write(0x070, 0);
+        assertTrue(g.negotiate(V1 | ECHO));
+        DriverQueue q = g.setupQueue(0, 16);
+        g.driverOk();
+        int head = echo(g, q, "again!!!");
+        g.kick(0);
+        assertEchoed(g, q, head, "again!!!");
+    }
+
+    @Test
     void resetReturnsEveryRegisterToItsPowerOnValue() throws Exception {
         Map<String, Long> powerOn = g.registerSnapshot(EchoModel.QUEUES);
         assertTrue(g.negotiate(V1 | ECHO | INDIRECT | EVENT_IDX));
