@@ -41,13 +41,21 @@ final class MigrationWarmUp {
     private MigrationWarmUp() {
     }
 
-    /** Runs the warm-up migrations; returns their wall time in nanoseconds. */
-    static long run(MigrationTransports transports) throws IOException, InterruptedException {
+    /**
+     * What the warm-up did: the normal pages its sources sent and its destinations loaded (a
+     * multifd destination counts zero pages its channels loaded too), and its wall time.
+     */
+    record Result(long pagesSent, long pagesLoaded, long nanos) {
+    }
+
+    /** Runs the warm-up migrations. */
+    static Result run(MigrationTransports transports) throws IOException, InterruptedException {
         long start = System.nanoTime();
+        long[] pages = new long[2];
         Path dir = Files.createTempDirectory("ferry-warm-up");
         try {
             for (int i = 0; i < ROUNDS; i++) {
-                once(transports, dir.resolve("m" + i + ".sock"), i == ROUNDS - 1);
+                once(transports, dir.resolve("m" + i + ".sock"), i == ROUNDS - 1, pages);
             }
         } finally {
             try (var files = Files.list(dir)) {
@@ -55,10 +63,10 @@ final class MigrationWarmUp {
             }
             Files.deleteIfExists(dir);
         }
-        return System.nanoTime() - start;
+        return new Result(pages[0], pages[1], System.nanoTime() - start);
     }
 
-    private static void once(MigrationTransports transports, Path socket, boolean multifd)
+    private static void once(MigrationTransports transports, Path socket, boolean multifd, long[] pages)
             throws IOException, InterruptedException {
         SoftWorkload w = SoftWorkload.of(1, 4L << 20, RAM / 4 * 3, 7);
         GuestMemory sm = GuestMemory.ofSize(RAM);
@@ -86,6 +94,8 @@ final class MigrationWarmUp {
             if (s != MigrationStatus.COMPLETED || d != MigrationStatus.COMPLETED) {
                 throw new IOException("warm-up migration ended " + s + " / " + d + ": " + out.info().errorDesc());
             }
+            pages[0] += out.info().ram().normal();
+            pages[1] += in.info().ram().normal();
         } catch (dev.ferry.core.machine.VmStateChangeException | dev.ferry.core.migration.MigrationException
                  | java.util.concurrent.TimeoutException e) {
             throw new IOException("warm-up migration: " + e.getMessage(), e);

@@ -148,14 +148,20 @@ public final class Vmm implements AutoCloseable {
      * that fails is logged and changes nothing else. Returns its wall time in nanoseconds, or -1.
      */
     public long warmUpMigration() {
+        MigrationWarmUp.Result r = warmUp();
+        return r == null ? -1 : r.nanos();
+    }
+
+    /** As {@link #warmUpMigration}, with what the warm-up moved; null when it failed. */
+    MigrationWarmUp.Result warmUp() {
         try {
             return MigrationWarmUp.run(transports);
         } catch (IOException | RuntimeException e) {
             LOG.warn("{}: the migration warm-up failed (migrations will compile as they run): {}", config.name(), e.toString());
-            return -1;
+            return null;
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
-            return -1;
+            return null;
         }
     }
 

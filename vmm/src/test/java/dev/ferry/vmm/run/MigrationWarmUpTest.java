@@ -39,8 +39,12 @@ class MigrationWarmUpTest {
             assertTrue(vmm.warmUpMigration() >= 0, "the first warm-up migrated"); // creates what stays: JIT, pools
             long fds = fds();
             int threads = Thread.activeCount();
-            long ns = vmm.warmUpMigration();
-            assertTrue(ns > 0, "the warm-up migrations completed");
+            MigrationWarmUp.Result r = vmm.warmUp();
+            // three migrations of a 24 MiB working set each: every page of it sent and loaded
+            long workingSetPages = MigrationWarmUp.RAM / 4 * 3 / 4096;
+            assertTrue(r != null && r.pagesSent() >= MigrationWarmUp.ROUNDS * workingSetPages,
+                    "the warm-up migrations sent their working sets: " + r);
+            assertTrue(r.pagesLoaded() >= MigrationWarmUp.ROUNDS * workingSetPages, "and the destinations loaded them: " + r);
             assertEquals(fds, fds(), "no fd left behind");
             long deadline = System.nanoTime() + 5_000_000_000L; // migration threads end just after their await returns
             while (Thread.activeCount() > threads && System.nanoTime() < deadline) {
