@@ -34,7 +34,28 @@ final class Multifd {
     /** QEMU's multifd-channels range. */
     static final int MAX_CHANNELS = 255;
 
+    /** A packet's header and its largest offsets array, the size of a channel's staging buffer. */
+    static final int STAGING_BYTES = HEADER_BYTES + 8 * PAGES_PER_PACKET;
+
     private Multifd() {
+    }
+
+    static void putBe32(long address, int v) {
+        dev.ferry.core.sys.NativeMemory.putInt(address, dev.ferry.core.sys.NativeMemory.BIG_ENDIAN_HOST ? v : Integer.reverseBytes(v));
+    }
+
+    static void putBe64(long address, long v) {
+        dev.ferry.core.sys.NativeMemory.putLong(address, dev.ferry.core.sys.NativeMemory.BIG_ENDIAN_HOST ? v : Long.reverseBytes(v));
+    }
+
+    static int getBe32(long address) {
+        int v = dev.ferry.core.sys.NativeMemory.getInt(address);
+        return dev.ferry.core.sys.NativeMemory.BIG_ENDIAN_HOST ? v : Integer.reverseBytes(v);
+    }
+
+    static long getBe64(long address) {
+        long v = dev.ferry.core.sys.NativeMemory.getLong(address);
+        return dev.ferry.core.sys.NativeMemory.BIG_ENDIAN_HOST ? v : Long.reverseBytes(v);
     }
 
     /**

@@ -6,6 +6,9 @@ import dev.ferry.core.memory.PageResidency;
 import dev.ferry.core.migration.MigrationException;
 import dev.ferry.core.migration.StreamText;
 import dev.ferry.migration.stream.ChannelLoadStream;
+import dev.ferry.core.sys.NativeMemory;
+import dev.ferry.migration.transport.DetachedSocket;
+import dev.ferry.migration.transport.IoVector;
 import dev.ferry.migration.transport.MigrationConnection;
 
 import java.io.EOFException;
@@ -15,8 +18,10 @@ import java.util.List;
 import java.util.function.Consumer;
 
 /**
- * The destination's multifd channels: one thread per channel reads packets and writes their pages
- * straight from the connection's buffers into guest memory, so N channels fault fresh guest pages
+ * The destination's multifd channels: one thread per channel reads packets and their pages straight
+ * from the socket into guest memory (one scattered recvmsg per packet on the socket taken out of
+ * the transport, {@link DetachedSocket}; copied from the connection's buffers where the transport
+ * keeps its socket, as with TLS), so N channels fault fresh guest pages
  * in on N threads. The input is hostile: every header field, block name and offset is checked
  * before a page is written, and a packet is refused whole.
  *
@@ -181,12 +186,20 @@ public final class MultifdReceive implements AutoCloseable {
             lock.notifyAll();
         }
         for (Channel c : channels) {
+            DetachedSocket d = c.direct;
+            if (d != null) {
+                d.shutdown();
+            }
             c.incoming.connection().close();
         }
         Multifd.joinAll(java.util.Arrays.stream(channels).map(c -> c.thread).toList());
         for (Channel c : channels) {
             if (!c.thread.isAlive()) {
                 c.incoming.in().close();
+                DetachedSocket d = c.direct;
+                if (d != null) {
+                    d.close();
+                }
             }
         }
     }
@@ -218,33 +231,36 @@ public final class MultifdReceive implements AutoCloseable {
         volatile long pages;
         volatile long bytes;
         volatile long pagesSinceSync;
+        /** The socket taken out of the transport for scattered reads; null where it cannot be (TLS). */
+        volatile DetachedSocket direct;
+        /** Bytes of the channel read before the detach (its opening). */
+        private final long opened;
 
         Channel(Incoming incoming) {
             this.id = incoming.id();
             this.incoming = incoming;
+            this.opened = incoming.in().bytesRead();
             this.thread = new Thread(this, "ferry-multifd-recv-" + id);
             this.thread.setDaemon(true);
         }
 
         @Override
         public void run() {
-            ChannelLoadStream in = incoming.in();
-            try (PageResidency residency = new PageResidency()) {
+            long staging = NativeMemory.allocate(Multifd.STAGING_BYTES);
+            try (PageResidency residency = new PageResidency(); IoVector iov = new IoVector(Multifd.PAGES_PER_PACKET)) {
+                DetachedSocket d = incoming.in().detach();
+                direct = d;
+                if (d != null && closing) {
+                    d.shutdown(); // close() ran before it could see the socket
+                }
                 while (true) {
-                    long start = in.bytesRead();
-                    int magic;
-                    try {
-                        magic = in.getBe32();
-                    } catch (EOFException e) {
-                        if (in.bytesRead() == start) {
-                            return; // the source closed the channel between packets
-                        }
-                        throw e;
+                    if (!read(staging, 4, iov, true)) {
+                        return; // the source closed the channel between packets
                     }
-                    if (!packet(in, magic, residency)) {
+                    if (!packet(staging, residency, iov)) {
                         return;
                     }
-                    bytes = in.bytesRead();
+                    bytes = bytesSoFar();
                 }
             } catch (MigrationException e) {
                 fail(this, e.getMessage());
@@ -254,6 +270,7 @@ public final class MultifdReceive implements AutoCloseable {
                     fail(this, (e instanceof EOFException ? "the channel ended inside a packet: " : "") + why);
                 }
             } finally {
+                NativeMemory.free(staging);
                 synchronized (lock) {
                     ended = true;
                     lock.notifyAll();
@@ -261,27 +278,65 @@ public final class MultifdReceive implements AutoCloseable {
             }
         }
 
-        /** Reads and applies one packet; false when the channel should stop (closing). */
-        private boolean packet(ChannelLoadStream in, int magic, PageResidency residency)
-                throws IOException, MigrationException {
+        private long bytesSoFar() {
+            DetachedSocket d = direct;
+            return d == null ? incoming.in().bytesRead() : opened + d.bytesRead();
+        }
+
+        /**
+         * Reads {@code length} bytes to native {@code address}: from the detached socket, else
+         * through the stream. With {@code mayEnd}, false when the channel ended before the first byte.
+         */
+        private boolean read(long address, long length, IoVector iov, boolean mayEnd) throws IOException {
+            DetachedSocket d = direct;
+            if (d != null) {
+                iov.clear();
+                iov.add(address, length);
+                if (!d.read(iov)) {
+                    if (mayEnd) {
+                        return false;
+                    }
+                    throw new EOFException("the stream ended after " + bytesSoFar() + " bytes");
+                }
+                return true;
+            }
+            ChannelLoadStream in = incoming.in();
+            long start = in.bytesRead();
+            try {
+                in.getNative(address, length);
+            } catch (EOFException e) {
+                if (mayEnd && in.bytesRead() == start) {
+                    return false;
+                }
+                throw e;
+            }
+            return true;
+        }
+
+        /**
+         * Reads and applies one packet, its magic already at {@code staging}; false when the
+         * channel should stop (closing).
+         */
+        private boolean packet(long staging, PageResidency residency, IoVector iov) throws IOException, MigrationException {
             long n = packets++;
+            int magic = Multifd.getBe32(staging);
             if (magic != Multifd.MAGIC) {
                 throw new MigrationException(String.format("packet %d: magic 0x%08x, expected 0x%08x", n, magic, Multifd.MAGIC));
             }
-            int version = in.getBe32();
+            read(staging + 4, Multifd.HEADER_BYTES - 4, iov, false);
+            int version = Multifd.getBe32(staging + 4);
             if (version != Multifd.VERSION) {
                 throw new MigrationException("packet " + n + ": version " + version + " (expected " + Multifd.VERSION + ")");
             }
-            int flags = in.getBe32();
+            int flags = Multifd.getBe32(staging + 8);
             if ((flags & ~Multifd.FLAG_SYNC) != 0) {
                 throw new MigrationException(String.format("packet %d: unknown flags 0x%x", n, flags));
             }
-            long alloc = in.getBe32() & 0xffffffffL;
-            long normal = in.getBe32() & 0xffffffffL;
-            long nextSize = in.getBe32() & 0xffffffffL;
-            long num = in.getBe64();
-            long zero = in.getBe32() & 0xffffffffL;
-            in.skip(4 + 24);
+            long alloc = Multifd.getBe32(staging + 12) & 0xffffffffL;
+            long normal = Multifd.getBe32(staging + 16) & 0xffffffffL;
+            long nextSize = Multifd.getBe32(staging + 20) & 0xffffffffL;
+            long num = Multifd.getBe64(staging + 24);
+            long zero = Multifd.getBe32(staging + 32) & 0xffffffffL;
             if (alloc > Multifd.PAGES_PER_PACKET) {
                 throw new MigrationException("packet " + n + ": pages_alloc " + alloc + " over the limit of "
                         + Multifd.PAGES_PER_PACKET);
@@ -299,7 +354,8 @@ public final class MultifdReceive implements AutoCloseable {
                         + " (packet numbers only grow)");
             }
             lastNum = num;
-            in.getBytes(name, 0, name.length);
+            long nameAt = staging + Multifd.HEADER_BYTES - Multifd.RAMBLOCK_BYTES;
+            NativeMemory.copyToArray(nameAt, name, 0, name.length);
             int len = 0;
             while (len < name.length && name[len] != 0) {
                 len++;
@@ -315,9 +371,10 @@ public final class MultifdReceive implements AutoCloseable {
                     throw new MigrationException("packet " + n + ": RAM block '" + StreamText.escape(name, len)
                             + "', which this VM lacks");
                 }
+                read(staging + Multifd.HEADER_BYTES, 8L * count, iov, false);
             }
             for (int i = 0; i < count; i++) {
-                long off = in.getBe64();
+                long off = Multifd.getBe64(staging + Multifd.HEADER_BYTES + 8L * i);
                 if ((off & RamFlags.PAGE_MASK) != 0 || off < 0 || off > r.size() - RamFlags.PAGE_SIZE) {
                     throw new MigrationException("packet " + n + ": page offset 0x" + Long.toHexString(off)
                             + (off >= 0 && off < r.size() ? " not page-aligned" : " outside block '" + r.name() + "' of "
@@ -325,9 +382,8 @@ public final class MultifdReceive implements AutoCloseable {
                 }
                 offsets[i] = off;
             }
-            for (int i = 0; i < normal; i++) {
-                in.getNative(r.hostAddress(offsets[i]), RamFlags.PAGE_SIZE);
-                receiver.markLoaded(r, offsets[i] >>> DirtyBitmap.PAGE_SHIFT);
+            if (normal > 0) {
+                readPages(r, (int) normal, iov);
             }
             for (int i = (int) normal; i < count; i++) {
                 receiver.loadZero(r, offsets[i] >>> DirtyBitmap.PAGE_SHIFT, 0, residency);
@@ -350,6 +406,30 @@ public final class MultifdReceive implements AutoCloseable {
                     }
                 }
                 return !closing && failure == null;
+            }
+        }
+
+        /**
+         * The first {@code nn} pages at {@link #offsets}, every offset checked: one scattered
+         * recvmsg straight into guest memory on a detached socket, else copied from the stream.
+         */
+        private void readPages(GuestRegion r, int nn, IoVector iov) throws IOException {
+            DetachedSocket d = direct;
+            if (d != null) {
+                iov.clear();
+                for (int i = 0; i < nn; i++) {
+                    iov.add(r.hostAddress(offsets[i]), RamFlags.PAGE_SIZE);
+                }
+                if (!d.read(iov)) {
+                    throw new EOFException("the stream ended after " + bytesSoFar() + " bytes");
+                }
+            } else {
+                for (int i = 0; i < nn; i++) {
+                    incoming.in().getNative(r.hostAddress(offsets[i]), RamFlags.PAGE_SIZE);
+                }
+            }
+            for (int i = 0; i < nn; i++) {
+                receiver.markLoaded(r, offsets[i] >>> DirtyBitmap.PAGE_SHIFT);
             }
         }
     }

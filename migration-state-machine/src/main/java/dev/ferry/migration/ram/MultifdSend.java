@@ -6,6 +6,8 @@ import dev.ferry.core.memory.PageResidency;
 import dev.ferry.core.sys.NativeMemory;
 import dev.ferry.migration.stream.BandwidthLimiter;
 import dev.ferry.migration.stream.ChannelSaveStream;
+import dev.ferry.migration.transport.DetachedSocket;
+import dev.ferry.migration.transport.IoVector;
 import dev.ferry.migration.transport.MigrationConnection;
 import dev.ferry.migration.transport.MigrationTransports;
 
@@ -22,8 +24,10 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * destination, each with a thread of its own. The migration thread walks the dirty bitmap as
  * before but only collects page numbers into packets of up to {@value Multifd#PAGES_PER_PACKET}
  * pages of one RAM block; a channel thread tells zero pages from normal ones (the zero-page scan
- * runs on the channels, in parallel), writes the packet and copies the normal pages' contents
- * from guest memory into its connection. {@link #sync} is the ordering point: every packet queued
+ * runs on the channels, in parallel) and writes the packet: header, offsets and the normal pages'
+ * contents in one gathered sendmsg straight from guest memory on the socket it took out of the
+ * transport ({@link DetachedSocket}), or copied into the connection's chunks where the transport
+ * keeps its socket (TLS). {@link #sync} is the ordering point: every packet queued
  * before it is written, and a SYNC packet follows on every channel, before the migration thread
  * writes the MULTIFD_FLUSH record into the main stream.
  *
@@ -102,6 +106,8 @@ public final class MultifdSend implements AutoCloseable {
                 ch.out.putU8(i);
                 ch.out.putBytes(ZEROS, 0, 7 + 4 * 8);
                 ch.out.flush();
+                ch.bytes = ch.out.bytesWritten();
+                ch.direct = c.detach(); // pages then go from guest memory to the socket, uncopied
             }
         } catch (IOException | RuntimeException e) {
             s.close();
@@ -292,6 +298,9 @@ public final class MultifdSend implements AutoCloseable {
             for (Channel c : channels) {
                 if (c != null) {
                     c.thread.interrupt();
+                    if (c.direct != null) {
+                        c.direct.shutdown();
+                    }
                     c.conn.close();
                 }
             }
@@ -303,6 +312,9 @@ public final class MultifdSend implements AutoCloseable {
         for (Channel c : channels) {
             if (c != null && !c.thread.isAlive()) {
                 c.out.close();
+                if (c.direct != null) {
+                    c.direct.close();
+                }
             }
         }
     }
@@ -336,6 +348,8 @@ public final class MultifdSend implements AutoCloseable {
         volatile long normalPages;
         volatile long zeroPages;
         volatile long syncsSent;
+        /** The socket taken out of the transport for gathered writes; null where it cannot be (TLS). */
+        DetachedSocket direct;
 
         Channel(int id, MigrationConnection conn) {
             this.id = id;
@@ -347,14 +361,17 @@ public final class MultifdSend implements AutoCloseable {
 
         @Override
         public void run() {
-            try (PageResidency residency = new PageResidency()) {
-                bytes = out.bytesWritten();
+            long staging = NativeMemory.allocate(Multifd.STAGING_BYTES);
+            try (PageResidency residency = new PageResidency(); IoVector iov = new IoVector(1 + Multifd.PAGES_PER_PACKET)) {
+                NativeMemory.fill(staging, Multifd.STAGING_BYTES, (byte) 0);
                 while (true) {
                     Packet p = queue.take();
                     if (p.sync) {
-                        header(Multifd.FLAG_SYNC, 0, 0, p.num, null);
-                        out.flush();
-                        bytes = out.bytesWritten();
+                        header(staging, Multifd.FLAG_SYNC, 0, 0, p.num, null);
+                        send(staging, Multifd.HEADER_BYTES, null, 0, iov);
+                        if (direct == null) {
+                            out.flush();
+                        }
                         synchronized (syncLock) {
                             syncsSent++;
                             syncLock.notifyAll();
@@ -363,11 +380,11 @@ public final class MultifdSend implements AutoCloseable {
                     }
                     slots.release();
                     try {
-                        write(p, residency);
+                        write(p, residency, staging, iov);
                     } finally {
                         free.offer(p);
                     }
-                    if (queue.isEmpty()) {
+                    if (direct == null && queue.isEmpty()) {
                         out.flush();
                     }
                 }
@@ -376,12 +393,13 @@ public final class MultifdSend implements AutoCloseable {
             } catch (IOException | RuntimeException e) {
                 fail(this, e);
             } finally {
+                NativeMemory.free(staging);
                 // This thread's cache of Netty's pool holds chunks it wrote: free them as the thread ends.
                 io.netty.util.concurrent.FastThreadLocal.removeAll();
             }
         }
 
-        private void write(Packet p, PageResidency residency) throws IOException {
+        private void write(Packet p, PageResidency residency, long staging, IoVector iov) throws IOException {
             if (p.epoch != residencyEpoch) {
                 residency.invalidate(); // the window may predate the sync that made these pages dirty
                 residencyEpoch = p.epoch;
@@ -401,37 +419,57 @@ public final class MultifdSend implements AutoCloseable {
                     normal[nn++] = page;
                 }
             }
-            header(0, nn, nz, p.num, p.idstr);
-            for (int i = 0; i < nn; i++) {
-                out.putBe64(normal[i] << DirtyBitmap.PAGE_SHIFT);
+            header(staging, 0, nn, nz, p.num, p.idstr);
+            long at = staging + Multifd.HEADER_BYTES;
+            for (int i = 0; i < nn; i++, at += 8) {
+                Multifd.putBe64(at, normal[i] << DirtyBitmap.PAGE_SHIFT);
             }
-            for (int i = 0; i < nz; i++) {
-                out.putBe64(zero[i] << DirtyBitmap.PAGE_SHIFT);
+            for (int i = 0; i < nz; i++, at += 8) {
+                Multifd.putBe64(at, zero[i] << DirtyBitmap.PAGE_SHIFT);
             }
+            send(staging, at - staging, region, nn, iov);
+            normalPages += nn;
+            zeroPages += nz;
+        }
+
+        /**
+         * The staged header and offsets, then the first {@code nn} normal pages' contents: one
+         * gathered sendmsg straight from guest memory on a detached socket, else copied into the
+         * connection's chunks.
+         */
+        private void send(long staging, long length, GuestRegion region, int nn, IoVector iov) throws IOException {
+            if (direct != null) {
+                iov.clear();
+                iov.add(staging, length);
+                for (int i = 0; i < nn; i++) {
+                    iov.add(region.hostAddress(normal[i] << DirtyBitmap.PAGE_SHIFT), RamFlags.PAGE_SIZE);
+                }
+                direct.write(iov);
+                bytes = Multifd.INIT_BYTES + direct.bytesWritten();
+                return;
+            }
+            out.putNative(staging, length);
             for (int i = 0; i < nn; i++) {
                 out.putNative(region.hostAddress(normal[i] << DirtyBitmap.PAGE_SHIFT), RamFlags.PAGE_SIZE);
             }
-            normalPages += nn;
-            zeroPages += nz;
             bytes = out.bytesWritten();
         }
 
-        private void header(int flags, int nn, int nz, long num, byte[] idstr) throws IOException {
-            out.putBe32(Multifd.MAGIC);
-            out.putBe32(Multifd.VERSION);
-            out.putBe32(flags);
-            out.putBe32(Multifd.PAGES_PER_PACKET);
-            out.putBe32(nn);
-            out.putBe32(nn * RamFlags.PAGE_SIZE);
-            out.putBe64(num);
-            out.putBe32(nz);
-            out.putBe32(0);
-            out.putBytes(ZEROS, 0, 24);
-            int n = idstr == null ? 0 : idstr.length;
-            if (n > 0) {
-                out.putBytes(idstr);
+        /** Writes a packet header into {@code staging} (whose name field is zero past the name). */
+        private void header(long staging, int flags, int nn, int nz, long num, byte[] idstr) {
+            Multifd.putBe32(staging, Multifd.MAGIC);
+            Multifd.putBe32(staging + 4, Multifd.VERSION);
+            Multifd.putBe32(staging + 8, flags);
+            Multifd.putBe32(staging + 12, Multifd.PAGES_PER_PACKET);
+            Multifd.putBe32(staging + 16, nn);
+            Multifd.putBe32(staging + 20, nn * RamFlags.PAGE_SIZE);
+            Multifd.putBe64(staging + 24, num);
+            Multifd.putBe32(staging + 32, nz);
+            long name = staging + Multifd.HEADER_BYTES - Multifd.RAMBLOCK_BYTES;
+            NativeMemory.fill(name, Multifd.RAMBLOCK_BYTES, (byte) 0);
+            if (idstr != null) {
+                NativeMemory.copyFromArray(idstr, 0, name, idstr.length);
             }
-            out.putBytes(ZEROS, 0, Multifd.RAMBLOCK_BYTES - n);
         }
     }
 }

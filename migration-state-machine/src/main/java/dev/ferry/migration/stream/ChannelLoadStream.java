@@ -128,6 +128,20 @@ public final class ChannelLoadStream implements LoadStream, AutoCloseable {
         }
     }
 
+    /**
+     * The connection's socket for direct reads ({@link MigrationConnection#detach}), with the
+     * unread rest of the current chunk in front; null when the transport keeps it (then read on
+     * through this stream). After a detach this stream holds nothing.
+     */
+    public dev.ferry.migration.transport.DetachedSocket detach() throws IOException {
+        dev.ferry.migration.transport.DetachedSocket s = connection.detach();
+        if (s != null && chunk != null) {
+            s.prepend(chunk);
+            chunk = null;
+        }
+        return s;
+    }
+
     @Override
     public long bytesRead() {
         return read;

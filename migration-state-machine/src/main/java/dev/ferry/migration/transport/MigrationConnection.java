@@ -52,6 +52,17 @@ public interface MigrationConnection extends AutoCloseable {
     /** Describes the peer for messages, e.g. {@code "tcp:127.0.0.1:4444"}. */
     String description();
 
+    /**
+     * Takes the socket out of the transport for direct I/O from and to native memory (a multifd
+     * channel's packets), once everything written so far reached the kernel; bytes already
+     * received come with it. This connection is closed afterwards. Null when the transport cannot
+     * hand its socket over (TLS, which must encrypt every byte; NIO; files): keep using
+     * {@link #write} and {@link #read} then.
+     */
+    default DetachedSocket detach() throws IOException {
+        return null;
+    }
+
     /** Closes the connection (idempotent); pending and future reads and writes fail. */
     @Override
     void close();

@@ -153,6 +153,55 @@ final class NettyMigrationConnection implements MigrationConnection {
         }
     }
 
+    /**
+     * Hands the socket over: drains the writes, then on the event loop switches reading off,
+     * duplicates the descriptor, takes the received chunks and closes the channel (Netty
+     * deregisters it from epoll before closing its descriptor, so the event loop never touches
+     * the socket again). Null for TLS and NIO channels.
+     */
+    @Override
+    public DetachedSocket detach() throws IOException {
+        if (!(channel instanceof io.netty.channel.unix.UnixChannel unix)
+                || channel.pipeline().get(io.netty.handler.ssl.SslHandler.class) != null) {
+            return null;
+        }
+        if (channel.isActive()) {
+            drain();
+        }
+        io.netty.util.concurrent.Future<DetachedSocket> handOver = channel.eventLoop().submit(() -> {
+            if (!closed.compareAndSet(false, true)) {
+                throw new IOException(description + ": connection closed");
+            }
+            channel.config().setAutoRead(false);
+            ReceiveQueue.Detached queued = received.detach();
+            dev.ferry.core.sys.Fd fd = null;
+            Throwable failed = failure != null ? failure : queued.failure();
+            if (channel.isOpen() && failed == null) {
+                fd = dev.ferry.core.sys.Sys.dupCloexec(unix.fd().intValue(), description);
+            } else if (failed == null && !queued.endOfStream() && !channel.isOpen()) {
+                failed = new java.nio.channels.ClosedChannelException();
+            }
+            channel.close();
+            return new DetachedSocket(fd, description, queued.chunks(), failed);
+        });
+        try {
+            handOver.await();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            close();
+            throw new InterruptedIOException(description + ": interrupted while detaching the socket");
+        }
+        signalWriters();
+        if (!handOver.isSuccess()) {
+            Throwable cause = handOver.cause();
+            if (cause instanceof IOException io) {
+                throw io;
+            }
+            throw new IOException(description + ": cannot detach the socket: " + cause, cause);
+        }
+        return handOver.getNow();
+    }
+
     /** Bytes received and not yet read; lets tests check the backpressure bound. */
     long queuedInboundBytes() {
         return received.queuedBytes();

@@ -127,6 +127,28 @@ final class ReceiveQueue {
         }
     }
 
+    /** What the queue held when its channel was detached: its chunks, and how the stream had ended. */
+    record Detached(java.util.List<ByteBuf> chunks, boolean endOfStream, Throwable failure) {
+    }
+
+    /**
+     * Event loop, with auto-read off: hands every queued chunk to the caller and closes the queue
+     * (later offers are released, takes fail), so no byte is left behind or read twice.
+     */
+    Detached detach() {
+        lock.lock();
+        try {
+            java.util.List<ByteBuf> out = new java.util.ArrayList<>(chunks);
+            chunks.clear();
+            queuedBytes = 0;
+            closed = true;
+            changed.signalAll();
+            return new Detached(out, endOfStream, failure);
+        } finally {
+            lock.unlock();
+        }
+    }
+
     /** Any thread: releases every queued chunk and makes pending and later takes fail. */
     void close() {
         lock.lock();

@@ -136,6 +136,44 @@ public final class Sockets {
     }
 
     /**
+     * One non-blocking sendmsg(2) of the native {@code struct msghdr} at {@code msg} (its iovecs
+     * gathered in one call; no SIGPIPE for a peer that is gone): the byte count, or -1 when the
+     * socket cannot take data now (EAGAIN). Retries EINTR.
+     */
+    public static long sendmsgNonBlocking(Fd fd, long msg) {
+        long n;
+        do {
+            n = LIBC.sendmsg(fd.get(), msg, NetLinux.MSG_NOSIGNAL | NetLinux.MSG_DONTWAIT);
+        } while (n < 0 && Sys.errno() == Errno.EINTR);
+        if (n < 0) {
+            if (Sys.errno() == Errno.EAGAIN) {
+                return -1;
+            }
+            throw new NativeCallException("sendmsg", Sys.errno(), fd.toString());
+        }
+        return n;
+    }
+
+    /**
+     * One non-blocking recvmsg(2) into the iovecs of the native {@code struct msghdr} at
+     * {@code msg} (no control data): the byte count, 0 at the stream's end, or -1 when nothing
+     * is ready (EAGAIN). Retries EINTR.
+     */
+    public static long recvmsgNonBlocking(Fd fd, long msg) {
+        long n;
+        do {
+            n = LIBC.recvmsg(fd.get(), msg, NetLinux.MSG_DONTWAIT);
+        } while (n < 0 && Sys.errno() == Errno.EINTR);
+        if (n < 0) {
+            if (Sys.errno() == Errno.EAGAIN) {
+                return -1;
+            }
+            throw new NativeCallException("recvmsg", Sys.errno(), fd.toString());
+        }
+        return n;
+    }
+
+    /**
      * One sendmsg(2) of {@code count} bytes at native {@code buf} with the descriptors {@code fds}
      * (not closed; the peer gets duplicates) as SCM_RIGHTS in the same call, then plain sends for
      * whatever a stream socket did not take at once — so the descriptors travel with the first

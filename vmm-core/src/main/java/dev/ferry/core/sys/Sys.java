@@ -169,6 +169,21 @@ public final class Sys {
         return new Fd(r, fd.description());
     }
 
+    /** fcntl's F_DUPFD_CLOEXEC. */
+    private static final int F_DUPFD_CLOEXEC = 1030;
+
+    /**
+     * A close-on-exec duplicate of a descriptor another layer owns as a bare number (a Netty
+     * channel's socket): the duplicate is the caller's to close, and no child process inherits it.
+     */
+    public static Fd dupCloexec(int fd, String description) {
+        int r = LIBC.fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (r < 0) {
+            throw fail("fcntl(F_DUPFD_CLOEXEC)", description + " (fd " + fd + ")");
+        }
+        return new Fd(r, description);
+    }
+
     /** read(2) into native memory; returns the byte count, 0 at EOF; retries EINTR. */
     public static long read(Fd fd, long buf, long count) {
         long n;
