@@ -19,6 +19,8 @@ public final class Linux {
     public static final int MAP_PRIVATE = 0x02;
     public static final int MAP_ANONYMOUS = 0x20;
     public static final int MAP_NORESERVE = 0x4000;
+    public static final int MAP_POPULATE = 0x8000;
+    public static final int MAP_HUGETLB = 0x40000;
     public static final long MAP_FAILED = -1L;
     public static final int MADV_DONTNEED = 4;
     public static final int MADV_REMOVE = 9;

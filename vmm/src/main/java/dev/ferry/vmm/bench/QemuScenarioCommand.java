@@ -88,6 +88,11 @@ public final class QemuScenarioCommand implements Callable<Integer> {
     @Option(names = "--no-migration-warm-up", description = "Ferry's VMMs skip their warm-up migrations at start")
     boolean noWarmUp;
 
+    @Option(names = "--loopback-ram", description = "also measure one loopback TCP stream from a populated buffer"
+            + " of the guest's RAM size into another (2 MiB pages with --hugetlb ferry|both): the copy no migration"
+            + " avoids, from and into memory that does not fit in a cache; needs twice the guest's RAM")
+    boolean loopbackRam;
+
     @Option(names = "--no-qemu", description = "run Ferry only")
     boolean noQemu;
 
@@ -143,7 +148,15 @@ public final class QemuScenarioCommand implements Callable<Integer> {
         say("Ferry start: %s%n", noWarmUp ? "no warm-up" : "warm-up migrations before QMP opens");
         say("guest RAM:   Ferry %s, QEMU %s%n", hugetlbFor("ferry") ? "2 MiB huge pages" : "4 KiB memfd pages",
                 hugetlbFor("qemu") ? "2 MiB huge pages" : "4 KiB anonymous pages");
-        say("loopback:    %.0f MB/s (one TCP stream, 1 GiB, measured now)%n%n", loopback / 1e6);
+        say("loopback:    %.0f MB/s (one TCP stream, 1 GiB, measured now)%n", loopback / 1e6);
+        double ramToRam = Double.NaN;
+        if (loopbackRam) {
+            ramToRam = loopbackRamToRam(ramBytes, hugetlbFor("ferry"));
+            say("loopback:    %.0f MB/s RAM to RAM (one TCP stream from a populated %s buffer into another, %s;"
+                    + " %.2f of the above)%n", ramToRam / 1e6, ram, hugetlbFor("ferry") ? "2 MiB pages" : "4 KiB pages",
+                    ramToRam / loopback);
+        }
+        say("%n");
         say("%-6s %3s %-10s %8s %8s %9s %9s %10s %8s %6s  %s%n", "tool", "run", "status", "total", "setup", "downtime",
                 "pause", "MiB sent", "MB/s", "passes", "pause phases (ms)");
         List<Sample> samples = new ArrayList<>();
@@ -153,7 +166,7 @@ public final class QemuScenarioCommand implements Callable<Integer> {
             }
             samples.add(print(ferryRun(work.resolve("ferry-" + r), r, ramBytes, fillBytes, rate)));
         }
-        summary(samples, loopback);
+        summary(samples, loopback, ramToRam);
         return samples.stream().allMatch(s -> s.status.equals("completed")) ? 0 : 1;
     }
 
@@ -396,7 +409,68 @@ public final class QemuScenarioCommand implements Callable<Integer> {
         }
     }
 
-    private void summary(List<Sample> samples, double loopback) {
+    /**
+     * One loopback TCP stream moving {@code bytes} from a populated buffer into another, through
+     * the same detached sockets and gathered/scattered calls the multifd channels use, 1 MiB per
+     * call: what a migration of that much random data costs at the least on this host.
+     */
+    static double loopbackRamToRam(long bytes, boolean hugePages) throws Exception {
+        int flags = dev.ferry.core.sys.Linux.MAP_PRIVATE | dev.ferry.core.sys.Linux.MAP_ANONYMOUS
+                | dev.ferry.core.sys.Linux.MAP_POPULATE | (hugePages ? dev.ferry.core.sys.Linux.MAP_HUGETLB : 0);
+        int prot = dev.ferry.core.sys.Linux.PROT_READ | dev.ferry.core.sys.Linux.PROT_WRITE;
+        long step = 1 << 20;
+        long src = dev.ferry.core.sys.Sys.mmap(0, bytes, prot, flags, -1, 0);
+        long dst = 0;
+        try (var transports = new dev.ferry.migration.transport.NettyMigrationTransports();
+             var listener = transports.listen("tcp:127.0.0.1:0")) {
+            dst = dev.ferry.core.sys.Sys.mmap(0, bytes, prot, flags, -1, 0);
+            java.util.SplittableRandom random = new java.util.SplittableRandom(1);
+            for (long off = 0; off < bytes; off += 8) {
+                dev.ferry.core.sys.NativeMemory.putLong(src + off, random.nextLong());
+            }
+            var source = transports.connect(listener.boundUri());
+            var destination = listener.accept(Duration.ofSeconds(10));
+            var out = source.detach();
+            var in = destination.detach();
+            source.close();
+            destination.close();
+            long into = dst;
+            java.util.concurrent.CompletableFuture<Void> reader = java.util.concurrent.CompletableFuture.runAsync(() -> {
+                try (var v = new dev.ferry.migration.transport.IoVector(1)) {
+                    for (long off = 0; off < bytes; off += step) {
+                        v.clear();
+                        v.add(into + off, Math.min(step, bytes - off));
+                        in.read(v);
+                    }
+                } catch (IOException e) {
+                    throw new java.io.UncheckedIOException(e);
+                }
+            });
+            long t0 = System.nanoTime();
+            try (var v = new dev.ferry.migration.transport.IoVector(1)) {
+                for (long off = 0; off < bytes; off += step) {
+                    v.clear();
+                    v.add(src + off, Math.min(step, bytes - off));
+                    out.write(v);
+                }
+                reader.get(10, TimeUnit.MINUTES);
+                return bytes / ((System.nanoTime() - t0) / 1e9);
+            } finally {
+                out.shutdown();
+                in.shutdown();
+                reader.handle((x, e) -> null).get(10, TimeUnit.SECONDS);
+                out.close();
+                in.close();
+            }
+        } finally {
+            dev.ferry.core.sys.Sys.munmap(src, bytes);
+            if (dst != 0) {
+                dev.ferry.core.sys.Sys.munmap(dst, bytes);
+            }
+        }
+    }
+
+    private void summary(List<Sample> samples, double loopback, double ramToRam) {
         List<Sample> q = samples.stream().filter(s -> s.tool.equals("qemu") && s.status.equals("completed")).toList();
         List<Sample> f = samples.stream().filter(s -> s.tool.equals("ferry") && s.status.equals("completed")).toList();
         double qt = median(q, s -> s.total), qd = median(q, s -> s.downtime);
@@ -406,7 +480,7 @@ public final class QemuScenarioCommand implements Callable<Integer> {
         if (json) {
             ObjectNode o = QapiJson.JSON.createObjectNode();
             o.put("ram", ram).put("fill", fill).put("dirty_rate", dirtyRate).put("downtime_limit_ms", downtimeLimit)
-                    .put("loopback_bytes_per_s", loopback).put("ferry_multifd_channels", multifdChannels)
+                    .put("loopback_bytes_per_s", loopback).put("loopback_ram_to_ram_bytes_per_s", ramToRam).put("ferry_multifd_channels", multifdChannels)
                     .put("hugetlb", hugetlb).put("ferry_migration_warm_up", !noWarmUp)
                     .put("qemu_multifd_channels", qemuMultifdChannels);
             ArrayNode a = o.putArray("runs");
@@ -424,6 +498,9 @@ public final class QemuScenarioCommand implements Callable<Integer> {
         out.println();
         out.printf(Locale.ROOT, "medians:     ferry total %.0f ms, downtime %.0f ms, guest pause %.0f ms, %.0f MB/s (%.2f of loopback)%n",
                 ft, fd, fp, fr / 1e6, fr / loopback);
+        if (!Double.isNaN(ramToRam)) {
+            out.printf(Locale.ROOT, "             %.2f of loopback RAM to RAM%n", fr / ramToRam);
+        }
         if (!q.isEmpty() && !f.isEmpty()) {
             out.printf(Locale.ROOT, "             qemu  total %.0f ms, downtime %.0f ms%n", qt, qd);
             out.printf(Locale.ROOT, "ratios:      total ferry/qemu %.2f (goal <= 0.33), downtime ferry/qemu %.2f (goal <= 1)%n",
