@@ -349,7 +349,7 @@ public final class MultifdSend implements AutoCloseable {
         volatile long zeroPages;
         volatile long syncsSent;
         /** The socket taken out of the transport for gathered writes; null where it cannot be (TLS). */
-        DetachedSocket direct;
+        volatile DetachedSocket direct;
 
         Channel(int id, MigrationConnection conn) {
             this.id = id;
