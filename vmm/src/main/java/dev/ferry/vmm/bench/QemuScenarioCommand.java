@@ -103,7 +103,7 @@ public final class QemuScenarioCommand implements Callable<Integer> {
 
     /** One migration; times in ms; pause -1 when unknown (QEMU without a return path). */
     record Sample(String tool, int run, String status, long total, long setup, long downtime, long pause,
-                  long transferred, long passes, String phases) {
+                  long transferred, long passes, String phases, double cpu) {
         /** Bytes per second over the migration after setup. */
         double rate() {
             return transferred / (Math.max(1, total - setup) / 1e3);
@@ -157,8 +157,8 @@ public final class QemuScenarioCommand implements Callable<Integer> {
                     ramToRam / loopback);
         }
         say("%n");
-        say("%-6s %3s %-10s %8s %8s %9s %9s %10s %8s %6s  %s%n", "tool", "run", "status", "total", "setup", "downtime",
-                "pause", "MiB sent", "MB/s", "passes", "pause phases (ms)");
+        say("%-6s %3s %-10s %8s %8s %9s %9s %10s %8s %6s %6s  %s%n", "tool", "run", "status", "total", "setup", "downtime",
+                "pause", "MiB sent", "MB/s", "CPU s", "passes", "pause phases (ms)");
         List<Sample> samples = new ArrayList<>();
         for (int r = 1; r <= runs; r++) {
             if (guest != null) {
@@ -181,8 +181,8 @@ public final class QemuScenarioCommand implements Callable<Integer> {
     }
 
     private Sample print(Sample s) {
-        say("%-6s %3d %-10s %5d ms %5d ms %6d ms %9s %10.1f %8.0f %6d  %s%n", s.tool, s.run, s.status, s.total, s.setup,
-                s.downtime, s.pause < 0 ? "n/a" : s.pause + " ms", s.transferred / 1048576.0, s.rate() / 1e6, s.passes,
+        say("%-6s %3d %-10s %5d ms %5d ms %6d ms %9s %10.1f %8.0f %6.1f %6d  %s%n", s.tool, s.run, s.status, s.total, s.setup,
+                s.downtime, s.pause < 0 ? "n/a" : s.pause + " ms", s.transferred / 1048576.0, s.rate() / 1e6, s.cpu, s.passes,
                 s.phases);
         return s;
     }
@@ -212,11 +212,14 @@ public final class QemuScenarioCommand implements Callable<Integer> {
             d.execute("migrate-incoming", QapiJson.JSON.createObjectNode().put("uri", "tcp:127.0.0.1:" + port));
             s.execute("migrate-set-parameters", QapiJson.JSON.createObjectNode().put("downtime-limit", downtimeLimit)
                     .put("max-bandwidth", 1L << 40)); // QEMU's 0 is not "unlimited"; 1 TiB/s is
+            double cpu0 = cpuSeconds(src.pid()) + cpuSeconds(dst.pid());
             JsonNode info = migrate(s, d, port);
             String status = status(info, d);
+            double cpu = cpuSeconds(src.pid()) + cpuSeconds(dst.pid()) - cpu0;
             JsonNode r = info.path("ram");
             return new Sample("qemu", run, status, info.path("total-time").asLong(), info.path("setup-time").asLong(),
-                    info.path("downtime").asLong(), -1, r.path("transferred").asLong(), r.path("dirty-sync-count").asLong(), "");
+                    info.path("downtime").asLong(), -1, r.path("transferred").asLong(), r.path("dirty-sync-count").asLong(), "",
+                    cpu);
         } finally {
             src.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
             dst.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
@@ -314,8 +317,10 @@ public final class QemuScenarioCommand implements Callable<Integer> {
             d.execute("migrate-incoming", QapiJson.JSON.createObjectNode().put("uri", "tcp:127.0.0.1:" + port));
             s.execute("migrate-set-parameters", QapiJson.JSON.createObjectNode().put("downtime-limit", downtimeLimit)
                     .put("max-bandwidth", 0));
+            double cpu0 = cpuSeconds(src.pid()) + cpuSeconds(dst.pid());
             JsonNode info = migrate(s, d, port);
             String status = status(info, d);
+            double cpu = cpuSeconds(src.pid()) + cpuSeconds(dst.pid()) - cpu0;
             JsonNode r = info.path("ram");
             StringBuilder phases = new StringBuilder();
             info.path("x-ferry-downtime-breakdown").fields().forEachRemaining(f -> phases.append(phases.length() == 0 ? "" : " ")
@@ -323,7 +328,7 @@ public final class QemuScenarioCommand implements Callable<Integer> {
                     .append(String.format(Locale.ROOT, "%.1f", f.getValue().asLong() / 1000.0)));
             return new Sample("ferry", run, status, info.path("total-time").asLong(), info.path("setup-time").asLong(),
                     info.path("downtime").asLong(), info.path("x-ferry-guest-pause").asLong(-1), r.path("transferred").asLong(),
-                    r.path("dirty-sync-count").asLong(), phases.toString());
+                    r.path("dirty-sync-count").asLong(), phases.toString(), cpu);
         }
     }
 
@@ -470,6 +475,17 @@ public final class QemuScenarioCommand implements Callable<Integer> {
         }
     }
 
+    /** User plus system CPU seconds the process has used so far (all its threads); 0 once it is gone. */
+    static double cpuSeconds(long pid) {
+        try {
+            String stat = Files.readString(Path.of("/proc", Long.toString(pid), "stat"));
+            String[] f = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
+            return (Long.parseLong(f[11]) + Long.parseLong(f[12])) / 100.0; // utime, stime in USER_HZ ticks
+        } catch (IOException | RuntimeException e) {
+            return 0;
+        }
+    }
+
     private void summary(List<Sample> samples, double loopback, double ramToRam) {
         List<Sample> q = samples.stream().filter(s -> s.tool.equals("qemu") && s.status.equals("completed")).toList();
         List<Sample> f = samples.stream().filter(s -> s.tool.equals("ferry") && s.status.equals("completed")).toList();
@@ -487,7 +503,7 @@ public final class QemuScenarioCommand implements Callable<Integer> {
             for (Sample s : samples) {
                 a.addObject().put("tool", s.tool).put("run", s.run).put("status", s.status).put("total_ms", s.total)
                         .put("downtime_ms", s.downtime).put("guest_pause_ms", s.pause).put("transferred_bytes", s.transferred)
-                        .put("setup_ms", s.setup).put("bytes_per_s", s.rate()).put("passes", s.passes).put("phases", s.phases);
+                        .put("setup_ms", s.setup).put("bytes_per_s", s.rate()).put("cpu_seconds", s.cpu).put("passes", s.passes).put("phases", s.phases);
             }
             o.put("qemu_median_total_ms", qt).put("qemu_median_downtime_ms", qd).put("ferry_median_total_ms", ft)
                     .put("ferry_median_downtime_ms", fd).put("ferry_median_guest_pause_ms", fp)
@@ -506,6 +522,9 @@ public final class QemuScenarioCommand implements Callable<Integer> {
             out.printf(Locale.ROOT, "ratios:      total ferry/qemu %.2f (goal <= 0.33), downtime ferry/qemu %.2f (goal <= 1)%n",
                     ft / qt, fd / qd);
         }
+        out.printf(Locale.ROOT, "CPU:         ferry %.2f s per GB sent%s (both processes, every thread, during the migration)%n",
+                median(f, s -> s.cpu / (s.transferred / 1e9)),
+                q.isEmpty() ? "" : String.format(Locale.ROOT, ", qemu %.2f s", median(q, s -> s.cpu / (s.transferred / 1e9))));
         out.printf("guest pause over the %d ms limit: %d of %d Ferry runs%n", downtimeLimit, overLimit, f.size());
     }
 

@@ -70,6 +70,11 @@ public final class FerryRunProcess implements AutoCloseable {
         return new FerryRunProcess(name, p, log, sock);
     }
 
+    /** The process id (for its CPU time in /proc). */
+    public long pid() {
+        return process.pid();
+    }
+
     /** Waits for the QMP socket, connects and negotiates; fails with the process's output if it died. */
     public QmpClient qmp() throws IOException, InterruptedException {
         if (qmp != null) {
