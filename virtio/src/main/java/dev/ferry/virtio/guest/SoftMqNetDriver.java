@@ -30,8 +30,8 @@ import java.util.concurrent.TimeUnit;
  * rx queue counts as misdelivered (the device's receive steering failed).
  *
  * <p>Everything lives in guest RAM (layout below), so after a migration the same program on the
- * destination continues every flow. When replies stop (frames lost with a migration's source)
- * it waits a little and counts the unanswered frames as answered.
+ * destination continues every flow. When a flow's replies stop (frames lost with a migration's
+ * source) it waits a little and counts that flow's unanswered frames as answered.
  * <pre>
  * base + 0x00000  record: u64 words (R_*), then per pair 0x80 bytes at 0x400 + 0x80·p (P_*)
  *        +0x0c00  control request (class, command, data); ack byte at +0x0d00
@@ -46,7 +46,8 @@ public final class SoftMqNetDriver implements SoftGuestProgram {
     public static final long SIZE = 0x20000 + 0x40000L * MAX_PAIRS;
     private static final long MAGIC = 0x46657272794d516eL; // "FerryMQn"
     private static final long WAIT_NANOS = TimeUnit.MILLISECONDS.toNanos(1);
-    private static final int STALL_SLICES = 20;
+    /** How long a flow with unanswered frames hears nothing before they count as lost. */
+    private static final long STALL_NANOS = TimeUnit.MILLISECONDS.toNanos(50);
 
     static final int R_MAGIC = 0;
     static final int R_FEATURES = 8;
@@ -94,7 +95,9 @@ public final class SoftMqNetDriver implements SoftGuestProgram {
     private final int irqMask;
     private final byte[] frame;
     private boolean booted;
-    private int stalled;
+    /** Per flow: its received-frame count when last looked at, and since when it stayed so (0: not yet looked). */
+    private final long[] heard = new long[MAX_PAIRS];
+    private final long[] quietSince = new long[MAX_PAIRS];
 
     /**
      * @param areaBase 4 KiB-aligned guest-physical base of {@link #SIZE} bytes
@@ -227,18 +230,32 @@ public final class SoftMqNetDriver implements SoftGuestProgram {
         }
         int work = reapCtrl();
         int pairs = get(R_CTRL_PENDING) != 0 ? 0 : (int) get(R_PAIRS);
+        long now = System.nanoTime();
         for (int p = 0; p < pairs && get(R_ERRORS) == 0; p++) {
             work += reapTx(p) + reapRx(p) + sendData(p);
+            giveUpWhenQuiet(p, now);
         }
         boolean idle = work == 0;
         int pending = idle ? irqchip.await(irqMask, WAIT_NANOS, TimeUnit.NANOSECONDS) : irqchip.pendingMask() & irqMask;
         if (pending != 0) {
             interrupt();
-        } else if (idle && ++stalled > STALL_SLICES) {
-            for (int p = 0; p < pairs; p++) {
-                pset(p, P_ECHO_LAST, pget(p, P_NEXT_SEQ) - 1);
-            }
-            stalled = 0;
+        }
+    }
+
+    /**
+     * Flow {@code p}'s unanswered frames count as answered once nothing came back on the flow for
+     * {@link #STALL_NANOS} (frames lost with a migration's source, or dropped on the way). Each
+     * flow is watched on its own: one whose replies stopped goes on while the others run.
+     */
+    private void giveUpWhenQuiet(int p, long now) {
+        long rx = pget(p, P_RX_FRAMES);
+        boolean open = pget(p, P_NEXT_SEQ) - 1 > pget(p, P_ECHO_LAST);
+        if (rx != heard[p] || !open || quietSince[p] == 0) {
+            heard[p] = rx;
+            quietSince[p] = now;
+        } else if (now - quietSince[p] > STALL_NANOS) {
+            pset(p, P_ECHO_LAST, pget(p, P_NEXT_SEQ) - 1);
+            quietSince[p] = now;
         }
     }
 
@@ -504,7 +521,6 @@ public final class SoftMqNetDriver implements SoftGuestProgram {
         mem.storeU16Release(avail(q) + 2, (int) a);
         pset(p, P_RX_AVAIL, a);
         kick(q, q);
-        stalled = 0;
         return pending;
     }
 
