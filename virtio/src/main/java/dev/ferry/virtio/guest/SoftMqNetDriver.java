@@ -241,13 +241,17 @@ public final class SoftMqNetDriver implements SoftGuestProgram {
     }
 
     /**
-     * Flow {@code p}'s unanswered frames count as answered once nothing came back on the flow for
-     * {@link #STALL_NANOS} (frames lost with a migration's source, or dropped on the way). Each
-     * flow is watched on its own: one whose replies stopped goes on while the others run.
+     * Flow {@code p}'s unanswered frames count as answered once the device took every one of
+     * them (their TX buffers came back) and nothing came back on the flow for
+     * {@link #STALL_NANOS}: frames lost with a migration's source, or dropped on the way. Frames
+     * still in the TX ring are not lost (a back-end that starts forwarding late, a busy host);
+     * sending more then would only overrun the RX ring. Each flow is watched on its own: one
+     * whose replies stopped goes on while the others run.
      */
     private void giveUpWhenQuiet(int p, long now) {
         long rx = pget(p, P_RX_FRAMES);
-        boolean open = pget(p, P_NEXT_SEQ) - 1 > pget(p, P_ECHO_LAST);
+        long sent = pget(p, P_NEXT_SEQ) - 1;
+        boolean open = sent > pget(p, P_ECHO_LAST) && pget(p, P_TX_COMPLETED) == sent;
         if (rx != heard[p] || !open || quietSince[p] == 0) {
             heard[p] = rx;
             quietSince[p] = now;
