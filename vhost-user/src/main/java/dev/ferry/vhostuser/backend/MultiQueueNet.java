@@ -8,12 +8,11 @@ import dev.ferry.core.migration.SaveStream;
 import dev.ferry.core.sys.Linux;
 import dev.ferry.core.sys.NativeCallException;
 import dev.ferry.core.sys.NativeMemory;
-import dev.ferry.virtio.Virtio;
 import dev.ferry.virtio.VirtioContext;
-import dev.ferry.virtio.VirtioDeviceModel;
 import dev.ferry.virtio.guest.NetTraffic;
 import dev.ferry.virtio.net.NetBackend;
 import dev.ferry.virtio.net.NetBackendException;
+import dev.ferry.virtio.net.NetDeviceModel;
 import dev.ferry.virtio.net.NetHeader;
 import dev.ferry.virtio.queue.DescriptorChain;
 import dev.ferry.virtio.queue.SplitVirtqueue;
@@ -49,20 +48,15 @@ import java.util.concurrent.atomic.AtomicLong;
  * chain without the header or above {@link NetBackend#MAX_FRAME}, an RX chain too small for the
  * frame: NEEDS_RESET. Every write to guest memory goes through {@link DeviceMemory} (logged).
  */
-public final class MultiQueueNet implements VirtioDeviceModel {
+public final class MultiQueueNet extends NetDeviceModel {
     private static final Logger LOG = LoggerFactory.getLogger(MultiQueueNet.class);
     public static final int F_MQ = 22;
     static final int FLOWS = 256;
     /** The most pairs (the unpublished-rx mask is an int). */
     public static final int MAX_PAIRS = 16;
     private static final int RX_BURST = 64;
-    private static final int BUFFER = NetHeader.SIZE + NetBackend.MAX_FRAME;
-    private final String id;
     private final int pairs;
     private final int queueSize;
-    private final NetBackend backend;
-    private final long txBuf;
-    private final long rxBuf;
     private final long[] flowKeys = new long[FLOWS];
     private final byte[] flowPairs = new byte[FLOWS];
     private final AtomicLong[] txFrames;
@@ -71,7 +65,6 @@ public final class MultiQueueNet implements VirtioDeviceModel {
     private final AtomicLong txDropped = new AtomicLong();
 
     // Loop-thread state.
-    private VirtioContext ctx;
     private boolean serving;
     private DeviceEventLoop.Registration rxWatch;
     private int rxPending;
@@ -79,18 +72,12 @@ public final class MultiQueueNet implements VirtioDeviceModel {
     /** Pairs whose rx queue has pushes not yet published (one publish and interrupt per burst). */
     private int unpublished;
     private boolean backendFailed;
-    private volatile boolean closed;
 
     /** Owns {@code backend} from here on. */
     public MultiQueueNet(String id, int pairs, int queueSize, NetBackend backend) {
-        if (pairs < 1 || pairs > MAX_PAIRS) {
-            backend.close();
-            throw new IllegalArgumentException(id + ": " + pairs + " queue pairs; 1.." + MAX_PAIRS);
-        }
-        this.id = id;
+        super(id, checkPairs(id, pairs, backend));
         this.pairs = pairs;
         this.queueSize = queueSize;
-        this.backend = backend;
         this.txFrames = new AtomicLong[pairs];
         this.rxFrames = new AtomicLong[pairs];
         for (int i = 0; i < pairs; i++) {
@@ -98,26 +85,19 @@ public final class MultiQueueNet implements VirtioDeviceModel {
             rxFrames[i] = new AtomicLong();
         }
         Arrays.fill(flowKeys, -1);
-        this.txBuf = NativeMemory.allocate(BUFFER);
-        this.rxBuf = NativeMemory.allocate(BUFFER);
     }
 
-    public NetBackend backend() {
+    /** {@code backend}, when {@code pairs} is within 1..{@link #MAX_PAIRS}; else it is closed and this throws. */
+    private static NetBackend checkPairs(String id, int pairs, NetBackend backend) {
+        if (pairs < 1 || pairs > MAX_PAIRS) {
+            backend.close();
+            throw new IllegalArgumentException(id + ": " + pairs + " queue pairs; 1.." + MAX_PAIRS);
+        }
         return backend;
     }
 
     public int pairs() {
         return pairs;
-    }
-
-    @Override
-    public String name() {
-        return "virtio-net";
-    }
-
-    @Override
-    public int deviceId() {
-        return Virtio.ID_NET;
     }
 
     @Override
@@ -489,24 +469,7 @@ public final class MultiQueueNet implements VirtioDeviceModel {
     }
 
     @Override
-    public void close() {
-        if (closed) {
-            return;
-        }
-        closed = true;
-        DeviceEventLoop loop = ctx != null ? ctx.loop() : null;
-        try {
-            if (loop != null) {
-                loop.call(() -> {
-                    watchRx(false);
-                    return null;
-                });
-            }
-        } catch (RuntimeException e) {
-            LOG.debug("{}: closing on a closed loop: {}", id, e.toString());
-        }
-        backend.close();
-        NativeMemory.free(txBuf);
-        NativeMemory.free(rxBuf);
+    protected void stopOnLoop() {
+        watchRx(false);
     }
 }

@@ -4,8 +4,6 @@ import dev.ferry.virtio.Virtio;
 import dev.ferry.virtio.VirtioContext;
 import dev.ferry.virtio.net.NetControl;
 import dev.ferry.virtio.queue.ChainReader;
-import dev.ferry.virtio.queue.DescriptorChain;
-import dev.ferry.virtio.queue.SplitVirtqueue;
 import dev.ferry.virtio.queue.VirtqueueError;
 
 /**
@@ -37,45 +35,21 @@ final class MqControlQueue {
         return errors;
     }
 
-    /** Serves every available request on queue {@code index}. */
+    /** Serves every available request on queue {@code index} ({@link NetControl#serve}). */
     void serve(VirtioContext ctx, int index) {
-        SplitVirtqueue vq = ctx.queue(index);
-        if (vq == null) {
-            return;
-        }
-        int n = 0;
         try {
-            DescriptorChain c;
-            while ((c = vq.pop()) != null) {
-                if (c.readableBytes() < 2 || c.writableBytes() < 1) {
-                    ctx.deviceError("virtio-net ctrl missing headers: chain head " + c.head() + " has "
-                            + c.readableBytes() + " device-readable and " + c.writableBytes()
-                            + " device-writable bytes (class, command and ack need 2 and 1)");
-                    return;
-                }
-                int ack = command(c, ctx.features());
+            NetControl.serve(ctx, index, this::command, ack -> {
                 commands++;
                 if (ack != NetControl.OK) {
                     errors++;
                 }
-                c.writer().writeU8(ack);
-                vq.push(c, 1);
-                n++;
-            }
+            });
         } catch (VirtqueueError e) {
             ctx.deviceError("queue " + index + ": " + e.getMessage());
-            return;
-        }
-        if (n > 0) {
-            vq.publish();
-            ctx.notifyQueue(index);
         }
     }
 
-    private int command(DescriptorChain c, long features) {
-        ChainReader r = c.reader();
-        int cls = r.readU8();
-        int cmd = r.readU8();
+    private int command(int cls, int cmd, ChainReader r, long features) {
         long len = r.remaining();
         if (cls != NetControl.CLASS_MQ || cmd != MQ_VQ_PAIRS_SET || len != 2
                 || !Virtio.has(features, VhostUserNet.F_MQ)) {

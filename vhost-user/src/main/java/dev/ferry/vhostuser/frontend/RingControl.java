@@ -22,7 +22,8 @@ import dev.ferry.vhostuser.proto.VhostUserException;
  *   start (DRIVER_OK, VM start)  SET_FEATURES [+LOG_ALL] · SET_MEM_TABLE · [SET_LOG_BASE] · [SET_INFLIGHT_FD]
  *                                per ready queue: NUM · BASE(last_avail_idx) · ADDR [log] · KICK · CALL · ENABLE(1)
  *                                [SET_STATUS]
- *   quiesce (VM stop)            per ready queue: ENABLE(0) · GET_VRING_BASE → the transport's ring state
+ *   quiesce (VM stop)            per ready queue: [ENABLE(0)] · GET_VRING_BASE → the transport's ring state
+ *                                (net: no ENABLE(0), every TX ring before any RX ring)
  *   reset (driver writes 0)      as quiesce, [SET_STATUS 0]
  * </pre>
  * GET_VRING_BASE's index (with the used index re-read from guest RAM) becomes the transport's
@@ -144,7 +145,8 @@ final class RingControl {
         VirtioContext ctx = d.ctx;
         String problem = null;
         int n = ctx == null ? 0 : served(ctx);
-        for (int i = 0; i < n; i++) {
+        for (int k = 0; k < n; k++) {
+            int i = d.stopOrder(k, n);
             SplitVirtqueue ring = ctx.queue(i);
             if (ring == null) {
                 continue;
@@ -158,7 +160,7 @@ final class RingControl {
                 if (d.completesOnItsOwn(i)) {
                     used = RingDrain.settle(ctx, i, ring, used, drainTimeoutMs());
                 }
-                int base = d.link.frontend().stopRing(i);
+                int base = d.link.frontend().stopRing(i, d.disablesRingsAtStop());
                 int inUse = (base - used) & 0xffff;
                 if (inUse > ring.size()) {
                     problem = "GET_VRING_BASE for ring " + i + " returned 0x" + Integer.toHexString(base)

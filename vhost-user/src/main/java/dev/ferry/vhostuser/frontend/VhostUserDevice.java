@@ -165,6 +165,22 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
         return true;
     }
 
+    /**
+     * Whether a stop disables each ring (SET_VRING_ENABLE 0) before its GET_VRING_BASE, as QEMU's
+     * vhost-user-blk does (the default). Net answers false: see {@link VhostUserNet}.
+     */
+    protected boolean disablesRingsAtStop() {
+        return true;
+    }
+
+    /**
+     * The ring a stop takes {@code k}-th of the {@code n} the back-end serves (the default: by
+     * index; net: every TX ring before any RX ring).
+     */
+    protected int stopOrder(int k, int n) {
+        return k;
+    }
+
     /** After the rings started (loop thread): net announces a migrated guest here. */
     protected void afterStart(VhostUserFrontend frontend, VirtioContext context) throws VhostUserException {
     }

@@ -269,7 +269,15 @@ public final class VhostUserFrontend implements AutoCloseable {
      * which stops the ring; returns the index the back-end will pop next (a u16).
      */
     public int stopRing(int index) throws VhostUserException {
-        if (VhostUser.has(backendFeatures, VhostUser.F_PROTOCOL_FEATURES)) {
+        return stopRing(index, true);
+    }
+
+    /**
+     * As above; {@code disableFirst} false sends GET_VRING_BASE alone (it stops the ring by
+     * itself), as QEMU's vhost-net does.
+     */
+    public int stopRing(int index, boolean disableFirst) throws VhostUserException {
+        if (disableFirst && VhostUser.has(backendFeatures, VhostUser.F_PROTOCOL_FEATURES)) {
             enableRing(index, false);
         }
         about(VhostUser.GET_VRING_BASE);

@@ -80,6 +80,28 @@ public final class VhostUserNet extends VhostUserDevice {
         return false;
     }
 
+    /**
+     * A stop sends GET_VRING_BASE alone, as QEMU's vhost-net does: a back-end that forwards a
+     * pair's TX frames into RX rings (testpmd) still takes TX from a pair whose RX ring a lone
+     * SET_VRING_ENABLE(0) disabled, and drops every frame it took in between (a whole window of
+     * one flow at each migration). GET_VRING_BASE stops the ring by itself; DPDK stops every
+     * ring of the device at the first one.
+     */
+    @Override
+    protected boolean disablesRingsAtStop() {
+        return false;
+    }
+
+    /**
+     * Every TX ring stops before any RX ring: a back-end that stops ring by ring takes no frame
+     * from the guest once it can no longer deliver into the RX rings.
+     */
+    @Override
+    protected int stopOrder(int k, int n) {
+        int half = n / 2;
+        return k < half ? 2 * k + 1 : 2 * (k - half);
+    }
+
     @Override
     protected long deviceFeatureMask() {
         return 1L << VirtioNet.F_MRG_RXBUF;

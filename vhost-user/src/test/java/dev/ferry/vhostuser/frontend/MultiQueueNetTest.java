@@ -98,6 +98,32 @@ class MultiQueueNetTest {
     }
 
     /**
+     * Issue 11: a stop takes the rings with GET_VRING_BASE alone, every TX ring before any RX
+     * ring. A lone SET_VRING_ENABLE(0) on rx0 while tx0 still ran let testpmd take pair 0's frames
+     * and drop them, having no RX ring to answer into.
+     */
+    @Test
+    void aStopSendsGetVringBaseAloneTxRingsFirst() throws Exception {
+        try (TrafficPeer peer = TrafficPeer.udp(new InetSocketAddress("127.0.0.1", 0));
+             VhostUserBackend be = ferryNet(dir.resolve("a.sock"), (InetSocketAddress) peer.address(), 2);
+             MqNetVm vm = new MqNetVm("vm", be.socket(), 2, false)) {
+            vm.machine.vmStart();
+            SoftMqNetDriver.Progress p = vm.await(q -> q.pairs() == 2 && q.leastReceived() >= 4);
+            assertTrue(p.pairs() == 2 && p.leastReceived() >= 4, p.toString());
+            java.util.List<Integer> requests = new java.util.concurrent.CopyOnWriteArrayList<>();
+            vm.model().withFrontend(f -> f.requestObserver(requests::add));
+            vm.machine.vmStop(RunState.PAUSED);
+            assertEquals(java.util.List.of(VhostUser.GET_VRING_BASE, VhostUser.GET_VRING_BASE, VhostUser.GET_VRING_BASE,
+                    VhostUser.GET_VRING_BASE), requests, "the stop: GET_VRING_BASE per ring, no SET_VRING_ENABLE(0)");
+            int[] order = new int[4];
+            for (int k = 0; k < 4; k++) {
+                order[k] = vm.model().stopOrder(k, 4);
+            }
+            assertEquals("[1, 3, 0, 2]", java.util.Arrays.toString(order), "tx0 tx1 rx0 rx1");
+        }
+    }
+
+    /**
      * The control queue, driven by a hand-written (hostile) driver: VQ_PAIRS_SET within 1..N is
      * OK and enables or disables exactly the pairs that change at the back-end; 0, N+1, 0xffff,
      * a wrong data length or another class is ERR and changes nothing; a request without its ack

@@ -12,7 +12,10 @@ import java.util.concurrent.TimeUnit;
  * A real DPDK testpmd as a vhost-user-net back-end (net_vhost PMD, server mode, no hugepages),
  * forwarding every frame back to its sender with the MACs swapped. Its stdin stays open (it exits
  * at EOF). Both its lcores run on CPU 0: the forwarding one polls without rest, and on a 2-core
- * machine two testpmds on separate cores would starve the VMM under test. Tests skip with the reason when testpmd is not installed.
+ * machine two testpmds on separate cores would starve the VMM under test. It starts forwarding
+ * once a front-end brought the link up, and without {@code --no-flush-rx} it would first drop
+ * what waits on its RX queues (the frames a migrated guest sent on the destination). Tests skip
+ * with the reason when testpmd is not installed.
  */
 final class Testpmd implements AutoCloseable {
     static final Path BINARY = onPath("dpdk-testpmd");
@@ -48,7 +51,7 @@ final class Testpmd implements AutoCloseable {
         process = new ProcessBuilder(List.of(BINARY.toString(), "--lcores", "0@0,1@0", "--no-pci", "--no-huge", "-m", "256",
                 "--file-prefix=" + prefix, "--vdev", "net_vhost0,iface=" + socket + ",queues=" + queues + ",client=0", "--",
                 "--port-topology=loop", "--forward-mode=macswap", "--total-num-mbufs=2048", "--rxq=" + queues,
-                "--txq=" + queues, "--auto-start"))
+                "--txq=" + queues, "--auto-start", "--no-flush-rx"))
                 .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.appendTo(logFile.toFile())).start();
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
         while (!dev.ferry.core.sys.UnixListeners.listening(socket)) { // the file appears at bind(), before listen()
@@ -63,8 +66,11 @@ final class Testpmd implements AutoCloseable {
 
     @Override
     public void close() {
-        process.destroyForcibly();
+        process.destroy();
         try {
+            if (!process.waitFor(5, TimeUnit.SECONDS)) {
+                process.destroyForcibly();
+            }
             process.waitFor(10, TimeUnit.SECONDS);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();

@@ -30,8 +30,8 @@ import java.util.concurrent.TimeUnit;
  * rx queue counts as misdelivered (the device's receive steering failed).
  *
  * <p>Everything lives in guest RAM (layout below), so after a migration the same program on the
- * destination continues every flow. When replies stop (frames lost with a migration's source)
- * it waits a little and counts the unanswered frames as answered.
+ * destination continues every flow. When a flow's replies stop (frames lost with a migration's
+ * source) it waits a little and counts that flow's unanswered frames as answered.
  * <pre>
  * base + 0x00000  record: u64 words (R_*), then per pair 0x80 bytes at 0x400 + 0x80·p (P_*)
  *        +0x0c00  control request (class, command, data); ack byte at +0x0d00
@@ -46,7 +46,8 @@ public final class SoftMqNetDriver implements SoftGuestProgram {
     public static final long SIZE = 0x20000 + 0x40000L * MAX_PAIRS;
     private static final long MAGIC = 0x46657272794d516eL; // "FerryMQn"
     private static final long WAIT_NANOS = TimeUnit.MILLISECONDS.toNanos(1);
-    private static final int STALL_SLICES = 20;
+    /** How long a flow with unanswered frames hears nothing before they count as lost. */
+    private static final long STALL_NANOS = TimeUnit.MILLISECONDS.toNanos(50);
 
     static final int R_MAGIC = 0;
     static final int R_FEATURES = 8;
@@ -88,13 +89,14 @@ public final class SoftMqNetDriver implements SoftGuestProgram {
 
     private final DeviceMemory mem;
     private final long base;
-    private final IoBus mmio;
-    private final long regs;
+    private final NetMmio port;
     private final SoftInterruptController irqchip;
     private final int irqMask;
     private final byte[] frame;
     private boolean booted;
-    private int stalled;
+    /** Per flow: its received-frame count when last looked at, and since when it stayed so (0: not yet looked). */
+    private final long[] heard = new long[MAX_PAIRS];
+    private final long[] quietSince = new long[MAX_PAIRS];
 
     /**
      * @param areaBase 4 KiB-aligned guest-physical base of {@link #SIZE} bytes
@@ -110,8 +112,7 @@ public final class SoftMqNetDriver implements SoftGuestProgram {
         }
         this.mem = memory;
         this.base = areaBase;
-        this.mmio = mmio;
-        this.regs = regs;
+        this.port = new NetMmio(memory, mmio, regs);
         this.irqchip = irqchip;
         this.irqMask = 1 << gsi;
         this.frame = new byte[frameLength];
@@ -227,26 +228,43 @@ public final class SoftMqNetDriver implements SoftGuestProgram {
         }
         int work = reapCtrl();
         int pairs = get(R_CTRL_PENDING) != 0 ? 0 : (int) get(R_PAIRS);
+        long now = System.nanoTime();
         for (int p = 0; p < pairs && get(R_ERRORS) == 0; p++) {
             work += reapTx(p) + reapRx(p) + sendData(p);
+            giveUpWhenQuiet(p, now);
         }
         boolean idle = work == 0;
         int pending = idle ? irqchip.await(irqMask, WAIT_NANOS, TimeUnit.NANOSECONDS) : irqchip.pendingMask() & irqMask;
         if (pending != 0) {
             interrupt();
-        } else if (idle && ++stalled > STALL_SLICES) {
-            for (int p = 0; p < pairs; p++) {
-                pset(p, P_ECHO_LAST, pget(p, P_NEXT_SEQ) - 1);
-            }
-            stalled = 0;
+        }
+    }
+
+    /**
+     * Flow {@code p}'s unanswered frames count as answered once the device took every one of
+     * them (their TX buffers came back) and nothing came back on the flow for
+     * {@link #STALL_NANOS}: frames lost with a migration's source, or dropped on the way. Frames
+     * still in the TX ring are not lost (a back-end that starts forwarding late, a busy host);
+     * sending more then would only overrun the RX ring. Each flow is watched on its own: one
+     * whose replies stopped goes on while the others run.
+     */
+    private void giveUpWhenQuiet(int p, long now) {
+        long rx = pget(p, P_RX_FRAMES);
+        long sent = pget(p, P_NEXT_SEQ) - 1;
+        boolean open = sent > pget(p, P_ECHO_LAST) && pget(p, P_TX_COMPLETED) == sent;
+        if (rx != heard[p] || !open || quietSince[p] == 0) {
+            heard[p] = rx;
+            quietSince[p] = now;
+        } else if (now - quietSince[p] > STALL_NANOS) {
+            pset(p, P_ECHO_LAST, pget(p, P_NEXT_SEQ) - 1);
+            quietSince[p] = now;
         }
     }
 
     private void interrupt() {
-        int isr = (int) mmio.read(regs + 0x060, 4);
-        mmio.write(regs + 0x064, 4, isr);
+        int isr = port.ackInterrupt();
         set(R_INTERRUPTS, get(R_INTERRUPTS) + 1);
-        if ((isr & Virtio.ISR_CONFIG) != 0 && (mmio.read(regs + 0x070, 4) & Virtio.STATUS_NEEDS_RESET) != 0) {
+        if ((isr & Virtio.ISR_CONFIG) != 0 && port.needsReset()) {
             error(ERR_DEVICE);
         }
     }
@@ -255,37 +273,19 @@ public final class SoftMqNetDriver implements SoftGuestProgram {
         if (get(R_MAGIC) == MAGIC) {
             return; // resumed: a migration destination, or the same VM after a pause
         }
-        if (mmio.read(regs, 4) != 0x74726976L || mmio.read(regs + 4, 4) != 2 || mmio.read(regs + 8, 4) != Virtio.ID_NET) {
-            throw new IllegalStateException("no virtio-mmio v2 network device at 0x" + Long.toHexString(regs));
-        }
         long wantPairs = get(R_WANT_PAIRS);
         long window = get(R_WINDOW);
         long frameLength = get(R_FRAME_LEN);
-        mmio.write(regs + 0x070, 4, 0);
-        mmio.write(regs + 0x070, 4, Virtio.STATUS_ACKNOWLEDGE);
-        mmio.write(regs + 0x070, 4, Virtio.STATUS_ACKNOWLEDGE | Virtio.STATUS_DRIVER);
-        long offered = 0;
-        for (int sel = 0; sel < 2; sel++) {
-            mmio.write(regs + 0x014, 4, sel);
-            offered |= (mmio.read(regs + 0x010, 4) & 0xffffffffL) << (32 * sel);
-        }
+        long offered = port.begin();
         long want = Virtio.bit(Virtio.F_VERSION_1) | Virtio.bit(VirtioNet.F_MAC) | Virtio.bit(VirtioNet.F_STATUS)
                 | Virtio.bit(VirtioNet.F_CTRL_VQ) | Virtio.bit(22);
         long accept = offered & want;
         if ((accept & Virtio.bit(VirtioNet.F_CTRL_VQ)) == 0) {
             accept &= ~Virtio.bit(22); // MQ needs CTRL_VQ
         }
-        for (int sel = 0; sel < 2; sel++) {
-            mmio.write(regs + 0x024, 4, sel);
-            mmio.write(regs + 0x020, 4, accept >>> (32 * sel) & 0xffffffffL);
-        }
-        int st = Virtio.STATUS_ACKNOWLEDGE | Virtio.STATUS_DRIVER | Virtio.STATUS_FEATURES_OK;
-        mmio.write(regs + 0x070, 4, st);
-        if ((mmio.read(regs + 0x070, 4) & Virtio.STATUS_FEATURES_OK) == 0) {
-            throw new IllegalStateException("the NIC refused features 0x" + Long.toHexString(accept));
-        }
+        int st = port.acceptFeatures(accept);
         boolean mq = Virtio.has(accept, 22);
-        int max = mq ? (int) mmio.read(regs + 0x100 + 8, 2) : 1;
+        int max = mq ? (int) port.config(8, 2) : 1;
         mem.fill(base, SIZE, (byte) 0);
         set(R_WANT_PAIRS, wantPairs);
         set(R_WINDOW, window);
@@ -303,10 +303,7 @@ public final class SoftMqNetDriver implements SoftGuestProgram {
         if (ctrl >= 0) {
             queue(ctrl, 2 * MAX_PAIRS);
         }
-        byte[] mac = new byte[6];
-        for (int i = 0; i < 6; i++) {
-            mac[i] = (byte) mmio.read(regs + 0x100 + NetConfig.MAC_OFFSET + i, 1);
-        }
+        byte[] mac = port.mac(NetConfig.MAC_OFFSET);
         for (int p = 0; p < pairs; p++) {
             for (int s = 0; s < QUEUE_SIZE; s++) {
                 descriptor(2 * p, s, rxBuffer(p, s), BUFFER, 2, 0);
@@ -323,7 +320,7 @@ public final class SoftMqNetDriver implements SoftGuestProgram {
         set(R_CTRL_QUEUE, ctrl);
         set(R_PAIRS, 1);
         set(R_MAGIC, MAGIC);
-        mmio.write(regs + 0x070, 4, st | Virtio.STATUS_DRIVER_OK);
+        port.driverOk(st);
         if (mq && pairs > 1) {
             control(NetControl.CLASS_MQ, 0, new byte[] {(byte) pairs, (byte) (pairs >>> 8)}, pairs);
         }
@@ -331,35 +328,15 @@ public final class SoftMqNetDriver implements SoftGuestProgram {
 
     /** Device queue {@code q} on the driver's ring {@code r}. */
     private void queue(int q, int r) {
-        mmio.write(regs + 0x030, 4, q);
-        if (mmio.read(regs + 0x034, 4) < QUEUE_SIZE) {
-            throw new IllegalStateException("the NIC's queue " + q + " holds fewer than " + QUEUE_SIZE + " entries");
-        }
-        mmio.write(regs + 0x038, 4, QUEUE_SIZE);
-        address(0x080, desc(r, 0));
-        address(0x090, avail(r));
-        address(0x0a0, used(r));
-        mmio.write(regs + 0x044, 4, 1);
-    }
-
-    private void address(int reg, long gpa) {
-        mmio.write(regs + reg, 4, gpa & 0xffffffffL);
-        mmio.write(regs + reg + 4, 4, gpa >>> 32);
+        port.queue(q, QUEUE_SIZE, desc(r, 0), avail(r), used(r));
     }
 
     private void descriptor(int ring, int i, long addr, int len, int flags, int next) {
-        long d = desc(ring, i);
-        mem.writeU64(d, addr);
-        mem.writeU32(d + 8, len);
-        mem.writeU16(d + 12, flags);
-        mem.writeU16(d + 14, next);
+        port.descriptor(desc(ring, i), addr, len, flags, next);
     }
 
     private void kick(int ring, int queue) {
-        mem.fullFence();
-        if ((mem.readU16(used(ring)) & 1) == 0) { // VRING_USED_F_NO_NOTIFY
-            mmio.write(regs + 0x050, 4, queue);
-        }
+        port.kick(used(ring), queue);
     }
 
     // ---- control queue ----
@@ -504,7 +481,6 @@ public final class SoftMqNetDriver implements SoftGuestProgram {
         mem.storeU16Release(avail(q) + 2, (int) a);
         pset(p, P_RX_AVAIL, a);
         kick(q, q);
-        stalled = 0;
         return pending;
     }
 

@@ -44,8 +44,7 @@ public final class SoftNetDriver implements SoftGuestProgram {
     private static final int STALL_SLICES = 20;
     private final NetDriverArea area;
     private final DeviceMemory mem;
-    private final IoBus mmio;
-    private final long regs;
+    private final NetMmio port;
     private final SoftInterruptController irqchip;
     private final int irqMask;
     private final int window;
@@ -73,8 +72,7 @@ public final class SoftNetDriver implements SoftGuestProgram {
         }
         this.area = new NetDriverArea(memory, areaBase);
         this.mem = memory;
-        this.mmio = mmio;
-        this.regs = regs;
+        this.port = new NetMmio(memory, mmio, regs);
         this.irqchip = irqchip;
         this.irqMask = 1 << gsi;
         this.window = window;
@@ -99,7 +97,7 @@ public final class SoftNetDriver implements SoftGuestProgram {
         int work = reapTx() + reapRx() + reapCtrl();
         if (announceWanted && area.get(NetDriverArea.R_CTRL_PENDING) == NetDriverArea.CTRL_NONE) {
             announceWanted = false;
-            if ((mmio.read(regs + 0x100 + NetConfig.STATUS_OFFSET, 2) & NetConfig.S_ANNOUNCE) != 0) {
+            if ((port.config(NetConfig.STATUS_OFFSET, 2) & NetConfig.S_ANNOUNCE) != 0) {
                 announce();
             }
         }
@@ -116,15 +114,14 @@ public final class SoftNetDriver implements SoftGuestProgram {
     }
 
     private void interrupt() {
-        int isr = (int) mmio.read(regs + 0x060, 4);
-        mmio.write(regs + 0x064, 4, isr);
+        int isr = port.ackInterrupt();
         area.add(NetDriverArea.R_INTERRUPTS, 1);
         if ((isr & Virtio.ISR_CONFIG) != 0) {
-            if ((mmio.read(regs + 0x070, 4) & Virtio.STATUS_NEEDS_RESET) != 0) {
+            if (port.needsReset()) {
                 error(NetDriverArea.ERR_DEVICE);
                 return;
             }
-            int status = (int) mmio.read(regs + 0x100 + NetConfig.STATUS_OFFSET, 2);
+            int status = (int) port.config(NetConfig.STATUS_OFFSET, 2);
             if ((status & NetConfig.S_ANNOUNCE) != 0) {
                 if (area.get(NetDriverArea.R_CTRL_PENDING) == NetDriverArea.CTRL_NONE) {
                     announce();
@@ -141,47 +138,18 @@ public final class SoftNetDriver implements SoftGuestProgram {
         if (area.get(NetDriverArea.R_MAGIC) == NetDriverArea.MAGIC) {
             return; // resumed: a migration destination, or the same VM after a pause
         }
-        if (mmio.read(regs, 4) != 0x74726976L || mmio.read(regs + 4, 4) != 2 || mmio.read(regs + 8, 4) != Virtio.ID_NET) {
-            throw new IllegalStateException("no virtio-mmio v2 network device at 0x" + Long.toHexString(regs));
-        }
-        mmio.write(regs + 0x070, 4, 0);
-        mmio.write(regs + 0x070, 4, Virtio.STATUS_ACKNOWLEDGE);
-        mmio.write(regs + 0x070, 4, Virtio.STATUS_ACKNOWLEDGE | Virtio.STATUS_DRIVER);
-        long offered = 0;
-        for (int sel = 0; sel < 2; sel++) {
-            mmio.write(regs + 0x014, 4, sel);
-            offered |= (mmio.read(regs + 0x010, 4) & 0xffffffffL) << (32 * sel);
-        }
+        long offered = port.begin();
         long want = Virtio.bit(Virtio.F_VERSION_1) | Virtio.bit(VirtioNet.F_MAC) | Virtio.bit(VirtioNet.F_MRG_RXBUF)
                 | Virtio.bit(VirtioNet.F_STATUS) | Virtio.bit(VirtioNet.F_CTRL_VQ) | Virtio.bit(VirtioNet.F_CTRL_RX)
                 | Virtio.bit(VirtioNet.F_GUEST_ANNOUNCE);
         long accept = offered & want;
-        for (int sel = 0; sel < 2; sel++) {
-            mmio.write(regs + 0x024, 4, sel);
-            mmio.write(regs + 0x020, 4, accept >>> (32 * sel) & 0xffffffffL);
-        }
-        int st = Virtio.STATUS_ACKNOWLEDGE | Virtio.STATUS_DRIVER | Virtio.STATUS_FEATURES_OK;
-        mmio.write(regs + 0x070, 4, st);
-        if ((mmio.read(regs + 0x070, 4) & Virtio.STATUS_FEATURES_OK) == 0) {
-            throw new IllegalStateException("the NIC refused features 0x" + Long.toHexString(accept));
-        }
+        int st = port.acceptFeatures(accept);
         mem.fill(area.base(), NetDriverArea.SIZE, (byte) 0);
         for (int q = 0; q < 3; q++) {
             int ring = q == 0 ? RX_RING : q == 1 ? TX_RING : CTRL_RING;
-            mmio.write(regs + 0x030, 4, q);
-            if (mmio.read(regs + 0x034, 4) < QUEUE_SIZE) {
-                throw new IllegalStateException("the NIC's queue " + q + " holds fewer than " + QUEUE_SIZE + " entries");
-            }
-            mmio.write(regs + 0x038, 4, QUEUE_SIZE);
-            address(0x080, area.desc(ring, 0));
-            address(0x090, area.avail(ring));
-            address(0x0a0, area.used(ring));
-            mmio.write(regs + 0x044, 4, 1);
+            port.queue(q, QUEUE_SIZE, area.desc(ring, 0), area.avail(ring), area.used(ring));
         }
-        byte[] mac = new byte[6];
-        for (int i = 0; i < 6; i++) {
-            mac[i] = (byte) mmio.read(regs + 0x100 + NetConfig.MAC_OFFSET + i, 1);
-        }
+        byte[] mac = port.mac(NetConfig.MAC_OFFSET);
         for (int s = 0; s < QUEUE_SIZE; s++) {
             descriptor(RX_RING, s, area.rxBuffer(s), NetDriverArea.BUFFER, 2, 0);
             descriptor(TX_RING, s, area.txBuffer(s), 0, 0, 0);
@@ -196,30 +164,18 @@ public final class SoftNetDriver implements SoftGuestProgram {
         area.set(NetDriverArea.R_WINDOW, window);
         area.set(NetDriverArea.R_FRAME_LEN, frameLength);
         area.set(NetDriverArea.R_MAGIC, NetDriverArea.MAGIC);
-        mmio.write(regs + 0x070, 4, st | Virtio.STATUS_DRIVER_OK);
+        port.driverOk(st);
         if (Virtio.has(accept, VirtioNet.F_CTRL_RX)) {
             control(NetControl.CLASS_RX, NetControl.RX_PROMISC, new byte[] {0}, NetDriverArea.CTRL_OTHER);
         }
     }
 
-    private void address(int reg, long gpa) {
-        mmio.write(regs + reg, 4, gpa & 0xffffffffL);
-        mmio.write(regs + reg + 4, 4, gpa >>> 32);
-    }
-
     private void descriptor(int ring, int i, long addr, int len, int flags, int next) {
-        long d = area.desc(ring, i);
-        mem.writeU64(d, addr);
-        mem.writeU32(d + 8, len);
-        mem.writeU16(d + 12, flags);
-        mem.writeU16(d + 14, next);
+        port.descriptor(area.desc(ring, i), addr, len, flags, next);
     }
 
     private void kick(int ring, int queue) {
-        mem.fullFence();
-        if ((mem.readU16(area.used(ring)) & 1) == 0) { // VRING_USED_F_NO_NOTIFY
-            mmio.write(regs + 0x050, 4, queue);
-        }
+        port.kick(area.used(ring), queue);
     }
 
     // ---- TX ----

@@ -1,5 +1,12 @@
 package dev.ferry.virtio.net;
 
+import dev.ferry.virtio.VirtioContext;
+import dev.ferry.virtio.queue.ChainReader;
+import dev.ferry.virtio.queue.DescriptorChain;
+import dev.ferry.virtio.queue.SplitVirtqueue;
+
+import java.util.function.IntConsumer;
+
 /**
  * The control queue's commands (net/description.tex 5.1.6.5): a request is
  * {@code u8 class | u8 command | command data} in device-readable buffers and one
@@ -40,5 +47,52 @@ public final class NetControl {
     public static final int MAX_DATA = 1024;
 
     private NetControl() {
+    }
+
+    /** What a control queue serves: one request's answer. */
+    @FunctionalInterface
+    public interface Commands {
+        /**
+         * Answers the request of class {@code cls} and command {@code cmd}; {@code data} stands at
+         * its command data. Returns {@link #OK} or {@link #ERR}.
+         */
+        int answer(int cls, int cmd, ChainReader data, long features);
+    }
+
+    /**
+     * Serves every available request on control queue {@code index}: reads class and command,
+     * lets {@code commands} answer, writes the ack byte, returns the chain and tells
+     * {@code answered} the ack. A request without class and command or without room for the ack
+     * is a protocol error (NEEDS_RESET, nothing more is served). The chains served are published
+     * with one interrupt. A {@link dev.ferry.virtio.queue.VirtqueueError} from the ring goes to
+     * the caller. Loop thread only.
+     */
+    public static void serve(VirtioContext ctx, int index, Commands commands, IntConsumer answered) {
+        SplitVirtqueue vq = ctx.queue(index);
+        if (vq == null) {
+            return;
+        }
+        int n = 0;
+        DescriptorChain c;
+        while ((c = vq.pop()) != null) {
+            if (c.readableBytes() < 2 || c.writableBytes() < 1) {
+                ctx.deviceError("virtio-net ctrl missing headers: chain head " + c.head() + " has "
+                        + c.readableBytes() + " device-readable and " + c.writableBytes()
+                        + " device-writable bytes (class, command and ack need 2 and 1)");
+                return;
+            }
+            ChainReader r = c.reader();
+            int cls = r.readU8();
+            int cmd = r.readU8();
+            int ack = commands.answer(cls, cmd, r, ctx.features());
+            answered.accept(ack);
+            c.writer().writeU8(ack);
+            vq.push(c, 1);
+            n++;
+        }
+        if (n > 0) {
+            vq.publish();
+            ctx.notifyQueue(index);
+        }
     }
 }

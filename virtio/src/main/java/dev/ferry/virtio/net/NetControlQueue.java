@@ -3,8 +3,6 @@ package dev.ferry.virtio.net;
 import dev.ferry.virtio.Virtio;
 import dev.ferry.virtio.VirtioContext;
 import dev.ferry.virtio.queue.ChainReader;
-import dev.ferry.virtio.queue.DescriptorChain;
-import dev.ferry.virtio.queue.SplitVirtqueue;
 
 import java.util.Arrays;
 
@@ -34,40 +32,17 @@ final class NetControlQueue {
         this.stats = stats;
     }
 
-    /** Serves every available request on queue {@code index}. */
+    /** Serves every available request on queue {@code index} ({@link NetControl#serve}). */
     void serve(VirtioContext ctx, int index) {
-        SplitVirtqueue vq = ctx.queue(index);
-        if (vq == null) {
-            return;
-        }
-        int n = 0;
-        DescriptorChain c;
-        while ((c = vq.pop()) != null) {
-            if (c.readableBytes() < 2 || c.writableBytes() < 1) {
-                ctx.deviceError("virtio-net ctrl missing headers: chain head " + c.head() + " has "
-                        + c.readableBytes() + " device-readable and " + c.writableBytes()
-                        + " device-writable bytes (class, command and ack need 2 and 1)");
-                return;
-            }
-            int ack = command(c, ctx.features());
+        NetControl.serve(ctx, index, this::command, ack -> {
             stats.ctrlCommands.incrementAndGet();
             if (ack != NetControl.OK) {
                 stats.ctrlErrors.incrementAndGet();
             }
-            c.writer().writeU8(ack);
-            vq.push(c, 1);
-            n++;
-        }
-        if (n > 0) {
-            vq.publish();
-            ctx.notifyQueue(index);
-        }
+        });
     }
 
-    private int command(DescriptorChain c, long f) {
-        ChainReader r = c.reader();
-        int cls = r.readU8();
-        int cmd = r.readU8();
+    private int command(int cls, int cmd, ChainReader r, long f) {
         long dataLen = r.remaining();
         if (dataLen > NetControl.MAX_DATA) {
             return NetControl.ERR;

@@ -5,10 +5,8 @@ import dev.ferry.core.memory.DeviceMemory;
 import dev.ferry.core.migration.LoadStream;
 import dev.ferry.core.migration.MigrationException;
 import dev.ferry.core.migration.SaveStream;
-import dev.ferry.core.sys.NativeMemory;
 import dev.ferry.virtio.Virtio;
 import dev.ferry.virtio.VirtioContext;
-import dev.ferry.virtio.VirtioDeviceModel;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -51,7 +49,7 @@ import java.util.Map;
  * A destination whose state came from a migration announces itself when the VM first runs
  * ({@link AnnounceTimer}): RARP rounds from the device, and with GUEST_ANNOUNCE the guest's own.
  */
-public final class VirtioNet implements VirtioDeviceModel {
+public final class VirtioNet extends NetDeviceModel {
     private static final Logger LOG = LoggerFactory.getLogger(VirtioNet.class);
     public static final int F_CSUM = 0;
     public static final int F_GUEST_CSUM = 1;
@@ -66,14 +64,8 @@ public final class VirtioNet implements VirtioDeviceModel {
     public static final int RX = 0;
     public static final int TX = 1;
     public static final int CTRL = 2;
-    static final int BUFFER = NetHeader.SIZE + NetBackend.MAX_FRAME;
 
-    final String id;
     private final NetOptions options;
-    final NetBackend backend;
-    /** Native frame buffers, owned here and freed in {@link #close}: TX and announce use the first, RX the second. */
-    final long txBuf;
-    final long rxBuf;
     final RxFilter filter = new RxFilter();
 
     // Read by config() on vCPU threads; written on the loop thread.
@@ -81,11 +73,9 @@ public final class VirtioNet implements VirtioDeviceModel {
     volatile int status = NetConfig.S_LINK_UP;
 
     // Loop-thread state.
-    VirtioContext ctx;
     boolean serving;
     /** What {@link #load} read, kept aside until {@link #commitLoad}. */
     private NetState loaded;
-    private volatile boolean closed;
 
     final NetStats stats = new NetStats();
     private final NetControlQueue control;
@@ -96,12 +86,9 @@ public final class VirtioNet implements VirtioDeviceModel {
 
     /** The device owns {@code backend} from here on and closes it in {@link #close}. */
     public VirtioNet(String id, NetOptions options, NetBackend backend) {
-        this.id = id;
+        super(id, backend);
         this.options = options;
-        this.backend = backend;
         this.mac = options.mac();
-        this.txBuf = NativeMemory.allocate(BUFFER);
-        this.rxBuf = NativeMemory.allocate(BUFFER);
         this.control = new NetControlQueue(filter, new NetControlQueue.Device() {
             @Override
             public void setMac(byte[] m) {
@@ -113,20 +100,6 @@ public final class VirtioNet implements VirtioDeviceModel {
                 return announce.ack();
             }
         }, stats);
-    }
-
-    public NetBackend backend() {
-        return backend;
-    }
-
-    @Override
-    public String name() {
-        return "virtio-net";
-    }
-
-    @Override
-    public int deviceId() {
-        return Virtio.ID_NET;
     }
 
     @Override
@@ -299,26 +272,13 @@ public final class VirtioNet implements VirtioDeviceModel {
     }
 
     @Override
-    public void close() {
-        if (closed) {
-            return;
-        }
-        closed = true;
-        DeviceEventLoop loop = ctx != null ? ctx.loop() : null;
-        try {
-            if (loop != null) {
-                loop.call(() -> {
-                    rx.watch(false);
-                    announce.stop();
-                    return null;
-                });
-            }
-        } catch (RuntimeException e) {
-            LOG.debug("{}: closing on a closed loop: {}", id, e.toString());
-        }
+    protected void stopOnLoop() {
+        rx.watch(false);
+        announce.stop();
+    }
+
+    @Override
+    protected void closeDevice() {
         announce.closeTimers();
-        backend.close();
-        NativeMemory.free(txBuf);
-        NativeMemory.free(rxBuf);
     }
 }
