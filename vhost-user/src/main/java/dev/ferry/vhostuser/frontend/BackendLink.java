@@ -35,6 +35,8 @@ final class BackendLink {
     private volatile String lostWhileLogging;
     private volatile String reconnectError;
     private volatile long reconnects;
+    /** Tests: the request observer every later connection gets (the current one's: {@link VhostUserDevice#withFrontend}). */
+    private volatile java.util.function.IntConsumer laterConnectionsObserver;
 
     /** Takes ownership of the first, freshly negotiated connection. */
     BackendLink(VhostUserDevice device, VhostUserFrontend first) {
@@ -77,6 +79,11 @@ final class BackendLink {
 
     long reconnects() {
         return reconnects;
+    }
+
+    /** Tests: {@code observer} sees the requests of every connection made from now on, before each is sent. */
+    void observeLaterConnections(java.util.function.IntConsumer observer) {
+        laterConnectionsObserver = observer;
     }
 
     /** The delay before the next reconnect attempt. Loop thread (tests read it through {@code loop.call}). */
@@ -152,6 +159,10 @@ final class BackendLink {
         } catch (VhostUserException e) {
             reconnectError = e.getMessage();
             return;
+        }
+        java.util.function.IntConsumer o = laterConnectionsObserver;
+        if (o != null) {
+            f.requestObserver(o);
         }
         long lacking = d.offeredBackendFeatures & ~f.backendFeatures();
         boolean logging = d.log != null;

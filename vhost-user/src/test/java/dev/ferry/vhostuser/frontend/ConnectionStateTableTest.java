@@ -3,6 +3,7 @@ package dev.ferry.vhostuser.frontend;
 import dev.ferry.core.machine.RunState;
 import dev.ferry.core.machine.VmStateChangeException;
 import dev.ferry.core.memory.DirtyLogSource;
+import dev.ferry.vhostuser.backend.BackendFaults;
 import dev.ferry.vhostuser.backend.BackendOptions;
 import dev.ferry.vhostuser.backend.VhostUserBackend;
 import dev.ferry.vhostuser.proto.VhostUser;
@@ -15,6 +16,7 @@ import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.EnumSet;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CopyOnWriteArrayList;
@@ -73,6 +75,12 @@ class ConnectionStateTableTest {
 
     private VhostUserBackend serve() throws Exception {
         return VhostUserBackend.serveBlk(BlkOptions.of(img), BackendOptions.server(sock));
+    }
+
+    /** A back-end that looks at a ring only when its doorbell rings, as qemu-storage-daemon does. */
+    private VhostUserBackend serveKickOnly() throws Exception {
+        return VhostUserBackend.serveBlk(BlkOptions.of(img),
+                BackendOptions.server(sock).withFaults(EnumSet.of(BackendFaults.KICK_ONLY)));
     }
 
     // ---- the states ----
@@ -271,6 +279,31 @@ class ConnectionStateTableTest {
         long done = vm.progress().completed();
         vm.runFor(100);
         assertTrue(vm.progress().completed() > done);
+        assertEquals(0, vm.progress().errors(), vm.progress().toString());
+    }
+
+    /**
+     * LOST → the timer connects → RUNNING, against a back-end that serves a ring only on a kick
+     * (libvhost-user's way). The guest filled its queue while the back-end was away and waits for
+     * completions, ringing no more; its doorbells were read by someone else, as by a lost
+     * back-end's process, which holds the kick eventfd until it notices the hang-up. Only the
+     * front-end's kick after the restart gets those requests served.
+     */
+    @Test
+    void aReconnectKicksTheRingsItRestarted() throws Exception {
+        backend.close();
+        backend = serveKickOnly();
+        VhostUserBlk m = running();
+        loseBackend();
+        QsdFailureTest.awaitTrue("the guest waits with its queue full: " + vm.progress(),
+                () -> vm.progress().inFlight() == 16);
+        long rung = vm.machine.eventLoop().call(() -> m.ctx.kickFd(0).consumeOrZero());
+        long done = vm.progress().completed();
+        backend = serveKickOnly();
+        QsdFailureTest.awaitTrue("the device reconnected: " + vm.vub(), () -> state() == State.RUNNING);
+        assertEquals(1, reconnects());
+        vm.runFor(32);
+        assertTrue(vm.progress().completed() >= done + 32, "rung while lost: " + rung + ", " + vm.progress());
         assertEquals(0, vm.progress().errors(), vm.progress().toString());
     }
 

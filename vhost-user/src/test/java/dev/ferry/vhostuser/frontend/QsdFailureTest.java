@@ -104,6 +104,16 @@ class QsdFailureTest {
         DiskVerifierCheck.assertImageSafeAfterDeviceReset(src, img);
     }
 
+    /**
+     * Once the daemon answers again the device is connected and the guest's disk I/O goes on: at
+     * least 32 more requests complete (whatever losses and reconnects came in between, none may
+     * leave the guest's requests waiting for ever).
+     */
+    static void guestIoGoesOn(VhostDiskVm src) throws Exception {
+        awaitTrue("the device reconnected: " + src.vub(), () -> Boolean.TRUE.equals(src.vub().get("connected")));
+        src.runFor(32);
+    }
+
     @Test
     void backendDeadAtSetupCancelsTheMigration() throws Exception {
         Path img = QsdDiskTest.image(dir, 16 * VhostDiskVm.MiB);
@@ -218,6 +228,7 @@ class QsdFailureTest {
             assertEquals(MigrationStatus.FAILED, o.status());
             assertTrue(o.error().contains("disk0 (vhost-user-blk)") && o.error().contains("GET_VRING_BASE"), o.error());
             qsd.freeze(false);
+            guestIoGoesOn(src);
             sourceRunsOn(src, qsd, img);
         }
     }
