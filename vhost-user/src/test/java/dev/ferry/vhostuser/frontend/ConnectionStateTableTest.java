@@ -20,6 +20,7 @@ import java.util.EnumSet;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.function.IntConsumer;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -365,6 +366,36 @@ class ConnectionStateTableTest {
         onLoop(m::reset);
         assertEquals(State.LOST, state());
         assertEquals(null, m.ctx);
+    }
+
+    /**
+     * LOST → the timer connects, and the start on the new connection fails midway (its back-end
+     * goes at SET_VRING_ENABLE, after the ring went to it): LOST again with the timer armed again,
+     * never a device that waits in silence; the next back-end gets the rings and the guest's I/O
+     * goes on. (Ferry's back-end keeps an in-flight region; without one the requests out would make
+     * the disk NEEDS_RESET: {@code QsdFailureTest.backendLostInTheMiddleOfAReconnectsStartNeedsAReset}.)
+     */
+    @Test
+    void lostReconnectWhoseStartFailsIsLostAndTriesAgain() throws Exception {
+        VhostUserBlk m = running();
+        loseBackend();
+        AtomicBoolean closedAtEnable = new AtomicBoolean();
+        m.link.observeLaterConnections(r -> {
+            if (r == VhostUser.SET_VRING_ENABLE && closedAtEnable.compareAndSet(false, true)) {
+                closeBackendAt(r).accept(r);
+            }
+        });
+        backend = serve();
+        QsdFailureTest.awaitTrue("the reconnect's start failed: " + vm.vub(),
+                () -> closedAtEnable.get() && state() == State.LOST);
+        assertEquals(1, reconnects(), vm.vub().toString());
+        assertTrue(String.valueOf(vm.vub().get("lost")).contains("SET_VRING_ENABLE"), vm.vub().toString());
+        assertFalse(vm.describe().containsKey("needs-reset"), "Ferry's back-end keeps an in-flight region");
+        backend = serve();
+        QsdFailureTest.awaitTrue("the device reconnected again: " + vm.vub(), () -> state() == State.RUNNING);
+        assertEquals(2, reconnects());
+        vm.runFor(32);
+        assertEquals(0, vm.progress().errors(), vm.progress().toString());
     }
 
     /** LOST → the timer fails: LOST, the next attempt after twice the delay, never more than 2 s. */
