@@ -6,6 +6,8 @@ import dev.ferry.vhostuser.proto.VhostUserException;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
+import java.util.function.IntConsumer;
+
 /**
  * A {@link VhostUserDevice}'s connection to its back-end and the connection's life: the socket
  * watched between requests (a hang-up or an unasked message drops the back-end), the reconnect
@@ -36,7 +38,7 @@ final class BackendLink {
     private volatile String reconnectError;
     private volatile long reconnects;
     /** Tests: the request observer every later connection gets (the current one's: {@link VhostUserDevice#withFrontend}). */
-    private volatile java.util.function.IntConsumer laterConnectionsObserver;
+    private volatile IntConsumer laterConnectionsObserver;
 
     /** Takes ownership of the first, freshly negotiated connection. */
     BackendLink(VhostUserDevice device, VhostUserFrontend first) {
@@ -82,7 +84,7 @@ final class BackendLink {
     }
 
     /** Tests: {@code observer} sees the requests of every connection made from now on, before each is sent. */
-    void observeLaterConnections(java.util.function.IntConsumer observer) {
+    void observeLaterConnections(IntConsumer observer) {
         laterConnectionsObserver = observer;
     }
 
@@ -160,7 +162,7 @@ final class BackendLink {
             reconnectError = e.getMessage();
             return;
         }
-        java.util.function.IntConsumer o = laterConnectionsObserver;
+        IntConsumer o = laterConnectionsObserver;
         if (o != null) {
             f.requestObserver(o);
         }

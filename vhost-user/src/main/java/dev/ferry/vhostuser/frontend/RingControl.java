@@ -32,10 +32,11 @@ import dev.ferry.vhostuser.proto.VhostUserException;
  * <h2>The kick after a start</h2>
  * A back-end serves a ring when its kick eventfd is readable (the specification: a ring starts
  * upon a kick; libvhost-user, and so qemu-storage-daemon, looks at a ring at no other time). A
- * doorbell the guest rang while no back-end served — or one that a lost back-end read and never
- * served: its process holds the eventfd until it notices the hang-up, and one that died in the
- * middle of a start had it too — is gone, and a guest waiting for the completions of what it
- * submitted rings no more. So every start ends with a kick on each started ring (QEMU's
+ * doorbell rung while no back-end served stays counted in the eventfd unless someone read it
+ * first: a lost back-end's process holds the eventfd until it notices the hang-up, one that died
+ * in the middle of a start had it too, and one may read a kick before the ring is enabled. A
+ * guest waiting for the completions of what it submitted rings no more, so those requests would
+ * wait for ever. Every start therefore ends with a kick on each started ring (QEMU's
  * vhost-user-blk start does the same); a back-end finds nothing new when there is nothing.
  *
  * <p>Device event loop thread; {@code describe} reads the volatile flag and counters from any
