@@ -266,7 +266,7 @@ final class DeviceRings implements VirtioContext {
         stopRegistration(r);
         r.kick = kick;
         r.kickRegistration = loop.add(kick, () -> kicked(r.index));
-        kicked(r.index);
+        lookAt(r.index);
     }
 
     /**
@@ -337,10 +337,17 @@ final class DeviceRings implements VirtioContext {
         r.enabled = on;
         if (on && r.started()) {
             if (modelRunning) {
-                kicked(r.index);
+                lookAt(r.index);
             } else {
                 resumeIfAny();
             }
+        }
+    }
+
+    /** A look at a ring without a kick (it started, was enabled, got a new kick fd); none with {@link BackendFaults#KICK_ONLY}. */
+    private void lookAt(int index) {
+        if (!faults.contains(BackendFaults.KICK_ONLY)) {
+            kicked(index);
         }
     }
 
@@ -380,7 +387,7 @@ final class DeviceRings implements VirtioContext {
         modelRunning = true;
         for (Vring r : rings) {
             if (r.started()) {
-                kicked(r.index);
+                lookAt(r.index);
             }
         }
     }

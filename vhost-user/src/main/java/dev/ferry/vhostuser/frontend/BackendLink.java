@@ -6,6 +6,8 @@ import dev.ferry.vhostuser.proto.VhostUserException;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
+import java.util.function.IntConsumer;
+
 /**
  * A {@link VhostUserDevice}'s connection to its back-end and the connection's life: the socket
  * watched between requests (a hang-up or an unasked message drops the back-end), the reconnect
@@ -35,6 +37,8 @@ final class BackendLink {
     private volatile String lostWhileLogging;
     private volatile String reconnectError;
     private volatile long reconnects;
+    /** Tests: the request observer every later connection gets (the current one's: {@link VhostUserDevice#withFrontend}). */
+    private volatile IntConsumer laterConnectionsObserver;
 
     /** Takes ownership of the first, freshly negotiated connection. */
     BackendLink(VhostUserDevice device, VhostUserFrontend first) {
@@ -77,6 +81,11 @@ final class BackendLink {
 
     long reconnects() {
         return reconnects;
+    }
+
+    /** Tests: {@code observer} sees the requests of every connection made from now on, before each is sent. */
+    void observeLaterConnections(IntConsumer observer) {
+        laterConnectionsObserver = observer;
     }
 
     /** The delay before the next reconnect attempt. Loop thread (tests read it through {@code loop.call}). */
@@ -152,6 +161,10 @@ final class BackendLink {
         } catch (VhostUserException e) {
             reconnectError = e.getMessage();
             return;
+        }
+        IntConsumer o = laterConnectionsObserver;
+        if (o != null) {
+            f.requestObserver(o);
         }
         long lacking = d.offeredBackendFeatures & ~f.backendFeatures();
         boolean logging = d.log != null;

@@ -21,7 +21,7 @@ import dev.ferry.vhostuser.proto.VhostUserException;
  * <pre>
  *   start (DRIVER_OK, VM start)  SET_FEATURES [+LOG_ALL] · SET_MEM_TABLE · [SET_LOG_BASE] · [SET_INFLIGHT_FD]
  *                                per ready queue: NUM · BASE(last_avail_idx) · ADDR [log] · KICK · CALL · ENABLE(1)
- *                                [SET_STATUS]
+ *                                [SET_STATUS] · a kick on every started ring
  *   quiesce (VM stop)            per ready queue: [ENABLE(0)] · GET_VRING_BASE → the transport's ring state
  *                                (net: no ENABLE(0), every TX ring before any RX ring)
  *   reset (driver writes 0)      as quiesce, [SET_STATUS 0]
@@ -29,6 +29,16 @@ import dev.ferry.vhostuser.proto.VhostUserException;
  * GET_VRING_BASE's index (with the used index re-read from guest RAM) becomes the transport's
  * queue state, so the existing {@code virtio} field carries it and a destination resumes the
  * back-end there with SET_VRING_BASE.
+ *
+ * <h2>The kick after a start</h2>
+ * A back-end serves a ring when its kick eventfd is readable (the specification: a ring starts
+ * upon a kick; libvhost-user, and so qemu-storage-daemon, looks at a ring at no other time). A
+ * doorbell rung while no back-end served stays counted in the eventfd unless someone read it
+ * first: a lost back-end's process holds the eventfd until it notices the hang-up, one that died
+ * in the middle of a start had it too, and one may read a kick before the ring is enabled. A
+ * guest waiting for the completions of what it submitted rings no more, so those requests would
+ * wait for ever. Every start therefore ends with a kick on each started ring (QEMU's
+ * vhost-user-blk start does the same); a back-end finds nothing new when there is nothing.
  *
  * <p>Device event loop thread; {@code describe} reads the volatile flag and counters from any
  * thread.
@@ -44,6 +54,11 @@ final class RingControl {
     private final EventFd[] calls;
     private final DeviceEventLoop.Registration[] callRegs;
     private volatile boolean running;
+    /**
+     * A start sent a ring to the back-end (its kick eventfd with it) and did not finish: the
+     * back-end may have taken requests, so a loss now is judged as a loss of running rings.
+     */
+    private boolean handedOver;
     private volatile long interrupts;
     private volatile long lastDrainMicros;
     /** A ring whose stop failed with requests out (their state unknown), for {@link #fallBackToUsedIndex}. */
@@ -72,6 +87,7 @@ final class RingControl {
     /** The rings are stopped (a reset that could not reach the back-end, or one it never served). */
     void markStopped() {
         running = false;
+        handedOver = false;
     }
 
     long interrupts() {
@@ -97,6 +113,7 @@ final class RingControl {
         for (int i = 0; i < n; i++) {
             SplitVirtqueue ring = ctx.queue(i);
             if (ring != null) {
+                handedOver = true;
                 f.startRing(i, ring.size(), ring.lastAvailIdx(), addresses(ring), log != null, ctx.kickFd(i).fd(),
                         calls[i].fd(), d.ringEnabled(i));
             }
@@ -104,6 +121,12 @@ final class RingControl {
         f.setStatus(Virtio.STATUS_ACKNOWLEDGE | Virtio.STATUS_DRIVER | Virtio.STATUS_FEATURES_OK
                 | Virtio.STATUS_DRIVER_OK);
         running = true;
+        handedOver = false;
+        for (int i = 0; i < n; i++) {
+            if (ctx.queue(i) != null) {
+                ctx.kickFd(i).signal(); // see "The kick after a start"
+            }
+        }
         d.afterStart(f, ctx);
     }
 
@@ -142,6 +165,7 @@ final class RingControl {
      */
     String stop() {
         running = false;
+        handedOver = false;
         VirtioContext ctx = d.ctx;
         String problem = null;
         int n = ctx == null ? 0 : served(ctx);
@@ -209,15 +233,16 @@ final class RingControl {
     }
 
     /**
-     * The back-end is gone: running rings fall back to the used index in guest RAM and stop.
-     * Returns which ring had requests out whose state is now unknown (they must not be offered
-     * again: see {@link VhostUserDevice#resubmitSafe}), or null.
+     * The back-end is gone: running rings — or rings a start that failed midway had handed it —
+     * fall back to the used index in guest RAM and stop. Returns which ring had requests out
+     * whose state is now unknown (they must not be offered again: see
+     * {@link VhostUserDevice#resubmitSafe}), or null.
      */
     String fallBackToUsedIndex() {
         String unknown = stopUnknown;
         stopUnknown = null;
         VirtioContext ctx = d.ctx;
-        if (running && ctx != null) {
+        if ((running || handedOver) && ctx != null) {
             for (int i = 0; i < served(ctx); i++) {
                 SplitVirtqueue ring = ctx.queue(i);
                 if (ring != null) {
@@ -231,6 +256,7 @@ final class RingControl {
             }
         }
         running = false;
+        handedOver = false;
         return unknown;
     }
 

@@ -68,7 +68,7 @@ class FerryBackendCheckTest {
             BackendFaults.WRITE_AFTER_DISABLE, EnumSet.of(CheckRule.DISABLE));
 
     @ParameterizedTest
-    @EnumSource(BackendFaults.class)
+    @EnumSource(value = BackendFaults.class, mode = EnumSource.Mode.EXCLUDE, names = "KICK_ONLY") // legal: below
     void eachInjectedFaultFailsExactlyItsRules(BackendFaults fault) throws Exception {
         Path socket = dir.resolve("ferry-vub-" + fault.name().toLowerCase() + ".sock");
         try (VhostUserBackend b = VhostUserBackend.serveBlk(BlkOptions.of(image()),
@@ -83,6 +83,21 @@ class FerryBackendCheckTest {
                 assertTrue(expected.contains(rule) || rule == CheckRule.DRAIN && fault == BackendFaults.WRONG_VRING_BASE,
                         fault + " also broke " + rule + ": " + r.rule(rule));
             }
+        }
+    }
+
+    /**
+     * {@code kick-only} is no fault: a back-end that serves a ring only on its kick, as
+     * libvhost-user does, keeps every promise, and the check (which kicks what it submits) says so.
+     */
+    @Test
+    void aBackEndThatServesOnlyOnKicksPassesTheCheck() throws Exception {
+        Path socket = dir.resolve("ferry-vub-kick-only.sock");
+        try (VhostUserBackend b = VhostUserBackend.serveBlk(BlkOptions.of(image()),
+                BackendOptions.server(socket).withFaults(Set.of(BackendFaults.KICK_ONLY)))) {
+            VhostUserCheckReport r = VhostUserCheck.run(VhostUserCheck.Options.of(socket, "blk"));
+            assertTrue(r.passed(), () -> String.join("\n", r.violationLines()) + "\n" + r.aborted());
+            assertTrue(b.stats().kicks() > 0, b.stats().toString());
         }
     }
 }

@@ -3,6 +3,7 @@ package dev.ferry.vhostuser.frontend;
 import dev.ferry.core.machine.RunState;
 import dev.ferry.core.machine.VmStateChangeException;
 import dev.ferry.core.memory.DirtyLogSource;
+import dev.ferry.vhostuser.backend.BackendFaults;
 import dev.ferry.vhostuser.backend.BackendOptions;
 import dev.ferry.vhostuser.backend.VhostUserBackend;
 import dev.ferry.vhostuser.proto.VhostUser;
@@ -15,9 +16,11 @@ import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.EnumSet;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.function.IntConsumer;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -73,6 +76,12 @@ class ConnectionStateTableTest {
 
     private VhostUserBackend serve() throws Exception {
         return VhostUserBackend.serveBlk(BlkOptions.of(img), BackendOptions.server(sock));
+    }
+
+    /** A back-end that looks at a ring only when its doorbell rings, as qemu-storage-daemon does. */
+    private VhostUserBackend serveKickOnly() throws Exception {
+        return VhostUserBackend.serveBlk(BlkOptions.of(img),
+                BackendOptions.server(sock).withFaults(EnumSet.of(BackendFaults.KICK_ONLY)));
     }
 
     // ---- the states ----
@@ -274,6 +283,31 @@ class ConnectionStateTableTest {
         assertEquals(0, vm.progress().errors(), vm.progress().toString());
     }
 
+    /**
+     * LOST → the timer connects → RUNNING, against a back-end that serves a ring only on a kick
+     * (libvhost-user's way). The guest filled its queue while the back-end was away and waits for
+     * completions, ringing no more; its doorbells were read by someone else, as by a lost
+     * back-end's process, which holds the kick eventfd until it notices the hang-up. Only the
+     * front-end's kick after the restart gets those requests served.
+     */
+    @Test
+    void aReconnectKicksTheRingsItRestarted() throws Exception {
+        backend.close();
+        backend = serveKickOnly();
+        VhostUserBlk m = running();
+        loseBackend();
+        QsdFailureTest.awaitTrue("the guest waits with its queue full: " + vm.progress(),
+                () -> vm.progress().inFlight() == 16);
+        long rung = vm.machine.eventLoop().call(() -> m.ctx.kickFd(0).consumeOrZero());
+        long done = vm.progress().completed();
+        backend = serveKickOnly();
+        QsdFailureTest.awaitTrue("the device reconnected: " + vm.vub(), () -> state() == State.RUNNING);
+        assertEquals(1, reconnects());
+        vm.runFor(32);
+        assertTrue(vm.progress().completed() >= done + 32, "rung while lost: " + rung + ", " + vm.progress());
+        assertEquals(0, vm.progress().errors(), vm.progress().toString());
+    }
+
     // ---- LOST ----
 
     /** LOST → start with nothing listening: one attempt, LOST, the start throws; LOST → quiesce (no log): LOST. */
@@ -332,6 +366,36 @@ class ConnectionStateTableTest {
         onLoop(m::reset);
         assertEquals(State.LOST, state());
         assertEquals(null, m.ctx);
+    }
+
+    /**
+     * LOST → the timer connects, and the start on the new connection fails midway (its back-end
+     * goes at SET_VRING_ENABLE, after the ring went to it): LOST again with the timer armed again,
+     * never a device that waits in silence; the next back-end gets the rings and the guest's I/O
+     * goes on. (Ferry's back-end keeps an in-flight region; without one the requests out would make
+     * the disk NEEDS_RESET: {@code QsdFailureTest.backendLostInTheMiddleOfAReconnectsStartNeedsAReset}.)
+     */
+    @Test
+    void lostReconnectWhoseStartFailsIsLostAndTriesAgain() throws Exception {
+        VhostUserBlk m = running();
+        loseBackend();
+        AtomicBoolean closedAtEnable = new AtomicBoolean();
+        m.link.observeLaterConnections(r -> {
+            if (r == VhostUser.SET_VRING_ENABLE && closedAtEnable.compareAndSet(false, true)) {
+                closeBackendAt(r).accept(r);
+            }
+        });
+        backend = serve();
+        QsdFailureTest.awaitTrue("the reconnect's start failed: " + vm.vub(),
+                () -> closedAtEnable.get() && state() == State.LOST);
+        assertEquals(1, reconnects(), vm.vub().toString());
+        assertTrue(String.valueOf(vm.vub().get("lost")).contains("SET_VRING_ENABLE"), vm.vub().toString());
+        assertFalse(vm.describe().containsKey("needs-reset"), "Ferry's back-end keeps an in-flight region");
+        backend = serve();
+        QsdFailureTest.awaitTrue("the device reconnected again: " + vm.vub(), () -> state() == State.RUNNING);
+        assertEquals(2, reconnects());
+        vm.runFor(32);
+        assertEquals(0, vm.progress().errors(), vm.progress().toString());
     }
 
     /** LOST → the timer fails: LOST, the next attempt after twice the delay, never more than 2 s. */

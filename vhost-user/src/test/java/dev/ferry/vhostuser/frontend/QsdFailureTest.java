@@ -104,6 +104,16 @@ class QsdFailureTest {
         DiskVerifierCheck.assertImageSafeAfterDeviceReset(src, img);
     }
 
+    /**
+     * Once the daemon answers again the device is connected and the guest's disk I/O goes on: at
+     * least 32 more requests complete (whatever losses and reconnects came in between, none may
+     * leave the guest's requests waiting for ever).
+     */
+    static void guestIoGoesOn(VhostDiskVm src) throws Exception {
+        awaitTrue("the device reconnected: " + src.vub(), () -> Boolean.TRUE.equals(src.vub().get("connected")));
+        src.runFor(32);
+    }
+
     @Test
     void backendDeadAtSetupCancelsTheMigration() throws Exception {
         Path img = QsdDiskTest.image(dir, 16 * VhostDiskVm.MiB);
@@ -218,6 +228,57 @@ class QsdFailureTest {
             assertEquals(MigrationStatus.FAILED, o.status());
             assertTrue(o.error().contains("disk0 (vhost-user-blk)") && o.error().contains("GET_VRING_BASE"), o.error());
             qsd.freeze(false);
+            guestIoGoesOn(src);
+            sourceRunsOn(src, qsd, img);
+        }
+    }
+
+    /**
+     * The daemon dies in the middle of a reconnect's start, after its ring (and the ring's
+     * doorbell) went to it, with the guest's requests out: what it took is unknown (it keeps no
+     * in-flight region), so the disk goes NEEDS_RESET — not a silent resubmission from the used
+     * index — and once the daemon is back the guest's driver resets the disk and its I/O goes on.
+     * (The loss that comes first leaves nothing out: the switchover's stop drained the ring.)
+     */
+    @Test
+    void backendLostInTheMiddleOfAReconnectsStartNeedsAReset() throws Exception {
+        Path img = QsdDiskTest.image(dir, 16 * VhostDiskVm.MiB);
+        try (Qsd qsd = new Qsd(img, dir.resolve("a.sock")); VhostDiskVm src = new VhostDiskVm("src", qsd.socket, false)) {
+            src.machine.vmStart();
+            src.runFor(300);
+            AtomicBoolean killed = new AtomicBoolean();
+            src.model().withFrontend(f -> f.requestObserver(r -> {
+                if (r == VhostUser.GET_VRING_BASE && killed.compareAndSet(false, true)) {
+                    try {
+                        qsd.kill();
+                    } catch (InterruptedException e) {
+                        throw new AssertionError(e);
+                    }
+                }
+            }));
+            Outcome o = migrate(src, MigrationParameters.defaults().withMaxBandwidth(0), () -> { });
+            assertEquals(MigrationStatus.FAILED, o.status());
+            assertEquals(0, src.progress().resets(), "lost with nothing out: no reset yet");
+            awaitTrue("the guest waits with its queue full: " + src.progress(), () -> src.progress().inFlight() == 16);
+            AtomicBoolean killedAtEnable = new AtomicBoolean();
+            src.model().link.observeLaterConnections(r -> {
+                if (r == VhostUser.SET_VRING_ENABLE && killedAtEnable.compareAndSet(false, true)) {
+                    try {
+                        qsd.kill();
+                    } catch (InterruptedException e) {
+                        throw new AssertionError(e);
+                    }
+                }
+            });
+            qsd.start();
+            awaitTrue("the daemon died in the reconnect's start", () -> killedAtEnable.get() && !qsd.alive());
+            awaitTrue("the disk went NEEDS_RESET and the driver reset it: " + src.progress(),
+                    () -> src.progress().resets() >= 1);
+            qsd.start();
+            awaitTrue("the guest's driver brought the disk back: " + src.progress(),
+                    () -> !src.progress().resetPending() && Boolean.TRUE.equals(src.vub().get("connected")));
+            src.runFor(32);
+            assertEquals(0, src.progress().errors(), src.progress().toString());
             sourceRunsOn(src, qsd, img);
         }
     }
