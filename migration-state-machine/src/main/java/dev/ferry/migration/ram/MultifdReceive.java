@@ -233,6 +233,8 @@ public final class MultifdReceive implements AutoCloseable {
         volatile long pagesSinceSync;
         /** The socket taken out of the transport for scattered reads; null where it cannot be (TLS). */
         volatile DetachedSocket direct;
+        /** Where a packet's pages land first when guest RAM has 4 KiB pages (detached socket only). */
+        private long bounce;
         /** Bytes of the channel read before the detach (its opening). */
         private final long opened;
 
@@ -249,6 +251,9 @@ public final class MultifdReceive implements AutoCloseable {
             long staging = NativeMemory.allocate(Multifd.STAGING_BYTES);
             try (PageResidency residency = new PageResidency(); IoVector iov = new IoVector(Multifd.PAGES_PER_PACKET)) {
                 DetachedSocket d = incoming.in().detach();
+                if (d != null) {
+                    bounce = NativeMemory.allocate(Multifd.BOUNCE_BYTES);
+                }
                 direct = d;
                 if (d != null && closing) {
                     d.shutdown(); // close() ran before it could see the socket
@@ -271,6 +276,9 @@ public final class MultifdReceive implements AutoCloseable {
                 }
             } finally {
                 NativeMemory.free(staging);
+                if (bounce != 0) {
+                    NativeMemory.free(bounce);
+                }
                 synchronized (lock) {
                     ended = true;
                     lock.notifyAll();
@@ -417,11 +425,20 @@ public final class MultifdReceive implements AutoCloseable {
             DetachedSocket d = direct;
             if (d != null) {
                 iov.clear();
-                for (int i = 0; i < nn; i++) {
-                    iov.add(r.hostAddress(offsets[i]), RamFlags.PAGE_SIZE);
+                if (r.hugetlb()) {
+                    for (int i = 0; i < nn; i++) {
+                        iov.add(r.hostAddress(offsets[i]), RamFlags.PAGE_SIZE);
+                    }
+                } else {
+                    iov.add(bounce, (long) nn * RamFlags.PAGE_SIZE); // see Multifd.BOUNCE_BYTES
                 }
                 if (!d.read(iov)) {
                     throw new EOFException("the stream ended after " + bytesSoFar() + " bytes");
+                }
+                if (!r.hugetlb()) {
+                    for (int i = 0; i < nn; i++) {
+                        NativeMemory.copy(bounce + (long) i * RamFlags.PAGE_SIZE, r.hostAddress(offsets[i]), RamFlags.PAGE_SIZE);
+                    }
                 }
             } else {
                 for (int i = 0; i < nn; i++) {

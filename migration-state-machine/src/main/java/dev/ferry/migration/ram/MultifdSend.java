@@ -350,6 +350,8 @@ public final class MultifdSend implements AutoCloseable {
         volatile long syncsSent;
         /** The socket taken out of the transport for gathered writes; null where it cannot be (TLS). */
         volatile DetachedSocket direct;
+        /** Where a packet's pages are copied first when guest RAM has 4 KiB pages (detached socket only). */
+        private long bounce;
 
         Channel(int id, MigrationConnection conn) {
             this.id = id;
@@ -362,7 +364,8 @@ public final class MultifdSend implements AutoCloseable {
         @Override
         public void run() {
             long staging = NativeMemory.allocate(Multifd.STAGING_BYTES);
-            try (PageResidency residency = new PageResidency(); IoVector iov = new IoVector(1 + Multifd.PAGES_PER_PACKET)) {
+            bounce = direct == null ? 0 : NativeMemory.allocate(Multifd.BOUNCE_BYTES);
+            try (PageResidency residency = new PageResidency(); IoVector iov = new IoVector(2 + Multifd.PAGES_PER_PACKET)) {
                 NativeMemory.fill(staging, Multifd.STAGING_BYTES, (byte) 0);
                 while (true) {
                     Packet p = queue.take();
@@ -394,6 +397,9 @@ public final class MultifdSend implements AutoCloseable {
                 fail(this, e);
             } finally {
                 NativeMemory.free(staging);
+                if (bounce != 0) {
+                    NativeMemory.free(bounce);
+                }
                 // This thread's cache of Netty's pool holds chunks it wrote: free them as the thread ends.
                 io.netty.util.concurrent.FastThreadLocal.removeAll();
             }
@@ -441,8 +447,16 @@ public final class MultifdSend implements AutoCloseable {
             if (direct != null) {
                 iov.clear();
                 iov.add(staging, length);
-                for (int i = 0; i < nn; i++) {
-                    iov.add(region.hostAddress(normal[i] << DirtyBitmap.PAGE_SHIFT), RamFlags.PAGE_SIZE);
+                if (region == null || region.hugetlb()) {
+                    for (int i = 0; i < nn; i++) {
+                        iov.add(region.hostAddress(normal[i] << DirtyBitmap.PAGE_SHIFT), RamFlags.PAGE_SIZE);
+                    }
+                } else {
+                    for (int i = 0; i < nn; i++) { // see Multifd.BOUNCE_BYTES
+                        NativeMemory.copy(region.hostAddress(normal[i] << DirtyBitmap.PAGE_SHIFT),
+                                bounce + (long) i * RamFlags.PAGE_SIZE, RamFlags.PAGE_SIZE);
+                    }
+                    iov.add(bounce, (long) nn * RamFlags.PAGE_SIZE);
                 }
                 direct.write(iov);
                 bytes = Multifd.INIT_BYTES + direct.bytesWritten();

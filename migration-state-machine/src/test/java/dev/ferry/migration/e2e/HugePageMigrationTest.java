@@ -56,9 +56,13 @@ class HugePageMigrationTest {
         return GuestMemory.builder().hugetlb(hugetlb).region("pc.ram", 0, RAM).build();
     }
 
-    @ParameterizedTest(name = "source huge pages {0}, destination huge pages {1}")
-    @CsvSource({"true, true", "false, true", "true, false"})
-    void migratesAndContinues(boolean sourceHuge, boolean destinationHuge) throws Exception {
+    /**
+     * With multifd the channels move pages of 2 MiB-page RAM straight between guest memory and the
+     * socket, and pages of 4 KiB-page RAM through a buffer: each mix of the two, on both ends.
+     */
+    @ParameterizedTest(name = "source huge pages {0}, destination huge pages {1}, multifd channels {2}")
+    @CsvSource({"true, true, 0", "false, true, 0", "true, false, 0", "true, true, 2", "false, true, 1", "true, false, 1"})
+    void migratesAndContinues(boolean sourceHuge, boolean destinationHuge, int channels) throws Exception {
         long need = (sourceHuge ? RAM / HugePages.SIZE : 0) + (destinationHuge ? RAM / HugePages.SIZE : 0);
         long available = HugePages.available();
         assumeTrue(available >= need, "the host's 2 MiB huge page pool has " + available + " pages available, this"
@@ -67,11 +71,15 @@ class HugePageMigrationTest {
         try (SoftVmPair pair = new SoftVmPair(memory(sourceHuge), memory(destinationHuge), w, m -> { })) {
             pair.startSourcePopulated();
             Thread.sleep(200);
-            MigrationCapabilities caps = MigrationCapabilities.defaults();
+            MigrationCapabilities caps = MigrationCapabilities.defaults().withMultifd(channels > 0);
             DestinationMigration dst = pair.destination(transports, caps);
-            String bound = dst.listen("unix:" + tmp.resolve("mig.sock"));
-            SourceMigration src = pair.source(transports, MigrationParameters.defaults().withMaxBandwidth(0), caps,
-                    MigrationEventSink.NONE);
+            MigrationParameters params = MigrationParameters.defaults().withMaxBandwidth(0);
+            if (channels > 0) {
+                dst.setMultifdChannels(channels);
+                params = params.withMultifdChannels(channels);
+            }
+            String bound = dst.listen(channels == 2 ? "tcp:127.0.0.1:0" : "unix:" + tmp.resolve("mig.sock"));
+            SourceMigration src = pair.source(transports, params, caps, MigrationEventSink.NONE);
             src.start(bound);
             assertEquals(MigrationStatus.COMPLETED, src.await(Duration.ofSeconds(60)), () -> src.info().errorDesc());
             assertEquals(MigrationStatus.COMPLETED, dst.await(Duration.ofSeconds(10)));
@@ -79,6 +87,10 @@ class HugePageMigrationTest {
             assertEquals(pair.source.memory().digest(), dst.memoryDigestAtLoad().longValue(),
                     "destination RAM differs from the source's at switchover");
             assertTrue(src.info().ram().duplicate() > 0, "the untouched part went as zero pages: " + src.info());
+            if (channels > 0) {
+                assertTrue(src.info().ram().multifdBytes() >= 16 * MiB, "the working set went over the channels: "
+                        + src.info().ram());
+            }
             List<SoftVcpuState> saved = pair.sourceState();
             pair.assertDestinationContinues(saved, 500);
             assertTrue(pair.destination.memory().regions().get(0).hugetlb() == destinationHuge);

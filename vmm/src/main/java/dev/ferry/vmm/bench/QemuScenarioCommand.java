@@ -416,8 +416,8 @@ public final class QemuScenarioCommand implements Callable<Integer> {
 
     /**
      * One loopback TCP stream moving {@code bytes} from a populated buffer into another, through
-     * the same detached sockets and gathered/scattered calls the multifd channels use, 1 MiB per
-     * call: what a migration of that much random data costs at the least on this host.
+     * the same detached sockets and the same copies the multifd channels make, 1 MiB per call:
+     * what a migration of that much random data costs at the least on this host.
      */
     static double loopbackRamToRam(long bytes, boolean hugePages) throws Exception {
         int flags = dev.ferry.core.sys.Linux.MAP_PRIVATE | dev.ferry.core.sys.Linux.MAP_ANONYMOUS
@@ -433,6 +433,11 @@ public final class QemuScenarioCommand implements Callable<Integer> {
             for (long off = 0; off < bytes; off += 8) {
                 dev.ferry.core.sys.NativeMemory.putLong(src + off, random.nextLong());
             }
+            // Populated is not yet backed under a nested hypervisor: the outer host backs a page at
+            // its first access, so touch every destination page too (as GuestMemory's populator does).
+            for (long off = 0; off < bytes; off += 4096) {
+                dev.ferry.core.sys.NativeMemory.touchForWrite(dst + off);
+            }
             var source = transports.connect(listener.boundUri());
             var destination = listener.accept(Duration.ofSeconds(10));
             var out = source.detach();
@@ -440,12 +445,20 @@ public final class QemuScenarioCommand implements Callable<Integer> {
             source.close();
             destination.close();
             long into = dst;
+            // As the multifd channels do: 2 MiB pages go straight between the socket and memory,
+            // 4 KiB pages through a buffer copied in user space (see Multifd.BOUNCE_BYTES).
+            long inBounce = hugePages ? 0 : dev.ferry.core.sys.NativeMemory.allocate(step);
+            long outBounce = hugePages ? 0 : dev.ferry.core.sys.NativeMemory.allocate(step);
             java.util.concurrent.CompletableFuture<Void> reader = java.util.concurrent.CompletableFuture.runAsync(() -> {
                 try (var v = new dev.ferry.migration.transport.IoVector(1)) {
                     for (long off = 0; off < bytes; off += step) {
+                        long n = Math.min(step, bytes - off);
                         v.clear();
-                        v.add(into + off, Math.min(step, bytes - off));
+                        v.add(hugePages ? into + off : inBounce, n);
                         in.read(v);
+                        if (!hugePages) {
+                            dev.ferry.core.sys.NativeMemory.copy(inBounce, into + off, n);
+                        }
                     }
                 } catch (IOException e) {
                     throw new java.io.UncheckedIOException(e);
@@ -454,8 +467,12 @@ public final class QemuScenarioCommand implements Callable<Integer> {
             long t0 = System.nanoTime();
             try (var v = new dev.ferry.migration.transport.IoVector(1)) {
                 for (long off = 0; off < bytes; off += step) {
+                    long n = Math.min(step, bytes - off);
                     v.clear();
-                    v.add(src + off, Math.min(step, bytes - off));
+                    if (!hugePages) {
+                        dev.ferry.core.sys.NativeMemory.copy(src + off, outBounce, n);
+                    }
+                    v.add(hugePages ? src + off : outBounce, n);
                     out.write(v);
                 }
                 reader.get(10, TimeUnit.MINUTES);
@@ -466,6 +483,10 @@ public final class QemuScenarioCommand implements Callable<Integer> {
                 reader.handle((x, e) -> null).get(10, TimeUnit.SECONDS);
                 out.close();
                 in.close();
+                if (!hugePages) {
+                    dev.ferry.core.sys.NativeMemory.free(inBounce);
+                    dev.ferry.core.sys.NativeMemory.free(outBounce);
+                }
             }
         } finally {
             dev.ferry.core.sys.Sys.munmap(src, bytes);
