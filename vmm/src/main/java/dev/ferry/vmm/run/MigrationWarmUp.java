@@ -34,13 +34,9 @@ final class MigrationWarmUp {
     static final long RAM = 32L << 20;
     /**
      * Migrations: enough pages through the hot loops for C2 (tier 4) to compile them; the last
-     * one over two multifd channels, whose send and receive paths are their own. (Those run once
-     * per packet of 128 pages, so C2 compiles them during a real migration anyway: two more
-     * multifd rounds doubled the warm-up's time and left the compiler's share of a 1 GiB
-     * migration's CPU as it was.)
+     * one over two multifd channels, whose send and receive paths are their own.
      */
     static final int ROUNDS = 3;
-    static final int SINGLE_STREAM_ROUNDS = 2;
 
     private MigrationWarmUp() {
     }
@@ -52,26 +48,14 @@ final class MigrationWarmUp {
     record Result(long pagesSent, long pagesLoaded, long nanos) {
     }
 
-    /** Runs the warm-up migrations with 4 KiB-page RAM. */
+    /** Runs the warm-up migrations. */
     static Result run(MigrationTransports transports) throws IOException, InterruptedException {
-        return run(transports, false);
-    }
-
-    /**
-     * Runs the warm-up migrations; with {@code hugePages} (the VM's RAM is on huge pages) the last
-     * multifd one takes its RAM from the huge page pool too, when the pool has room left, so the
-     * channels' path for huge-page RAM (straight between guest memory and the socket) is
-     * compiled as well.
-     */
-    static Result run(MigrationTransports transports, boolean hugePages) throws IOException, InterruptedException {
         long start = System.nanoTime();
         long[] pages = new long[2];
         Path dir = Files.createTempDirectory("ferry-warm-up");
         try {
             for (int i = 0; i < ROUNDS; i++) {
-                boolean huge = hugePages && i == ROUNDS - 1
-                        && dev.ferry.core.memory.HugePages.available() >= 2 * RAM / dev.ferry.core.memory.HugePages.SIZE;
-                once(transports, dir.resolve("m" + i + ".sock"), i >= SINGLE_STREAM_ROUNDS, huge, pages);
+                once(transports, dir.resolve("m" + i + ".sock"), i == ROUNDS - 1, pages);
             }
         } finally {
             try (var files = Files.list(dir)) {
@@ -82,10 +66,10 @@ final class MigrationWarmUp {
         return new Result(pages[0], pages[1], System.nanoTime() - start);
     }
 
-    private static void once(MigrationTransports transports, Path socket, boolean multifd, boolean huge, long[] pages)
+    private static void once(MigrationTransports transports, Path socket, boolean multifd, long[] pages)
             throws IOException, InterruptedException {
         SoftWorkload w = SoftWorkload.of(1, 4L << 20, RAM / 4 * 3, 7);
-        GuestMemory sm = memory(huge);
+        GuestMemory sm = GuestMemory.ofSize(RAM);
         Machine src;
         try {
             SoftCpuEngine cpus = new SoftCpuEngine(sm, w);
@@ -96,7 +80,7 @@ final class MigrationWarmUp {
             sm.close();
             throw e;
         }
-        try (src; Machine dst = destination(w, huge)) {
+        try (src; Machine dst = destination(w)) {
             src.vmStart();
             MigrationCapabilities caps = MigrationCapabilities.defaults().withMultifd(multifd);
             DestinationMigration in = new DestinationMigration(dst, transports, caps, MigrationEventSink.NONE, false);
@@ -118,12 +102,8 @@ final class MigrationWarmUp {
         }
     }
 
-    private static GuestMemory memory(boolean huge) {
-        return huge ? GuestMemory.builder().hugetlb(true).region("pc.ram", 0, RAM).build() : GuestMemory.ofSize(RAM);
-    }
-
-    private static Machine destination(SoftWorkload w, boolean huge) {
-        GuestMemory dm = memory(huge);
+    private static Machine destination(SoftWorkload w) {
+        GuestMemory dm = GuestMemory.ofSize(RAM);
         try {
             SoftCpuEngine cpus = new SoftCpuEngine(dm, w);
             Machine dst = new Machine("warm-up-destination", dm, cpus, RunState.INMIGRATE);
