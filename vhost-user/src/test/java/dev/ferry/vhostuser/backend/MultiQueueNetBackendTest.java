@@ -80,16 +80,30 @@ class MultiQueueNetBackendTest {
             return q;
         }
 
-        /** Sends a Ferry traffic DATA frame of flow {@code flow} on pair {@code pair}'s tx queue; the peer gets it. */
+        /**
+         * Sends a Ferry traffic DATA frame of flow {@code flow} on pair {@code pair}'s tx queue; the
+         * peer gets it, and the device gives the buffer back. The frame reaches the peer before the
+         * device publishes the tx used index (it sends, then publishes), so only the returned buffer
+         * says the device is done writing the ring: a snapshot taken before that races its
+         * {@code used.idx} store.
+         */
         void transmit(int pair, int flow, long at) throws Exception {
             byte[] f = traffic(NetTraffic.PEER_MAC, MAC, NetTraffic.DATA, flow);
             fe.dm.fill(at, 12, (byte) 0);
             fe.dm.write(at + 12, f, 0, f.length);
-            queues[2 * pair + 1].add(List.of(new DriverQueue.Buffer(at, 12 + f.length)), List.of(), false);
+            DriverQueue tx = queues[2 * pair + 1];
+            int head = tx.add(List.of(new DriverQueue.Buffer(at, 12 + f.length)), List.of(), false);
             kicks[2 * pair + 1].signal();
             ByteBuffer got = ByteBuffer.allocate(2048);
             peer.receive(got);
             assertEquals(f.length, got.position());
+            long deadline = System.nanoTime() + 5_000_000_000L;
+            DriverQueue.Used u;
+            while ((u = tx.pollUsed()) == null) {
+                assertTrue(System.nanoTime() < deadline, "tx queue " + (2 * pair + 1) + " did not return its buffer within 5 s");
+                Thread.sleep(1);
+            }
+            assertEquals(new DriverQueue.Used(head, 0), u, "the tx buffer comes back with nothing written");
         }
 
         void rxBuffers(int pair, long at, int n) {
@@ -148,6 +162,8 @@ class MultiQueueNetBackendTest {
             r.rxBuffers(1, BlkTestFrontend.DATA + 0x10000, 8);
             r.transmit(1, 5, BlkTestFrontend.DATA + 0x40000);
             r.transmit(0, 6, BlkTestFrontend.DATA + 0x41000);
+            // Both transmits came back and the rx queues hold only buffers: the device writes
+            // nothing until the peer sends, so the snapshot and the harvest see the same memory.
             byte[][] before = r.fe.snapshot();
             r.fe.harvestLog();
             assertEquals(1, r.receive(5), "flow 5 went out on pair 1");
@@ -155,7 +171,7 @@ class MultiQueueNetBackendTest {
             assertEquals(0, r.receive(7), "flow 7 never went out: the first pair");
             Set<Long> missing = new TreeSet<>(r.fe.changedPages(before));
             missing.removeAll(r.fe.harvestLog());
-            assertEquals(Set.of(), missing, "pages both pairs' rx wrote but not logged");
+            assertEquals(Set.of(), missing, "pages the device wrote (both pairs' rx) but did not log");
             r.transmit(0, 5, BlkTestFrontend.DATA + 0x42000);
             assertEquals(0, r.receive(5), "flow 5 moved to pair 0 with its last transmit");
             r.transmit(1, 5, BlkTestFrontend.DATA + 0x43000);
