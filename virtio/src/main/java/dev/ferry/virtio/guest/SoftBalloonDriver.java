@@ -42,6 +42,8 @@ public final class SoftBalloonDriver implements SoftGuestProgram {
     private final DeviceMemory mem;
     private final IoBus mmio;
     private final long regs;
+    /** The handshake and queue setup, written once for every soft driver. */
+    private final GuestMmio io;
     private final SoftInterruptController irqchip;
     private final int irqMask;
     private final long balloonBase;
@@ -70,6 +72,7 @@ public final class SoftBalloonDriver implements SoftGuestProgram {
         this.mem = memory;
         this.mmio = mmio;
         this.regs = regs;
+        this.io = new GuestMmio(memory, mmio, regs);
         this.irqchip = irqchip;
         this.irqMask = 1 << gsi;
         this.balloonBase = balloonBase;
@@ -119,27 +122,11 @@ public final class SoftBalloonDriver implements SoftGuestProgram {
         if (area.get(BalloonDriverArea.R_MAGIC) == BalloonDriverArea.MAGIC) {
             return; // resumed: a migration destination, or the same VM after a pause
         }
-        if (mmio.read(regs, 4) != 0x74726976L || mmio.read(regs + 8, 4) != Virtio.ID_BALLOON) {
-            throw new IllegalStateException("no virtio-mmio balloon at 0x" + Long.toHexString(regs));
-        }
-        mmio.write(regs + 0x070, 4, 0);
-        mmio.write(regs + 0x070, 4, Virtio.STATUS_ACKNOWLEDGE | Virtio.STATUS_DRIVER);
-        long offered = 0;
-        for (int sel = 0; sel < 2; sel++) {
-            mmio.write(regs + 0x014, 4, sel);
-            offered |= (mmio.read(regs + 0x010, 4) & 0xffffffffL) << (32 * sel);
-        }
+        io.expect(Virtio.ID_BALLOON, "balloon");
+        long offered = io.reset();
         long accept = offered & (Virtio.bit(Virtio.F_VERSION_1) | Virtio.bit(VirtioBalloon.F_STATS_VQ)
                 | Virtio.bit(VirtioBalloon.F_FREE_PAGE_HINT) | Virtio.bit(VirtioBalloon.F_DEFLATE_ON_OOM));
-        for (int sel = 0; sel < 2; sel++) {
-            mmio.write(regs + 0x024, 4, sel);
-            mmio.write(regs + 0x020, 4, accept >>> (32 * sel) & 0xffffffffL);
-        }
-        int st = Virtio.STATUS_ACKNOWLEDGE | Virtio.STATUS_DRIVER | Virtio.STATUS_FEATURES_OK;
-        mmio.write(regs + 0x070, 4, st);
-        if ((mmio.read(regs + 0x070, 4) & Virtio.STATUS_FEATURES_OK) == 0) {
-            throw new IllegalStateException("the balloon refused features 0x" + Long.toHexString(accept));
-        }
+        int st = io.acceptFeatures(accept, "balloon");
         mem.fill(area.base(), BalloonDriverArea.SIZE, (byte) 0);
         boolean stats = Virtio.has(accept, VirtioBalloon.F_STATS_VQ);
         boolean hint = Virtio.has(accept, VirtioBalloon.F_FREE_PAGE_HINT);
@@ -147,15 +134,10 @@ public final class SoftBalloonDriver implements SoftGuestProgram {
         int hintQ = hint ? (stats ? 3 : 2) : -1;
         int queues = 2 + (stats ? 1 : 0) + (hint ? 1 : 0);
         for (int q = 0; q < queues; q++) {
-            mmio.write(regs + 0x030, 4, q);
-            if (mmio.read(regs + 0x034, 4) < BalloonDriverArea.QUEUE_SIZE) {
+            if (io.queueMax(q) < BalloonDriverArea.QUEUE_SIZE) {
                 throw new IllegalStateException("balloon queue " + q + " is smaller than " + BalloonDriverArea.QUEUE_SIZE);
             }
-            mmio.write(regs + 0x038, 4, BalloonDriverArea.QUEUE_SIZE);
-            address(0x080, area.desc(q));
-            address(0x090, area.avail(q));
-            address(0x0a0, area.used(q));
-            mmio.write(regs + 0x044, 4, 1);
+            io.queueSetup(BalloonDriverArea.QUEUE_SIZE, area.desc(q), area.avail(q), area.used(q));
         }
         area.set(BalloonDriverArea.R_FEATURES, accept);
         area.set(BalloonDriverArea.R_STATS_Q, statsQ);
@@ -176,11 +158,6 @@ public final class SoftBalloonDriver implements SoftGuestProgram {
         if (statsQ >= 0) {
             submitStats(statsQ);
         }
-    }
-
-    private void address(int reg, long gpa) {
-        mmio.write(regs + reg, 4, gpa & 0xffffffffL);
-        mmio.write(regs + reg + 4, 4, gpa >>> 32);
     }
 
     // ---- requests: one per queue, descriptor 0 ----

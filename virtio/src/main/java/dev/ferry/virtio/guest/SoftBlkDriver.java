@@ -45,6 +45,8 @@ public final class SoftBlkDriver implements SoftGuestProgram {
     private final DeviceMemory mem;
     private final IoBus mmio;
     private final long regs;
+    /** The handshake and queue setup, written once for every soft driver. */
+    private final GuestMmio io;
     private final SoftInterruptController irqchip;
     private final int irqMask;
     private final long seed;
@@ -106,6 +108,7 @@ public final class SoftBlkDriver implements SoftGuestProgram {
         this.mem = memory;
         this.mmio = mmio;
         this.regs = regs;
+        this.io = new GuestMmio(memory, mmio, regs);
         this.irqchip = irqchip;
         this.irqMask = 1 << gsi;
         this.seed = seed;
@@ -301,52 +304,24 @@ public final class SoftBlkDriver implements SoftGuestProgram {
      * @return null when the device runs, else why it refused
      */
     private String bringUp(long want, boolean exact, Runnable prepareArea) {
-        mmio.write(regs + 0x070, 4, 0);
-        mmio.write(regs + 0x070, 4, Virtio.STATUS_ACKNOWLEDGE);
-        mmio.write(regs + 0x070, 4, Virtio.STATUS_ACKNOWLEDGE | Virtio.STATUS_DRIVER);
-        long offered = readFeatures();
+        long offered = io.reset();
         long accept = offered & want;
         if (exact && accept != want) {
             return "the disk no longer offers features 0x" + Long.toHexString(want & ~offered);
         }
-        for (int sel = 0; sel < 2; sel++) {
-            mmio.write(regs + 0x024, 4, sel);
-            mmio.write(regs + 0x020, 4, accept >>> (32 * sel) & 0xffffffffL);
-        }
-        int st = Virtio.STATUS_ACKNOWLEDGE | Virtio.STATUS_DRIVER | Virtio.STATUS_FEATURES_OK;
-        mmio.write(regs + 0x070, 4, st);
-        if ((mmio.read(regs + 0x070, 4) & Virtio.STATUS_FEATURES_OK) == 0) {
+        if (!io.offerFeatures(accept)) {
             return "the disk refused features 0x" + Long.toHexString(accept);
         }
         negotiated = accept;
         eventIdx = Virtio.has(accept, Virtio.F_EVENT_IDX);
-        mmio.write(regs + 0x030, 4, 0);
-        long max = mmio.read(regs + 0x034, 4);
+        long max = io.queueMax(0);
         if (max < queueSize) {
             return "the disk's queue holds " + max + " entries; the driver needs " + queueSize;
         }
         prepareArea.run();
-        mmio.write(regs + 0x038, 4, queueSize);
-        writeAddress(0x080, area.desc(0));
-        writeAddress(0x090, area.avail());
-        writeAddress(0x0a0, area.used());
-        mmio.write(regs + 0x044, 4, 1);
-        mmio.write(regs + 0x070, 4, st | Virtio.STATUS_DRIVER_OK);
+        io.queueSetup(queueSize, area.desc(0), area.avail(), area.used());
+        io.driverOk(GuestMmio.FEATURES_OK_STATUS);
         return null;
-    }
-
-    private long readFeatures() {
-        long f = 0;
-        for (int sel = 0; sel < 2; sel++) {
-            mmio.write(regs + 0x014, 4, sel);
-            f |= (mmio.read(regs + 0x010, 4) & 0xffffffffL) << (32 * sel);
-        }
-        return f;
-    }
-
-    private void writeAddress(int reg, long gpa) {
-        mmio.write(regs + reg, 4, gpa & 0xffffffffL);
-        mmio.write(regs + reg + 4, 4, gpa >>> 32);
     }
 
     // ---- completions ----

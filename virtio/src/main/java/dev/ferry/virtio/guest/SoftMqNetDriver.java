@@ -89,7 +89,7 @@ public final class SoftMqNetDriver implements SoftGuestProgram {
 
     private final DeviceMemory mem;
     private final long base;
-    private final NetMmio port;
+    private final GuestMmio port;
     private final SoftInterruptController irqchip;
     private final int irqMask;
     private final byte[] frame;
@@ -112,7 +112,7 @@ public final class SoftMqNetDriver implements SoftGuestProgram {
         }
         this.mem = memory;
         this.base = areaBase;
-        this.port = new NetMmio(memory, mmio, regs);
+        this.port = new GuestMmio(memory, mmio, regs);
         this.irqchip = irqchip;
         this.irqMask = 1 << gsi;
         this.frame = new byte[frameLength];

@@ -44,7 +44,7 @@ public final class SoftNetDriver implements SoftGuestProgram {
     private static final int STALL_SLICES = 20;
     private final NetDriverArea area;
     private final DeviceMemory mem;
-    private final NetMmio port;
+    private final GuestMmio port;
     private final SoftInterruptController irqchip;
     private final int irqMask;
     private final int window;
@@ -72,7 +72,7 @@ public final class SoftNetDriver implements SoftGuestProgram {
         }
         this.area = new NetDriverArea(memory, areaBase);
         this.mem = memory;
-        this.port = new NetMmio(memory, mmio, regs);
+        this.port = new GuestMmio(memory, mmio, regs);
         this.irqchip = irqchip;
         this.irqMask = 1 << gsi;
         this.window = window;

@@ -5,22 +5,28 @@ import dev.ferry.core.memory.DeviceMemory;
 import dev.ferry.virtio.Virtio;
 
 /**
- * The virtio-mmio side of Ferry's soft guest net drivers ({@link SoftNetDriver},
- * {@link SoftMqNetDriver}), done as a guest does it — register accesses on the MMIO bus and
- * guest RAM only: the boot handshake (virtio 1.2, 3.1.1), queue setup (4.2.3.2), descriptors,
- * doorbells and the interrupt acknowledge. Where the rings lie is the driver's; this writes the
- * addresses it is given.
+ * The virtio-mmio side of Ferry's soft guest drivers (net, multiqueue net, block, balloon), done
+ * as a guest does it — register accesses on the MMIO bus and guest RAM only: the boot handshake
+ * (virtio 1.2, 3.1.1), queue setup (4.2.3.2), descriptors, doorbells and the interrupt
+ * acknowledge. Where the rings lie is the driver's; this writes the addresses it is given.
  */
-final class NetMmio {
+final class GuestMmio {
     static final int CONFIG = 0x100;
     private final DeviceMemory mem;
     private final IoBus mmio;
     private final long regs;
 
-    NetMmio(DeviceMemory mem, IoBus mmio, long regs) {
+    GuestMmio(DeviceMemory mem, IoBus mmio, long regs) {
         this.mem = mem;
         this.mmio = mmio;
         this.regs = regs;
+    }
+
+    /** Throws unless a virtio-mmio v2 device with {@code deviceId} ({@code what}, for the message) is there. */
+    void expect(int deviceId, String what) {
+        if (mmio.read(regs, 4) != 0x74726976L || mmio.read(regs + 4, 4) != 2 || mmio.read(regs + 8, 4) != deviceId) {
+            throw new IllegalStateException("no virtio-mmio v2 " + what + " at 0x" + Long.toHexString(regs));
+        }
     }
 
     /**
@@ -28,9 +34,12 @@ final class NetMmio {
      * returns the 64 feature bits it offers.
      */
     long begin() {
-        if (mmio.read(regs, 4) != 0x74726976L || mmio.read(regs + 4, 4) != 2 || mmio.read(regs + 8, 4) != Virtio.ID_NET) {
-            throw new IllegalStateException("no virtio-mmio v2 network device at 0x" + Long.toHexString(regs));
-        }
+        expect(Virtio.ID_NET, "network device");
+        return reset();
+    }
+
+    /** Resets the device, sets ACKNOWLEDGE and DRIVER, and returns the 64 feature bits it offers. */
+    long reset() {
         mmio.write(regs + 0x070, 4, 0);
         mmio.write(regs + 0x070, 4, Virtio.STATUS_ACKNOWLEDGE);
         mmio.write(regs + 0x070, 4, Virtio.STATUS_ACKNOWLEDGE | Virtio.STATUS_DRIVER);
@@ -42,31 +51,53 @@ final class NetMmio {
         return offered;
     }
 
-    /** Writes {@code accept} and FEATURES_OK; throws when the device refuses them. Returns the status written. */
-    int acceptFeatures(long accept) {
+    /** Writes {@code accept} and FEATURES_OK; false when the device refuses them (FEATURES_OK does not stick). */
+    boolean offerFeatures(long accept) {
         for (int sel = 0; sel < 2; sel++) {
             mmio.write(regs + 0x024, 4, sel);
             mmio.write(regs + 0x020, 4, accept >>> (32 * sel) & 0xffffffffL);
         }
-        int st = Virtio.STATUS_ACKNOWLEDGE | Virtio.STATUS_DRIVER | Virtio.STATUS_FEATURES_OK;
-        mmio.write(regs + 0x070, 4, st);
-        if ((mmio.read(regs + 0x070, 4) & Virtio.STATUS_FEATURES_OK) == 0) {
-            throw new IllegalStateException("the NIC refused features 0x" + Long.toHexString(accept));
-        }
-        return st;
+        mmio.write(regs + 0x070, 4, FEATURES_OK_STATUS);
+        return (mmio.read(regs + 0x070, 4) & Virtio.STATUS_FEATURES_OK) != 0;
     }
 
-    /** Device queue {@code q} with {@code size} entries on the ring areas at {@code desc}, {@code avail}, {@code used}; ready. */
-    void queue(int q, int size, long desc, long avail, long used) {
-        mmio.write(regs + 0x030, 4, q);
-        if (mmio.read(regs + 0x034, 4) < size) {
-            throw new IllegalStateException("the NIC's queue " + q + " holds fewer than " + size + " entries");
+    /** ACKNOWLEDGE, DRIVER and FEATURES_OK: the status once features are agreed. */
+    static final int FEATURES_OK_STATUS = Virtio.STATUS_ACKNOWLEDGE | Virtio.STATUS_DRIVER | Virtio.STATUS_FEATURES_OK;
+
+    /** As {@link #offerFeatures}; throws naming {@code what} when refused. Returns the status written. */
+    int acceptFeatures(long accept, String what) {
+        if (!offerFeatures(accept)) {
+            throw new IllegalStateException("the " + what + " refused features 0x" + Long.toHexString(accept));
         }
+        return FEATURES_OK_STATUS;
+    }
+
+    /** For a network device: {@link #acceptFeatures(long, String)} naming the NIC. */
+    int acceptFeatures(long accept) {
+        return acceptFeatures(accept, "NIC");
+    }
+
+    /** Selects queue {@code q}; returns the most entries the device allows in it. */
+    long queueMax(int q) {
+        mmio.write(regs + 0x030, 4, q);
+        return mmio.read(regs + 0x034, 4);
+    }
+
+    /** The selected queue gets {@code size} entries on the ring areas at {@code desc}, {@code avail}, {@code used}; ready. */
+    void queueSetup(int size, long desc, long avail, long used) {
         mmio.write(regs + 0x038, 4, size);
         address(0x080, desc);
         address(0x090, avail);
         address(0x0a0, used);
         mmio.write(regs + 0x044, 4, 1);
+    }
+
+    /** Device queue {@code q} with {@code size} entries on the ring areas at {@code desc}, {@code avail}, {@code used}; ready. */
+    void queue(int q, int size, long desc, long avail, long used) {
+        if (queueMax(q) < size) {
+            throw new IllegalStateException("the NIC's queue " + q + " holds fewer than " + size + " entries");
+        }
+        queueSetup(size, desc, avail, used);
     }
 
     private void address(int reg, long gpa) {
