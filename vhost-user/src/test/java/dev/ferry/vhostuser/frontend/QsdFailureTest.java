@@ -189,16 +189,7 @@ class QsdFailureTest {
         try (Qsd qsd = new Qsd(img, dir.resolve("a.sock")); VhostDiskVm src = new VhostDiskVm("src", qsd.socket, false)) {
             src.machine.vmStart();
             src.runFor(300);
-            AtomicBoolean killed = new AtomicBoolean();
-            src.model().withFrontend(f -> f.requestObserver(r -> {
-                if (r == VhostUser.GET_VRING_BASE && killed.compareAndSet(false, true)) {
-                    try {
-                        qsd.kill();
-                    } catch (InterruptedException e) {
-                        throw new AssertionError(e);
-                    }
-                }
-            }));
+            AtomicBoolean killed = onFirst(src, VhostUser.GET_VRING_BASE, qsd::kill);
             Outcome o = migrate(src, MigrationParameters.defaults().withMaxBandwidth(0), () -> { });
             assertTrue(killed.get());
             assertEquals(MigrationStatus.FAILED, o.status());
@@ -214,16 +205,7 @@ class QsdFailureTest {
         try (Qsd qsd = new Qsd(img, dir.resolve("a.sock")); VhostDiskVm src = new VhostDiskVm("src", qsd.socket, false)) {
             src.machine.vmStart();
             src.runFor(300);
-            AtomicBoolean frozen = new AtomicBoolean();
-            src.model().withFrontend(f -> f.requestObserver(r -> {
-                if (r == VhostUser.GET_VRING_BASE && frozen.compareAndSet(false, true)) {
-                    try {
-                        qsd.freeze(true);
-                    } catch (Exception e) {
-                        throw new AssertionError(e);
-                    }
-                }
-            }));
+            onFirst(src, VhostUser.GET_VRING_BASE, () -> qsd.freeze(true));
             Outcome o = migrate(src, MigrationParameters.defaults().withMaxBandwidth(0), () -> { });
             assertEquals(MigrationStatus.FAILED, o.status());
             assertTrue(o.error().contains("disk0 (vhost-user-blk)") && o.error().contains("GET_VRING_BASE"), o.error());
@@ -246,16 +228,7 @@ class QsdFailureTest {
         try (Qsd qsd = new Qsd(img, dir.resolve("a.sock")); VhostDiskVm src = new VhostDiskVm("src", qsd.socket, false)) {
             src.machine.vmStart();
             src.runFor(300);
-            AtomicBoolean killed = new AtomicBoolean();
-            src.model().withFrontend(f -> f.requestObserver(r -> {
-                if (r == VhostUser.GET_VRING_BASE && killed.compareAndSet(false, true)) {
-                    try {
-                        qsd.kill();
-                    } catch (InterruptedException e) {
-                        throw new AssertionError(e);
-                    }
-                }
-            }));
+            AtomicBoolean killed = onFirst(src, VhostUser.GET_VRING_BASE, qsd::kill);
             Outcome o = migrate(src, MigrationParameters.defaults().withMaxBandwidth(0), () -> { });
             assertEquals(MigrationStatus.FAILED, o.status());
             assertEquals(0, src.progress().resets(), "lost with nothing out: no reset yet");
@@ -308,5 +281,28 @@ class QsdFailureTest {
             DiskVerifierCheck.assertAcknowledgedWritesOnImage(src, img);
             assertEquals(0, src.progress().errors(), src.progress().toString());
         }
+    }
+
+    /** A step of a test that may throw anything. */
+    interface Step {
+        void run() throws Exception;
+    }
+
+    /**
+     * Runs {@code step} on the device's loop the first time its front-end is about to send
+     * {@code request} (the daemon killed or frozen at that message); the flag says whether it ran.
+     */
+    private static AtomicBoolean onFirst(VhostDiskVm src, int request, Step step) {
+        AtomicBoolean done = new AtomicBoolean();
+        src.model().withFrontend(f -> f.requestObserver(r -> {
+            if (r == request && done.compareAndSet(false, true)) {
+                try {
+                    step.run();
+                } catch (Exception e) {
+                    throw new AssertionError(e);
+                }
+            }
+        }));
+        return done;
     }
 }
