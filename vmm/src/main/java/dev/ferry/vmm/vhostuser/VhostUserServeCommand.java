@@ -70,7 +70,8 @@ public final class VhostUserServeCommand implements Callable<Integer> {
     @Option(names = "--fault", paramLabel = "NAME",
             description = "TEST AID for the vendor check: commit a fault — log-omit (data writes left out of the dirty"
                     + " log), wrong-vring-base (GET_VRING_BASE answers a wrong index), write-after-disable (a disabled"
-                    + " ring is still served). Repeatable. Never use in production.")
+                    + " ring is still served); and kick-only, no fault but a stricter peer (a ring is looked at only"
+                    + " when its kick fires, as libvhost-user does). Repeatable. Never use in production.")
     List<String> faults = new ArrayList<>();
 
     @Spec
