@@ -269,7 +269,9 @@ public final class MultifdSend implements AutoCloseable {
         }
         String lost = mainLost.get();
         if (lost != null) {
-            close(); // wakes channel threads blocked on a stalled connection
+            // Wakes channel threads blocked on a stalled connection. No join here: this may run
+            // under syncLock (in sync), which a channel thread needs to end; close() joins later.
+            shutdownChannels();
             throw new IOException("multifd: " + lost);
         }
         if (closed.get()) {
@@ -294,6 +296,20 @@ public final class MultifdSend implements AutoCloseable {
     /** Any thread, idempotent: closes every channel's connection and ends its thread. */
     @Override
     public void close() {
+        shutdownChannels();
+        Multifd.joinAll(java.util.Arrays.stream(channels).filter(java.util.Objects::nonNull).map(c -> c.thread).toList());
+        for (Channel c : channels) {
+            if (c != null && !c.thread.isAlive()) {
+                c.out.close();
+                if (c.direct != null) {
+                    c.direct.close();
+                }
+            }
+        }
+    }
+
+    /** Any thread, idempotent: shuts every channel's connection down and wakes its thread; no wait. */
+    private void shutdownChannels() {
         if (closed.compareAndSet(false, true)) {
             for (Channel c : channels) {
                 if (c != null) {
@@ -306,15 +322,6 @@ public final class MultifdSend implements AutoCloseable {
             }
             synchronized (syncLock) {
                 syncLock.notifyAll();
-            }
-        }
-        Multifd.joinAll(java.util.Arrays.stream(channels).filter(java.util.Objects::nonNull).map(c -> c.thread).toList());
-        for (Channel c : channels) {
-            if (c != null && !c.thread.isAlive()) {
-                c.out.close();
-                if (c.direct != null) {
-                    c.direct.close();
-                }
             }
         }
     }
