@@ -123,6 +123,17 @@ public final class MultifdSend implements AutoCloseable {
         return channels.length;
     }
 
+    /** Channels whose socket left the transport (packets without copies through it); for tests. */
+    int detachedChannels() {
+        int n = 0;
+        for (Channel c : channels) {
+            if (c != null && c.direct != null) {
+                n++;
+            }
+        }
+        return n;
+    }
+
     /** Bytes the channels handed to their connections (openings, headers, offsets, pages). */
     public long bytesSent() {
         return sum(c -> c.bytes);

@@ -16,6 +16,7 @@ import java.nio.charset.StandardCharsets;
 import java.util.Random;
 import java.util.concurrent.atomic.AtomicReference;
 
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -46,6 +47,9 @@ class MultifdSyncCloseTest {
             MultifdSend send = MultifdSend.open(transports, "tcp:127.0.0.1:" + peer.getLocalPort(), 1,
                     new BandwidthLimiter(0, System::nanoTime), mainLost::get);
             try (Socket never = peer.accept()) { // connected, and never read: the link fills and stalls
+                if (transports.usesEpoll()) {
+                    assertEquals(1, send.detachedChannels(), "the channel's socket left Netty for direct sends");
+                }
                 byte[] id = region.name().getBytes(StandardCharsets.UTF_8);
                 long pages = ram / RamFlags.PAGE_SIZE;
                 boolean blocked = false;
