@@ -108,7 +108,6 @@ public final class ChannelLoadStream implements LoadStream, AutoCloseable {
                 NativeMemory.copy(c.memoryAddress() + c.readerIndex(), address, n);
                 c.skipBytes(n);
             } else {
-                c.readBytes(java.nio.ByteBuffer.wrap(new byte[0]));
                 throw new IllegalStateException("transport delivered a buffer without a memory address");
             }
             address += n;
