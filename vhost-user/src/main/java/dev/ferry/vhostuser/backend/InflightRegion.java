@@ -8,6 +8,8 @@ import dev.ferry.core.sys.Sys;
 import dev.ferry.virtio.queue.QueueObserver;
 import dev.ferry.vhostuser.proto.VhostUserException;
 
+import java.lang.invoke.VarHandle;
+
 /**
  * The blk inflight region (INFLIGHT_SHMFD): shared memory the front-end keeps across back-end
  * restarts, recording which descriptor chains the back-end holds. Split-ring layout per queue,
@@ -20,8 +22,11 @@ import dev.ferry.vhostuser.proto.VhostUserException;
  *   14  u16 used_idx
  *   16  desc[N]: u8 inflight | u8 pad[5] | u16 next | u64 counter      (16 bytes each)
  * </pre>
- * A popped chain's head gets {@code inflight = 1} and the next counter value; a pushed one
- * {@code inflight = 0}; a publish stores {@code used_idx}. The trackers run on the device's loop.
+ * A popped chain's head gets {@code inflight = 1} and the next counter value. A completion is a
+ * batch of one ({@link QueueObserver}): {@code last_batch_head} is stored, then the used element
+ * and {@code used.idx}, then {@code inflight = 0} and {@code used_idx}; a successor that finds
+ * {@code used_idx} behind the ring's knows the last batch head was published. The trackers run
+ * on the device's loop.
  * Owns its fd and mapping.
  */
 final class InflightRegion implements AutoCloseable {
@@ -146,6 +151,17 @@ final class InflightRegion implements AutoCloseable {
         return pending.stream().mapToInt(x -> (int) x[1]).toArray();
     }
 
+    /**
+     * A copy of the region as it is now, in a fresh memfd: what a successor would find if this
+     * process died at this instant (for tests that stop it at every step).
+     */
+    InflightRegion snapshot() {
+        InflightRegion copy = create(queues, queueSize);
+        NativeMemory.copy(mapping.address(), copy.mapping.address(), size());
+        copy.counter = counter;
+        return copy;
+    }
+
     /** The tracker for queue {@code q}, or null when the region does not cover it or a ring of this size. */
     QueueObserver tracker(int q, int ringSize) {
         if (q >= queues || ringSize > queueSize) {
@@ -153,21 +169,28 @@ final class InflightRegion implements AutoCloseable {
         }
         long b = queueBase(q);
         return new QueueObserver() {
+            // The region must tell a successor the truth whenever this process dies, so its
+            // stores are ordered against each other and against used.idx (libvhost-user's
+            // inflight_get, pre_put and post_put).
             @Override
             public void popped(int head) {
                 long d = b + HEADER + (long) head * DESC;
                 NativeMemory.putLong(d + 8, ++counter);
                 NativeMemory.putByte(d, (byte) 1);
+                VarHandle.storeStoreFence();
             }
 
             @Override
-            public void pushed(int head) {
-                NativeMemory.putByte(b + HEADER + (long) head * DESC, (byte) 0);
+            public void beforePut(int head) {
                 NativeMemory.putShort(b + 12, (short) head);
+                VarHandle.storeStoreFence(); // before the used element and used.idx
             }
 
             @Override
-            public void published(int usedIdx) {
+            public void afterPut(int head, int usedIdx) {
+                VarHandle.storeStoreFence(); // after used.idx
+                NativeMemory.putByte(b + HEADER + (long) head * DESC, (byte) 0);
+                VarHandle.storeStoreFence();
                 NativeMemory.putShort(b + 14, (short) usedIdx);
             }
         };

@@ -190,12 +190,17 @@ public final class SplitVirtqueue {
         if (inFlight() == 0) {
             throw new IllegalStateException(name + ": push of head " + head + " with no chain in flight");
         }
+        QueueObserver o = observer;
+        if (o != null) {
+            o.beforePut(head);
+        }
         long elem = SplitRing.usedElem(used, size, usedIdx + pendingUsed);
         memory.writeU32(elem, head);
         memory.writeU32(elem + 4, (int) writtenLength);
         pendingUsed++;
-        if (observer != null) {
-            observer.pushed(head);
+        if (o != null) {
+            publishPending(); // a batch of one: see QueueObserver
+            o.afterPut(head, usedIdx);
         }
     }
 
@@ -208,13 +213,14 @@ public final class SplitVirtqueue {
         if (pendingUsed == 0) {
             return;
         }
+        publishPending();
+    }
+
+    private void publishPending() {
         int old = usedIdx;
         usedIdx = (usedIdx + pendingUsed) & 0xffff;
         pendingUsed = 0;
         memory.storeU16Release(SplitRing.usedIdx(used), usedIdx);
-        if (observer != null) {
-            observer.published(usedIdx);
-        }
         if ((short) (usedIdx - signalledUsed) < distance(usedIdx, old)) {
             signalledUsedValid = false; // signalledUsed fell more than 2^15 behind: its order is lost
         }
