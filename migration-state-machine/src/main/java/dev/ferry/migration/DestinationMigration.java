@@ -171,7 +171,7 @@ public final class DestinationMigration implements LoadContext {
         var rc = ram.counters();
         MigrationInfo.Ram r = new MigrationInfo.Ram(rc.transferred(), 0, machine.memory().totalSize(), 0,
                 rc.normal(), rc.normalBytes(), 0, 0, 0, rc.pageSize(), 0, 0, 0, rc.multifdBytes());
-        return new MigrationInfo(status, total, 0, 0, 0, 0, errorDesc, List.of(), r, List.of(), null);
+        return new MigrationInfo(status, total, 0, 0, 0, 0, errorDesc, List.of(), r, List.of(), null, 0);
     }
 
     public MigrationStatus await(Duration timeout) throws InterruptedException, TimeoutException {

@@ -291,6 +291,7 @@ public final class SourceMigration {
             // PONG. Otherwise it reads that backlog inside the guest's pause (measured: ~40-120 ms).
             if (rp != null && machine.runState().isRunning()) {
                 precopy.catchUp(w, out, rp);
+                precopy.trailingRounds(entries, ids, w, out);
             }
 
             // Switchover: stop the VM, send what is left, then the device states.

@@ -151,6 +151,12 @@ final class SourceProgress {
     }
 
     private volatile DowntimeBreakdown breakdown;
+    private volatile long catchUpRoundBytes;
+
+    /** Bytes the rounds after the catch-up sent (pages dirtied while the destination caught up). */
+    void catchUpRounds(long bytes) {
+        catchUpRoundBytes = bytes;
+    }
 
     void end() {
         end = clock.getAsLong();
@@ -184,6 +190,6 @@ final class SourceProgress {
                 pagesPerSecond, rc.precopyBytes(), rc.downtimeBytes(), rc.multifdBytes());
         return new MigrationInfo(status, total, setupNanos < 0 ? 0 : setupNanos / 1_000_000,
                 downtimeNanos < 0 ? 0 : downtimeNanos / 1_000_000, expectedDowntimeMs, throttle, errorDesc,
-                List.of(), ram, List.copyOf(ds), breakdown);
+                List.of(), ram, List.copyOf(ds), breakdown, catchUpRoundBytes);
     }
 }

@@ -21,6 +21,7 @@ import java.nio.file.Path;
 import java.time.Clock;
 import java.time.Duration;
 import java.util.List;
+import java.time.Instant;
 import java.util.Objects;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
@@ -129,6 +130,20 @@ public final class QmpServer implements AutoCloseable {
                     connection.sendEvent(event);
                 }
             }
+        }
+    }
+
+    /**
+     * Encodes the events a migration emits inside the guest's pause (STOP, MIGRATION) enough times
+     * for the JIT to compile the encoder: a fresh process otherwise spent 0.2-0.5 ms of its first
+     * migration's downtime encoding STOP. For the VMM's start-up warm-up.
+     */
+    public static void warmUpEvents() {
+        Instant now = Instant.now();
+        ObjectNode status = QmpWire.event("MIGRATION", null, now).objectNode().put("status", "device");
+        for (int i = 0; i < 2000; i++) {
+            QmpWire.encode(QmpWire.event("STOP", null, now));
+            QmpWire.encode(QmpWire.event("MIGRATION", status, now));
         }
     }
 

@@ -42,6 +42,7 @@ public final class QapiJson {
                     ObjectNode b = o.putObject("x-ferry-downtime-breakdown");
                     i.breakdown().phasesMicros().forEach((k, v) -> b.put(k + "-us", v));
                 }
+                o.put("x-ferry-catch-up-round-bytes", i.catchUpRoundBytes());
             } else if (!i.status().isFinal()) {
                 o.put("expected-downtime", i.expectedDowntimeMs());
             }

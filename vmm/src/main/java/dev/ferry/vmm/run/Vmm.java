@@ -155,6 +155,7 @@ public final class Vmm implements AutoCloseable {
     /** As {@link #warmUpMigration}, with what the warm-up moved; null when it failed. */
     MigrationWarmUp.Result warmUp() {
         try {
+            dev.ferry.vmm.qmp.QmpServer.warmUpEvents();
             return MigrationWarmUp.run(transports);
         } catch (IOException | RuntimeException e) {
             LOG.warn("{}: the migration warm-up failed (migrations will compile as they run): {}", config.name(), e.toString());
