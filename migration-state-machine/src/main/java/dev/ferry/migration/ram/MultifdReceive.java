@@ -99,6 +99,17 @@ public final class MultifdReceive implements AutoCloseable {
     }
 
     /** Starts a thread per channel, writing through {@code receiver}; {@code onFailure} hears the first error. */
+    /** Channels whose socket left the transport (packets read straight into place); for tests. */
+    int detachedChannels() {
+        int n = 0;
+        for (Channel c : channels) {
+            if (c != null && c.direct != null) {
+                n++;
+            }
+        }
+        return n;
+    }
+
     static MultifdReceive start(List<Incoming> in, RamReceiver receiver, Consumer<String> onFailure) {
         MultifdReceive r = new MultifdReceive(in, receiver, onFailure);
         for (Channel c : r.channels) {
