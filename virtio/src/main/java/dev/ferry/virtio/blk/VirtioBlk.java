@@ -119,11 +119,17 @@ public final class VirtioBlk implements VirtioDeviceModel {
         this.image = BlkImage.open(options.image(), options.readOnly(), !incoming);
         this.kickPending = new boolean[options.queues()];
         AtomicInteger n = new AtomicInteger();
-        this.io = Executors.newFixedThreadPool(options.ioThreads(), r -> {
-            Thread t = new Thread(r, "ferry-blk-" + id + "-io-" + n.getAndIncrement());
-            t.setDaemon(true);
-            return t;
-        });
+        java.util.concurrent.ThreadPoolExecutor pool = (java.util.concurrent.ThreadPoolExecutor)
+                Executors.newFixedThreadPool(options.ioThreads(), r -> {
+                    Thread t = new Thread(r, "ferry-blk-" + id + "-io-" + n.getAndIncrement());
+                    t.setDaemon(true);
+                    return t;
+                });
+        // All of them now: a pool that starts a thread per request until it is full holds one
+        // thread more or less depending on how requests overlapped, which a soak's resource
+        // count reads as growth.
+        pool.prestartAllCoreThreads();
+        this.io = pool;
     }
 
     public Path imagePath() {

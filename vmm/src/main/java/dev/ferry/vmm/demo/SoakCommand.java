@@ -218,6 +218,13 @@ public final class SoakCommand implements Callable<Integer> {
             }
             Thread.sleep(50);
         } while (System.nanoTime() < deadline);
+        if (!before.isEmpty() && r.path("threads").asLong() > before.get(0).threads()) {
+            java.util.List<String> names = new java.util.ArrayList<>();
+            Thread.getAllStackTraces().keySet().forEach(t -> names.add(t.getName()));
+            java.util.Collections.sort(names);
+            org.slf4j.LoggerFactory.getLogger(SoakCommand.class).warn("hop {}: {} threads against {} at the first "
+                    + "sample: {}", hop, r.path("threads").asLong(), before.get(0).threads(), names);
+        }
         return new Sample(hop, r.path("fds").asLong(), r.path("threads").asLong(), r.path("heap-used").asLong(),
                 r.path("direct-bytes").asLong(), hopMs, divergence);
     }

@@ -7,7 +7,6 @@ import dev.ferry.virtio.VirtioMmioDevice;
 import dev.ferry.virtio.balloon.VirtioBalloon;
 import dev.ferry.vmm.qmp.QmpError;
 
-import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 
@@ -36,11 +35,18 @@ final class VmBalloon implements AutoCloseable {
         this.id = id;
         this.model = model;
         this.events = events;
-        this.timer = model == null ? null : Executors.newSingleThreadScheduledExecutor(r -> {
-            Thread t = new Thread(r, "ferry-balloon-events");
-            t.setDaemon(true);
-            return t;
-        });
+        if (model == null) {
+            this.timer = null;
+        } else {
+            java.util.concurrent.ScheduledThreadPoolExecutor t = new java.util.concurrent.ScheduledThreadPoolExecutor(1,
+                    r -> {
+                        Thread th = new Thread(r, "ferry-balloon-events");
+                        th.setDaemon(true);
+                        return th;
+                    });
+            t.prestartAllCoreThreads(); // a thread from the start, not from the first event: a steady count
+            this.timer = t;
+        }
         if (model != null) {
             model.setActualListener(this::actualChanged);
         }
