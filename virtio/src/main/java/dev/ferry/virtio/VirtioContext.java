@@ -26,6 +26,16 @@ public interface VirtioContext {
     SplitVirtqueue queue(int index);
 
     /**
+     * Whether queue {@code index} is enabled, running or not: a vhost-user ring the front-end
+     * stopped (GET_VRING_BASE: the device is stopping) stays enabled, one it disabled
+     * (SET_VRING_ENABLE 0: the driver gave up that queue) does not. A transport without the
+     * distinction answers whether the queue is usable.
+     */
+    default boolean queueEnabled(int index) {
+        return queue(index) != null;
+    }
+
+    /**
      * Used buffers were published on queue {@code index}: raise the used-buffer interrupt unless
      * the driver suppressed it (EVENT_IDX / NO_INTERRUPT).
      */

@@ -94,6 +94,12 @@ final class DeviceRings implements VirtioContext {
     }
 
     @Override
+    public boolean queueEnabled(int index) {
+        return index >= 0 && index < rings.length && deviceError == null
+                && (rings[index].enabled || faults.contains(BackendFaults.WRITE_AFTER_DISABLE));
+    }
+
+    @Override
     public void notifyQueue(int index) {
         Vring r = rings[index];
         SplitVirtqueue q = r.queue;

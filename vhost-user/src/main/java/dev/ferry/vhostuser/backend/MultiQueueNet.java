@@ -34,7 +34,9 @@ import java.util.concurrent.atomic.AtomicLong;
  * <h2>Receive steering</h2>
  * Automatic receive steering (virtio 1.2, 5.1.6.5.5.1): a received frame goes to the rx queue of
  * the pair its flow was last transmitted on; a flow not seen yet, or one whose pair is disabled
- * now, goes to the first enabled pair. A flow is keyed by the guest's MAC (the frame's source on
+ * now (SET_VRING_ENABLE 0), goes to the first enabled pair. A stopped ring (GET_VRING_BASE, the
+ * device stopping ring by ring) is not a disabled one: a frame whose pair's rx ring is stopped is
+ * dropped, never steered to another pair that is still running. A flow is keyed by the guest's MAC (the frame's source on
  * TX, its destination on RX) and, for Ferry's traffic frames (ethertype 0x88b5,
  * {@link NetTraffic}), their flow byte (offset 19); other frames of a MAC make one flow. The
  * table is fixed ({@link #FLOWS} entries, no allocation per frame); a full table reuses a slot.
@@ -225,6 +227,9 @@ public final class MultiQueueNet extends NetDeviceModel {
                 if (ctx.queue(2 * p) != null) {
                     return p;
                 }
+                if (ctx.queueEnabled(2 * p)) {
+                    return -1; // stopped, not disabled: the device is stopping; no other pair's ring
+                }
                 break;
             }
             if (flowKeys[k] == -1) {
@@ -234,10 +239,15 @@ public final class MultiQueueNet extends NetDeviceModel {
         return firstEnabledPair();
     }
 
+    /**
+     * The first pair whose rx ring is enabled, or -1 — also when that ring is stopped: while the
+     * front-end stops the rings one by one (GET_VRING_BASE) a frame must not land on a later
+     * pair's ring that is still running (the guest would see its flow on the wrong queue).
+     */
     private int firstEnabledPair() {
         for (int p = 0; p < pairs; p++) {
-            if (ctx.queue(2 * p) != null) {
-                return p;
+            if (ctx.queueEnabled(2 * p)) {
+                return ctx.queue(2 * p) != null ? p : -1;
             }
         }
         return -1;
@@ -442,6 +452,11 @@ public final class MultiQueueNet extends NetDeviceModel {
     }
 
     /** Frames sent from pair {@code pair}'s tx queue and delivered to its rx queue. */
+    /** Received frames dropped: too short, no pair to take them, or left pending at a stop. */
+    public long rxDropped() {
+        return rxDropped.get();
+    }
+
     public long txFrames(int pair) {
         return txFrames[pair].get();
     }

@@ -184,6 +184,45 @@ class MultiQueueNetBackendTest {
         }
     }
 
+    /**
+     * A stopped ring is not a disabled one: while the front-end stops the rings one by one
+     * (GET_VRING_BASE), a frame whose pair's rx ring is stopped is dropped — for a learned flow
+     * and for an unknown one whose first enabled pair is the stopped one — and never lands on
+     * the other pair's ring, which still runs (the guest would count it misdelivered).
+     */
+    @Test
+    void aFrameForAStoppedPairGoesToNoOtherPair() throws Exception {
+        try (Rig r = new Rig(dir.resolve("mq.sock"))) {
+            for (int q = 0; q < 4; q++) {
+                r.start(q);
+            }
+            r.rxBuffers(0, BlkTestFrontend.DATA, 8);
+            r.rxBuffers(1, BlkTestFrontend.DATA + 0x10000, 8);
+            r.transmit(1, 5, BlkTestFrontend.DATA + 0x40000);
+            r.transmit(0, 6, BlkTestFrontend.DATA + 0x41000);
+            MultiQueueNet m = (MultiQueueNet) r.backend.model();
+            long dropped = m.rxDropped();
+            stop(r, 0); // rx0 stopped, rx1 still running
+            r.peer.send(ByteBuffer.wrap(traffic(MAC, NetTraffic.PEER_MAC, NetTraffic.REPLY, 6)), r.device);
+            r.peer.send(ByteBuffer.wrap(traffic(MAC, NetTraffic.PEER_MAC, NetTraffic.REPLY, 7)), r.device);
+            assertEquals(1, r.receive(5), "flow 5's pair still runs");
+            long deadline = System.nanoTime() + 5_000_000_000L;
+            while (m.rxDropped() < dropped + 2) {
+                assertTrue(System.nanoTime() < deadline, "frames for the stopped pair dropped: " + m.rxDropped());
+                Thread.sleep(1);
+            }
+            assertNull(r.queues[2].pollUsed(), "nothing more on pair 1's rx ring");
+            assertNull(r.backend.stats().lastDeviceError());
+        }
+    }
+
+    private static void stop(Rig r, int ring) throws Exception {
+        try (dev.ferry.vhostuser.proto.VhostUserMessage m = r.fe.conn.call(VhostUser.GET_VRING_BASE,
+                Payloads.vringState(ring, 0))) {
+            assertEquals(ring, Payloads.vringState(m).index());
+        }
+    }
+
     @Test
     void aTxChainWithoutTheHeaderIsADeviceError() throws Exception {
         try (Rig r = new Rig(dir.resolve("mq.sock"))) {
