@@ -96,19 +96,15 @@ final class BalloonPages {
         int n = 0;
         for (GuestRegion r : memory.regions()) {
             long base = r.gpaBase() >>> BalloonConfig.PFN_SHIFT;
-            long start = -1;
-            for (long p = 0, pages = r.pages(); p <= pages; p++) {
-                boolean d = p < pages && r.isDiscarded(p);
-                if (d && start < 0) {
-                    start = p;
-                } else if (!d && start >= 0) {
-                    if (n + 2 > buf.length) {
-                        buf = Arrays.copyOf(buf, buf.length * 2);
-                    }
-                    buf[n++] = base + start;
-                    buf[n++] = p - start;
-                    start = -1;
+            long pages = r.pages();
+            for (long start = r.nextPage(0, true); start < pages; ) {
+                long end = r.nextPage(start, false);
+                if (n + 2 > buf.length) {
+                    buf = Arrays.copyOf(buf, buf.length * 2);
                 }
+                buf[n++] = base + start;
+                buf[n++] = end - start;
+                start = r.nextPage(end, true);
             }
         }
         return Arrays.copyOf(buf, n);

@@ -220,6 +220,28 @@ public final class GuestRegion implements AutoCloseable {
         return discarded.get(page);
     }
 
+    /**
+     * The first page at or after {@code from} that is discarded ({@code discarded} true) or kept
+     * (false), or {@link #pages()} when there is none: 64 pages per step, so a scan of the whole
+     * region (a balloon saving its inflated runs inside the guest's pause) costs a word per 256 kB.
+     */
+    public long nextPage(long from, boolean discarded) {
+        long pages = pages();
+        long p = Math.max(0, from);
+        while (p < pages) {
+            long w = this.discarded.getWord(p >>> 6);
+            if (!discarded) {
+                w = ~w;
+            }
+            w &= -1L << (p & 63);
+            if (w != 0) {
+                return Math.min(pages, (p & ~63L) + Long.numberOfTrailingZeros(w));
+            }
+            p = (p & ~63L) + 64;
+        }
+        return pages;
+    }
+
     DirtyBitmap discardedPages() {
         return discarded;
     }
