@@ -98,7 +98,6 @@ public final class MultifdReceive implements AutoCloseable {
         }
     }
 
-    /** Starts a thread per channel, writing through {@code receiver}; {@code onFailure} hears the first error. */
     /** Channels whose socket left the transport (packets read straight into place); for tests. */
     int detachedChannels() {
         int n = 0;
@@ -110,6 +109,7 @@ public final class MultifdReceive implements AutoCloseable {
         return n;
     }
 
+    /** Starts a thread per channel, writing through {@code receiver}; {@code onFailure} hears the first error. */
     static MultifdReceive start(List<Incoming> in, RamReceiver receiver, Consumer<String> onFailure) {
         MultifdReceive r = new MultifdReceive(in, receiver, onFailure);
         for (Channel c : r.channels) {

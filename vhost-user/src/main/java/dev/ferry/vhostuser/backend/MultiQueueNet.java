@@ -36,10 +36,10 @@ import java.util.concurrent.atomic.AtomicLong;
  * the pair its flow was last transmitted on; a flow not seen yet, or one whose pair is disabled
  * now (SET_VRING_ENABLE 0), goes to the first enabled pair. A stopped ring (GET_VRING_BASE, the
  * device stopping ring by ring) is not a disabled one: a frame whose pair's rx ring is stopped is
- * dropped, never steered to another pair that is still running. A flow is keyed by the guest's MAC (the frame's source on
- * TX, its destination on RX) and, for Ferry's traffic frames (ethertype 0x88b5,
- * {@link NetTraffic}), their flow byte (offset 19); other frames of a MAC make one flow. The
- * table is fixed ({@link #FLOWS} entries, no allocation per frame); a full table reuses a slot.
+ * dropped, never steered to another pair that is still running. A flow is keyed by the guest's
+ * MAC (the frame's source on TX, its destination on RX) and, for Ferry's traffic frames
+ * (ethertype 0x88b5, {@link NetTraffic}), their flow byte (offset 19); other frames of a MAC make
+ * one flow. The table is fixed ({@link #FLOWS} entries, no allocation per frame); a full table reuses a slot.
  *
  * <h2>Frames</h2>
  * On the back-end's event loop only. TX: each available chain's header and frame are copied into

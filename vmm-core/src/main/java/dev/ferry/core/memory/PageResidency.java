@@ -15,9 +15,10 @@ import java.util.List;
  *
  * <p>{@code mincore} answers for a window of {@value #WINDOW_PAGES} pages in one call (never one
  * call per page), or of {@value #SMALL_WINDOW_PAGES} pages after a window that answered fewer
- * than {@value #DENSE_LOOKUPS} questions (a sparse caller). It reports a page as not resident both when it is a hole and when it was
- * swapped out, so on a host with swap every run of not-resident pages is confirmed with one
- * {@code lseek(SEEK_DATA)} on the memfd, which counts swapped pages as data. Without swap
+ * than {@value #DENSE_LOOKUPS} questions (a sparse caller). It reports a page as not resident
+ * both when it is a hole and when it was swapped out, so on a host with swap every run of
+ * not-resident pages is confirmed with one {@code lseek(SEEK_DATA)} on the memfd, which counts
+ * swapped pages as data. Without swap
  * (checked once, from {@code /proc/swaps}) {@code mincore} alone is exact.
  *
  * <p>The answer is a snapshot: a page written after its window was read shows as a hole until
