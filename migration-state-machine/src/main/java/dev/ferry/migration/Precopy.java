@@ -115,28 +115,13 @@ final class Precopy {
         int rounds = 0;
         while (rounds < TRAILING_MAX_ROUNDS) {
             migration.checkCancel();
-            long pending = 0;
-            for (SaveEntry e : entries) {
-                if (e instanceof SaveEntry.Live live) {
-                    pending += live.handler().pendingExact();
-                }
-            }
-            if (pending <= progress.switchoverBytesPerMs() * TRAILING_MIN_MS || last >= 0 && pending * 100 > last * 90
-                    || out.rateLimitReached()) {
+            long pending = pending(entries, true);
+            boolean shrank = last < 0 || pending * 100 <= last * (100 - SwitchoverRule.SHRINK_PERCENT);
+            if (pending <= progress.switchoverBytesPerMs() * TRAILING_MIN_MS || !shrank || out.rateLimitReached()) {
                 break;
             }
             last = pending;
-            for (SaveEntry e : entries) {
-                if (e instanceof SaveEntry.Live live) {
-                    int id = ids.get(e);
-                    long at = out.bytesWritten();
-                    w.sectionHeader(Qevm.SECTION_PART, id);
-                    live.handler().saveIterate(out);
-                    w.footer(id);
-                    progress.addPrecopy(e, out.bytesWritten() - at);
-                }
-            }
-            out.flush();
+            round(entries, ids, w, out);
             rounds++;
         }
         progress.catchUpRounds(migration.sent(out) - before);
@@ -157,21 +142,11 @@ final class Precopy {
         progress.newWindow(migration.sent(out));
         while (true) {
             migration.checkCancel();
-            long pending = 0;
-            for (SaveEntry e : entries) {
-                if (e instanceof SaveEntry.Live live) {
-                    pending += live.handler().pendingEstimate();
-                }
-            }
+            long pending = pending(entries, false);
             double rate = progress.switchoverBytesPerMs();
             long threshold = SwitchoverRule.budgetBytes(rate, downtimeLimit);
             if (pending < threshold || pending == 0) {
-                pending = 0;
-                for (SaveEntry e : entries) {
-                    if (e instanceof SaveEntry.Live live) {
-                        pending += live.handler().pendingExact();
-                    }
-                }
+                pending = pending(entries, true);
             }
             progress.pending(pending);
             // QEMU's migration_can_switchover: a stopped VM has no downtime to protect, and a
@@ -184,24 +159,9 @@ final class Precopy {
                         threshold);
                 return;
             }
-            boolean allDone = true;
             long roundStart = migration.sent(out);
             long roundNanos = System.nanoTime();
-            for (SaveEntry e : entries) {
-                if (e instanceof SaveEntry.Live live) {
-                    if (out.rateLimitReached()) {
-                        allDone = false;
-                        break;
-                    }
-                    int id = ids.get(e);
-                    long before = out.bytesWritten();
-                    w.sectionHeader(Qevm.SECTION_PART, id);
-                    allDone &= live.handler().saveIterate(out);
-                    w.footer(id);
-                    progress.addPrecopy(e, out.bytesWritten() - before);
-                }
-            }
-            out.flush();
+            boolean allDone = round(entries, ids, w, out);
             progress.busy(System.nanoTime() - roundNanos);
             limiter.awaitNextWindow();
             if (allDone) {
@@ -216,5 +176,44 @@ final class Precopy {
             }
             progress.updateWindow(migration.sent(out), downtimeLimit, ram.counters());
         }
+    }
+
+    /**
+     * What the live handlers have pending: their cheap estimates, or ({@code exact}) the exact
+     * figures, for which RAM syncs its dirty logs.
+     */
+    private static long pending(List<SaveEntry> entries, boolean exact) throws MigrationException {
+        long pending = 0;
+        for (SaveEntry e : entries) {
+            if (e instanceof SaveEntry.Live live) {
+                pending += exact ? live.handler().pendingExact() : live.handler().pendingEstimate();
+            }
+        }
+        return pending;
+    }
+
+    /**
+     * One PART section per live handler, the stream flushed after them; stops early at the
+     * bandwidth limit. True when every handler sent all it had.
+     */
+    private boolean round(List<SaveEntry> entries, Map<SaveEntry, Integer> ids, SectionWriter w, ChannelSaveStream out)
+            throws IOException, MigrationException {
+        boolean allDone = true;
+        for (SaveEntry e : entries) {
+            if (e instanceof SaveEntry.Live live) {
+                if (out.rateLimitReached()) {
+                    allDone = false;
+                    break;
+                }
+                int id = ids.get(e);
+                long before = out.bytesWritten();
+                w.sectionHeader(Qevm.SECTION_PART, id);
+                allDone &= live.handler().saveIterate(out);
+                w.footer(id);
+                progress.addPrecopy(e, out.bytesWritten() - before);
+            }
+        }
+        out.flush();
+        return allDone;
     }
 }

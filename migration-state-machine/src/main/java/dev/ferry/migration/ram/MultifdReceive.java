@@ -100,13 +100,7 @@ public final class MultifdReceive implements AutoCloseable {
 
     /** Channels whose socket left the transport (packets read straight into place); for tests. */
     int detachedChannels() {
-        int n = 0;
-        for (Channel c : channels) {
-            if (c != null && c.direct != null) {
-                n++;
-            }
-        }
-        return n;
+        return (int) java.util.Arrays.stream(channels).filter(c -> c != null && c.direct != null).count();
     }
 
     /** Starts a thread per channel, writing through {@code receiver}; {@code onFailure} hears the first error. */

@@ -125,13 +125,7 @@ public final class MultifdSend implements AutoCloseable {
 
     /** Channels whose socket left the transport (packets without copies through it); for tests. */
     int detachedChannels() {
-        int n = 0;
-        for (Channel c : channels) {
-            if (c != null && c.direct != null) {
-                n++;
-            }
-        }
-        return n;
+        return (int) java.util.Arrays.stream(channels).filter(c -> c != null && c.direct != null).count();
     }
 
     /** Bytes the channels handed to their connections (openings, headers, offsets, pages). */

@@ -86,11 +86,7 @@ final class DeviceRings implements VirtioContext {
 
     @Override
     public SplitVirtqueue queue(int index) {
-        if (index < 0 || index >= rings.length || deviceError != null) {
-            return null;
-        }
-        Vring r = rings[index];
-        return r.enabled || faults.contains(BackendFaults.WRITE_AFTER_DISABLE) ? r.queue : null;
+        return queueEnabled(index) ? rings[index].queue : null;
     }
 
     @Override
