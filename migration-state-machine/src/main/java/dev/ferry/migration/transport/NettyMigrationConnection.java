@@ -166,7 +166,16 @@ final class NettyMigrationConnection implements MigrationConnection {
             return null;
         }
         if (channel.isActive()) {
-            drain();
+            try {
+                drain();
+            } catch (IOException e) {
+                // A peer that sent its last bytes and closed between the check and the drain
+                // must not lose them: what it sent is handed over below, and a later write fails
+                // on the closed socket. Any other write failure stands.
+                if (channel.isActive() || failure != null) {
+                    throw e;
+                }
+            }
         }
         io.netty.util.concurrent.Future<DetachedSocket> handOver = channel.eventLoop().submit(() -> {
             if (!closed.compareAndSet(false, true)) {
