@@ -377,6 +377,7 @@ public final class VirtioMmio implements BusDevice, VmChangeStateHandler, AutoCl
         into.put("status", status);
         into.put("features", String.format("0x%x", guestFeatures));
         into.put("isr", isr);
+        into.put("config-generation", configGeneration);
         if (brokenReason != null) {
             into.put("needs-reset", brokenReason);
         }

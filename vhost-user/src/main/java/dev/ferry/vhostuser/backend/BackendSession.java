@@ -78,7 +78,7 @@ final class BackendSession {
     static long offeredProtocol(VirtioDeviceModel model) {
         long p = bit(VhostUser.PF_LOG_SHMFD) | bit(VhostUser.PF_REPLY_ACK) | bit(VhostUser.PF_CONFIG)
                 | bit(VhostUser.PF_RESET_DEVICE) | bit(VhostUser.PF_CONFIGURE_MEM_SLOTS) | bit(VhostUser.PF_STATUS)
-                | bit(VhostUser.PF_DEVICE_STATE);
+                | bit(VhostUser.PF_DEVICE_STATE) | bit(VhostUser.PF_BACKEND_REQ);
         if (model.deviceId() == Virtio.ID_BLOCK) {
             p |= bit(VhostUser.PF_INFLIGHT_SHMFD);
         }
@@ -135,7 +135,7 @@ final class BackendSession {
         if (req != VhostUser.SET_MEM_TABLE && req != VhostUser.SET_LOG_BASE && req != VhostUser.SET_LOG_FD
                 && req != VhostUser.SET_VRING_KICK && req != VhostUser.SET_VRING_CALL && req != VhostUser.SET_VRING_ERR
                 && req != VhostUser.ADD_MEM_REG && req != VhostUser.REM_MEM_REG && req != VhostUser.SET_INFLIGHT_FD
-                && req != VhostUser.SET_DEVICE_STATE_FD) {
+                && req != VhostUser.SET_DEVICE_STATE_FD && req != VhostUser.SET_BACKEND_REQ_FD) {
             Payloads.noFds(m);
         }
         switch (req) {
@@ -201,6 +201,14 @@ final class BackendSession {
                 status = 0;
             }
             case VhostUser.SET_DEVICE_STATE_FD -> setDeviceStateFd(m);
+            case VhostUser.SET_BACKEND_REQ_FD -> {
+                need(m, VhostUser.PF_BACKEND_REQ);
+                Payloads.exact(m, 0);
+                if (m.fdCount() != 1) {
+                    throw Payloads.bad(m, "came with " + m.fdCount() + " descriptors; it needs one");
+                }
+                rings.backendRequests(new VhostUserChannel(m.takeFd(0), name + " (requests to the front-end)"));
+            }
             case VhostUser.SEND_RARP -> {
                 need(m, VhostUser.PF_RARP);
                 sendRarp(Payloads.rarpMac(m));
@@ -503,6 +511,7 @@ final class BackendSession {
             transfer = null;
         }
         rings.close();
+        rings.backendRequests(null);
         if (logFd != null) {
             logFd.close();
             logFd = null;

@@ -20,6 +20,7 @@ public final class BackendStats {
     final AtomicLong rarps = new AtomicLong();
     final AtomicLong resubmitted = new AtomicLong();
     final AtomicLong unloggable = new AtomicLong();
+    final AtomicLong configChanges = new AtomicLong();
     volatile boolean logAllSeen;
     volatile String lastRefusal;
     volatile String lastDisconnect;
@@ -63,6 +64,11 @@ public final class BackendStats {
     /** The last driver protocol violation the device model reported, or null. */
     public String lastDeviceError() {
         return lastDeviceError;
+    }
+
+    /** CONFIG_CHANGE_MSGs sent to a front-end on its request channel. */
+    public long configChanges() {
+        return configChanges.get();
     }
 
     /** SET_LOG_BASE requests mapped. */

@@ -10,7 +10,10 @@ import dev.ferry.virtio.VirtioDeviceModel;
 import dev.ferry.virtio.queue.QueueConfig;
 import dev.ferry.virtio.queue.SplitRing;
 import dev.ferry.virtio.queue.SplitVirtqueue;
+import dev.ferry.vhostuser.proto.VhostUser;
+import dev.ferry.vhostuser.proto.VhostUserChannel;
 import dev.ferry.vhostuser.proto.VhostUserException;
+import dev.ferry.vhostuser.proto.VhostUserMessage;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -51,6 +54,8 @@ final class DeviceRings implements VirtioContext {
     /** The log writes go to: the mapped log while LOG_ALL is negotiated, else null. Read by writers. */
     private volatile VhostLog activeLog;
     private InflightRegion inflight;
+    /** The front-end's request channel (BACKEND_REQ), when it gave one. */
+    private volatile VhostUserChannel backendRequests;
     private boolean modelRunning;
     private String deviceError;
 
@@ -105,9 +110,38 @@ final class DeviceRings implements VirtioContext {
         }
     }
 
+    /**
+     * The channel to the front-end (SET_BACKEND_REQ_FD), replacing and closing the one before;
+     * null closes it (session end). Loop thread.
+     */
+    void backendRequests(VhostUserChannel channel) {
+        VhostUserChannel old = backendRequests;
+        backendRequests = channel;
+        if (old != null) {
+            old.close();
+        }
+    }
+
+    /**
+     * The model's config changed (a disk grew): CONFIG_CHANGE_MSG to the front-end on its request
+     * channel, without NEED_REPLY — a reply awaited here could deadlock against a front-end that
+     * is itself waiting for this back-end's reply on the main socket. Without the channel the
+     * front-end sees the change at its next GET_CONFIG. Any thread (the channel's send is
+     * serialized).
+     */
     @Override
     public void configChanged() {
-        LOG.debug("{}: config changed (no back-end request channel to tell the front-end)", name);
+        VhostUserChannel c = backendRequests;
+        if (c == null) {
+            LOG.info("{}: config changed; the front-end gave no request channel to tell it", name);
+            return;
+        }
+        try {
+            c.send(VhostUserMessage.request(VhostUser.BACKEND_CONFIG_CHANGE_MSG, false, new byte[0]));
+            stats.configChanges.incrementAndGet();
+        } catch (VhostUserException e) {
+            LOG.warn("{}: telling the front-end its config changed failed: {}", name, e.getMessage());
+        }
     }
 
     @Override

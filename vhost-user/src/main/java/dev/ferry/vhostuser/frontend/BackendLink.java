@@ -27,6 +27,8 @@ final class BackendLink {
     private final VhostUserDevice d;
     private volatile VhostUserFrontend fe;
     private DeviceEventLoop.Registration hangupReg;
+    /** The watch on the current connection's back-end request channel, if it has one. */
+    private DeviceEventLoop.Registration requestsReg;
     private DeviceEventLoop.Timer reconnectTimer;
     private long reconnectDelayMs = RECONNECT_FIRST_MS;
     private volatile String lostReason;
@@ -93,7 +95,11 @@ final class BackendLink {
         return reconnectDelayMs;
     }
 
-    /** Watches the socket: between requests the back-end has nothing to say, so readiness means it hung up or broke the protocol. */
+    /**
+     * Watches the socket: between requests the back-end has nothing to say, so readiness means it
+     * hung up or broke the protocol. And the back-end's request channel, when it has one: each
+     * message is read and served as it comes.
+     */
     private void watch() {
         VhostUserFrontend f = fe;
         hangupReg = d.loop.addFd(f.socketFd(), Linux.EPOLLIN | Linux.EPOLLRDHUP, ev -> {
@@ -102,6 +108,37 @@ final class BackendLink {
                         : "the back-end sent a message nobody asked for");
             }
         });
+        BackendRequests requests = f.backendRequests();
+        if (requests != null) {
+            requestsReg = d.loop.addFd(requests.socket(), Linux.EPOLLIN | Linux.EPOLLRDHUP, ev -> {
+                if (fe == f) {
+                    serveRequest(f, requests);
+                }
+            });
+        }
+    }
+
+    /** One message on the back-end's request channel (loop thread). */
+    private void serveRequest(VhostUserFrontend f, BackendRequests requests) {
+        BackendRequests.Outcome o;
+        try {
+            o = requests.serveOne(() -> d.backendConfigChanged(f));
+        } catch (VhostUserException e) {
+            d.backendLost(e.getMessage());
+            return;
+        }
+        switch (o) {
+            case SERVED -> { }
+            case REFUSED -> LOG.warn("{}: refused a back-end request: {}", d.who(), requests.lastProblem());
+            case CLOSED -> {
+                // The back-end closed its end (a back-end going away closes its main socket too,
+                // which the other watch reports); the device goes on without the channel.
+                LOG.info("{}: the back-end at {} closed its request channel", d.who(), d.options.socket());
+                VhostUserDevice.closeQuietly(requestsReg);
+                requestsReg = null;
+            }
+            case BROKEN -> d.backendLost("its request channel broke: " + requests.lastProblem());
+        }
     }
 
     /**
@@ -119,10 +156,7 @@ final class BackendLink {
         if (d.log != null && lostWhileLogging == null) {
             lostWhileLogging = reason;
         }
-        if (hangupReg != null) {
-            VhostUserDevice.closeQuietly(hangupReg);
-            hangupReg = null;
-        }
+        unwatch();
         VhostUserFrontend f = fe;
         fe = null;
         return f;
@@ -157,7 +191,8 @@ final class BackendLink {
     void reconnectNow() {
         VhostUserFrontend f;
         try {
-            f = VhostUserFrontend.connect(d.id, d.options.socket(), d.options.replyTimeoutMs());
+            f = VhostUserFrontend.connect(d.id, d.options.socket(), d.options.replyTimeoutMs(),
+                    VhostUserFrontend.DEVICE_PROTOCOL);
         } catch (VhostUserException e) {
             reconnectError = e.getMessage();
             return;
@@ -194,9 +229,17 @@ final class BackendLink {
         if (reconnectTimer != null) {
             VhostUserDevice.closeQuietly(reconnectTimer);
         }
+        unwatch();
+    }
+
+    private void unwatch() {
         if (hangupReg != null) {
             VhostUserDevice.closeQuietly(hangupReg);
             hangupReg = null;
+        }
+        if (requestsReg != null) {
+            VhostUserDevice.closeQuietly(requestsReg);
+            requestsReg = null;
         }
     }
 

@@ -11,6 +11,8 @@ import dev.ferry.vhostuser.proto.VhostUserException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.Map;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * vhost-user-blk: a virtio disk (ID 2) whose requests an external back-end (qemu-storage-daemon,
@@ -21,6 +23,7 @@ import java.util.Map;
  * restarted resubmits the requests its predecessor had not completed.
  */
 public final class VhostUserBlk extends VhostUserDevice {
+    private static final Logger LOG = LoggerFactory.getLogger(VhostUserBlk.class);
     public static final String NAME = "vhost-user-blk";
     /** QEMU's vhost-user-blk queue size. */
     public static final int QUEUE_SIZE = 128;
@@ -29,7 +32,9 @@ public final class VhostUserBlk extends VhostUserDevice {
     private static final long FEATURES = bits(1, VirtioBlk.F_SEG_MAX, 4, VirtioBlk.F_RO, VirtioBlk.F_BLK_SIZE,
             VirtioBlk.F_FLUSH, 10, VirtioBlk.F_CONFIG_WCE, VirtioBlk.F_MQ, VirtioBlk.F_DISCARD,
             VirtioBlk.F_WRITE_ZEROES);
-    private final byte[] config;
+    /** Replaced whole when the back-end's capacity changes; never written in place (the transport reads it). */
+    private volatile byte[] config;
+    private volatile long capacityChanges;
     private volatile VhostUserFrontend.Inflight inflight;
 
     public VhostUserBlk(String id, VhostUserOptions options, Machine machine) throws VhostUserException {
@@ -62,6 +67,53 @@ public final class VhostUserBlk extends VhostUserDevice {
             throw new VhostUserException(who() + ": the back-end at " + f.socket()
                     + " lacks protocol feature CONFIG, which a vhost-user disk needs for its capacity");
         }
+    }
+
+    /**
+     * The back-end's config changed (its owner resized the disk: qemu-storage-daemon's
+     * {@code block_resize}): GET_CONFIG, and a new capacity goes into the config space with a
+     * config interrupt for a running driver. Only the capacity is taken, as QEMU takes it; the
+     * other fields keep what the driver negotiated against.
+     */
+    @Override
+    protected boolean backendConfigChanged(VhostUserFrontend f) throws VhostUserException {
+        takeCapacity(f, "its config changed");
+        return true;
+    }
+
+    /** A back-end that replaced a lost one may serve a disk resized meanwhile. */
+    @Override
+    protected void afterReconnect(VhostUserFrontend f) {
+        try {
+            takeCapacity(f, "it reconnected");
+        } catch (VhostUserException e) {
+            backendLost(e.getMessage());
+            return;
+        }
+        super.afterReconnect(f);
+    }
+
+    private void takeCapacity(VhostUserFrontend f, String when) throws VhostUserException {
+        long now = capacityOf(f.getConfig(CONFIG_SIZE));
+        byte[] c = config;
+        long before = capacityOf(c);
+        if (now == before) {
+            return;
+        }
+        byte[] next = c.clone();
+        ByteBuffer.wrap(next).order(ByteOrder.LITTLE_ENDIAN).putLong(0, now);
+        config = next;
+        capacityChanges++;
+        LOG.info("{}: the back-end at {} serves {} sectors now, {} before ({}){}", who(), options.socket(),
+                Long.toUnsignedString(now), Long.toUnsignedString(before), when,
+                ctx != null ? "; the driver is told" : "");
+        if (ctx != null) {
+            ctx.configChanged();
+        }
+    }
+
+    private static long capacityOf(byte[] config) {
+        return ByteBuffer.wrap(config).order(ByteOrder.LITTLE_ENDIAN).getLong(0);
     }
 
     /** Every request completes: the stop drains them. */
@@ -107,8 +159,8 @@ public final class VhostUserBlk extends VhostUserDevice {
         if (c.length != CONFIG_SIZE) {
             throw new MigrationException(who() + ": config space of " + c.length + " bytes; " + CONFIG_SIZE + " expected");
         }
-        long mine = ByteBuffer.wrap(config).order(ByteOrder.LITTLE_ENDIAN).getLong(0);
-        long theirs = ByteBuffer.wrap(c).order(ByteOrder.LITTLE_ENDIAN).getLong(0);
+        long mine = capacityOf(config);
+        long theirs = capacityOf(c);
         if (mine != theirs) {
             throw new MigrationException(who() + ": capacity " + theirs + " sectors on the source, " + mine
                     + " from this back-end");
@@ -134,6 +186,8 @@ public final class VhostUserBlk extends VhostUserDevice {
     @Override
     protected void describeDevice(Map<String, Object> into) {
         into.put("inflight-region", inflight != null);
+        into.put("capacity-sectors", capacityOf(config));
+        into.put("capacity-changes", capacityChanges);
     }
 
     @Override

@@ -105,7 +105,8 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
         this.queueCount = queueCount;
         this.backendQueues = backendQueues;
         this.queueSize = queueSize;
-        VhostUserFrontend fe = VhostUserFrontend.connect(id, options.socket(), options.replyTimeoutMs());
+        VhostUserFrontend fe = VhostUserFrontend.connect(id, options.socket(), options.replyTimeoutMs(),
+                VhostUserFrontend.DEVICE_PROTOCOL);
         this.link = new BackendLink(this, fe);
         this.offeredBackendFeatures = fe.backendFeatures();
         this.rings = new RingControl(this);
@@ -179,6 +180,18 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
      */
     protected int stopOrder(int k, int n) {
         return k;
+    }
+
+    /**
+     * The back-end said its config changed (CONFIG_CHANGE_MSG on its request channel; loop
+     * thread): the device takes what it uses of the new config from {@code frontend} and tells
+     * the driver. Returns false to refuse it; the default refuses (the device takes no config from
+     * its back-end). Throws when the back-end fails the request that follows.
+     */
+    protected boolean backendConfigChanged(VhostUserFrontend frontend) throws VhostUserException {
+        LOG.info("{}: the back-end at {} says its config changed; this device takes no config from it", who(),
+                options.socket());
+        return false;
     }
 
     /** After the rings started (loop thread): net announces a migrated guest here. */

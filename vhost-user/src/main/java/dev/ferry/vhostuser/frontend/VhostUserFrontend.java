@@ -31,22 +31,26 @@ public final class VhostUserFrontend implements AutoCloseable {
             | VhostUser.bit(VhostUser.PF_LOG_SHMFD)
             | VhostUser.bit(VhostUser.PF_RARP) | VhostUser.bit(VhostUser.PF_REPLY_ACK) | VhostUser.bit(VhostUser.PF_CONFIG)
             | VhostUser.bit(VhostUser.PF_INFLIGHT_SHMFD) | VhostUser.bit(VhostUser.PF_STATUS);
+    /** What a device's connection asks for besides: the back-end's request channel (config changes). */
+    public static final long DEVICE_PROTOCOL = WANTED_PROTOCOL | VhostUser.bit(VhostUser.PF_BACKEND_REQ);
     private final String name;
     private final Path socket;
     private final BackendConnection conn;
     private final long backendFeatures;
     private final long protocolFeatures;
     private final int queueNum;
+    private final BackendRequests backendRequests;
     private volatile IntConsumer requestObserver = r -> { };
 
     private VhostUserFrontend(String name, Path socket, BackendConnection conn, long backendFeatures,
-                              long protocolFeatures, int queueNum) {
+                              long protocolFeatures, int queueNum, BackendRequests backendRequests) {
         this.name = name;
         this.socket = socket;
         this.conn = conn;
         this.backendFeatures = backendFeatures;
         this.protocolFeatures = protocolFeatures;
         this.queueNum = queueNum;
+        this.backendRequests = backendRequests;
     }
 
     /**
@@ -58,13 +62,25 @@ public final class VhostUserFrontend implements AutoCloseable {
      * @param name the device's id, for messages
      */
     public static VhostUserFrontend connect(String name, Path socket, long replyTimeoutMs) throws VhostUserException {
+        return connect(name, socket, replyTimeoutMs, WANTED_PROTOCOL);
+    }
+
+    /**
+     * As {@link #connect(String, Path, long)}, asking for the protocol features in {@code wanted}:
+     * with {@link #DEVICE_PROTOCOL} and a back-end that offers BACKEND_REQ, its request channel
+     * is set up (SET_BACKEND_REQ_FD, before SET_OWNER as QEMU sends it) for the device to read
+     * ({@link #backendRequests()}).
+     */
+    static VhostUserFrontend connect(String name, Path socket, long replyTimeoutMs, long wanted)
+            throws VhostUserException {
         BackendConnection c = BackendConnection.connect(socket, name, replyTimeoutMs);
+        BackendRequests requests = null;
         try {
             long features = c.getU64(VhostUser.GET_FEATURES);
             long protocol = 0;
             int queues = 1;
             if (VhostUser.has(features, VhostUser.F_PROTOCOL_FEATURES)) {
-                protocol = c.getU64(VhostUser.GET_PROTOCOL_FEATURES) & WANTED_PROTOCOL;
+                protocol = c.getU64(VhostUser.GET_PROTOCOL_FEATURES) & wanted;
                 c.request(VhostUser.SET_PROTOCOL_FEATURES, Payloads.u64(protocol));
                 c.replyAck(VhostUser.has(protocol, VhostUser.PF_REPLY_ACK));
                 if (VhostUser.has(protocol, VhostUser.PF_MQ)) {
@@ -75,13 +91,24 @@ public final class VhostUserFrontend implements AutoCloseable {
                     }
                     queues = (int) n;
                 }
+                if (VhostUser.has(protocol, VhostUser.PF_BACKEND_REQ)) {
+                    requests = BackendRequests.open(c, name, replyTimeoutMs);
+                }
             }
             c.request(VhostUser.SET_OWNER, new byte[0]);
-            return new VhostUserFrontend(name, socket, c, features, protocol, queues);
+            return new VhostUserFrontend(name, socket, c, features, protocol, queues, requests);
         } catch (VhostUserException | RuntimeException e) {
+            if (requests != null) {
+                requests.close();
+            }
             c.close();
             throw e;
         }
+    }
+
+    /** The back-end's request channel; null when BACKEND_REQ was not negotiated. */
+    BackendRequests backendRequests() {
+        return backendRequests;
     }
 
     public Path socket() {
@@ -361,6 +388,9 @@ public final class VhostUserFrontend implements AutoCloseable {
 
     @Override
     public void close() {
+        if (backendRequests != null) {
+            backendRequests.close();
+        }
         conn.close();
     }
 

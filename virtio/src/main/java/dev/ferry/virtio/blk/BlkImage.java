@@ -26,7 +26,8 @@ import java.nio.file.Path;
 final class BlkImage implements AutoCloseable {
     private final Path path;
     private final Fd fd;
-    private final long size;
+    /** Grows only ({@link #grow}, {@link #adoptGrowth}); requests check their range against it when they run. */
+    private volatile long size;
     private final boolean readOnly;
     private volatile boolean active;
     /** A zeroed native page for WRITE_ZEROES, allocated once. */
@@ -134,6 +135,52 @@ final class BlkImage implements AutoCloseable {
                 throw new IOException(path + ": zeroing " + length + " bytes at " + offset + " failed: " + e.getMessage(), e);
             }
         }
+    }
+
+    /**
+     * Grows the image to {@code bytes} (ftruncate: the new sectors read as zeroes). Shrinking is
+     * refused: a request in flight may address the sectors that would go, and a guest's file
+     * system holds data there.
+     */
+    synchronized void grow(long bytes) throws IOException {
+        if (readOnly) {
+            throw new IOException(path + " is read-only; a read-only disk is not resized");
+        }
+        if (bytes % BlkRequest.SECTOR != 0) {
+            throw new IOException(path + ": " + bytes + " bytes is not a whole number of " + BlkRequest.SECTOR + "-byte sectors");
+        }
+        if (bytes < size) {
+            throw new IOException(path + ": shrinking a disk in use from " + size + " to " + bytes
+                    + " bytes would cut off the guest's data; only growing is supported");
+        }
+        if (bytes == size) {
+            return;
+        }
+        try {
+            Sys.ftruncate(fd, bytes);
+        } catch (NativeCallException e) {
+            throw new IOException(path + ": growing to " + bytes + " bytes failed: " + e.getMessage(), e);
+        }
+        size = bytes;
+    }
+
+    /**
+     * The image file as it is now, when another VMM sharing it (a migration's source) grew it to
+     * {@code bytes}: true when the file holds exactly that many bytes, which this image then
+     * serves; false (nothing changes) otherwise.
+     */
+    synchronized boolean adoptGrowth(long bytes) {
+        long onDisk;
+        try {
+            onDisk = Sys.fstatSizeAndAllocated(fd)[0];
+        } catch (NativeCallException e) {
+            return false;
+        }
+        if (onDisk != bytes || bytes < size) {
+            return false;
+        }
+        size = bytes;
+        return true;
     }
 
     /** Makes every completed write durable (fdatasync). */

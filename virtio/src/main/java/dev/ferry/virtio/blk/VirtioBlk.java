@@ -75,8 +75,8 @@ public final class VirtioBlk implements VirtioDeviceModel {
     private final ExecutorService io;
     private volatile boolean writeback = true;
 
-    // Loop-thread state.
-    private VirtioContext ctx;
+    // Loop-thread state (ctx is read by grow from any thread).
+    private volatile VirtioContext ctx;
     private boolean stopping = true;
     /** Started, and the image activation and parked retries wait for the first queue notification. */
     private boolean resumePending;
@@ -141,6 +141,28 @@ public final class VirtioBlk implements VirtioDeviceModel {
         return image.size();
     }
 
+    /**
+     * Grows the disk to {@code bytes} under a running guest (QMP {@code block_resize}; a
+     * back-end's owner resizing what it serves): the image file grows, the config space's
+     * capacity follows, and a started device raises a config-change interrupt so the driver
+     * reads it (through a vhost-user back-end, CONFIG_CHANGE_MSG to the front-end). Any thread.
+     *
+     * @throws IOException naming the image when it is read-only, the size is not whole sectors,
+     *                     smaller than now (shrinking is refused) or the file cannot grow
+     */
+    public void grow(long bytes) throws IOException {
+        long before = image.size();
+        image.grow(bytes);
+        if (bytes == before) {
+            return;
+        }
+        VirtioContext c = ctx;
+        LOG.info("{}: grown from {} to {} bytes{}", id, before, bytes, c != null ? "; the driver is told" : "");
+        if (c != null) {
+            c.configChanged();
+        }
+    }
+
     @Override
     public String name() {
         return "virtio-blk";
@@ -200,7 +222,10 @@ public final class VirtioBlk implements VirtioDeviceModel {
                     + BlkConfig.SIZE);
         }
         long capacity = BlkConfig.capacityOf(config);
-        if (capacity != image.size() / BlkRequest.SECTOR) {
+        // The source may have grown the shared image after this side opened it.
+        if (capacity != image.size() / BlkRequest.SECTOR
+                && !(capacity > 0 && capacity <= Long.MAX_VALUE / BlkRequest.SECTOR
+                     && image.adoptGrowth(capacity * BlkRequest.SECTOR))) {
             throw new MigrationException(id + ": the source's disk has " + capacity + " sectors, " + image.path()
                     + " here has " + image.size() / BlkRequest.SECTOR + "; both sides must open the same image");
         }

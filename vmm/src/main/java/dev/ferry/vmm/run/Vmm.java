@@ -394,6 +394,34 @@ public final class Vmm implements AutoCloseable {
         throw dev.ferry.vmm.qmp.QmpError.deviceNotFound("Device '" + name + "' not found");
     }
 
+    /**
+     * QMP block_resize: the virtio disk {@code device} grows to {@code size} bytes under the
+     * running guest (its image file grows; the driver gets a config interrupt). Only growing: a
+     * smaller size is refused. A vhost-user disk is resized by its back-end's owner, not here.
+     */
+    public void blockResize(String device, long size) throws dev.ferry.vmm.qmp.QmpError {
+        for (dev.ferry.core.device.Device d : devices.all()) {
+            if (d.id().equals(device) && d instanceof dev.ferry.virtio.VirtioMmioDevice v) {
+                if (v.transport().model() instanceof dev.ferry.virtio.blk.VirtioBlk blk) {
+                    if (size <= 0) {
+                        throw dev.ferry.vmm.qmp.QmpError.generic("Parameter 'size' expects a >0 size");
+                    }
+                    try {
+                        blk.grow(size);
+                    } catch (java.io.IOException e) {
+                        throw dev.ferry.vmm.qmp.QmpError.generic(device + ": " + e.getMessage());
+                    }
+                    return;
+                }
+                if (v.transport().model() instanceof dev.ferry.vhostuser.frontend.VhostUserBlk) {
+                    throw dev.ferry.vmm.qmp.QmpError.generic("Device '" + device + "' is a vhost-user disk: its back-end"
+                            + " owns the image; resize it there (its config-change message reaches the guest)");
+                }
+            }
+        }
+        throw dev.ferry.vmm.qmp.QmpError.deviceNotFound("Device '" + device + "' not found");
+    }
+
     /** The VM's config devices (virtio-blk, ...): transport, rings and counters (x-ferry-devices). */
     public ObjectNode devicesInfo() {
         ObjectNode o = QapiJson.JSON.createObjectNode();

@@ -141,6 +141,10 @@ final class VmmQmpCommands {
             vmm.balloon().qomSet(a.requiredString("path"), a.requiredString("property"), a.json().path("value"));
             return null;
         });
+        c.register("block_resize", Set.of("device", "size"), a -> {
+            vmm.blockResize(a.requiredString("device"), a.requiredLong("size", Long.MIN_VALUE, Long.MAX_VALUE));
+            return null;
+        });
         c.register("set_link", Set.of("name", "up"), a -> {
             vmm.setLink(a.requiredString("name"), a.requiredBool("up"));
             return null;

@@ -88,6 +88,55 @@ class VmmDiskTest {
         assertTrue(blk.path("active").asBoolean(), "the destination took the image over: " + blk);
     }
 
+    /**
+     * QMP block_resize grows the disk under the running guest: the image file grows, the config
+     * space shows the capacity with a new generation, and the grown guest migrates to a
+     * destination that opened the image before it grew (it takes the new size from the shared
+     * file). Shrinking, sizes that are not whole sectors and unknown devices are refused.
+     */
+    @Test
+    void blockResizeGrowsTheDiskUnderTheRunningGuestAndTheGrownGuestMigrates() throws Exception {
+        Vm dst = vms.destination("dst", false);
+        Vm src = vms.source("src");
+        String uri = dst.listen("tcp:127.0.0.1:0");
+        long deadline = System.nanoTime() + LocalVmms.WAIT.toNanos();
+        while (disk(src.run("x-ferry-guest")).path("completed").asLong() < 200) {
+            assertTrue(System.nanoTime() < deadline, "the guest's disk I/O does not progress");
+            Thread.sleep(10);
+        }
+        JsonNode before = src.run("x-ferry-devices").path("devices").path(0);
+        assertEquals(16L << 20, before.path("virtio-blk").path("capacity").asLong(), before.toString());
+
+        src.run("block_resize", args("device", "disk0", "size", 24L << 20));
+        assertEquals(24L << 20, java.nio.file.Files.size(image), "the image file grew");
+        JsonNode after = src.run("x-ferry-devices").path("devices").path(0);
+        assertEquals(24L << 20, after.path("virtio-blk").path("capacity").asLong(), after.toString());
+        assertTrue(after.path("config-generation").asInt() > before.path("config-generation").asInt(),
+                "the driver is told with a new config generation: " + after);
+
+        dev.ferry.vmm.qmp.QmpError e = src.refused("block_resize", args("device", "disk0", "size", 8L << 20));
+        assertTrue(e.getMessage().contains("only growing"), e.toString());
+        e = src.refused("block_resize", args("device", "disk0", "size", (32L << 20) + 100));
+        assertTrue(e.getMessage().contains("sectors"), e.toString());
+        e = src.refused("block_resize", args("device", "disk9", "size", 32L << 20));
+        assertEquals("DeviceNotFound", e.errorClass(), e.toString());
+        assertEquals(24L << 20, java.nio.file.Files.size(image), "a refused resize changed nothing");
+
+        src.run("migrate", args("uri", uri));
+        JsonNode info = src.awaitMigrationEnd();
+        assertEquals("completed", info.path("status").asText(), info.toString());
+        assertEquals("completed", dst.awaitMigrationEnd().path("status").asText());
+        JsonNode there = dst.run("x-ferry-devices").path("devices").path(0);
+        assertEquals(24L << 20, there.path("virtio-blk").path("capacity").asLong(), there.toString());
+        long at = disk(dst.run("x-ferry-guest")).path("completed").asLong();
+        while (disk(dst.run("x-ferry-guest")).path("completed").asLong() < at + 200) {
+            assertTrue(System.nanoTime() < deadline, "the guest's disk I/O does not continue on the destination");
+            Thread.sleep(10);
+        }
+        JsonNode v = disk(dst.run("x-ferry-verify"));
+        assertTrue(v.path("ok").asBoolean(), v.toString());
+    }
+
     @Test
     void aMissingImageIsAConfigErrorNamingThePath() {
         Path missing = dir.resolve("nope.img");
