@@ -40,6 +40,7 @@ class InflightCrashPointTest {
             SplitVirtqueue device = SplitVirtqueue.enable(memory, "vq0", 0, config);
             TreeSet<Integer> popped = new TreeSet<>();
             int[] checks = {0};
+            int[] pops = {0};
             Runnable crashHere = () -> {
                 checks[0]++;
                 int usedIdx = memory.readU16(SplitRing.usedIdx(config.usedGpa()));
@@ -50,10 +51,15 @@ class InflightCrashPointTest {
                 TreeSet<Integer> held = new TreeSet<>(popped);
                 held.removeAll(visible);
                 try (InflightRegion found = region.snapshot()) {
+                    Recovery theirs = libvhostUserRecovery(found, usedIdx);
+                    assertEquals(held, theirs.resubmit(), "libvhost-user starting at this instant (check " + checks[0]
+                            + ", used.idx " + usedIdx + ") resubmits");
+                    assertEquals(pops[0] & 0xffff, theirs.lastAvailIdx(),
+                            "libvhost-user's last_avail_idx (in use + used.idx) counts every chain popped so far");
                     int[] resubmit = found.pendingHeads(0, usedIdx, SIZE);
                     TreeSet<Integer> got = new TreeSet<>();
                     Arrays.stream(resubmit).forEach(got::add);
-                    assertEquals(held, got, "a successor starting at this instant (check " + checks[0]
+                    assertEquals(held, got, "a Ferry back-end starting at this instant (check " + checks[0]
                             + ", used.idx " + usedIdx + ") resubmits");
                 }
             };
@@ -64,6 +70,7 @@ class InflightCrashPointTest {
                     crashHere.run();
                     tracker.popped(head);
                     popped.add(head);
+                    pops[0]++;
                     crashHere.run();
                 }
 
@@ -97,6 +104,43 @@ class InflightCrashPointTest {
             complete(device, held.toArray(new DescriptorChain[0]));
             assertEquals(6, memory.readU16(SplitRing.usedIdx(config.usedGpa())));
             assertTrue(checks[0] >= 3 * 2 * 6, "every step was checked: " + checks[0]);
+        }
+    }
+
+    /** What a successor's recovery finds: the heads to resubmit and where it takes the avail ring up. */
+    record Recovery(TreeSet<Integer> resubmit, int lastAvailIdx) {
+    }
+
+    /**
+     * libvhost-user's recovery (QEMU 7.2, {@code vu_check_queue_inflights}), written from its
+     * rules over the region's bytes as the specification lays them out, not through
+     * {@link InflightRegion}: a region of version 0 is taken as new (nothing in flight); when the
+     * region's {@code used_idx} differs from the ring's, the last batch head is no longer in
+     * flight; the descriptors still marked are resubmitted; the avail ring resumes at their count
+     * plus the ring's used index. So a qemu-storage-daemon that took over from a Ferry back-end
+     * would recover the same requests.
+     */
+    static Recovery libvhostUserRecovery(InflightRegion found, int ringUsedIdx) {
+        try (dev.ferry.core.sys.Mapping m = dev.ferry.core.sys.Mapping.shared(found.fd(), 0, found.size())) {
+            java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate((int) found.size()).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+            for (int i = 0; i < b.capacity(); i++) {
+                b.put(i, dev.ferry.core.sys.NativeMemory.getByte(m.address() + i));
+            }
+            assertEquals(1, b.getShort(8), "version: 0 would make libvhost-user start afresh, forgetting what is in flight");
+            assertEquals(SIZE, b.getShort(10), "desc_num");
+            int lastBatchHead = Short.toUnsignedInt(b.getShort(12));
+            if (Short.toUnsignedInt(b.getShort(14)) != ringUsedIdx) {
+                b.put(16 + lastBatchHead * 16, (byte) 0);
+            }
+            List<long[]> inflight = new ArrayList<>();
+            for (int i = 0; i < SIZE; i++) {
+                if (b.get(16 + i * 16) == 1) {
+                    inflight.add(new long[] {b.getLong(16 + i * 16 + 8), i});
+                }
+            }
+            TreeSet<Integer> heads = new TreeSet<>();
+            inflight.forEach(x -> heads.add((int) x[1]));
+            return new Recovery(heads, (inflight.size() + ringUsedIdx) & 0xffff);
         }
     }
 
