@@ -1,8 +1,11 @@
 package dev.ferry.vhostuser.check;
 
 import dev.ferry.core.memory.DeviceMemory;
+import dev.ferry.core.sys.Fd;
+import dev.ferry.vhostuser.proto.Payloads;
 import dev.ferry.vhostuser.proto.VhostUser;
 import dev.ferry.vhostuser.proto.VhostUserException;
+import dev.ferry.vhostuser.proto.VhostUserMessage;
 import dev.ferry.virtio.Virtio;
 import dev.ferry.virtio.queue.DriverQueue;
 import dev.ferry.virtio.queue.DriverQueue.Buffer;
@@ -42,6 +45,8 @@ public final class VhostUserBlkLoad implements AutoCloseable {
     private final List<List<Buffer>> writeOut = new ArrayList<>();
     private final List<List<Buffer>> writeIn = new ArrayList<>();
     private int chainSize = -1;
+    /** The back-end's in-flight region, when asked for (owned here; the back-end maps its own copy). */
+    private Fd inflight;
 
     private VhostUserBlkLoad(CheckGuest guest, CheckFrontend frontend, CheckRing ring, int depth) {
         this.guest = guest;
@@ -64,6 +69,17 @@ public final class VhostUserBlkLoad implements AutoCloseable {
      */
     public static VhostUserBlkLoad connect(Path socket, int maxIoSize, int depth, boolean logging)
             throws VhostUserException {
+        return connect(socket, maxIoSize, depth, logging, false);
+    }
+
+    /**
+     * As above; with {@code inflight} the back-end must offer INFLIGHT_SHMFD, and its in-flight
+     * region is fetched (GET_INFLIGHT_FD) and handed back (SET_INFLIGHT_FD) before the ring
+     * starts, as QEMU's vhost-user-blk does: the back-end then records every request it takes
+     * and completes there, which is that figure's cost.
+     */
+    public static VhostUserBlkLoad connect(Path socket, int maxIoSize, int depth, boolean logging, boolean inflight)
+            throws VhostUserException {
         CheckGuest guest = new CheckGuest(maxIoSize);
         if (depth < 1 || depth > guest.slots() || depth * 3 > CheckGuest.QUEUE_SIZE) {
             guest.close();
@@ -72,14 +88,31 @@ public final class VhostUserBlkLoad implements AutoCloseable {
         }
         CheckFrontend fe = null;
         CheckRing ring = null;
+        Fd region = null;
         try {
             fe = CheckFrontend.connect(socket, 5_000);
             long features = VhostUser.bit(Virtio.F_VERSION_1) | VhostUser.bit(VhostUser.F_PROTOCOL_FEATURES);
-            fe.negotiate(VhostUserCheck.WANTED_PROTOCOL, features);
+            fe.negotiate(VhostUserCheck.WANTED_PROTOCOL | (inflight ? VhostUser.bit(VhostUser.PF_INFLIGHT_SHMFD) : 0),
+                    features);
             if (logging && !(VhostUser.has(fe.offered(), VhostUser.F_LOG_ALL) && fe.hasProtocol(VhostUser.PF_LOG_SHMFD))) {
                 throw new VhostUserException(socket + ": the back-end cannot log (no LOG_ALL or LOG_SHMFD)");
             }
+            if (inflight && !fe.hasProtocol(VhostUser.PF_INFLIGHT_SHMFD)) {
+                throw new VhostUserException(socket + ": the back-end keeps no in-flight region (no INFLIGHT_SHMFD)");
+            }
             fe.setMemTable(guest);
+            if (inflight) {
+                Payloads.Inflight asked = new Payloads.Inflight(0, 0, 1, CheckGuest.QUEUE_SIZE);
+                try (VhostUserMessage r = fe.connection().call(VhostUser.GET_INFLIGHT_FD, Payloads.inflight(asked))) {
+                    Payloads.Inflight got = Payloads.inflight(r);
+                    if (r.fdCount() != 1) {
+                        throw new VhostUserException(socket + ": GET_INFLIGHT_FD came with " + r.fdCount() + " descriptors");
+                    }
+                    region = r.takeFd(0);
+                    fe.request(VhostUser.SET_INFLIGHT_FD, Payloads.inflight(new Payloads.Inflight(got.mmapSize(),
+                            got.mmapOffset(), 1, CheckGuest.QUEUE_SIZE)), region);
+                }
+            }
             ring = new CheckRing(guest, 0, 0);
             fe.startRing(ring, 0, false);
             fe.enable(0, true);
@@ -89,8 +122,13 @@ public final class VhostUserBlkLoad implements AutoCloseable {
             for (int s = 0; s < depth; s++) {
                 guest.memory().fill(guest.outBuffer(s), maxIoSize, (byte) (0x5a + s));
             }
-            return new VhostUserBlkLoad(guest, fe, ring, depth);
+            VhostUserBlkLoad load = new VhostUserBlkLoad(guest, fe, ring, depth);
+            load.inflight = region;
+            return load;
         } catch (VhostUserException | RuntimeException e) {
+            if (region != null) {
+                region.close();
+            }
             if (ring != null) {
                 ring.close();
             }
@@ -185,5 +223,8 @@ public final class VhostUserBlkLoad implements AutoCloseable {
         ring.close();
         frontend.close();
         guest.close();
+        if (inflight != null) {
+            inflight.close();
+        }
     }
 }

@@ -24,7 +24,7 @@ import java.util.concurrent.Callable;
  * logged / unlogged (the cost of dirty logging during a migration).
  */
 @Command(name = "vhost-user-blk", description = "vhost-user-blk through qemu-storage-daemon (dirty logging off and on)"
-        + " vs Ferry's built-in virtio-blk on the same image: 4 KiB random and 64 KiB sequential reads and writes at"
+        + " and Ferry's back-end library (in-flight region off and on) vs Ferry's built-in virtio-blk on the same image: 4 KiB random and 64 KiB sequential reads and writes at"
         + " depth 32 (JMH). Extra arguments go to JMH.")
 public final class VhostUserBlkBenchCommand implements Callable<Integer> {
     /** Only the long form: {@code -h} stays JMH's help. */
@@ -61,18 +61,28 @@ public final class VhostUserBlkBenchCommand implements Callable<Integer> {
             table.computeIfAbsent(workload, k -> new LinkedHashMap<>()).put(r.getParams().getParam("path"), r);
         }
         out.println();
-        out.printf(Locale.ROOT, "vhost-user-blk (qemu-storage-daemon) vs Ferry's virtio-blk, %d MiB image in the page"
-                + " cache%n", VhostUserBlkBenchmark.IMAGE_MIB);
-        out.printf(Locale.ROOT, "%-27s %24s %24s %24s %9s %9s %9s %9s%n", "workload", "vhost-user", "vhost-user logged",
-                "built-in", "vu/built", "log/plain", "best v/b", "best l/p");
+        out.printf(Locale.ROOT, "vhost-user-blk (qemu-storage-daemon; Ferry's back-end library) vs Ferry's virtio-blk,"
+                + " %d MiB image in the page cache%n", VhostUserBlkBenchmark.IMAGE_MIB);
+        out.printf(Locale.ROOT, "%-27s %24s %24s %24s %24s %24s%n", "workload", "vhost-user (qsd)", "qsd logged",
+                "Ferry back-end", "Ferry back-end inflight", "built-in");
+        table.forEach((workload, byPath) -> {
+            int size = workload.contains("64k") ? VhostUserBlkBenchmark.KiB64 : 4096;
+            out.printf(Locale.ROOT, "%-27s %24s %24s %24s %24s %24s%n", workload, format(byPath.get("vhost-user"), size),
+                    format(byPath.get("vhost-user-logged"), size), format(byPath.get("ferry-backend"), size),
+                    format(byPath.get("ferry-backend-inflight"), size), format(byPath.get("ring"), size));
+        });
+        out.println();
+        out.printf(Locale.ROOT, "%-27s %9s %9s %9s %9s %9s %9s %9s %9s%n", "ratios (mean; best)", "qsd/blt", "best",
+                "log/plain", "best", "ferry/qsd", "best", "infl/no", "best");
         table.forEach((workload, byPath) -> {
             RunResult vu = byPath.get("vhost-user");
             RunResult logged = byPath.get("vhost-user-logged");
+            RunResult fb = byPath.get("ferry-backend");
+            RunResult fbi = byPath.get("ferry-backend-inflight");
             RunResult ring = byPath.get("ring");
-            int size = workload.contains("64k") ? VhostUserBlkBenchmark.KiB64 : 4096;
-            out.printf(Locale.ROOT, "%-27s %24s %24s %24s %9s %9s %9s %9s%n", workload, format(vu, size),
-                    format(logged, size), format(ring, size), ratio(vu, ring), ratio(logged, vu), bestRatio(vu, ring),
-                    bestRatio(logged, vu));
+            out.printf(Locale.ROOT, "%-27s %9s %9s %9s %9s %9s %9s %9s %9s%n", workload, ratio(vu, ring), bestRatio(vu, ring),
+                    ratio(logged, vu), bestRatio(logged, vu), ratio(fb, vu), bestRatio(fb, vu), ratio(fbi, fb),
+                    bestRatio(fbi, fb));
         });
         out.println("(IOPS, then MB/s = 10^6 bytes/s; ratios of the mean scores of the same run, and of each side's best"
                 + " measured iteration, which other processes on the machine disturb less)");

@@ -48,8 +48,12 @@ public class VhostUserBlkBenchmark {
     static final int SEQUENTIAL_BATCH = 512;
     private static final long MiB = 1L << 20;
 
-    /** {@code vhost-user}, {@code vhost-user-logged} (qemu-storage-daemon) or {@code ring} (Ferry's virtio-blk). */
-    @Param({"vhost-user", "vhost-user-logged", "ring"})
+    /**
+     * {@code vhost-user}, {@code vhost-user-logged} (qemu-storage-daemon), {@code ferry-backend},
+     * {@code ferry-backend-inflight} (Ferry's back-end library in this process, without and with
+     * the in-flight region a front-end hands it) or {@code ring} (Ferry's built-in virtio-blk).
+     */
+    @Param({"vhost-user", "vhost-user-logged", "ferry-backend", "ferry-backend-inflight", "ring"})
     public String path;
 
     /** Requests in flight. */
@@ -61,13 +65,16 @@ public class VhostUserBlkBenchmark {
     private DiskPattern sequential64k;
     private long next;
     private StorageDaemonProcess daemon;
+    private dev.ferry.vhostuser.backend.VhostUserBackend backend;
     private VhostUserBlkLoad load;
     private RingDisk ring;
 
     @Setup(Level.Trial)
     public void start() throws Exception {
-        if (!path.equals("vhost-user") && !path.equals("vhost-user-logged") && !path.equals("ring")) {
-            throw new IllegalArgumentException("path '" + path + "': vhost-user, vhost-user-logged or ring");
+        if (!java.util.List.of("vhost-user", "vhost-user-logged", "ferry-backend", "ferry-backend-inflight", "ring")
+                .contains(path)) {
+            throw new IllegalArgumentException("path '" + path
+                    + "': vhost-user, vhost-user-logged, ferry-backend, ferry-backend-inflight or ring");
         }
         long bytes = IMAGE_MIB * MiB;
         image = RawImageFile.create(Path.of(System.getProperty("java.io.tmpdir")), "ferry-bench-vub", bytes, true, 0xB10C);
@@ -76,6 +83,12 @@ public class VhostUserBlkBenchmark {
         try {
             if (path.equals("ring")) {
                 ring = new RingDisk(image, depth, KiB64, DiskBenchmark.IO_THREADS);
+            } else if (path.startsWith("ferry-backend")) {
+                Path sock = Files.createTempDirectory("ferry-bench-vub").resolve("vub.sock");
+                backend = dev.ferry.vhostuser.backend.VhostUserBackend.serveBlk(
+                        dev.ferry.virtio.blk.BlkOptions.of(image),
+                        dev.ferry.vhostuser.backend.BackendOptions.server(sock));
+                load = VhostUserBlkLoad.connect(sock, KiB64, depth, false, path.endsWith("-inflight"));
             } else {
                 daemon = StorageDaemonProcess.start(image);
                 load = VhostUserBlkLoad.connect(daemon.socket(), KiB64, depth, path.equals("vhost-user-logged"));
@@ -133,6 +146,12 @@ public class VhostUserBlkBenchmark {
         } finally {
             if (daemon != null) {
                 daemon.close();
+            }
+            if (backend != null) {
+                Path sock = backend.socket();
+                backend.close();
+                Files.deleteIfExists(sock);
+                Files.deleteIfExists(sock.getParent());
             }
             Files.deleteIfExists(image);
         }

@@ -37,6 +37,27 @@ class VhostUserBlkBenchmarkPathsTest {
     }
 
     @Test
+    void ferrysBackEndPathsRunWithAndWithoutTheInflightRegion() throws Exception {
+        oneBatchOfEach("ferry-backend");
+        oneBatchOfEach("ferry-backend-inflight");
+    }
+
+    @Test
+    void aLoadAskingForAnInflightRegionRefusesABackEndWithout() throws Exception {
+        Assumptions.assumeTrue(StorageDaemonProcess.installed(), "qemu-storage-daemon not installed: apt-get install"
+                + " qemu-system-common");
+        java.nio.file.Path img = RawImageFile.create(java.nio.file.Path.of(System.getProperty("java.io.tmpdir")),
+                "ferry-test-vub", 1 << 20, false, 1);
+        try (StorageDaemonProcess d = StorageDaemonProcess.start(img)) {
+            dev.ferry.vhostuser.proto.VhostUserException e = assertThrows(dev.ferry.vhostuser.proto.VhostUserException.class,
+                    () -> dev.ferry.vhostuser.check.VhostUserBlkLoad.connect(d.socket(), 4096, 4, false, true));
+            org.junit.jupiter.api.Assertions.assertTrue(e.getMessage().contains("INFLIGHT_SHMFD"), e.getMessage());
+        } finally {
+            java.nio.file.Files.deleteIfExists(img);
+        }
+    }
+
+    @Test
     void theBuiltInPathRunsAndAnUnknownPathIsRefused() throws Exception {
         oneBatchOfEach("ring");
         assertThrows(IllegalArgumentException.class, () -> oneBatchOfEach("nvme"));
