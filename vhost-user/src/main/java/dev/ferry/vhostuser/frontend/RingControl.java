@@ -20,7 +20,7 @@ import dev.ferry.vhostuser.proto.VhostUserException;
  * <h2>Life of the rings</h2>
  * <pre>
  *   start (DRIVER_OK, VM start)  SET_FEATURES [+LOG_ALL] · SET_MEM_TABLE · [SET_LOG_BASE] · [SET_INFLIGHT_FD]
- *                                per ready queue: NUM · BASE(last_avail_idx) · ADDR [log] · KICK · CALL · ENABLE(1)
+ *                                per ready queue: NUM · BASE(last_avail_idx) · ADDR [log] · CALL · KICK · ENABLE(1)
  *                                [SET_STATUS] · a kick on every started ring
  *   quiesce (VM stop)            per ready queue: [ENABLE(0)] · GET_VRING_BASE → the transport's ring state
  *                                (net: no ENABLE(0), every TX ring before any RX ring)

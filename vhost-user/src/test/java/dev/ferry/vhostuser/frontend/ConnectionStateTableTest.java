@@ -308,6 +308,35 @@ class ConnectionStateTableTest {
         assertEquals(0, vm.progress().errors(), vm.progress().toString());
     }
 
+    /**
+     * Every start hands a ring its call eventfd before its kick eventfd — a start on the same
+     * connection (VM start) and one on a new connection (the timer's reconnect): a back-end may
+     * serve a ring the moment it gets the kick fd (libvhost-user does, reading a kick already
+     * counted) and must then be able to notify. {@code QsdFailureTest} shows what
+     * qemu-storage-daemon does otherwise.
+     */
+    @Test
+    void everyStartGivesARingItsCallBeforeItsKick() throws Exception {
+        VhostUserBlk m = idleStopped();
+        observe(m, r -> { });
+        vm.machine.vmStart();
+        assertEquals(State.RUNNING, state());
+        assertCallBeforeKick(new ArrayList<>(requests));
+        List<Integer> later = new CopyOnWriteArrayList<>();
+        m.link.observeLaterConnections(later::add);
+        loseBackend();
+        backend = serve();
+        QsdFailureTest.awaitTrue("the device reconnected: " + vm.vub(), () -> state() == State.RUNNING);
+        assertCallBeforeKick(new ArrayList<>(later));
+    }
+
+    private static void assertCallBeforeKick(List<Integer> sent) {
+        int call = sent.indexOf(VhostUser.SET_VRING_CALL);
+        int kick = sent.indexOf(VhostUser.SET_VRING_KICK);
+        assertTrue(call >= 0 && kick >= 0 && call < kick, "SET_VRING_CALL (" + VhostUser.SET_VRING_CALL
+                + ") before SET_VRING_KICK (" + VhostUser.SET_VRING_KICK + "): " + sent);
+    }
+
     // ---- LOST ----
 
     /** LOST → start with nothing listening: one attempt, LOST, the start throws; LOST → quiesce (no log): LOST. */

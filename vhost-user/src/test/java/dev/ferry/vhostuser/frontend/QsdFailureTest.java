@@ -256,6 +256,40 @@ class QsdFailureTest {
         }
     }
 
+    /**
+     * A daemon restarted while the guest's queue is full, six times: the VM stops (the rings
+     * drained, nothing out), the daemon is killed, the VM runs on without it and the guest fills
+     * its queue and rings; the restarted daemon gets the ring with 16 requests and a kick already
+     * counted, which libvhost-user serves the moment SET_VRING_KICK arrives. Its first completion
+     * notifies at once, so its call eventfd must be there before: each restart must go on without
+     * a reset and without the daemon panicking (with KICK before CALL it wrote to no eventfd in
+     * about one restart in four, dropped the completions that followed and hung up).
+     */
+    @Test
+    void aRestartWithTheQueueFullKeepsTheDaemon() throws Exception {
+        Path img = QsdDiskTest.image(dir, 16 * VhostDiskVm.MiB);
+        try (Qsd qsd = new Qsd(img, dir.resolve("a.sock")); VhostDiskVm src = new VhostDiskVm("src", qsd.socket, false)) {
+            src.machine.vmStart();
+            src.runFor(100);
+            for (int round = 1; round <= 6; round++) {
+                src.machine.vmStop(RunState.PAUSED);
+                qsd.kill();
+                VmStateChangeException e = assertThrows(VmStateChangeException.class, src.machine::vmStart);
+                assertTrue(e.getMessage().contains("disk0 (vhost-user-blk)"), e.getMessage());
+                awaitTrue("round " + round + ": the guest waits with its queue full: " + src.progress(),
+                        () -> src.progress().inFlight() == 16);
+                qsd.start();
+                guestIoGoesOn(src);
+                assertEquals(0, src.progress().resets(), "round " + round + ": no reset: " + src.progress()
+                        + "; daemon: " + qsd.log());
+                assertFalse(qsd.log().contains("vu_panic"), "round " + round + ": " + qsd.log());
+            }
+            assertEquals(0, src.progress().errors(), src.progress().toString());
+            src.machine.vmStop(RunState.PAUSED);
+            DiskVerifierCheck.assertAcknowledgedWritesOnImage(src, img);
+        }
+    }
+
     @Test
     void destinationBackendDeadAtStartLeavesTheGuestToTheSource() throws Exception {
         Path img = QsdDiskTest.image(dir, 16 * VhostDiskVm.MiB);
