@@ -98,11 +98,20 @@ final class RingControl {
         return lastDrainMicros;
     }
 
-    /** The start sequence on the current connection, with the device's context and log. */
+    /**
+     * The start sequence on the current connection, with the device's context and log. A ring
+     * found served behind the front-end's back ({@link #servedBehindTheFrontEnd}) starts nothing:
+     * the device goes NEEDS_RESET instead and the rings stay stopped.
+     */
     void start() throws VhostUserException {
         VhostUserFrontend f = d.link.frontend();
         VirtioContext ctx = d.ctx;
         SharedDirtyLog log = d.log;
+        String behind = servedBehindTheFrontEnd(ctx);
+        if (behind != null) {
+            d.ringStateUnknown(behind);
+            return;
+        }
         f.setFeatures(ctx.features() & d.offeredBackendFeatures, log != null);
         f.setMemTable(d.memory);
         if (log != null) {
@@ -128,6 +137,39 @@ final class RingControl {
             }
         }
         d.afterStart(f, ctx);
+    }
+
+    /**
+     * Before a start: a ring whose requests complete on their own and whose back-end keeps no
+     * in-flight region must have its used index in guest RAM at the index the back-end is told
+     * to resume from (SET_VRING_BASE): the front-end resumes there only after a stop that drained
+     * the ring or a loss that fell back to the used index, so nothing is in flight. A used index
+     * that moved since was moved by someone else — a back-end dropped while it still ran (its
+     * process keeps the kick eventfd and guest memory until it sees the hang-up, and
+     * qemu-storage-daemon completes what it took before it closes). libvhost-user would resume
+     * at the base given and take the used index from RAM (SET_VRING_ADDR; it resumes from the
+     * used index only for a device that completes in order, and its blk export does not), so it
+     * would serve the requests between them a second time and every later stop would find the
+     * used index past GET_VRING_BASE. Their state is unknown: returns why, naming the ring and
+     * both indices, or null.
+     */
+    private String servedBehindTheFrontEnd(VirtioContext ctx) {
+        if (d.resubmitSafe()) {
+            return null; // the in-flight region tells the back-end what completed
+        }
+        for (int i = 0; i < served(ctx); i++) {
+            SplitVirtqueue ring = ctx.queue(i);
+            if (ring != null && d.completesOnItsOwn(i)) {
+                int used = RingDrain.usedIdx(ctx, ring);
+                if (used != ring.lastAvailIdx()) {
+                    return "ring " + i + "'s used index in guest memory is 0x" + Integer.toHexString(used)
+                            + " where the back-end was to resume at 0x" + Integer.toHexString(ring.lastAvailIdx())
+                            + ": requests were completed while no back-end of this device served the ring"
+                            + " (one dropped while it still ran), and it keeps no in-flight region";
+                }
+            }
+        }
+        return null;
     }
 
     /** How many of the device's first queues the back-end serves under the negotiated features. */

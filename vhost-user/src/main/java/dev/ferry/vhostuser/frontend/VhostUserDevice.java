@@ -318,6 +318,20 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
     }
 
     /**
+     * The rings' state is unknown though the back-end is fine (a start found a ring served
+     * behind the front-end's back): the device goes NEEDS_RESET with {@code what}, the rings stay
+     * stopped, and the driver's reset starts them afresh. Loop thread.
+     */
+    void ringStateUnknown(String what) {
+        VirtioContext c = ctx;
+        rings.markStopped();
+        if (c != null) {
+            ctx = null;
+            c.deviceError(who() + ": " + what + ": their state is unknown");
+        }
+    }
+
+    /**
      * Whether the requests a lost back-end had taken may be offered again from the used index:
      * blk only with an in-flight region (the new back-end knows which completed); otherwise the
      * device needs a reset ({@link VirtioContext#deviceError}) and the driver resubmits.
