@@ -63,11 +63,20 @@ final class RingControl {
     private volatile long lastDrainMicros;
     /** A ring whose stop failed with requests out (their state unknown), for {@link #fallBackToUsedIndex}. */
     private String stopUnknown;
+    /**
+     * The rings the last start handed to the back-end, for the stop of a driver's reset: the
+     * transport drops its queues at the status write, before the model's reset runs, so
+     * {@link VirtioContext#queue} no longer finds rings the back-end still serves.
+     */
+    private final SplitVirtqueue[] handed;
+    /** How many of the first queues the last start served (the features are gone after a reset). */
+    private int handedCount;
 
     RingControl(VhostUserDevice device) {
         this.d = device;
         this.calls = new EventFd[device.backendQueues];
         this.callRegs = new DeviceEventLoop.Registration[device.backendQueues];
+        this.handed = new SplitVirtqueue[device.backendQueues];
     }
 
     /** One call eventfd per back-end queue, read on the loop. Constructor thread; {@link #closeCalls} undoes it. */
@@ -88,6 +97,7 @@ final class RingControl {
     void markStopped() {
         running = false;
         handedOver = false;
+        java.util.Arrays.fill(handed, null);
     }
 
     long interrupts() {
@@ -119,10 +129,12 @@ final class RingControl {
         }
         d.beforeRingsStart(f, ctx);
         int n = served(ctx);
+        handedCount = n;
         for (int i = 0; i < n; i++) {
             SplitVirtqueue ring = ctx.queue(i);
             if (ring != null) {
                 handedOver = true;
+                handed[i] = ring;
                 f.startRing(i, ring.size(), ring.lastAvailIdx(), addresses(ring), log != null, ctx.kickFd(i).fd(),
                         calls[i].fd(), d.ringEnabled(i));
             }
@@ -202,18 +214,25 @@ final class RingControl {
     }
 
     /**
-     * The rings stop: GET_VRING_BASE for every ready ring into the transport's rings. Returns the
-     * first problem, or null; the caller drops the back-end on a problem.
+     * The rings stop: GET_VRING_BASE for every ring the back-end serves into the transport's
+     * rings — at a driver's reset into the rings the transport has just dropped, so that the
+     * back-end lets go of them (their kick eventfd, their requests) before the driver lays the
+     * rings out afresh. Returns the first problem, or null; the caller drops the back-end on a
+     * problem.
      */
     String stop() {
         running = false;
         handedOver = false;
         VirtioContext ctx = d.ctx;
         String problem = null;
-        int n = ctx == null ? 0 : served(ctx);
+        int n = ctx == null ? 0 : Math.max(served(ctx), handedCount);
         for (int k = 0; k < n; k++) {
             int i = d.stopOrder(k, n);
             SplitVirtqueue ring = ctx.queue(i);
+            if (ring == null) {
+                ring = handed[i];
+            }
+            handed[i] = null;
             if (ring == null) {
                 continue;
             }
@@ -299,6 +318,7 @@ final class RingControl {
         }
         running = false;
         handedOver = false;
+        java.util.Arrays.fill(handed, null);
         return unknown;
     }
 

@@ -279,6 +279,7 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
         VhostUserFrontend f = link.frontend();
         if (rings.running() && f != null) {
             String problem = rings.stop();
+            ctx = null; // what the back-end had taken is the resetting driver's to submit again: no NEEDS_RESET
             if (problem != null) {
                 backendLost(problem);
             } else {

@@ -237,6 +237,24 @@ class ConnectionStateTableTest {
         assertEquals(List.of(), requests);
     }
 
+    /**
+     * RUNNING → reset as the driver does it, writing 0 to the transport's Status register: the
+     * transport drops its queues before the model's reset runs, and the rings the back-end serves
+     * must still be stopped (ENABLE 0, GET_VRING_BASE), or the back-end would keep the old rings'
+     * kick eventfd and requests and complete them into the rings the driver lays out afresh.
+     */
+    @Test
+    void runningResetByTheDriverStopsTheRingsTheTransportDropped() throws Exception {
+        VhostUserBlk m = running();
+        observe(m, r -> { });
+        vm.cpus.pause(); // the soft driver must not see its device reset under it
+        vm.machine.mmio().write(vm.disk.transport().base() + 0x070, 4, 0);
+        assertEquals(State.IDLE, state());
+        int base = requests.indexOf(VhostUser.GET_VRING_BASE);
+        assertTrue(base >= 0 && base < requests.indexOf(VhostUser.SET_STATUS), requests.toString());
+        assertFalse(vm.describe().containsKey("needs-reset"), vm.describe().toString());
+    }
+
     @Test
     void runningQuiesceStopsTheRings() throws Exception {
         VhostUserBlk m = running();
