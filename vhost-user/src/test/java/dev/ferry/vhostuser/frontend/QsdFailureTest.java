@@ -269,7 +269,9 @@ class QsdFailureTest {
     @Test
     void aRestartWithTheQueueFullKeepsTheDaemon() throws Exception {
         Path img = QsdDiskTest.image(dir, 16 * VhostDiskVm.MiB);
-        try (Qsd qsd = new Qsd(img, dir.resolve("a.sock")); VhostDiskVm src = new VhostDiskVm("src", qsd.socket, false)) {
+        // a 5 s reply timeout: a slow reply on a loaded machine must not pass for a lost daemon (a reset)
+        try (Qsd qsd = new Qsd(img, dir.resolve("a.sock"));
+             VhostDiskVm src = new VhostDiskVm("src", qsd.socket, false, 5_000)) {
             src.machine.vmStart();
             src.runFor(100);
             for (int round = 1; round <= 6; round++) {
@@ -305,7 +307,9 @@ class QsdFailureTest {
     @Test
     void aRingServedWhileNoBackEndServedItNeedsAReset() throws Exception {
         Path img = QsdDiskTest.image(dir, 16 * VhostDiskVm.MiB);
-        try (Qsd qsd = new Qsd(img, dir.resolve("a.sock")); VhostDiskVm src = new VhostDiskVm("src", qsd.socket, false)) {
+        // a 5 s reply timeout: a slow reply on a loaded machine must not pass for a lost daemon (a reset)
+        try (Qsd qsd = new Qsd(img, dir.resolve("a.sock"));
+             VhostDiskVm src = new VhostDiskVm("src", qsd.socket, false, 5_000)) {
             src.machine.vmStart();
             src.runFor(100);
             src.machine.vmStop(RunState.PAUSED);
