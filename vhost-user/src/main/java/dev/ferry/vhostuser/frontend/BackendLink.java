@@ -180,7 +180,9 @@ final class BackendLink {
         } else if (d.ctx != null && !d.rings.running()) {
             try {
                 d.rings.start();
-                LOG.info("{}: reconnected to {}; rings restarted", d.who(), d.options.socket());
+                if (d.rings.running()) {
+                    LOG.info("{}: reconnected to {}; rings restarted", d.who(), d.options.socket());
+                }
             } catch (VhostUserException e) {
                 d.backendLost(e.getMessage());
             }

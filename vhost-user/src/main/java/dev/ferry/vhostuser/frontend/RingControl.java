@@ -20,7 +20,7 @@ import dev.ferry.vhostuser.proto.VhostUserException;
  * <h2>Life of the rings</h2>
  * <pre>
  *   start (DRIVER_OK, VM start)  SET_FEATURES [+LOG_ALL] · SET_MEM_TABLE · [SET_LOG_BASE] · [SET_INFLIGHT_FD]
- *                                per ready queue: NUM · BASE(last_avail_idx) · ADDR [log] · KICK · CALL · ENABLE(1)
+ *                                per ready queue: NUM · BASE(last_avail_idx) · ADDR [log] · CALL · KICK · ENABLE(1)
  *                                [SET_STATUS] · a kick on every started ring
  *   quiesce (VM stop)            per ready queue: [ENABLE(0)] · GET_VRING_BASE → the transport's ring state
  *                                (net: no ENABLE(0), every TX ring before any RX ring)
@@ -63,11 +63,20 @@ final class RingControl {
     private volatile long lastDrainMicros;
     /** A ring whose stop failed with requests out (their state unknown), for {@link #fallBackToUsedIndex}. */
     private String stopUnknown;
+    /**
+     * The rings the last start handed to the back-end, for the stop of a driver's reset: the
+     * transport drops its queues at the status write, before the model's reset runs, so
+     * {@link VirtioContext#queue} no longer finds rings the back-end still serves.
+     */
+    private final SplitVirtqueue[] handed;
+    /** How many of the first queues the last start served (the features are gone after a reset). */
+    private int handedCount;
 
     RingControl(VhostUserDevice device) {
         this.d = device;
         this.calls = new EventFd[device.backendQueues];
         this.callRegs = new DeviceEventLoop.Registration[device.backendQueues];
+        this.handed = new SplitVirtqueue[device.backendQueues];
     }
 
     /** One call eventfd per back-end queue, read on the loop. Constructor thread; {@link #closeCalls} undoes it. */
@@ -88,6 +97,7 @@ final class RingControl {
     void markStopped() {
         running = false;
         handedOver = false;
+        java.util.Arrays.fill(handed, null);
     }
 
     long interrupts() {
@@ -98,11 +108,20 @@ final class RingControl {
         return lastDrainMicros;
     }
 
-    /** The start sequence on the current connection, with the device's context and log. */
+    /**
+     * The start sequence on the current connection, with the device's context and log. A ring
+     * found served behind the front-end's back ({@link #servedBehindTheFrontEnd}) starts nothing:
+     * the device goes NEEDS_RESET instead and the rings stay stopped.
+     */
     void start() throws VhostUserException {
         VhostUserFrontend f = d.link.frontend();
         VirtioContext ctx = d.ctx;
         SharedDirtyLog log = d.log;
+        String behind = servedBehindTheFrontEnd(ctx);
+        if (behind != null) {
+            d.ringStateUnknown(behind);
+            return;
+        }
         f.setFeatures(ctx.features() & d.offeredBackendFeatures, log != null);
         f.setMemTable(d.memory);
         if (log != null) {
@@ -110,10 +129,12 @@ final class RingControl {
         }
         d.beforeRingsStart(f, ctx);
         int n = served(ctx);
+        handedCount = n;
         for (int i = 0; i < n; i++) {
             SplitVirtqueue ring = ctx.queue(i);
             if (ring != null) {
                 handedOver = true;
+                handed[i] = ring;
                 f.startRing(i, ring.size(), ring.lastAvailIdx(), addresses(ring), log != null, ctx.kickFd(i).fd(),
                         calls[i].fd(), d.ringEnabled(i));
             }
@@ -128,6 +149,39 @@ final class RingControl {
             }
         }
         d.afterStart(f, ctx);
+    }
+
+    /**
+     * Before a start: a ring whose requests complete on their own and whose back-end keeps no
+     * in-flight region must have its used index in guest RAM at the index the back-end is told
+     * to resume from (SET_VRING_BASE): the front-end resumes there only after a stop that drained
+     * the ring or a loss that fell back to the used index, so nothing is in flight. A used index
+     * that moved since was moved by someone else — a back-end dropped while it still ran (its
+     * process keeps the kick eventfd and guest memory until it sees the hang-up, and
+     * qemu-storage-daemon completes what it took before it closes). libvhost-user would resume
+     * at the base given and take the used index from RAM (SET_VRING_ADDR; it resumes from the
+     * used index only for a device that completes in order, and its blk export does not), so it
+     * would serve the requests between them a second time and every later stop would find the
+     * used index past GET_VRING_BASE. Their state is unknown: returns why, naming the ring and
+     * both indices, or null.
+     */
+    private String servedBehindTheFrontEnd(VirtioContext ctx) {
+        if (d.resubmitSafe()) {
+            return null; // the in-flight region tells the back-end what completed
+        }
+        for (int i = 0; i < served(ctx); i++) {
+            SplitVirtqueue ring = ctx.queue(i);
+            if (ring != null && d.completesOnItsOwn(i)) {
+                int used = RingDrain.usedIdx(ctx, ring);
+                if (used != ring.lastAvailIdx()) {
+                    return "ring " + i + "'s used index in guest memory is 0x" + Integer.toHexString(used)
+                            + " where the back-end was to resume at 0x" + Integer.toHexString(ring.lastAvailIdx())
+                            + ": requests were completed while no back-end of this device served the ring"
+                            + " (one dropped while it still ran), and it keeps no in-flight region";
+                }
+            }
+        }
+        return null;
     }
 
     /** How many of the device's first queues the back-end serves under the negotiated features. */
@@ -160,18 +214,25 @@ final class RingControl {
     }
 
     /**
-     * The rings stop: GET_VRING_BASE for every ready ring into the transport's rings. Returns the
-     * first problem, or null; the caller drops the back-end on a problem.
+     * The rings stop: GET_VRING_BASE for every ring the back-end serves into the transport's
+     * rings — at a driver's reset into the rings the transport has just dropped, so that the
+     * back-end lets go of them (their kick eventfd, their requests) before the driver lays the
+     * rings out afresh. Returns the first problem, or null; the caller drops the back-end on a
+     * problem.
      */
     String stop() {
         running = false;
         handedOver = false;
         VirtioContext ctx = d.ctx;
         String problem = null;
-        int n = ctx == null ? 0 : served(ctx);
+        int n = ctx == null ? 0 : Math.max(served(ctx), handedCount);
         for (int k = 0; k < n; k++) {
             int i = d.stopOrder(k, n);
             SplitVirtqueue ring = ctx.queue(i);
+            if (ring == null) {
+                ring = handed[i];
+            }
+            handed[i] = null;
             if (ring == null) {
                 continue;
             }
@@ -257,6 +318,7 @@ final class RingControl {
         }
         running = false;
         handedOver = false;
+        java.util.Arrays.fill(handed, null);
         return unknown;
     }
 

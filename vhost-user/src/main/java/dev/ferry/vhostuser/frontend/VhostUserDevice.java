@@ -292,6 +292,7 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
         VhostUserFrontend f = link.frontend();
         if (rings.running() && f != null) {
             String problem = rings.stop();
+            ctx = null; // what the back-end had taken is the resetting driver's to submit again: no NEEDS_RESET
             if (problem != null) {
                 backendLost(problem);
             } else {
@@ -328,6 +329,20 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
                     + " and it keeps no in-flight region: their state is unknown");
         }
         link.scheduleReconnect();
+    }
+
+    /**
+     * The rings' state is unknown though the back-end is fine (a start found a ring served
+     * behind the front-end's back): the device goes NEEDS_RESET with {@code what}, the rings stay
+     * stopped, and the driver's reset starts them afresh. Loop thread.
+     */
+    void ringStateUnknown(String what) {
+        VirtioContext c = ctx;
+        rings.markStopped();
+        if (c != null) {
+            ctx = null;
+            c.deviceError(who() + ": " + what + ": their state is unknown");
+        }
     }
 
     /**

@@ -17,7 +17,7 @@ import java.util.function.IntConsumer;
 /**
  * One connection of a front-end to a vhost-user back-end, speaking the requests in the order
  * QEMU 7.2 speaks them: negotiation when connected ({@link #connect}), then the device's start
- * (features, memory table, per ring NUM · BASE · ADDR · KICK · CALL · ENABLE), the dirty log
+ * (features, memory table, per ring NUM · BASE · ADDR · CALL · KICK · ENABLE), the dirty log
  * (SET_LOG_BASE, LOG_ALL, the used-ring log flag) and the stop (ENABLE 0, GET_VRING_BASE).
  * Every reply is checked by {@link BackendConnection}; a value the back-end returns is checked
  * here before it is believed (a ring index that is not the one asked for, a config of the wrong
@@ -250,8 +250,16 @@ public final class VhostUserFrontend implements AutoCloseable {
     /**
      * Starts ring {@code index}: SET_VRING_NUM, SET_VRING_BASE ({@code base}: where the back-end
      * resumes popping), SET_VRING_ADDR (with the used-ring log flag when {@code log}),
-     * SET_VRING_KICK, SET_VRING_CALL, and SET_VRING_ENABLE(1) when protocol features are in use
+     * SET_VRING_CALL, SET_VRING_KICK, and SET_VRING_ENABLE(1) when protocol features are in use
      * (rings start disabled then).
+     *
+     * <p>CALL goes before KICK: libvhost-user (qemu-storage-daemon 7.2) serves a ring from
+     * SET_VRING_KICK on, reading a kick already counted in the eventfd at once and without
+     * waiting for SET_VRING_ENABLE, and notifies after the first completion whatever the event
+     * index says. With no call eventfd yet that notify fails (EBADF): the library marks the
+     * device broken, drops every later completion and closes the connection, so the requests it
+     * had taken are carried out with nobody told. (QEMU never meets this: it gives every queue a
+     * call eventfd when it connects.)
      */
     public void startRing(int index, int num, int base, RingAddresses a, boolean log, Fd kick, Fd call)
             throws VhostUserException {
@@ -270,10 +278,10 @@ public final class VhostUserFrontend implements AutoCloseable {
         about(VhostUser.SET_VRING_BASE);
         conn.request(VhostUser.SET_VRING_BASE, Payloads.vringState(index, base));
         setRingAddr(index, a, log);
-        about(VhostUser.SET_VRING_KICK);
-        conn.request(VhostUser.SET_VRING_KICK, Payloads.u64(index), kick);
         about(VhostUser.SET_VRING_CALL);
         conn.request(VhostUser.SET_VRING_CALL, Payloads.u64(index), call);
+        about(VhostUser.SET_VRING_KICK);
+        conn.request(VhostUser.SET_VRING_KICK, Payloads.u64(index), kick);
         if (enable && VhostUser.has(backendFeatures, VhostUser.F_PROTOCOL_FEATURES)) {
             enableRing(index, true);
         }

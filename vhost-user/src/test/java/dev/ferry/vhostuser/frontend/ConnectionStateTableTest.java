@@ -237,6 +237,24 @@ class ConnectionStateTableTest {
         assertEquals(List.of(), requests);
     }
 
+    /**
+     * RUNNING → reset as the driver does it, writing 0 to the transport's Status register: the
+     * transport drops its queues before the model's reset runs, and the rings the back-end serves
+     * must still be stopped (ENABLE 0, GET_VRING_BASE), or the back-end would keep the old rings'
+     * kick eventfd and requests and complete them into the rings the driver lays out afresh.
+     */
+    @Test
+    void runningResetByTheDriverStopsTheRingsTheTransportDropped() throws Exception {
+        VhostUserBlk m = running();
+        observe(m, r -> { });
+        vm.cpus.pause(); // the soft driver must not see its device reset under it
+        vm.machine.mmio().write(vm.disk.transport().base() + 0x070, 4, 0);
+        assertEquals(State.IDLE, state());
+        int base = requests.indexOf(VhostUser.GET_VRING_BASE);
+        assertTrue(base >= 0 && base < requests.indexOf(VhostUser.SET_STATUS), requests.toString());
+        assertFalse(vm.describe().containsKey("needs-reset"), vm.describe().toString());
+    }
+
     @Test
     void runningQuiesceStopsTheRings() throws Exception {
         VhostUserBlk m = running();
@@ -306,6 +324,35 @@ class ConnectionStateTableTest {
         vm.runFor(32);
         assertTrue(vm.progress().completed() >= done + 32, "rung while lost: " + rung + ", " + vm.progress());
         assertEquals(0, vm.progress().errors(), vm.progress().toString());
+    }
+
+    /**
+     * Every start hands a ring its call eventfd before its kick eventfd — a start on the same
+     * connection (VM start) and one on a new connection (the timer's reconnect): a back-end may
+     * serve a ring the moment it gets the kick fd (libvhost-user does, reading a kick already
+     * counted) and must then be able to notify. {@code QsdFailureTest} shows what
+     * qemu-storage-daemon does otherwise.
+     */
+    @Test
+    void everyStartGivesARingItsCallBeforeItsKick() throws Exception {
+        VhostUserBlk m = idleStopped();
+        observe(m, r -> { });
+        vm.machine.vmStart();
+        assertEquals(State.RUNNING, state());
+        assertCallBeforeKick(new ArrayList<>(requests));
+        List<Integer> later = new CopyOnWriteArrayList<>();
+        m.link.observeLaterConnections(later::add);
+        loseBackend();
+        backend = serve();
+        QsdFailureTest.awaitTrue("the device reconnected: " + vm.vub(), () -> state() == State.RUNNING);
+        assertCallBeforeKick(new ArrayList<>(later));
+    }
+
+    private static void assertCallBeforeKick(List<Integer> sent) {
+        int call = sent.indexOf(VhostUser.SET_VRING_CALL);
+        int kick = sent.indexOf(VhostUser.SET_VRING_KICK);
+        assertTrue(call >= 0 && kick >= 0 && call < kick, "SET_VRING_CALL (" + VhostUser.SET_VRING_CALL
+                + ") before SET_VRING_KICK (" + VhostUser.SET_VRING_KICK + "): " + sent);
     }
 
     // ---- LOST ----

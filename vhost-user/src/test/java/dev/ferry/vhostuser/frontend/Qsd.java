@@ -85,6 +85,11 @@ final class Qsd implements AutoCloseable {
         return process.isAlive();
     }
 
+    /** What the daemon printed so far, every start of it (its {@code vu_panic} lines among them). */
+    String log() throws IOException {
+        return Files.exists(logFile) ? Files.readString(logFile) : "";
+    }
+
     @Override
     public void close() throws IOException {
         try {
