@@ -53,6 +53,11 @@ final class MmioContext implements VirtioContext {
     }
 
     @Override
+    public dev.ferry.core.sys.EventFd renewKickFd(int index) {
+        return transport.renewKick(index);
+    }
+
+    @Override
     public void interruptQueue(int index) {
         transport.raiseUsed(index);
     }

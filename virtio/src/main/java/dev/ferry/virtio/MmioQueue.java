@@ -7,7 +7,8 @@ import dev.ferry.virtio.queue.SplitVirtqueue;
 /**
  * One queue of a {@link VirtioMmio} device: its registers as the driver wrote them, the ring that
  * serves it once ready, and its doorbell (an eventfd the register handler — or KVM's ioeventfd —
- * signals). Guarded by the transport's lock; the eventfd is thread-safe.
+ * signals). Guarded by the transport's lock; the eventfd is thread-safe, and the doorbell reads
+ * the field without the lock.
  */
 final class MmioQueue {
     final int index;
@@ -17,7 +18,8 @@ final class MmioQueue {
     long avail;
     long used;
     SplitVirtqueue ring;
-    final EventFd kick = new EventFd(Linux.EFD_NONBLOCK);
+    /** Replaced (and the old one closed) by {@link VirtioMmio#renewKick} for an external back-end. */
+    volatile EventFd kick = new EventFd(Linux.EFD_NONBLOCK);
     AutoCloseable kickRegistration;
 
     MmioQueue(int index, int maxSize) {

@@ -62,6 +62,15 @@ public interface VirtioContext {
     }
 
     /**
+     * A fresh doorbell for queue {@code index}, the one handed out before closed (an external
+     * back-end that was dropped stops hearing the guest). Owned by the transport like
+     * {@link #kickFd}.
+     */
+    default dev.ferry.core.sys.EventFd renewKickFd(int index) {
+        throw new UnsupportedOperationException("this transport does not hand out its doorbells");
+    }
+
+    /**
      * Raises the used-buffer interrupt of queue {@code index} without looking at the ring's
      * suppression flags: an external back-end already decided (it signalled its call eventfd).
      * Nothing happens for a queue that is not ready or a device that needs a reset.

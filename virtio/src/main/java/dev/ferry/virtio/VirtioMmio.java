@@ -7,6 +7,7 @@ import dev.ferry.core.machine.RunState;
 import dev.ferry.core.machine.VmChangeStateHandler;
 import dev.ferry.core.memory.DeviceMemory;
 import dev.ferry.core.sys.EventFd;
+import dev.ferry.core.sys.Linux;
 import dev.ferry.virtio.queue.SplitVirtqueue;
 import dev.ferry.virtio.queue.VirtqueueError;
 import org.slf4j.Logger;
@@ -130,6 +131,33 @@ public final class VirtioMmio implements BusDevice, VmChangeStateHandler, AutoCl
         return queues[q].kick;
     }
 
+    /**
+     * A new doorbell for queue {@code q} of a model with an external data plane, the old one
+     * closed: a back-end handed the old one (one dropped while its process still runs) hears no
+     * more kicks, as QEMU gives a vhost back-end fresh host notifiers at every start. A kick that
+     * lands while the two are swapped goes to the new one ({@link #notifyWrite}); the caller kicks
+     * the ring once it is handed over anyway. Not for KVM ioeventfds (none are assigned to virtio
+     * doorbells yet: a renewal would deassign and assign). Loop thread.
+     */
+    public EventFd renewKick(int q) {
+        if (!model.externalDataPlane()) {
+            throw new IllegalStateException(name + ": queue " + q + "'s doorbell is served by the device loop");
+        }
+        MmioQueue mq = queues[q];
+        EventFd fresh = new EventFd(Linux.EFD_NONBLOCK);
+        EventFd old;
+        synchronized (this) {
+            if (closed) {
+                fresh.close();
+                throw new IllegalStateException(name + " is closed");
+            }
+            old = mq.kick;
+            mq.kick = fresh;
+        }
+        old.close();
+        return fresh;
+    }
+
     public synchronized int status() {
         return status;
     }
@@ -174,7 +202,17 @@ public final class VirtioMmio implements BusDevice, VmChangeStateHandler, AutoCl
         // Only the low 16 bits name the queue (without NOTIFICATION_DATA).
         int q = queue & 0xffff;
         if (q < queues.length) {
-            queues[q].kick.signal();
+            MmioQueue mq = queues[q];
+            EventFd k = mq.kick;
+            try {
+                k.signal();
+            } catch (IllegalStateException e) {
+                EventFd now = mq.kick;
+                if (now == k) {
+                    throw e; // the transport is closed
+                }
+                now.signal(); // renewed under this kick: the new doorbell gets it
+            }
         }
     }
 
@@ -394,10 +432,12 @@ public final class VirtioMmio implements BusDevice, VmChangeStateHandler, AutoCl
 
     @Override
     public void close() {
-        if (closed) {
-            return;
+        synchronized (this) { // against renewKick: after this no doorbell is swapped in
+            if (closed) {
+                return;
+            }
+            closed = true;
         }
-        closed = true;
         for (MmioQueue q : queues) {
             if (q == null) {
                 continue;

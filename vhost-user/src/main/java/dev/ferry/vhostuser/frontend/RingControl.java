@@ -135,7 +135,8 @@ final class RingControl {
             if (ring != null) {
                 handedOver = true;
                 handed[i] = ring;
-                f.startRing(i, ring.size(), ring.lastAvailIdx(), addresses(ring), log != null, ctx.kickFd(i).fd(),
+                // A fresh doorbell at every start: a back-end dropped earlier may still hold the last one.
+                f.startRing(i, ring.size(), ring.lastAvailIdx(), addresses(ring), log != null, ctx.renewKickFd(i).fd(),
                         calls[i].fd(), d.ringEnabled(i));
             }
         }

@@ -47,4 +47,34 @@ class ExternalDataPlaneTest {
             assertNotEquals(0, g.irqchip.pendingMask() & (1 << gsi));
         }
     }
+
+    /**
+     * A renewed doorbell: the one handed out before is closed (a back-end still holding its
+     * duplicate hears nothing more), the guest's kicks reach the new one, and a device with its
+     * own data plane has no doorbell to renew.
+     */
+    @Test
+    void aRenewedDoorbellTakesTheGuestsKicksAndTheOldOneIsClosed() throws Exception {
+        EchoModel model = new EchoModel(true);
+        try (MmioGuest g = MmioGuest.running("vm", model)) {
+            g.bringUp(Virtio.bit(Virtio.F_VERSION_1) | Virtio.bit(EchoModel.F_ECHO), 16);
+            VirtioContext ctx = model.context();
+            dev.ferry.core.sys.EventFd old = ctx.kickFd(0);
+            g.kick(0);
+            dev.ferry.core.sys.EventFd fresh = ctx.loop().call(() -> ctx.renewKickFd(0));
+            assertNotEquals(old, fresh);
+            assertEquals(fresh, ctx.kickFd(0));
+            org.junit.jupiter.api.Assertions.assertThrows(IllegalStateException.class, old::signal,
+                    "the old doorbell is closed");
+            g.kick(0);
+            g.kick(0);
+            assertEquals(2, fresh.consume(), "the guest's kicks after the renewal reach the new doorbell");
+        }
+        EchoModel own = new EchoModel(false);
+        try (MmioGuest g = MmioGuest.running("vm2", own)) {
+            g.bringUp(Virtio.bit(Virtio.F_VERSION_1) | Virtio.bit(EchoModel.F_ECHO), 16);
+            org.junit.jupiter.api.Assertions.assertThrows(IllegalStateException.class,
+                    () -> g.transport.renewKick(0), "the device loop serves this doorbell");
+        }
+    }
 }
