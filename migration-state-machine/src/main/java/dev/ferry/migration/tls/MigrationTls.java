@@ -3,6 +3,7 @@ package dev.ferry.migration.tls;
 import io.netty.buffer.ByteBufAllocator;
 import io.netty.channel.Channel;
 import io.netty.handler.ssl.SslHandler;
+import io.netty.util.AttributeKey;
 import io.netty.util.concurrent.Future;
 
 import javax.net.ssl.SSLEngine;
@@ -27,6 +28,12 @@ import java.util.concurrent.TimeUnit;
 public final class MigrationTls {
     /** How long a handshake may take (QEMU has no limit; a migration must not hang on a silent peer). */
     public static final long HANDSHAKE_TIMEOUT_MS = 10_000;
+    /**
+     * The channel's TLS handler, kept beside the pipeline: a handshake that fails closes the
+     * channel, which takes the handler out of the pipeline, possibly before
+     * {@link #awaitHandshake} looks for it — and the failure's cause is in the handler.
+     */
+    private static final AttributeKey<SslHandler> HANDLER = AttributeKey.valueOf("ferry-migration-tls");
     private final TlsCredentials creds;
     private final String hostname;
     private final AuthzList authz;
@@ -88,6 +95,12 @@ public final class MigrationTls {
         return handler(creds.context().newEngine(alloc));
     }
 
+    /** Puts {@code h} first in {@code channel}'s pipeline and remembers it for {@link #awaitHandshake}. */
+    public static void install(Channel channel, SslHandler h) {
+        channel.attr(HANDLER).set(h);
+        channel.pipeline().addFirst("tls", h);
+    }
+
     private static SslHandler handler(SSLEngine engine) {
         SslHandler h = new SslHandler(engine);
         h.setHandshakeTimeoutMillis(HANDSHAKE_TIMEOUT_MS);
@@ -101,7 +114,14 @@ public final class MigrationTls {
      * @param peer the other end, for the message ({@code tcp:127.0.0.1:4444})
      */
     public void awaitHandshake(Channel channel, String peer) throws IOException {
-        SslHandler h = channel.pipeline().get(SslHandler.class);
+        SslHandler h = channel.attr(HANDLER).get();
+        if (h == null) {
+            h = channel.pipeline().get(SslHandler.class);
+        }
+        if (h == null) {
+            channel.close();
+            throw new IOException("no TLS handler on the connection with " + peer);
+        }
         Future<Channel> done = h.handshakeFuture();
         try {
             if (!done.await(HANDSHAKE_TIMEOUT_MS + 1000, TimeUnit.MILLISECONDS)) {

@@ -222,7 +222,7 @@ public final class NettyMigrationTransports implements MigrationTransports, Auto
                     @Override
                     protected void initChannel(Channel ch) {
                         if (tls != null) {
-                            ch.pipeline().addFirst("tls", tls.clientHandler(ch.alloc(), target.host(), target.port()));
+                            MigrationTls.install(ch, tls.clientHandler(ch.alloc(), target.host(), target.port()));
                         }
                         attached.set(attachStream(ch, target.scheme(), target.text()));
                     }
@@ -253,7 +253,7 @@ public final class NettyMigrationTransports implements MigrationTransports, Auto
         boolean tcp = target.scheme() == TransportUri.Scheme.TCP;
         NettyMigrationListener listener = new NettyMigrationListener(target.text(), child -> {
             if (tls != null) {
-                child.pipeline().addFirst("tls", tls.serverHandler(child.alloc()));
+                MigrationTls.install(child, tls.serverHandler(child.alloc()));
             }
             return attachStream(child, target.scheme(), acceptedDescription(child, target));
         }, socketFile == null ? () -> { } : socketFile::remove, tls);
