@@ -21,6 +21,7 @@ import java.util.concurrent.TimeUnit;
  */
 final class LinuxQemu implements AutoCloseable {
     static final String BINARY = "qemu-system-x86_64";
+    static final int RAM_MIB = 256;
     final Path serial;
     final Path log;
     private final Path qmp;
@@ -28,12 +29,22 @@ final class LinuxQemu implements AutoCloseable {
     private SocketChannel qmpChannel;
 
     LinuxQemu(Path dir, String name, Path kernel, Path initrd, String append, List<String> devices) throws IOException {
+        this(dir, name, kernel, initrd, append, devices, null);
+    }
+
+    /**
+     * With {@code ramFile} not null, guest RAM is that file (shared, so the back-ends map it too),
+     * which the test can read: a migration's source and destination RAM compared page by page.
+     */
+    LinuxQemu(Path dir, String name, Path kernel, Path initrd, String append, List<String> devices, Path ramFile)
+            throws IOException {
         this.serial = dir.resolve(name + ".serial");
         this.log = dir.resolve(name + ".log");
         this.qmp = dir.resolve(name + ".qmp");
         List<String> cmd = new ArrayList<>(List.of(BINARY,
-                "-machine", "pc,accel=tcg,memory-backend=mem0", "-m", "256M", "-smp", "1",
-                "-object", "memory-backend-memfd,id=mem0,size=256M,share=on",
+                "-machine", "pc,accel=tcg,memory-backend=mem0", "-m", RAM_MIB + "M", "-smp", "1",
+                "-object", ramFile == null ? "memory-backend-memfd,id=mem0,size=" + RAM_MIB + "M,share=on"
+                        : "memory-backend-file,id=mem0,size=" + RAM_MIB + "M,share=on,mem-path=" + ramFile,
                 "-nodefaults", "-display", "none", "-no-reboot", "-serial", "file:" + serial,
                 "-kernel", kernel.toString(), "-initrd", initrd.toString(),
                 "-append", "console=ttyS0 panic=-1 loglevel=4 " + append,

@@ -11,6 +11,8 @@ import dev.ferry.vmm.guest.LinuxKernel;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.condition.EnabledIfSystemProperty;
+import org.junit.jupiter.api.io.CleanupMode;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.io.IOException;
@@ -70,7 +72,8 @@ class LinuxVirtioGuestTest {
     private static LinuxKernel kernel;
     private static Path initrd;
 
-    @TempDir
+    /** Kept when a test fails: the serial and QEMU logs are there. */
+    @TempDir(cleanup = CleanupMode.ON_SUCCESS)
     Path dir;
 
     @BeforeAll
@@ -99,6 +102,41 @@ class LinuxVirtioGuestTest {
 
     private LinuxQemu qemu(String name, String append, String... devices) throws IOException {
         return new LinuxQemu(dir, name, kernel.image(), initrd, append, List.of(devices));
+    }
+
+    /** A QEMU whose guest RAM is the file {@code NAME.ram} in the test's directory. */
+    private LinuxQemu qemuOnRamFile(String name, String append, String[] devices, String... extra) throws IOException {
+        List<String> all = new ArrayList<>(List.of(devices));
+        all.addAll(List.of(extra));
+        Path ram = dir.resolve(name + ".ram");
+        try (java.io.RandomAccessFile f = new java.io.RandomAccessFile(ram.toFile(), "rw")) {
+            f.setLength((long) LinuxQemu.RAM_MIB << 20); // QEMU unlinks a RAM file it created itself
+        }
+        return new LinuxQemu(dir, name, kernel.image(), initrd, append, all, ram);
+    }
+
+    /** The 4 KiB pages (by guest-physical address) whose contents differ between two RAM files. */
+    private static List<String> differentPages(Path a, Path b) throws IOException {
+        List<String> out = new ArrayList<>();
+        try (java.nio.channels.FileChannel ca = java.nio.channels.FileChannel.open(a);
+             java.nio.channels.FileChannel cb = java.nio.channels.FileChannel.open(b)) {
+            java.nio.ByteBuffer pa = java.nio.ByteBuffer.allocate(4096);
+            java.nio.ByteBuffer pb = java.nio.ByteBuffer.allocate(4096);
+            for (long at = 0; at < ca.size(); at += 4096) {
+                pa.clear();
+                pb.clear();
+                ca.read(pa, at);
+                cb.read(pb, at);
+                if (!pa.flip().equals(pb.flip())) {
+                    int i = 0;
+                    while (pa.get(i) == pb.get(i)) {
+                        i++;
+                    }
+                    out.add(String.format("0x%x (first at +0x%x)", at, i));
+                }
+            }
+        }
+        return out;
     }
 
     /** Byte {@code x} of the disk as the guest writes it (pattern G) or as the host prepares it (H). */
@@ -198,18 +236,32 @@ class LinuxVirtioGuestTest {
         }
     }
 
+    /** A net back-end on {@code sock} with its own UDP port to the peer (written to {@code port[0]}). */
+    private static VhostUserBackend netBackEnd(TrafficPeer peer, Path sock, int[] port) {
+        DgramBackend net = new DgramBackend(new InetSocketAddress("127.0.0.1", 0),
+                new InetSocketAddress("127.0.0.1", peer.port()));
+        port[0] = net.localPort();
+        return VhostUserBackend.serveNet(new NetOptions(NetOptions.parseMac(MAC), 256, false), net,
+                BackendOptions.server(sock));
+    }
+
+    /**
+     * The NIC's QEMU options: one queue pair on a vhost-user netdev, no option ROM, and no MSI-X
+     * ({@code vectors=0}): see the class comment.
+     */
+    private static String[] nic(Path sock) {
+        return new String[] {"-chardev", "socket,id=c0,path=" + sock, "-netdev", "vhost-user,id=n0,chardev=c0",
+            "-device", "virtio-net-pci,netdev=n0,mac=" + MAC + ",romfile=,vectors=0"};
+    }
+
     @Test
     void linuxVirtioNetExchangesFramesWithAPeerThroughTheBackEnd() throws Exception {
         int frames = 1000;
         byte[] mac = NetOptions.parseMac(MAC);
         Path sock = dir.resolve("net.sock");
         try (TrafficPeer peer = TrafficPeer.udp(new InetSocketAddress("127.0.0.1", 0));
-             VhostUserBackend b = VhostUserBackend.serveNet(new NetOptions(mac, 256, false),
-                     new DgramBackend(new InetSocketAddress("127.0.0.1", 0), new InetSocketAddress("127.0.0.1", peer.port())),
-                     BackendOptions.server(sock));
-             LinuxQemu q = qemu("net", "ferry.mode=net ferry.frames=" + frames + " ferry.window=16",
-                     "-chardev", "socket,id=c0,path=" + sock, "-netdev", "vhost-user,id=n0,chardev=c0",
-                     "-device", "virtio-net-pci,netdev=n0,mac=" + MAC + ",romfile=,vectors=0")) {
+             VhostUserBackend b = netBackEnd(peer, sock, new int[1]);
+             LinuxQemu q = qemu("net", "ferry.mode=net ferry.frames=" + frames + " ferry.window=16", nic(sock))) {
             q.awaitSerial("FERRY-DONE", 180);
             String features = q.line("FERRY-FEATURES");
             System.out.printf("virtio_net acked %s (bit 0 first); peer %s; back-end %s%n", features, peer.report(), b.stats());
@@ -227,8 +279,115 @@ class LinuxVirtioGuestTest {
             assertEquals(Long.toString(f.repliesSent()), got.get("replies"), "the guest got every reply: " + got);
             assertEquals("0", got.get("bad"), "every reply intact (echo, length, payload): " + got);
             assertEquals("0", got.get("reorder"), "replies in order: " + got);
+            assertEquals("0", got.get("gaps"), "no reply missing: " + got);
             assertEquals(0, b.stats().refused(), "no request refused: " + b.stats().lastRefusal());
             assertTrue(q.awaitExit(60), "the guest powered off");
+        }
+    }
+
+    /** Waits up to {@code seconds} for {@code done}, failing with {@code what} and the state then. */
+    private static void await(String what, int seconds, java.util.function.BooleanSupplier done,
+                              java.util.function.Supplier<String> state) throws InterruptedException {
+        long deadline = System.nanoTime() + seconds * 1_000_000_000L;
+        while (!done.getAsBoolean()) {
+            assertTrue(System.nanoTime() < deadline, what + " within " + seconds + " s: " + state.get());
+            Thread.sleep(50);
+        }
+    }
+
+    private static int freePort() throws IOException {
+        try (java.net.ServerSocket s = new java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
+            return s.getLocalPort();
+        }
+    }
+
+    /**
+     * QEMU migrates the sending Linux guest (its own migration, over TCP) from a QEMU with one
+     * Ferry net back-end to a QEMU with another, each on its own UDP port to the peer. Guest RAM is a
+     * file on each side and the destination starts paused ({@code -S}): the stopped source's RAM
+     * and the loaded destination's must be equal page for page before the destination runs. (This
+     * does not catch a back-end that leaves its writes out of the log: Linux's virtio_net writes
+     * into its own receive pages too, so QEMU resends them anyway; two runs with the source's
+     * {@code log-omit} fault passed. The log is proven by {@code VhostUserNetTest} and
+     * {@code QemuFrontendTest}.) Then: the source
+     * back-end logs its writes, the destination resumes both rings at the source's vring bases,
+     * the peer sees the guest's frames from the destination's port, in order and without
+     * duplicates (frames lost around the switchover are counted), and the guest goes on receiving
+     * intact replies there.
+     */
+    @Test
+    @EnabledIfSystemProperty(named = "ferry.test.tcgMigration", matches = "true", disabledReason = "QEMU 7.2 under"
+            + " TCG loses guest RAM in this migration about one run in five to ten, with QEMU's built-in virtio-net on"
+            + " -netdev dgram too (no vhost-user, no Ferry): 8 to 43 pages differ between the stopped source and the"
+            + " loaded destination, and the guest then crashes. Run with -Dferry.test.tcgMigration=true;"
+            + " see docs/vhost-user.md")
+    void qemuMigratesTheSendingLinuxGuestBetweenTwoFerryNetBackEnds() throws Exception {
+        byte[] mac = NetOptions.parseMac(MAC);
+        int[] srcPort = new int[1];
+        int[] dstPort = new int[1];
+        String append = "ferry.mode=net ferry.frames=0 ferry.window=16 ferry.patience=1000";
+        int port = freePort();
+        try (TrafficPeer peer = TrafficPeer.udp(new InetSocketAddress("127.0.0.1", 0));
+             VhostUserBackend src = netBackEnd(peer, dir.resolve("src.sock"), srcPort);
+             VhostUserBackend dst = netBackEnd(peer, dir.resolve("dst.sock"), dstPort);
+             LinuxQemu s = qemuOnRamFile("src", append, nic(src.socket()));
+             LinuxQemu d = qemuOnRamFile("dst", append, nic(dst.socket()), "-S", "-incoming", "tcp:127.0.0.1:" + port)) {
+            s.awaitSerial("FERRY-NET-UP", 180);
+            await("the guest sends 2000 frames", 120, () -> peer.flow(mac).received() >= 2000, peer::report);
+            String r = s.qmp("{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"tcp:127.0.0.1:" + port + "\"}}");
+            assertTrue(r.contains("\"return\""), r);
+            long deadline = System.nanoTime() + 120_000_000_000L;
+            while (true) {
+                String st = s.qmp("{\"execute\":\"query-migrate\"}");
+                if (st.contains("\"completed\"")) {
+                    break;
+                }
+                assertTrue(!st.contains("\"failed\"") && System.nanoTime() < deadline, st + "; QEMU: " + d.logText());
+                Thread.sleep(50);
+            }
+            await("the destination loaded the guest", 120, () -> {
+                try {
+                    String st = d.qmp("{\"execute\":\"query-status\"}");
+                    return st.contains("\"paused\"");
+                } catch (Exception e) {
+                    throw new AssertionError(e);
+                }
+            }, () -> "");
+            List<String> differ = differentPages(dir.resolve("src.ram"), dir.resolve("dst.ram"));
+            assertEquals(List.of(), differ.subList(0, Math.min(20, differ.size())), differ.size()
+                    + " guest RAM pages differ between the stopped source and the loaded destination");
+            assertTrue(d.qmp("{\"execute\":\"cont\"}").contains("\"return\""));
+            long atSwitch = peer.flow(mac).received();
+            await("the migrated guest sends 3000 more frames", 120,
+                    () -> d.isAlive() && peer.flow(mac).received() >= atSwitch + 3000, () -> peer.report() + "; destination "
+                            + dst.stats() + "; serial " + tail(d));
+            d.awaitSerial("FERRY-NET-PROGRESS", 120);
+            TrafficPeer.FlowStats f = peer.flow(mac);
+            System.out.printf("migrated: %s; source back-end %s; destination back-end %s%n", peer.report(), src.stats(),
+                    dst.stats());
+            assertEquals("udp /127.0.0.1:" + dstPort[0], f.port(), "the guest's frames come from the destination now");
+            assertEquals(0, f.dupsOrReorders(), "no duplicate or reordered frame at the peer: " + peer.report());
+            assertTrue(f.lost() <= 64 && f.gaps().size() <= 2, "frames lost only around the switchover: " + f.gaps());
+            assertTrue(src.stats().logAllSeen() && src.stats().loggedWrites() > 0, "the source logged: " + src.stats());
+            for (int q = 0; q < 2; q++) {
+                assertEquals(src.stats().baseReturned(q), dst.stats().baseSet(q), "ring " + q + " resumed at the source's base");
+            }
+            String last = d.serialText().lines().filter(l -> l.startsWith("FERRY-NET-PROGRESS")).reduce((a, b) -> b)
+                    .orElseThrow();
+            Map<String, String> got = fields(last);
+            assertEquals("0", got.get("bad"), "every reply intact on the destination: " + last);
+            assertEquals("0", got.get("reorder"), "no reply twice or out of order: " + last);
+            assertEquals(0, dst.stats().refused(), "nothing refused: " + dst.stats().lastRefusal());
+            assertEquals(0, src.stats().refused(), "nothing refused: " + src.stats().lastRefusal());
+        }
+    }
+
+    private static String tail(LinuxQemu q) {
+        try {
+            String t = q.serialText();
+            return t.substring(Math.max(0, t.length() - 600));
+        } catch (IOException e) {
+            return e.toString();
         }
     }
 }

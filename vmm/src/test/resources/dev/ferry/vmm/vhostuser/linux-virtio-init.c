@@ -4,7 +4,7 @@
  * that order, with finit_module), then drives the kernel's own virtio_blk or virtio_net driver
  * and reports on COM1, one "FERRY-..." line per result, then powers the VM off.
  *
- * Kernel command line: ferry.mode=blk | ferry.mode=net ferry.frames=N ferry.window=W
+ * Kernel command line: ferry.mode=blk | ferry.mode=net ferry.frames=N ferry.window=W ferry.patience=MS
  *
  * blk (the disk is 16 MiB; the offsets are LinuxVirtioGuestTest's):
  *   reads 512 KiB at 4 MiB that the host filled with pattern H, checks it, prints its FNV-1a;
@@ -13,7 +13,9 @@
  *   14 MiB (BLKZEROOUT) when the driver offers them, and reads the zeroed range back.
  * net: brings the first interface up and sends N sequence-numbered frames to the traffic peer
  *   over an AF_PACKET socket, at most W unanswered, checking every REPLY (order, echo, length,
- *   padding); prints the counts.
+ *   padding); prints the counts. What is unanswered after MS milliseconds (default 10000) is given
+ *   up. N = 0: sends until the VM is stopped, printing the counts every 1000 replies (a migration
+ *   test reads them from the destination's COM1).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -280,6 +282,8 @@ static void net(void)
 {
     long frames = option("ferry.frames=", 1000);
     long window = option("ferry.window=", 16);
+    long patience = option("ferry.patience=", 10000);
+    int forever = frames == 0;
     char ifname[IFNAMSIZ] = {0}, path[128], line[128];
     double deadline = seconds() + 60;
     while (!ifname[0]) {
@@ -344,10 +348,10 @@ static void net(void)
         fail("bind AF_PACKET");
 
     uint8_t out[1514], in[2048];
-    long sent = 0, replies = 0, bad = 0, reorder = 0, given_up = 0;
+    long sent = 0, replies = 0, bad = 0, reorder = 0, gaps = 0, given_up = 0;
     uint64_t last_reply = 0;
-    while (replies + given_up < frames) {
-        while (sent < frames && sent - replies - given_up < window) {
+    while (forever || replies + given_up < frames) {
+        while ((forever || sent < frames) && sent - replies - given_up < window) {
             uint64_t seq = (uint64_t)++sent;
             int len = frame_length(seq);
             memcpy(out, PEER_MAC, 6);
@@ -368,11 +372,11 @@ static void net(void)
                 fail("send AF_PACKET");
         }
         struct pollfd p = {s, POLLIN, 0};
-        int r = poll(&p, 1, 10000);
+        int r = poll(&p, 1, (int)patience);
         if (r < 0 && errno != EINTR)
             fail("poll");
         if (r == 0) {
-            /* what is unanswered after 10 s will not be: lost on the way out or back */
+            /* what is unanswered by now will not be: lost on the way out or back */
             given_up += sent - replies - given_up;
             continue;
         }
@@ -390,12 +394,17 @@ static void net(void)
         for (int i = 36; ok && i < n; i++)
             ok = in[i] == pad_byte(echo, i);
         bad += !ok;
-        reorder += reply != last_reply + 1;
-        last_reply = reply;
+        reorder += reply <= last_reply;
+        gaps += reply > last_reply + 1;
+        if (reply > last_reply)
+            last_reply = reply;
         replies++;
+        if (forever && replies % 1000 == 0)
+            printf("FERRY-NET-PROGRESS sent=%ld replies=%ld bad=%ld reorder=%ld gaps=%ld given-up=%ld\n", sent,
+                   replies, bad, reorder, gaps, given_up);
     }
-    printf("FERRY-NET sent=%ld replies=%ld bad=%ld reorder=%ld unanswered=%ld\n", sent, replies, bad, reorder,
-           frames - replies);
+    printf("FERRY-NET sent=%ld replies=%ld bad=%ld reorder=%ld gaps=%ld unanswered=%ld\n", sent, replies, bad,
+           reorder, gaps, frames - replies);
     finish();
 }
 
