@@ -319,7 +319,10 @@ final class BackendSession {
                 channel.send(VhostUserMessage.reply(m.request(), Payloads.vringState(r.index, answer)));
             }
             case VhostUser.SET_VRING_ENABLE -> {
-                if (!has(rings.features(), VhostUser.F_PROTOCOL_FEATURES)) {
+                // Before SET_FEATURES the flag is kept for the ring's start: QEMU 7.2's vhost-user
+                // net sends SET_VRING_ENABLE 1 when the guest acks its features, before it starts
+                // the back-end (and so before SET_FEATURES), and does not repeat it after.
+                if (featuresSet && !has(rings.features(), VhostUser.F_PROTOCOL_FEATURES)) {
                     throw Payloads.bad(m, "without PROTOCOL_FEATURES negotiated (rings are always enabled then)");
                 }
                 if (num != 0 && num != 1) {

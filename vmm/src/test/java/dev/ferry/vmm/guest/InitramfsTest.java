@@ -1,4 +1,4 @@
-package dev.ferry.vmm.bench;
+package dev.ferry.vmm.guest;
 
 import org.junit.jupiter.api.Test;
 
@@ -10,12 +10,12 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 /** The initramfs writer against the newc layout the kernel's unpacker (init/initramfs.c) expects. */
-class QemuGuestTest {
+class InitramfsTest {
     @Test
     void newcArchiveParsesBackEntryByEntry() {
         byte[] init = "#!static\u0000payload".getBytes(StandardCharsets.ISO_8859_1);
-        byte[] cpio = QemuGuest.newc(List.of(new QemuGuest.Entry("init", 0100755, init),
-                new QemuGuest.Entry("dev", 040755, new byte[0])));
+        byte[] cpio = Initramfs.newc(List.of(new Initramfs.Entry("init", 0100755, init),
+                new Initramfs.Entry("dev", 040755, new byte[0])));
         assertEquals(0, cpio.length % 4, "the archive ends 4-byte aligned");
         List<String> names = new ArrayList<>();
         int at = 0;

@@ -1,0 +1,180 @@
+package dev.ferry.vmm.vhostuser;
+
+import java.io.IOException;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.ByteBuffer;
+import java.nio.channels.SocketChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * One QEMU process running a Linux guest under TCG for the vhost-user interop tests: a memfd
+ * guest RAM shared with vhost-user back-ends, no default devices, the kernel and initramfs given
+ * directly, COM1 (the kernel's console and the init's output) to a file, a QMP socket, and the
+ * caller's devices. Powers off by itself when the init is done ({@code -no-reboot}); killed at
+ * {@link #close} in any case.
+ */
+final class LinuxQemu implements AutoCloseable {
+    static final String BINARY = "qemu-system-x86_64";
+    static final int RAM_MIB = 256;
+    final Path serial;
+    final Path log;
+    private final Path qmp;
+    private final Process process;
+    private SocketChannel qmpChannel;
+
+    LinuxQemu(Path dir, String name, Path kernel, Path initrd, String append, List<String> devices) throws IOException {
+        this(dir, name, kernel, initrd, append, devices, null);
+    }
+
+    /**
+     * With {@code ramFile} not null, guest RAM is that file (shared, so the back-ends map it too),
+     * which the test can read: a migration's source and destination RAM compared page by page.
+     */
+    LinuxQemu(Path dir, String name, Path kernel, Path initrd, String append, List<String> devices, Path ramFile)
+            throws IOException {
+        this.serial = dir.resolve(name + ".serial");
+        this.log = dir.resolve(name + ".log");
+        this.qmp = dir.resolve(name + ".qmp");
+        List<String> cmd = new ArrayList<>(List.of(BINARY,
+                "-machine", "pc,accel=tcg,memory-backend=mem0", "-m", RAM_MIB + "M", "-smp", "1",
+                "-object", ramFile == null ? "memory-backend-memfd,id=mem0,size=" + RAM_MIB + "M,share=on"
+                        : "memory-backend-file,id=mem0,size=" + RAM_MIB + "M,share=on,mem-path=" + ramFile,
+                "-nodefaults", "-display", "none", "-no-reboot", "-serial", "file:" + serial,
+                "-kernel", kernel.toString(), "-initrd", initrd.toString(),
+                "-append", "console=ttyS0 panic=-1 loglevel=4 " + append,
+                "-qmp", "unix:" + qmp + ",server=on,wait=off"));
+        cmd.addAll(devices);
+        this.process = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
+    }
+
+    static boolean installed(String binary) {
+        try {
+            Process p = new ProcessBuilder(binary, "--version").redirectErrorStream(true).start();
+            p.getInputStream().readAllBytes();
+            return p.waitFor(10, TimeUnit.SECONDS) && p.exitValue() == 0;
+        } catch (IOException | InterruptedException e) {
+            return false;
+        }
+    }
+
+    String serialText() throws IOException {
+        return Files.exists(serial) ? Files.readString(serial, StandardCharsets.ISO_8859_1) : "";
+    }
+
+    String logText() throws IOException {
+        return Files.exists(log) ? Files.readString(log, StandardCharsets.ISO_8859_1) : "";
+    }
+
+    /**
+     * Waits up to {@code seconds} for {@code marker} on COM1 (a FERRY-FAIL line ends the wait);
+     * fails with the serial output and QEMU's own log.
+     */
+    void awaitSerial(String marker, int seconds) throws Exception {
+        long deadline = System.nanoTime() + seconds * 1_000_000_000L;
+        while (true) {
+            String text = serialText();
+            if (text.contains(marker)) {
+                return;
+            }
+            if (text.contains("FERRY-FAIL")) {
+                throw new AssertionError("the guest failed before " + marker + "; serial:\n" + text);
+            }
+            if (!process.isAlive() && !serialText().contains(marker)) {
+                throw new AssertionError("QEMU exited (" + process.exitValue() + ") before " + marker + "; serial:\n"
+                        + serialText() + "\nQEMU: " + logText());
+            }
+            if (System.nanoTime() > deadline) {
+                throw new AssertionError("no " + marker + " on COM1 within " + seconds + " s; serial:\n" + text
+                        + "\nQEMU: " + logText());
+            }
+            Thread.sleep(50);
+        }
+    }
+
+    /** The first serial line that starts with {@code prefix} (without it), or fails naming the output. */
+    String line(String prefix) throws IOException {
+        String text = serialText();
+        return text.lines().filter(l -> l.startsWith(prefix)).map(l -> l.substring(prefix.length()).trim())
+                .findFirst().orElseThrow(() -> new AssertionError("no '" + prefix + "' line on COM1:\n" + text));
+    }
+
+    /** Sends one QMP command (negotiating capabilities first) and returns the reply line. */
+    String qmp(String json) throws Exception {
+        if (qmpChannel == null) {
+            long deadline = System.nanoTime() + 30_000_000_000L;
+            while (true) {
+                SocketChannel ch = SocketChannel.open(StandardProtocolFamily.UNIX);
+                try {
+                    ch.connect(UnixDomainSocketAddress.of(qmp));
+                    qmpChannel = ch;
+                    break;
+                } catch (IOException e) {
+                    ch.close();
+                    if (System.nanoTime() > deadline || !process.isAlive()) {
+                        throw e;
+                    }
+                    Thread.sleep(50);
+                }
+            }
+            readLine(); // greeting
+            qmp("{\"execute\":\"qmp_capabilities\"}");
+        }
+        qmpChannel.write(ByteBuffer.wrap((json + "\n").getBytes(StandardCharsets.UTF_8)));
+        while (true) {
+            String line = readLine();
+            if (line.contains("\"return\"") || line.contains("\"error\"")) {
+                return line;
+            }
+        }
+    }
+
+    private String readLine() throws IOException {
+        StringBuilder sb = new StringBuilder();
+        ByteBuffer one = ByteBuffer.allocate(1);
+        while (true) {
+            one.clear();
+            if (qmpChannel.read(one) < 0) {
+                throw new IOException("QMP closed; QEMU: " + logText());
+            }
+            char c = (char) one.get(0);
+            if (c == '\n') {
+                return sb.toString();
+            }
+            sb.append(c);
+        }
+    }
+
+    boolean isAlive() {
+        return process.isAlive();
+    }
+
+    /** Waits up to {@code seconds} for QEMU to exit by itself (the guest powered off). */
+    boolean awaitExit(int seconds) throws InterruptedException {
+        return process.waitFor(seconds, TimeUnit.SECONDS);
+    }
+
+    @Override
+    public void close() throws IOException {
+        try {
+            if (qmpChannel != null) {
+                qmpChannel.close();
+            }
+        } finally {
+            process.destroy();
+            try {
+                if (!process.waitFor(10, TimeUnit.SECONDS)) {
+                    process.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
+                }
+            } catch (InterruptedException e) {
+                process.destroyForcibly();
+                Thread.currentThread().interrupt();
+            }
+        }
+    }
+}

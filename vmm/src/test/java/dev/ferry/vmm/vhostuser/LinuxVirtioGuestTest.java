@@ -1,0 +1,393 @@
+package dev.ferry.vmm.vhostuser;
+
+import dev.ferry.virtio.blk.BlkOptions;
+import dev.ferry.virtio.net.DgramBackend;
+import dev.ferry.virtio.net.NetOptions;
+import dev.ferry.virtio.net.peer.TrafficPeer;
+import dev.ferry.vhostuser.backend.BackendOptions;
+import dev.ferry.vhostuser.backend.VhostUserBackend;
+import dev.ferry.vmm.guest.Initramfs;
+import dev.ferry.vmm.guest.LinuxKernel;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.condition.EnabledIfSystemProperty;
+import org.junit.jupiter.api.io.CleanupMode;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * A real Linux kernel's virtio drivers against Ferry's vhost-user back-end, QEMU 7.2 (TCG) as
+ * the front-end: {@code vhost-user-blk-pci} and {@code virtio-net-pci} on a {@code vhost-user}
+ * netdev, each on a socket served by {@link VhostUserBackend} in this process. The guest is a
+ * distribution kernel (see {@link LinuxKernel}) with an initramfs holding its virtio modules and
+ * one static init ({@code linux-virtio-init.c}) that loads them, does the I/O and prints what it
+ * saw on COM1; the test checks the other side — the image, the traffic peer — itself.
+ *
+ * <p>The NIC runs without MSI-X ({@code vectors=0}, INTx): QEMU 7.2 under TCG crashes (SIGSEGV in
+ * {@code msix_set_vector_notifiers}, from {@code vhost_net_start}) when a Linux driver starts a
+ * vhost-user virtio-net-pci with MSI-X, whatever the back-end — DPDK testpmd's too.
+ */
+class LinuxVirtioGuestTest {
+    private static final String MAC = "52:54:00:12:34:56";
+
+    // The disk layout linux-virtio-init.c uses.
+    private static final int MIB = 1 << 20;
+    private static final int DISK = 16 * MIB;
+    private static final int HOST_AT = 4 * MIB;
+    private static final int HOST_LEN = 512 * 1024;
+    private static final int WRITE_AT = MIB;
+    private static final int WRITE_LEN = 256 * 1024;
+    private static final int SECTORS_AT = 8 * MIB;
+    private static final int SECTOR_STRIDE = 4608;
+    private static final int SECTOR_COUNT = 8;
+    private static final int DISCARD_AT = 12 * MIB;
+    private static final int DISCARD_LEN = MIB;
+    private static final int ZERO_AT = 14 * MIB;
+    private static final int ZERO_LEN = 64 * 1024;
+
+    // Feature bits as the guest's sysfs lists them (virtio spec).
+    private static final int BLK_F_FLUSH = 9;
+    private static final int BLK_F_DISCARD = 13;
+    private static final int BLK_F_WRITE_ZEROES = 14;
+    private static final int NET_F_MAC = 5;
+    private static final int NET_F_MRG_RXBUF = 15;
+    private static final int F_INDIRECT_DESC = 28;
+    private static final int F_EVENT_IDX = 29;
+    private static final int F_VERSION_1 = 32;
+
+    @TempDir
+    static Path build;
+    private static LinuxKernel kernel;
+    private static Path initrd;
+
+    /** Kept when a test fails: the serial and QEMU logs are there. */
+    @TempDir(cleanup = CleanupMode.ON_SUCCESS)
+    Path dir;
+
+    @BeforeAll
+    static void guest() throws Exception {
+        Assumptions.assumeTrue(LinuxQemu.installed(LinuxQemu.BINARY),
+                "qemu-system-x86_64 not installed: apt-get install qemu-system-x86");
+        Assumptions.assumeTrue(LinuxQemu.installed("gcc"), "gcc not installed (it builds the guest's init)");
+        List<LinuxKernel.Module> modules;
+        try {
+            kernel = LinuxKernel.find(Path.of(System.getProperty("java.io.tmpdir"), "ferry-qemu-guest"), null, true);
+            modules = kernel.modules("virtio_pci", "virtio_blk", "virtio_net");
+        } catch (IOException e) {
+            Assumptions.abort("no Linux kernel with virtio modules could be found or fetched: " + e.getMessage());
+            return;
+        }
+        Initramfs fs = new Initramfs().dir("dev").dir("proc").dir("sys").dir("modules");
+        StringBuilder order = new StringBuilder();
+        for (LinuxKernel.Module m : modules) {
+            fs.file("modules/" + m.name() + ".ko", 0644, Files.readAllBytes(m.file()));
+            order.append(m.name()).append(".ko\n");
+        }
+        fs.file("modules/order", 0644, order.toString().getBytes(java.nio.charset.StandardCharsets.US_ASCII));
+        initrd = fs.init(LinuxVirtioGuestTest.class, "linux-virtio-init.c", build).write(build.resolve("initrd.cpio"));
+        System.out.printf("Linux guest: kernel %s, modules %s%n", kernel.image(), order.toString().replace('\n', ' '));
+    }
+
+    private LinuxQemu qemu(String name, String append, String... devices) throws IOException {
+        return new LinuxQemu(dir, name, kernel.image(), initrd, append, List.of(devices));
+    }
+
+    /** A QEMU whose guest RAM is the file {@code NAME.ram} in the test's directory. */
+    private LinuxQemu qemuOnRamFile(String name, String append, String[] devices, String... extra) throws IOException {
+        List<String> all = new ArrayList<>(List.of(devices));
+        all.addAll(List.of(extra));
+        Path ram = dir.resolve(name + ".ram");
+        try (java.io.RandomAccessFile f = new java.io.RandomAccessFile(ram.toFile(), "rw")) {
+            f.setLength((long) LinuxQemu.RAM_MIB << 20); // QEMU unlinks a RAM file it created itself
+        }
+        return new LinuxQemu(dir, name, kernel.image(), initrd, append, all, ram);
+    }
+
+    /** The 4 KiB pages (by guest-physical address) whose contents differ between two RAM files. */
+    private static List<String> differentPages(Path a, Path b) throws IOException {
+        List<String> out = new ArrayList<>();
+        try (java.nio.channels.FileChannel ca = java.nio.channels.FileChannel.open(a);
+             java.nio.channels.FileChannel cb = java.nio.channels.FileChannel.open(b)) {
+            java.nio.ByteBuffer pa = java.nio.ByteBuffer.allocate(4096);
+            java.nio.ByteBuffer pb = java.nio.ByteBuffer.allocate(4096);
+            for (long at = 0; at < ca.size(); at += 4096) {
+                pa.clear();
+                pb.clear();
+                ca.read(pa, at);
+                cb.read(pb, at);
+                if (!pa.flip().equals(pb.flip())) {
+                    int i = 0;
+                    while (pa.get(i) == pb.get(i)) {
+                        i++;
+                    }
+                    out.add(String.format("0x%x (first at +0x%x)", at, i));
+                }
+            }
+        }
+        return out;
+    }
+
+    /** Byte {@code x} of the disk as the guest writes it (pattern G) or as the host prepares it (H). */
+    static byte pattern(long x, boolean host) {
+        int mul = host ? 0x85ebca6b : 0x9e3779b1;
+        return (byte) ((((int) x * mul) >>> 24) ^ (int) (x >>> 9) ^ (host ? 0x3c : 0));
+    }
+
+    private static void fillHost(byte[] disk, int at, int len) {
+        for (int i = at; i < at + len; i++) {
+            disk[i] = pattern(i, true);
+        }
+    }
+
+    /** The offsets in {@code [at, at+len)} whose byte differs from the pattern (or zero); at most a few. */
+    private static List<Integer> differ(byte[] disk, int at, int len, Boolean host) {
+        List<Integer> out = new ArrayList<>();
+        for (int i = at; i < at + len && out.size() < 8; i++) {
+            byte want = host == null ? 0 : pattern(i, host);
+            if (disk[i] != want) {
+                out.add(i);
+            }
+        }
+        return out;
+    }
+
+    private static long fnv1a(byte[] b, int at, int len) {
+        long h = 0xcbf29ce484222325L;
+        for (int i = at; i < at + len; i++) {
+            h = (h ^ (b[i] & 0xff)) * 0x100000001b3L;
+        }
+        return h;
+    }
+
+    /** {@code k=v} pairs of a FERRY line. */
+    private static Map<String, String> fields(String line) {
+        Map<String, String> m = new HashMap<>();
+        for (String w : line.split("\\s+")) {
+            int eq = w.indexOf('=');
+            if (eq > 0) {
+                m.put(w.substring(0, eq), w.substring(eq + 1));
+            }
+        }
+        return m;
+    }
+
+    private static boolean acked(String features, int bit) {
+        return features.length() > bit && features.charAt(bit) == '1';
+    }
+
+    @Test
+    void linuxVirtioBlkReadsWritesFlushesAndDiscardsThroughTheBackEnd() throws Exception {
+        byte[] disk = new byte[DISK];
+        fillHost(disk, HOST_AT, HOST_LEN);
+        fillHost(disk, DISCARD_AT, DISCARD_LEN);
+        fillHost(disk, ZERO_AT, ZERO_LEN);
+        Path image = dir.resolve("disk.img");
+        Files.write(image, disk);
+        Path sock = dir.resolve("blk.sock");
+        try (VhostUserBackend b = VhostUserBackend.serveBlk(BlkOptions.of(image), BackendOptions.server(sock));
+             LinuxQemu q = qemu("blk", "ferry.mode=blk", "-chardev", "socket,id=c0,path=" + sock,
+                     "-device", "vhost-user-blk-pci,chardev=c0")) {
+            q.awaitSerial("FERRY-DONE", 180);
+            String features = q.line("FERRY-FEATURES");
+            System.out.printf("virtio_blk acked %s (bit 0 first); back-end %s%n", features, b.stats());
+            assertTrue(acked(features, F_VERSION_1) && acked(features, BLK_F_FLUSH), "VERSION_1 and FLUSH acked: " + features);
+
+            Map<String, String> read = fields(q.line("FERRY-BLK-READ"));
+            assertEquals("0", read.get("mismatches"), "the guest read the host's pattern: " + read);
+            assertEquals(String.format("%016x", fnv1a(disk, HOST_AT, HOST_LEN)), read.get("fnv"),
+                    "the bytes the guest read hash as the host's");
+            assertEquals("0", fields(q.line("FERRY-BLK-WRITE")).get("readback-mismatches"), "the guest read its writes back");
+            assertEquals("ok", q.line("FERRY-BLK-FLUSH"));
+
+            byte[] after = Files.readAllBytes(image);
+            assertEquals(List.of(), differ(after, WRITE_AT, WRITE_LEN, false), "the guest's 256 KiB write is on the image");
+            for (int k = 0; k < SECTOR_COUNT; k++) {
+                int at = SECTORS_AT + k * SECTOR_STRIDE;
+                assertEquals(List.of(), differ(after, at, 512, false), "the guest's sector at " + at + " is on the image");
+                assertEquals(List.of(), differ(after, at + 512, SECTOR_STRIDE - 512, null), "nothing written past it");
+            }
+            assertEquals(List.of(), differ(after, HOST_AT, HOST_LEN, true), "the region the guest only read is unchanged");
+            assertEquals(List.of(), differ(after, 0, WRITE_AT, null), "nothing written before the guest's first write");
+
+            assertTrue(acked(features, BLK_F_DISCARD), "Ferry offers DISCARD and Linux takes it: " + features);
+            assertEquals("ok", q.line("FERRY-BLK-DISCARD"));
+            assertEquals(List.of(), differ(after, DISCARD_AT, DISCARD_LEN, null), "Ferry zeroes a discarded range");
+            Map<String, String> zero = fields(q.line("FERRY-BLK-ZEROOUT"));
+            assertEquals("0", zero.get("nonzero"), "the guest reads zeroes after BLKZEROOUT");
+            assertTrue(!acked(features, BLK_F_WRITE_ZEROES) || q.line("FERRY-BLK-ZEROOUT").startsWith("write-zeroes"),
+                    "with WRITE_ZEROES acked the kernel zeroes through it");
+            assertEquals(List.of(), differ(after, ZERO_AT, ZERO_LEN, null), "the zeroed range is zero on the image");
+            assertEquals(List.of(), differ(after, ZERO_AT + ZERO_LEN, DISK - ZERO_AT - ZERO_LEN, null),
+                    "nothing written after it");
+            assertEquals(0, b.stats().refused(), "no request refused: " + b.stats().lastRefusal());
+            assertTrue(q.awaitExit(60), "the guest powered off");
+        }
+    }
+
+    /** A net back-end on {@code sock} with its own UDP port to the peer (written to {@code port[0]}). */
+    private static VhostUserBackend netBackEnd(TrafficPeer peer, Path sock, int[] port) {
+        DgramBackend net = new DgramBackend(new InetSocketAddress("127.0.0.1", 0),
+                new InetSocketAddress("127.0.0.1", peer.port()));
+        port[0] = net.localPort();
+        return VhostUserBackend.serveNet(new NetOptions(NetOptions.parseMac(MAC), 256, false), net,
+                BackendOptions.server(sock));
+    }
+
+    /**
+     * The NIC's QEMU options: one queue pair on a vhost-user netdev, no option ROM, and no MSI-X
+     * ({@code vectors=0}): see the class comment.
+     */
+    private static String[] nic(Path sock) {
+        return new String[] {"-chardev", "socket,id=c0,path=" + sock, "-netdev", "vhost-user,id=n0,chardev=c0",
+            "-device", "virtio-net-pci,netdev=n0,mac=" + MAC + ",romfile=,vectors=0"};
+    }
+
+    @Test
+    void linuxVirtioNetExchangesFramesWithAPeerThroughTheBackEnd() throws Exception {
+        int frames = 1000;
+        byte[] mac = NetOptions.parseMac(MAC);
+        Path sock = dir.resolve("net.sock");
+        try (TrafficPeer peer = TrafficPeer.udp(new InetSocketAddress("127.0.0.1", 0));
+             VhostUserBackend b = netBackEnd(peer, sock, new int[1]);
+             LinuxQemu q = qemu("net", "ferry.mode=net ferry.frames=" + frames + " ferry.window=16", nic(sock))) {
+            q.awaitSerial("FERRY-DONE", 180);
+            String features = q.line("FERRY-FEATURES");
+            System.out.printf("virtio_net acked %s (bit 0 first); peer %s; back-end %s%n", features, peer.report(), b.stats());
+            assertTrue(acked(features, F_VERSION_1) && acked(features, NET_F_MAC), "VERSION_1 and MAC acked: " + features);
+            assertTrue(acked(features, NET_F_MRG_RXBUF), "Linux takes mergeable RX buffers: " + features);
+            assertTrue(acked(features, F_EVENT_IDX) && acked(features, F_INDIRECT_DESC), "EVENT_IDX, INDIRECT_DESC: " + features);
+            assertTrue(q.line("FERRY-NET-UP").endsWith(MAC), "the interface has the device's MAC");
+
+            TrafficPeer.FlowStats f = peer.flow(mac);
+            assertEquals(frames, f.received(), "the peer got every frame: " + peer.report());
+            assertEquals(frames, f.lastSeq(), "up to the last: " + peer.report());
+            assertEquals(0, f.lost(), "in order, none missing: " + f.gaps());
+            assertEquals(0, f.dupsOrReorders(), "no duplicate or reordered frame");
+            Map<String, String> got = fields(q.line("FERRY-NET "));
+            assertEquals(Long.toString(f.repliesSent()), got.get("replies"), "the guest got every reply: " + got);
+            assertEquals("0", got.get("bad"), "every reply intact (echo, length, payload): " + got);
+            assertEquals("0", got.get("reorder"), "replies in order: " + got);
+            assertEquals("0", got.get("gaps"), "no reply missing: " + got);
+            assertEquals(0, b.stats().refused(), "no request refused: " + b.stats().lastRefusal());
+            assertTrue(q.awaitExit(60), "the guest powered off");
+        }
+    }
+
+    /** Waits up to {@code seconds} for {@code done}, failing with {@code what} and the state then. */
+    private static void await(String what, int seconds, java.util.function.BooleanSupplier done,
+                              java.util.function.Supplier<String> state) throws InterruptedException {
+        long deadline = System.nanoTime() + seconds * 1_000_000_000L;
+        while (!done.getAsBoolean()) {
+            assertTrue(System.nanoTime() < deadline, what + " within " + seconds + " s: " + state.get());
+            Thread.sleep(50);
+        }
+    }
+
+    private static int freePort() throws IOException {
+        try (java.net.ServerSocket s = new java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
+            return s.getLocalPort();
+        }
+    }
+
+    /**
+     * QEMU migrates the sending Linux guest (its own migration, over TCP) from a QEMU with one
+     * Ferry net back-end to a QEMU with another, each on its own UDP port to the peer. Guest RAM is a
+     * file on each side and the destination starts paused ({@code -S}): the stopped source's RAM
+     * and the loaded destination's must be equal page for page before the destination runs. (This
+     * does not catch a back-end that leaves its writes out of the log: Linux's virtio_net writes
+     * into its own receive pages too, so QEMU resends them anyway; two runs with the source's
+     * {@code log-omit} fault passed. The log is proven by {@code VhostUserNetTest} and
+     * {@code QemuFrontendTest}.) Then: the source
+     * back-end logs its writes, the destination resumes both rings at the source's vring bases,
+     * the peer sees the guest's frames from the destination's port, in order and without
+     * duplicates (frames lost around the switchover are counted), and the guest goes on receiving
+     * intact replies there.
+     */
+    @Test
+    @EnabledIfSystemProperty(named = "ferry.test.tcgMigration", matches = "true", disabledReason = "QEMU 7.2 under"
+            + " TCG loses guest RAM in this migration about one run in five to ten, with QEMU's built-in virtio-net on"
+            + " -netdev dgram too (no vhost-user, no Ferry): 8 to 43 pages differ between the stopped source and the"
+            + " loaded destination, and the guest then crashes. Run with -Dferry.test.tcgMigration=true;"
+            + " see docs/vhost-user.md")
+    void qemuMigratesTheSendingLinuxGuestBetweenTwoFerryNetBackEnds() throws Exception {
+        byte[] mac = NetOptions.parseMac(MAC);
+        int[] srcPort = new int[1];
+        int[] dstPort = new int[1];
+        String append = "ferry.mode=net ferry.frames=0 ferry.window=16 ferry.patience=1000";
+        int port = freePort();
+        try (TrafficPeer peer = TrafficPeer.udp(new InetSocketAddress("127.0.0.1", 0));
+             VhostUserBackend src = netBackEnd(peer, dir.resolve("src.sock"), srcPort);
+             VhostUserBackend dst = netBackEnd(peer, dir.resolve("dst.sock"), dstPort);
+             LinuxQemu s = qemuOnRamFile("src", append, nic(src.socket()));
+             LinuxQemu d = qemuOnRamFile("dst", append, nic(dst.socket()), "-S", "-incoming", "tcp:127.0.0.1:" + port)) {
+            s.awaitSerial("FERRY-NET-UP", 180);
+            await("the guest sends 2000 frames", 120, () -> peer.flow(mac).received() >= 2000, peer::report);
+            String r = s.qmp("{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"tcp:127.0.0.1:" + port + "\"}}");
+            assertTrue(r.contains("\"return\""), r);
+            long deadline = System.nanoTime() + 120_000_000_000L;
+            while (true) {
+                String st = s.qmp("{\"execute\":\"query-migrate\"}");
+                if (st.contains("\"completed\"")) {
+                    break;
+                }
+                assertTrue(!st.contains("\"failed\"") && System.nanoTime() < deadline, st + "; QEMU: " + d.logText());
+                Thread.sleep(50);
+            }
+            await("the destination loaded the guest", 120, () -> {
+                try {
+                    String st = d.qmp("{\"execute\":\"query-status\"}");
+                    return st.contains("\"paused\"");
+                } catch (Exception e) {
+                    throw new AssertionError(e);
+                }
+            }, () -> "");
+            List<String> differ = differentPages(dir.resolve("src.ram"), dir.resolve("dst.ram"));
+            assertEquals(List.of(), differ.subList(0, Math.min(20, differ.size())), differ.size()
+                    + " guest RAM pages differ between the stopped source and the loaded destination");
+            assertTrue(d.qmp("{\"execute\":\"cont\"}").contains("\"return\""));
+            long atSwitch = peer.flow(mac).received();
+            await("the migrated guest sends 3000 more frames", 120,
+                    () -> d.isAlive() && peer.flow(mac).received() >= atSwitch + 3000, () -> peer.report() + "; destination "
+                            + dst.stats() + "; serial " + tail(d));
+            d.awaitSerial("FERRY-NET-PROGRESS", 120);
+            TrafficPeer.FlowStats f = peer.flow(mac);
+            System.out.printf("migrated: %s; source back-end %s; destination back-end %s%n", peer.report(), src.stats(),
+                    dst.stats());
+            assertEquals("udp /127.0.0.1:" + dstPort[0], f.port(), "the guest's frames come from the destination now");
+            assertEquals(0, f.dupsOrReorders(), "no duplicate or reordered frame at the peer: " + peer.report());
+            assertTrue(f.lost() <= 64 && f.gaps().size() <= 2, "frames lost only around the switchover: " + f.gaps());
+            assertTrue(src.stats().logAllSeen() && src.stats().loggedWrites() > 0, "the source logged: " + src.stats());
+            for (int q = 0; q < 2; q++) {
+                assertEquals(src.stats().baseReturned(q), dst.stats().baseSet(q), "ring " + q + " resumed at the source's base");
+            }
+            String last = d.serialText().lines().filter(l -> l.startsWith("FERRY-NET-PROGRESS")).reduce((a, b) -> b)
+                    .orElseThrow();
+            Map<String, String> got = fields(last);
+            assertEquals("0", got.get("bad"), "every reply intact on the destination: " + last);
+            assertEquals("0", got.get("reorder"), "no reply twice or out of order: " + last);
+            assertEquals(0, dst.stats().refused(), "nothing refused: " + dst.stats().lastRefusal());
+            assertEquals(0, src.stats().refused(), "nothing refused: " + src.stats().lastRefusal());
+        }
+    }
+
+    private static String tail(LinuxQemu q) {
+        try {
+            String t = q.serialText();
+            return t.substring(Math.max(0, t.length() - 600));
+        } catch (IOException e) {
+            return e.toString();
+        }
+    }
+}

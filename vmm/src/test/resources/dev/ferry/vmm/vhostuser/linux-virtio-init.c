@@ -1,0 +1,435 @@
+/*
+ * /init of the Linux guest that LinuxVirtioGuestTest runs under QEMU with vhost-user devices
+ * served by Ferry's back-end. Static; it loads the virtio modules listed in /modules/order (in
+ * that order, with finit_module), then drives the kernel's own virtio_blk or virtio_net driver
+ * and reports on COM1, one "FERRY-..." line per result, then powers the VM off.
+ *
+ * Kernel command line: ferry.mode=blk | ferry.mode=net ferry.frames=N ferry.window=W ferry.patience=MS
+ *
+ * blk (the disk is 16 MiB; the offsets are LinuxVirtioGuestTest's):
+ *   reads 512 KiB at 4 MiB that the host filled with pattern H, checks it, prints its FNV-1a;
+ *   writes pattern G over 256 KiB at 1 MiB in one request and over 8 single sectors from 8 MiB,
+ *   fsync (a FLUSH), reads both back; discards 1 MiB at 12 MiB (BLKDISCARD) and zeroes 64 KiB at
+ *   14 MiB (BLKZEROOUT) when the driver offers them, and reads the zeroed range back.
+ * net: brings the first interface up and sends N sequence-numbered frames to the traffic peer
+ *   over an AF_PACKET socket, at most W unanswered, checking every REPLY (order, echo, length,
+ *   padding); prints the counts. What is unanswered after MS milliseconds (default 10000) is given
+ *   up. N = 0: sends until the VM is stopped, printing the counts every 1000 replies (a migration
+ *   test reads them from the destination's COM1).
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <linux/if_packet.h>
+#include <net/if.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MIB (1024 * 1024)
+#define HOST_AT (4 * MIB)
+#define HOST_LEN (512 * 1024)
+#define WRITE_AT (1 * MIB)
+#define WRITE_LEN (256 * 1024)
+#define SECTORS_AT (8 * MIB)
+#define SECTOR_STRIDE 4608
+#define SECTOR_COUNT 8
+#define DISCARD_AT (12 * MIB)
+#define DISCARD_LEN (1 * MIB)
+#define ZERO_AT (14 * MIB)
+#define ZERO_LEN (64 * 1024)
+
+#define ETHERTYPE 0x88b5
+#define MAGIC 0x46525259u
+#define DATA 1
+#define REPLY 2
+static const uint8_t PEER_MAC[6] = {0x02, 0xfe, 0, 0, 0, 0x01};
+
+static char cmdline[4096];
+
+static void finish(void)
+{
+    printf("FERRY-DONE\n");
+    fflush(stdout);
+    sync();
+    reboot(RB_POWER_OFF);
+    for (;;)
+        pause();
+}
+
+static void fail(const char *what)
+{
+    printf("FERRY-FAIL %s: %s\n", what, strerror(errno));
+    finish();
+}
+
+static long option(const char *key, long fallback)
+{
+    const char *p = strstr(cmdline, key);
+    return p ? atol(p + strlen(key)) : fallback;
+}
+
+static double seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static void nap(void)
+{
+    struct timespec t = {0, 20 * 1000 * 1000};
+    nanosleep(&t, NULL);
+}
+
+/* The first line of a file, or "" when it cannot be read. */
+static void read_line(const char *path, char *out, size_t size)
+{
+    out[0] = 0;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, out, size - 1);
+    close(fd);
+    out[n > 0 ? n : 0] = 0;
+    out[strcspn(out, "\n")] = 0;
+}
+
+static void load_modules(void)
+{
+    FILE *order = fopen("/modules/order", "r");
+    if (!order)
+        fail("open /modules/order");
+    char name[256];
+    while (fgets(name, sizeof name, order)) {
+        name[strcspn(name, "\n")] = 0;
+        if (!name[0])
+            continue;
+        char path[300];
+        snprintf(path, sizeof path, "/modules/%s", name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            fail(path);
+        if (syscall(SYS_finit_module, fd, "", 0) != 0 && errno != EEXIST)
+            fail(path);
+        close(fd);
+        printf("FERRY-MODULE %s\n", name);
+    }
+    fclose(order);
+}
+
+/* ---- blk ---- */
+
+static uint8_t pattern(uint64_t x, uint32_t mul, uint8_t salt)
+{
+    return (uint8_t)(((uint32_t)x * mul) >> 24) ^ (uint8_t)(x >> 9) ^ salt;
+}
+
+static uint8_t guest_byte(uint64_t x) { return pattern(x, 0x9e3779b1u, 0); }
+static uint8_t host_byte(uint64_t x) { return pattern(x, 0x85ebca6bu, 0x3c); }
+
+static void fill(uint8_t *buf, uint64_t at, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        buf[i] = guest_byte(at + i);
+}
+
+/* Bytes that differ from the guest pattern (which 0), the host pattern (1) or zero (2). */
+static long mismatches(const uint8_t *buf, uint64_t at, size_t len, int which)
+{
+    long bad = 0;
+    for (size_t i = 0; i < len; i++) {
+        uint8_t want = which == 0 ? guest_byte(at + i) : which == 1 ? host_byte(at + i) : 0;
+        bad += buf[i] != want;
+    }
+    return bad;
+}
+
+static void pread_all(int fd, uint8_t *buf, size_t len, uint64_t at)
+{
+    if (pread(fd, buf, len, at) != (ssize_t)len)
+        fail("pread /vda");
+}
+
+static void pwrite_all(int fd, const uint8_t *buf, size_t len, uint64_t at)
+{
+    if (pwrite(fd, buf, len, at) != (ssize_t)len)
+        fail("pwrite /vda");
+}
+
+static void blk(void)
+{
+    char dev[64], line[128];
+    double deadline = seconds() + 60;
+    for (;;) {
+        read_line("/sys/block/vda/dev", dev, sizeof dev);
+        if (dev[0])
+            break;
+        if (seconds() > deadline) {
+            errno = ENODEV;
+            fail("no /sys/block/vda");
+        }
+        nap();
+    }
+    unsigned major, minor;
+    if (sscanf(dev, "%u:%u", &major, &minor) != 2) {
+        errno = EINVAL;
+        fail("parse /sys/block/vda/dev");
+    }
+    if (mknod("/vda", S_IFBLK | 0600, makedev(major, minor)) != 0)
+        fail("mknod /vda");
+    read_line("/sys/block/vda/device/features", line, sizeof line);
+    printf("FERRY-FEATURES %s\n", line);
+    int fd = open("/vda", O_RDWR | O_DIRECT);
+    if (fd < 0)
+        fail("open /vda");
+    uint8_t *buf;
+    if (posix_memalign((void **)&buf, 4096, HOST_LEN) != 0)
+        fail("posix_memalign");
+
+    pread_all(fd, buf, HOST_LEN, HOST_AT);
+    uint64_t fnv = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < HOST_LEN; i++)
+        fnv = (fnv ^ buf[i]) * 0x100000001b3ull;
+    long bad = mismatches(buf, HOST_AT, HOST_LEN, 1);
+    pread_all(fd, buf, 3 * 512, HOST_AT + 5 * 512);
+    bad += mismatches(buf, HOST_AT + 5 * 512, 3 * 512, 1);
+    printf("FERRY-BLK-READ bytes=%d fnv=%016llx mismatches=%ld\n", HOST_LEN, (unsigned long long)fnv, bad);
+
+    fill(buf, WRITE_AT, WRITE_LEN);
+    pwrite_all(fd, buf, WRITE_LEN, WRITE_AT);
+    for (int k = 0; k < SECTOR_COUNT; k++) {
+        uint64_t at = SECTORS_AT + (uint64_t)k * SECTOR_STRIDE;
+        fill(buf, at, 512);
+        pwrite_all(fd, buf, 512, at);
+    }
+    if (fsync(fd) != 0)
+        fail("fsync /vda");
+    printf("FERRY-BLK-FLUSH ok\n");
+    memset(buf, 0, WRITE_LEN);
+    pread_all(fd, buf, WRITE_LEN, WRITE_AT);
+    bad = mismatches(buf, WRITE_AT, WRITE_LEN, 0);
+    for (int k = 0; k < SECTOR_COUNT; k++) {
+        uint64_t at = SECTORS_AT + (uint64_t)k * SECTOR_STRIDE;
+        pread_all(fd, buf, 512, at);
+        bad += mismatches(buf, at, 512, 0);
+    }
+    printf("FERRY-BLK-WRITE bytes=%d readback-mismatches=%ld\n", WRITE_LEN + SECTOR_COUNT * 512, bad);
+
+    read_line("/sys/block/vda/queue/discard_max_bytes", line, sizeof line);
+    if (atol(line) > 0) {
+        uint64_t range[2] = {DISCARD_AT, DISCARD_LEN};
+        if (ioctl(fd, BLKDISCARD, range) != 0)
+            fail("BLKDISCARD");
+        printf("FERRY-BLK-DISCARD ok\n");
+    } else {
+        printf("FERRY-BLK-DISCARD not offered\n");
+    }
+    read_line("/sys/block/vda/queue/write_zeroes_max_bytes", line, sizeof line);
+    long wz = atol(line);
+    uint64_t range[2] = {ZERO_AT, ZERO_LEN};
+    if (ioctl(fd, BLKZEROOUT, range) != 0)
+        fail("BLKZEROOUT");
+    pread_all(fd, buf, ZERO_LEN, ZERO_AT);
+    printf("FERRY-BLK-ZEROOUT %s nonzero=%ld\n", wz > 0 ? "write-zeroes" : "written", mismatches(buf, ZERO_AT, ZERO_LEN, 2));
+    close(fd);
+    finish();
+}
+
+/* ---- net ---- */
+
+static int frame_length(uint64_t seq)
+{
+    return 60 + (int)((seq * 97) % 1455);
+}
+
+static uint8_t pad_byte(uint64_t seq, int i)
+{
+    return (uint8_t)(seq * 7 + i);
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static void net(void)
+{
+    long frames = option("ferry.frames=", 1000);
+    long window = option("ferry.window=", 16);
+    long patience = option("ferry.patience=", 10000);
+    int forever = frames == 0;
+    char ifname[IFNAMSIZ] = {0}, path[128], line[128];
+    double deadline = seconds() + 60;
+    while (!ifname[0]) {
+        DIR *d = opendir("/sys/class/net");
+        struct dirent *e;
+        while (d && (e = readdir(d)) != NULL) {
+            if (e->d_name[0] != '.' && strcmp(e->d_name, "lo") != 0 && strlen(e->d_name) < IFNAMSIZ)
+                strcpy(ifname, e->d_name);
+        }
+        if (d)
+            closedir(d);
+        if (!ifname[0] && seconds() > deadline) {
+            errno = ENODEV;
+            fail("no network interface");
+        }
+        if (!ifname[0])
+            nap();
+    }
+    snprintf(path, sizeof path, "/sys/class/net/%s/device/features", ifname);
+    read_line(path, line, sizeof line);
+    printf("FERRY-FEATURES %s\n", line);
+
+    int ctl = socket(AF_INET, SOCK_DGRAM, 0);
+    if (ctl < 0)
+        fail("socket AF_INET");
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strcpy(ifr.ifr_name, ifname);
+    if (ioctl(ctl, SIOCGIFFLAGS, &ifr) != 0)
+        fail("SIOCGIFFLAGS");
+    ifr.ifr_flags |= IFF_UP;
+    if (ioctl(ctl, SIOCSIFFLAGS, &ifr) != 0)
+        fail("SIOCSIFFLAGS");
+    if (ioctl(ctl, SIOCGIFHWADDR, &ifr) != 0)
+        fail("SIOCGIFHWADDR");
+    uint8_t mac[6];
+    memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
+    if (ioctl(ctl, SIOCGIFINDEX, &ifr) != 0)
+        fail("SIOCGIFINDEX");
+    int ifindex = ifr.ifr_ifindex;
+    snprintf(path, sizeof path, "/sys/class/net/%s/carrier", ifname);
+    deadline = seconds() + 30;
+    for (read_line(path, line, sizeof line); strcmp(line, "1") != 0; read_line(path, line, sizeof line)) {
+        if (seconds() > deadline) {
+            errno = ENOLINK;
+            fail("no carrier");
+        }
+        nap();
+    }
+    printf("FERRY-NET-UP %s %02x:%02x:%02x:%02x:%02x:%02x\n", ifname, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
+    fflush(stdout);
+
+    int s = socket(AF_PACKET, SOCK_RAW, htons(ETHERTYPE));
+    if (s < 0)
+        fail("socket AF_PACKET");
+    struct sockaddr_ll ll;
+    memset(&ll, 0, sizeof ll);
+    ll.sll_family = AF_PACKET;
+    ll.sll_protocol = htons(ETHERTYPE);
+    ll.sll_ifindex = ifindex;
+    if (bind(s, (struct sockaddr *)&ll, sizeof ll) != 0)
+        fail("bind AF_PACKET");
+
+    uint8_t out[1514], in[2048];
+    long sent = 0, replies = 0, bad = 0, reorder = 0, gaps = 0, given_up = 0;
+    uint64_t last_reply = 0;
+    while (forever || replies + given_up < frames) {
+        while ((forever || sent < frames) && sent - replies - given_up < window) {
+            uint64_t seq = (uint64_t)++sent;
+            int len = frame_length(seq);
+            memcpy(out, PEER_MAC, 6);
+            memcpy(out + 6, mac, 6);
+            out[12] = ETHERTYPE >> 8;
+            out[13] = ETHERTYPE & 0xff;
+            out[14] = (uint8_t)(MAGIC >> 24);
+            out[15] = (uint8_t)(MAGIC >> 16);
+            out[16] = (uint8_t)(MAGIC >> 8);
+            out[17] = (uint8_t)MAGIC;
+            out[18] = DATA;
+            out[19] = 0;
+            put_be64(out + 20, seq);
+            put_be64(out + 28, 0);
+            for (int i = 36; i < len; i++)
+                out[i] = pad_byte(seq, i);
+            if (send(s, out, len, 0) != len)
+                fail("send AF_PACKET");
+        }
+        struct pollfd p = {s, POLLIN, 0};
+        int r = poll(&p, 1, (int)patience);
+        if (r < 0 && errno != EINTR)
+            fail("poll");
+        if (r == 0) {
+            /* what is unanswered by now will not be: lost on the way out or back */
+            given_up += sent - replies - given_up;
+            continue;
+        }
+        ssize_t n = recv(s, in, sizeof in, MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                continue;
+            fail("recv AF_PACKET");
+        }
+        if (n < 36 || memcmp(in + 14, out + 14, 4) != 0 || in[18] != REPLY)
+            continue;
+        uint64_t reply = get_be64(in + 20), echo = get_be64(in + 28);
+        int ok = memcmp(in, mac, 6) == 0 && memcmp(in + 6, PEER_MAC, 6) == 0 && echo >= 1 && echo <= (uint64_t)sent
+                && n == frame_length(echo);
+        for (int i = 36; ok && i < n; i++)
+            ok = in[i] == pad_byte(echo, i);
+        bad += !ok;
+        reorder += reply <= last_reply;
+        gaps += reply > last_reply + 1;
+        if (reply > last_reply)
+            last_reply = reply;
+        replies++;
+        if (forever && replies % 1000 == 0)
+            printf("FERRY-NET-PROGRESS sent=%ld replies=%ld bad=%ld reorder=%ld gaps=%ld given-up=%ld\n", sent,
+                   replies, bad, reorder, gaps, given_up);
+    }
+    printf("FERRY-NET sent=%ld replies=%ld bad=%ld reorder=%ld gaps=%ld unanswered=%ld\n", sent, replies, bad,
+           reorder, gaps, frames - replies);
+    finish();
+}
+
+int main(void)
+{
+    mkdir("/dev", 0755);
+    mkdir("/proc", 0755);
+    mkdir("/sys", 0755);
+    mount("devtmpfs", "/dev", "devtmpfs", 0, NULL);
+    mount("proc", "/proc", "proc", 0, NULL);
+    mount("sysfs", "/sys", "sysfs", 0, NULL);
+    int tty = open("/dev/ttyS0", O_WRONLY);
+    if (tty >= 0) {
+        dup2(tty, 1);
+        dup2(tty, 2);
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    read_line("/proc/cmdline", cmdline, sizeof cmdline);
+    printf("FERRY-INIT %s\n", cmdline);
+    load_modules();
+    if (strstr(cmdline, "ferry.mode=blk"))
+        blk();
+    if (strstr(cmdline, "ferry.mode=net"))
+        net();
+    errno = EINVAL;
+    fail("no ferry.mode=blk|net on the command line");
+    return 1;
+}
