@@ -138,6 +138,7 @@ public final class BackendStats {
         d.put("rarps", rarps());
         d.put("kicks", kicks());
         d.put("calls", calls());
+        d.put("config-changes", configChanges());
         return d;
     }
 

@@ -45,6 +45,8 @@ class LinuxVirtioGuestTest {
     // The disk layout linux-virtio-init.c uses.
     private static final int MIB = 1 << 20;
     private static final int DISK = 16 * MIB;
+    /** What the back-end grows the disk to while the guest waits. */
+    private static final int GROWN = 20 * MIB;
     private static final int HOST_AT = 4 * MIB;
     private static final int HOST_LEN = 512 * 1024;
     private static final int WRITE_AT = MIB;
@@ -197,9 +199,20 @@ class LinuxVirtioGuestTest {
         Files.write(image, disk);
         Path sock = dir.resolve("blk.sock");
         try (VhostUserBackend b = VhostUserBackend.serveBlk(BlkOptions.of(image), BackendOptions.server(sock));
-             LinuxQemu q = qemu("blk", "ferry.mode=blk", "-chardev", "socket,id=c0,path=" + sock,
+             LinuxQemu q = qemu("blk", "ferry.mode=blk ferry.resize=1", "-chardev", "socket,id=c0,path=" + sock,
                      "-device", "vhost-user-blk-pci,chardev=c0")) {
-            q.awaitSerial("FERRY-DONE", 180);
+            // The disk grows under the running guest: Ferry's back-end sends CONFIG_CHANGE_MSG on
+            // the request channel QEMU gave it, QEMU reads the config again and raises the config
+            // interrupt, and Linux's virtio_blk takes the new capacity.
+            q.awaitSerial("FERRY-BLK-RESIZE-WAIT", 180);
+            assertEquals(String.valueOf(DISK / 512), fields(q.line("FERRY-BLK-RESIZE-WAIT")).get("sectors"));
+            ((dev.ferry.virtio.blk.VirtioBlk) b.model()).grow(GROWN);
+            q.awaitSerial("FERRY-DONE", 120);
+            assertEquals(1L, b.stats().configChanges(), "the back-end told QEMU: " + b.stats());
+            assertEquals(String.valueOf(GROWN / 512), fields(q.line("FERRY-BLK-RESIZED")).get("sectors"),
+                    "Linux sees the grown disk");
+            assertEquals("0", fields(q.line("FERRY-BLK-BEYOND")).get("mismatches"),
+                    "the guest wrote and read back past the old end");
             String features = q.line("FERRY-FEATURES");
             System.out.printf("virtio_blk acked %s (bit 0 first); back-end %s%n", features, b.stats());
             assertTrue(acked(features, F_VERSION_1) && acked(features, BLK_F_FLUSH), "VERSION_1 and FLUSH acked: " + features);
@@ -231,6 +244,10 @@ class LinuxVirtioGuestTest {
             assertEquals(List.of(), differ(after, ZERO_AT, ZERO_LEN, null), "the zeroed range is zero on the image");
             assertEquals(List.of(), differ(after, ZERO_AT + ZERO_LEN, DISK - ZERO_AT - ZERO_LEN, null),
                     "nothing written after it");
+            assertEquals(GROWN, after.length, "the image grew");
+            assertEquals(List.of(), differ(after, DISK, 64 * 1024, false), "the guest's write past the old end is on the image");
+            assertEquals(List.of(), differ(after, DISK + 64 * 1024, GROWN - DISK - 64 * 1024, null),
+                    "the rest of the grown part reads as zeroes");
             assertEquals(0, b.stats().refused(), "no request refused: " + b.stats().lastRefusal());
             assertTrue(q.awaitExit(60), "the guest powered off");
         }

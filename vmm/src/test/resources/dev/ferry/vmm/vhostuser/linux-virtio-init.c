@@ -10,7 +10,8 @@
  *   reads 512 KiB at 4 MiB that the host filled with pattern H, checks it, prints its FNV-1a;
  *   writes pattern G over 256 KiB at 1 MiB in one request and over 8 single sectors from 8 MiB,
  *   fsync (a FLUSH), reads both back; discards 1 MiB at 12 MiB (BLKDISCARD) and zeroes 64 KiB at
- *   14 MiB (BLKZEROOUT) when the driver offers them, and reads the zeroed range back.
+ *   14 MiB (BLKZEROOUT) when the driver offers them, and reads the zeroed range back; with
+ *   ferry.resize=1 then waits for the host to grow the disk (see grown()).
  * net: brings the first interface up and sends N sequence-numbered frames to the traffic peer
  *   over an AF_PACKET socket, at most W unanswered, checking every REPLY (order, echo, length,
  *   padding); prints the counts. What is unanswered after MS milliseconds (default 10000) is given
@@ -171,6 +172,8 @@ static void pwrite_all(int fd, const uint8_t *buf, size_t len, uint64_t at)
         fail("pwrite /vda");
 }
 
+static void grown(int fd, uint8_t *buf);
+
 static void blk(void)
 {
     char dev[64], line[128];
@@ -246,8 +249,45 @@ static void blk(void)
         fail("BLKZEROOUT");
     pread_all(fd, buf, ZERO_LEN, ZERO_AT);
     printf("FERRY-BLK-ZEROOUT %s nonzero=%ld\n", wz > 0 ? "write-zeroes" : "written", mismatches(buf, ZERO_AT, ZERO_LEN, 2));
+    if (strstr(cmdline, "ferry.resize=1"))
+        grown(fd, buf);
     close(fd);
     finish();
+}
+
+/*
+ * ferry.resize=1: the host grows the disk through its back-end once this prints RESIZE-WAIT; the
+ * kernel hears of it by a config interrupt (CONFIG_CHANGE_MSG to QEMU, which raises it) and
+ * updates /sys/block/vda/size. Then 64 KiB just past the old end is written with pattern G and
+ * read back through the reopened device.
+ */
+static void grown(int fd, uint8_t *buf)
+{
+    char line[64];
+    read_line("/sys/block/vda/size", line, sizeof line);
+    long before = atol(line), now = before;
+    printf("FERRY-BLK-RESIZE-WAIT sectors=%ld\n", before);
+    double deadline = seconds() + 60;
+    while (now == before && seconds() < deadline) {
+        nap();
+        read_line("/sys/block/vda/size", line, sizeof line);
+        now = atol(line);
+    }
+    printf("FERRY-BLK-RESIZED sectors=%ld\n", now);
+    if (now == before)
+        return;
+    close(fd);
+    fd = open("/vda", O_RDWR | O_DIRECT);
+    if (fd < 0)
+        fail("reopen /vda");
+    uint64_t at = (uint64_t)before * 512;
+    fill(buf, at, 64 * 1024);
+    pwrite_all(fd, buf, 64 * 1024, at);
+    if (fsync(fd) != 0)
+        fail("fsync /vda after the resize");
+    memset(buf, 0, 64 * 1024);
+    pread_all(fd, buf, 64 * 1024, at);
+    printf("FERRY-BLK-BEYOND at=%llu mismatches=%ld\n", (unsigned long long)at, mismatches(buf, at, 64 * 1024, 0));
 }
 
 /* ---- net ---- */
