@@ -265,6 +265,13 @@ final class BackendSession {
             if (m.fdCount() != 1) {
                 throw Payloads.bad(m, "came with " + m.fdCount() + " descriptors; a region needs one");
             }
+            MemoryTable again = current.again(r);
+            if (again != null) {
+                // QEMU 7.2's second queue pair adding what the first added (see MemoryTable)
+                m.takeFd(0).close();
+                rings.replaceMemory(again, () -> { });
+                return;
+            }
             MemoryTable next = MemoryTable.build(current, List.of(r), List.of(m.takeFd(0)));
             rings.replaceMemory(next, () -> { });
         } else {

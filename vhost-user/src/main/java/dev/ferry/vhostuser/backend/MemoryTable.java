@@ -20,24 +20,35 @@ import java.util.List;
  *
  * <p>Immutable: a change (SET_MEM_TABLE, ADD/REM_MEM_REG) builds a new table, and the caller
  * closes the old one once its device no longer uses it. Owns its regions (and so their fds).
+ *
+ * <p>Each entry counts its holders: QEMU up to 7.2 sends ADD_MEM_REG (and REM_MEM_REG) once per
+ * {@code vhost_dev}, and a multiqueue vhost-user-net has one {@code vhost_dev} per queue pair on
+ * the same connection, each with its own view of what it added — so the second pair adds the
+ * same region again (QEMU 8.0 sends these once per device). {@link #again} takes such an
+ * identical region (same GPA, size, front-end address and offset) as one more holder of the
+ * mapping already there; {@link #without} unmaps a region when its last holder removes it. A
+ * region that only overlaps another is still refused.
  */
 final class MemoryTable implements AutoCloseable {
     /** Regions QEMU may place with CONFIGURE_MEM_SLOTS; GET_MAX_MEM_SLOTS reports it. */
     static final int MAX_SLOTS = 32;
     private final List<MemRegion> entries;
+    /** Per entry: how many ADD_MEM_REG of it are not yet removed (1 for SET_MEM_TABLE's). */
+    private final List<Integer> holders;
     private final List<GuestRegion> regions;
     private final GuestMemory memory;
     private final DeviceMemory device;
 
-    private MemoryTable(List<MemRegion> entries, List<GuestRegion> regions) {
+    private MemoryTable(List<MemRegion> entries, List<Integer> holders, List<GuestRegion> regions) {
         this.entries = List.copyOf(entries);
+        this.holders = List.copyOf(holders);
         this.regions = List.copyOf(regions);
         this.memory = GuestMemory.view(regions);
         this.device = new DeviceMemory(memory);
     }
 
     static MemoryTable empty() {
-        return new MemoryTable(List.of(), List.of());
+        return new MemoryTable(List.of(), List.of(), List.of());
     }
 
     /**
@@ -50,6 +61,7 @@ final class MemoryTable implements AutoCloseable {
         int next = 0;
         try {
             List<MemRegion> entries = new ArrayList<>(keep.entries);
+            List<Integer> holders = new ArrayList<>(keep.holders);
             List<GuestRegion> regions = new ArrayList<>(keep.regions);
             if (entries.size() + added.size() > MAX_SLOTS) {
                 throw new VhostUserException("memory table of " + (entries.size() + added.size())
@@ -74,8 +86,9 @@ final class MemoryTable implements AutoCloseable {
                 mapped.add(r);
                 regions.add(r);
                 entries.add(e);
+                holders.add(1);
             }
-            return new MemoryTable(entries, regions);
+            return new MemoryTable(entries, holders, regions);
         } catch (VhostUserException | RuntimeException e) {
             mapped.forEach(GuestRegion::close);
             for (int i = next; i < fds.size(); i++) {
@@ -86,18 +99,46 @@ final class MemoryTable implements AutoCloseable {
     }
 
     /**
-     * This table without the entry equal to {@code gone} (REM_MEM_REG): returns the new table and
-     * the removed region, which the caller closes once the device is off it.
+     * This table with one more holder of the entry identical to {@code e} (ADD_MEM_REG of a region
+     * already mapped, see the class comment), sharing this table's regions (the caller closes
+     * only the new descriptor, not this table); null when no entry is identical to it.
+     */
+    MemoryTable again(MemRegion e) {
+        int i = entries.indexOf(e);
+        if (i < 0) {
+            return null;
+        }
+        List<Integer> more = new ArrayList<>(holders);
+        more.set(i, more.get(i) + 1);
+        return new MemoryTable(entries, more, regions);
+    }
+
+    /** How many holders the entry identical to {@code e} has; 0 when there is none. */
+    int holders(MemRegion e) {
+        int i = entries.indexOf(e);
+        return i < 0 ? 0 : holders.get(i);
+    }
+
+    /**
+     * This table without one holder of the entry equal to {@code gone} (REM_MEM_REG; the offset
+     * is not compared): returns the new table and, when that was the last holder, adds the
+     * region to {@code removed}, which the caller closes once the device is off it.
      */
     MemoryTable without(MemRegion gone, List<GuestRegion> removed) throws VhostUserException {
         List<MemRegion> entries = new ArrayList<>(this.entries);
+        List<Integer> holders = new ArrayList<>(this.holders);
         List<GuestRegion> regions = new ArrayList<>(this.regions);
         for (int i = 0; i < entries.size(); i++) {
             MemRegion e = entries.get(i);
             if (e.guestPhysAddr() == gone.guestPhysAddr() && e.size() == gone.size() && e.userAddr() == gone.userAddr()) {
-                removed.add(regions.remove(i));
-                entries.remove(i);
-                return new MemoryTable(entries, regions);
+                if (holders.get(i) > 1) {
+                    holders.set(i, holders.get(i) - 1);
+                } else {
+                    removed.add(regions.remove(i));
+                    entries.remove(i);
+                    holders.remove(i);
+                }
+                return new MemoryTable(entries, holders, regions);
             }
         }
         throw new VhostUserException("REM_MEM_REG " + describe(gone) + " is not in the memory table");
