@@ -39,7 +39,7 @@ import java.util.concurrent.atomic.AtomicLong;
  * dropped, never steered to another pair that is still running. A flow is keyed by the guest's
  * MAC (the frame's source on TX, its destination on RX) and, for Ferry's traffic frames
  * (ethertype 0x88b5, {@link NetTraffic}), their flow byte (offset 19); other frames of a MAC make
- * one flow. The table is fixed ({@link #FLOWS} entries, no allocation per frame); a full table reuses a slot.
+ * one flow of their own (not traffic flow 0). The table is fixed ({@link #FLOWS} entries, no allocation per frame); a full table reuses a slot.
  *
  * <h2>Frames</h2>
  * On the back-end's event loop only. TX: each available chain's header and frame are copied into
@@ -186,16 +186,26 @@ public final class MultiQueueNet extends NetDeviceModel {
 
     // ---- steering ----
 
-    /** The flow of the frame at {@code frame} ({@code length} bytes), keyed by the MAC at {@code macAt}. */
+    /** Marks the key of a MAC's frames that are not Ferry's traffic (bit 62: above MAC and flow byte, never −1). */
+    private static final long OTHER_FLOW = 1L << 62;
+
+    /**
+     * The flow of the frame at {@code frame} ({@code length} bytes), keyed by the MAC at
+     * {@code macAt}: {@code mac << 8 | flow byte} for Ferry's traffic, {@link #OTHER_FLOW}
+     * {@code | mac << 8} for every other frame of that MAC — a flow of its own, so that the
+     * kernel's own frames (IPv6 neighbour discovery, sent on whichever CPU's pair) do not move
+     * traffic flow 0.
+     */
     private static long flowKey(long frame, int length, int macAt) {
         long mac = 0;
         for (int i = 0; i < 6; i++) {
             mac = mac << 8 | (NativeMemory.getByte(frame + macAt + i) & 0xff);
         }
         int type = (NativeMemory.getByte(frame + 12) & 0xff) << 8 | (NativeMemory.getByte(frame + 13) & 0xff);
-        int flow = type == NetTraffic.ETHERTYPE && length >= NetTraffic.MIN_FRAME
-                ? NativeMemory.getByte(frame + 19) & 0xff : 0;
-        return mac << 8 | flow;
+        if (type != NetTraffic.ETHERTYPE || length < NetTraffic.MIN_FRAME) {
+            return OTHER_FLOW | mac << 8;
+        }
+        return mac << 8 | (NativeMemory.getByte(frame + 19) & 0xff);
     }
 
     private int slot(long key) {
