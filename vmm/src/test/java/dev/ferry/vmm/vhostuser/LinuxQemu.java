@@ -32,17 +32,23 @@ final class LinuxQemu implements AutoCloseable {
         this(dir, name, kernel, initrd, append, devices, null);
     }
 
+    LinuxQemu(Path dir, String name, Path kernel, Path initrd, String append, List<String> devices, Path ramFile)
+            throws IOException {
+        this(dir, name, kernel, initrd, append, devices, ramFile, 1);
+    }
+
     /**
      * With {@code ramFile} not null, guest RAM is that file (shared, so the back-ends map it too),
      * which the test can read: a migration's source and destination RAM compared page by page.
+     * The guest has {@code cpus} vCPUs (Linux's virtio_net uses one queue pair per online CPU).
      */
-    LinuxQemu(Path dir, String name, Path kernel, Path initrd, String append, List<String> devices, Path ramFile)
-            throws IOException {
+    LinuxQemu(Path dir, String name, Path kernel, Path initrd, String append, List<String> devices, Path ramFile,
+              int cpus) throws IOException {
         this.serial = dir.resolve(name + ".serial");
         this.log = dir.resolve(name + ".log");
         this.qmp = dir.resolve(name + ".qmp");
         List<String> cmd = new ArrayList<>(List.of(BINARY,
-                "-machine", "pc,accel=tcg,memory-backend=mem0", "-m", RAM_MIB + "M", "-smp", "1",
+                "-machine", "pc,accel=tcg,memory-backend=mem0", "-m", RAM_MIB + "M", "-smp", Integer.toString(cpus),
                 "-object", ramFile == null ? "memory-backend-memfd,id=mem0,size=" + RAM_MIB + "M,share=on"
                         : "memory-backend-file,id=mem0,size=" + RAM_MIB + "M,share=on,mem-path=" + ramFile,
                 "-nodefaults", "-display", "none", "-no-reboot", "-serial", "file:" + serial,

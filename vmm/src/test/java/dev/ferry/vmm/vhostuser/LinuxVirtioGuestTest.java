@@ -5,6 +5,7 @@ import dev.ferry.virtio.net.DgramBackend;
 import dev.ferry.virtio.net.NetOptions;
 import dev.ferry.virtio.net.peer.TrafficPeer;
 import dev.ferry.vhostuser.backend.BackendOptions;
+import dev.ferry.vhostuser.backend.MultiQueueNet;
 import dev.ferry.vhostuser.backend.VhostUserBackend;
 import dev.ferry.vmm.guest.Initramfs;
 import dev.ferry.vmm.guest.LinuxKernel;
@@ -65,6 +66,8 @@ class LinuxVirtioGuestTest {
     private static final int BLK_F_WRITE_ZEROES = 14;
     private static final int NET_F_MAC = 5;
     private static final int NET_F_MRG_RXBUF = 15;
+    private static final int NET_F_CTRL_VQ = 17;
+    private static final int NET_F_MQ = 22;
     private static final int F_INDIRECT_DESC = 28;
     private static final int F_EVENT_IDX = 29;
     private static final int F_VERSION_1 = 32;
@@ -297,6 +300,88 @@ class LinuxVirtioGuestTest {
             assertEquals("0", got.get("bad"), "every reply intact (echo, length, payload): " + got);
             assertEquals("0", got.get("reorder"), "replies in order: " + got);
             assertEquals("0", got.get("gaps"), "no reply missing: " + got);
+            assertEquals(0, b.stats().refused(), "no request refused: " + b.stats().lastRefusal());
+            assertTrue(q.awaitExit(60), "the guest powered off");
+        }
+    }
+
+    /**
+     * The NIC with two queue pairs: {@code queues=2} on the netdev, {@code mq=on} on the device
+     * (QEMU serves the control queue), still without MSI-X.
+     */
+    private static String[] nicMq(Path sock) {
+        return new String[] {"-chardev", "socket,id=c0,path=" + sock, "-netdev", "vhost-user,id=n0,chardev=c0,queues=2",
+            "-device", "virtio-net-pci,netdev=n0,mac=" + MAC + ",romfile=,vectors=0,mq=on"};
+    }
+
+    /** The fields of the guest's FERRY-NETMQ line of flow {@code flow}. */
+    private static Map<String, String> flowLine(LinuxQemu q, int flow) throws IOException {
+        String text = q.serialText();
+        return text.lines().filter(l -> l.startsWith("FERRY-NETMQ flow=" + flow + " ")).map(LinuxVirtioGuestTest::fields)
+                .findFirst().orElseThrow(() -> new AssertionError("no FERRY-NETMQ line of flow " + flow + ":\n" + text));
+    }
+
+    /** A per-queue counter of the guest's driver (its FERRY-NETMQ-STAT line). */
+    private static long queueStat(LinuxQemu q, String name) throws IOException {
+        return Long.parseLong(q.line("FERRY-NETMQ-STAT " + name + "=").trim());
+    }
+
+    /**
+     * Two queue pairs: QEMU's {@code virtio-net-pci} with {@code mq=on} on a {@code vhost-user}
+     * netdev with {@code queues=2}, Ferry's {@link MultiQueueNet} behind it, and two vCPUs so that
+     * Linux's virtio_net uses both pairs. QEMU serves the control queue and enables pair 1's rings
+     * at the driver's VQ_PAIRS_SET. The guest sends one flow per pair from a process pinned to
+     * that pair's CPU (the driver's XPS maps CPU i to tx queue i), flow 1 half as many frames
+     * again as flow 0: the per-queue counts of the back-end and of the guest's driver then say
+     * which queue carried which flow.
+     */
+    @Test
+    void linuxVirtioNetUsesBothQueuePairsOfTheMultiqueueBackEnd() throws Exception {
+        int frames = 300;
+        long[] perFlow = {frames, frames * 3 / 2};
+        byte[] mac = NetOptions.parseMac(MAC);
+        Path sock = dir.resolve("netmq.sock");
+        try (TrafficPeer peer = TrafficPeer.udp(new InetSocketAddress("127.0.0.1", 0));
+             VhostUserBackend b = VhostUserBackend.serveNet(new NetOptions(mac, 256, false),
+                     new DgramBackend(new InetSocketAddress("127.0.0.1", 0), new InetSocketAddress("127.0.0.1", peer.port())),
+                     BackendOptions.server(sock), 2);
+             LinuxQemu q = new LinuxQemu(dir, "netmq", kernel.image(), initrd, "ferry.mode=netmq ferry.frames=" + frames
+                     + " ferry.window=16 ferry.patience=3000", List.of(nicMq(sock)), null, 2)) {
+            MultiQueueNet m = (MultiQueueNet) b.model();
+            Map<String, Object> d = new HashMap<>();
+            try {
+                q.awaitSerial("FERRY-DONE", 240);
+            } finally {
+                m.describe(d);
+                System.out.printf("netmq: peer %s; back-end %s %s%n", peer.report(), b.stats(), d);
+            }
+            String features = q.line("FERRY-FEATURES");
+            System.out.printf("virtio_net (mq) acked %s (bit 0 first)%n", features);
+            assertTrue(acked(features, NET_F_MQ) && acked(features, NET_F_CTRL_VQ), "MQ and CTRL_VQ acked: " + features);
+            assertEquals("tx=2 cpus=2", q.line("FERRY-NETMQ-QUEUES"), "Linux uses two queue pairs");
+            for (int p = 0; p < 2; p++) {
+                TrafficPeer.FlowStats f = peer.flow(mac, p);
+                assertEquals(perFlow[p], f.received(), "the peer got every frame of flow " + p + ": " + peer.report());
+                assertEquals(perFlow[p], f.lastSeq(), "up to the last: " + peer.report());
+                assertEquals(0, f.lost(), "in order, none missing: " + f.gaps());
+                assertEquals(0, f.dupsOrReorders(), "no duplicate or reordered frame of flow " + p);
+                // Only the peer's replies come back, so each rx queue's count names its flow.
+                assertEquals(perFlow[p], m.rxFrames(p), "flow " + p + "'s replies went to rx queue " + p + ": " + d);
+                assertEquals(perFlow[p], queueStat(q, "rx_queue_" + p + "_packets"),
+                        "the guest's driver took flow " + p + "'s replies from rx queue " + p);
+                // The kernel sends a few frames of its own (IPv6 neighbour discovery) on either pair.
+                assertTrue(m.txFrames(p) >= perFlow[p], "pair " + p + "'s tx queue carried flow " + p + ": " + d);
+                assertTrue(queueStat(q, "tx_queue_" + p + "_packets") >= perFlow[p], "the driver sent on tx queue " + p);
+                Map<String, String> got = flowLine(q, p);
+                assertEquals("-1", got.get("other-cpu"), "flow " + p + " sent from CPU " + p + " only: " + got);
+                assertEquals(Long.toString(f.repliesSent()), got.get("replies"), "flow " + p + " got every reply: " + got);
+                assertEquals("0", got.get("bad"), "every reply intact: " + got);
+                assertEquals("0", got.get("reorder"), "replies in order: " + got);
+                assertEquals("0", got.get("gaps"), "no reply missing: " + got);
+            }
+            assertEquals(peer.framesReceived(), m.txFrames(0) + m.txFrames(1), "every frame sent reached the peer: " + d);
+            assertEquals(0, m.rxDropped(), "no received frame dropped: " + d);
+            assertTrue(b.stats().baseSet(2) >= 0 && b.stats().baseSet(3) >= 0, "QEMU set up pair 1's rings");
             assertEquals(0, b.stats().refused(), "no request refused: " + b.stats().lastRefusal());
             assertTrue(q.awaitExit(60), "the guest powered off");
         }

@@ -17,16 +17,23 @@
  *   padding); prints the counts. What is unanswered after MS milliseconds (default 10000) is given
  *   up. N = 0: sends until the VM is stopped, printing the counts every 1000 replies (a migration
  *   test reads them from the destination's COM1).
+ * netmq (ferry.frames=N ferry.window=W per flow): one such flow per queue pair in use, each in a
+ *   process pinned to its own CPU (XPS picks that CPU's tx queue) with flow byte = pair index;
+ *   flow f sends N * (2 + f) / 2 frames; prints each flow's counts and the driver's per-queue
+ *   counters (ethtool's), from which the test reads which queue carried which flow.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/ethtool.h>
 #include <linux/fs.h>
+#include <linux/sockios.h>
 #include <linux/if_packet.h>
 #include <net/if.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +44,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
@@ -318,13 +326,13 @@ static void put_be64(uint8_t *p, uint64_t v)
     }
 }
 
-static void net(void)
+/*
+ * Finds the first interface besides lo, prints its acked features, brings it up, waits for the
+ * carrier and prints FERRY-NET-UP; its name goes to ifname, its MAC to mac; returns its index.
+ */
+static int link_up(char *ifname, uint8_t *mac)
 {
-    long frames = option("ferry.frames=", 1000);
-    long window = option("ferry.window=", 16);
-    long patience = option("ferry.patience=", 10000);
-    int forever = frames == 0;
-    char ifname[IFNAMSIZ] = {0}, path[128], line[128];
+    char path[128], line[128];
     double deadline = seconds() + 60;
     while (!ifname[0]) {
         DIR *d = opendir("/sys/class/net");
@@ -359,11 +367,10 @@ static void net(void)
         fail("SIOCSIFFLAGS");
     if (ioctl(ctl, SIOCGIFHWADDR, &ifr) != 0)
         fail("SIOCGIFHWADDR");
-    uint8_t mac[6];
     memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
     if (ioctl(ctl, SIOCGIFINDEX, &ifr) != 0)
         fail("SIOCGIFINDEX");
-    int ifindex = ifr.ifr_ifindex;
+    close(ctl);
     snprintf(path, sizeof path, "/sys/class/net/%s/carrier", ifname);
     deadline = seconds() + 30;
     for (read_line(path, line, sizeof line); strcmp(line, "1") != 0; read_line(path, line, sizeof line)) {
@@ -375,7 +382,12 @@ static void net(void)
     }
     printf("FERRY-NET-UP %s %02x:%02x:%02x:%02x:%02x:%02x\n", ifname, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
     fflush(stdout);
+    return ifr.ifr_ifindex;
+}
 
+/* An AF_PACKET socket for Ferry's traffic frames, bound to the interface. */
+static int packet_socket(int ifindex)
+{
     int s = socket(AF_PACKET, SOCK_RAW, htons(ETHERTYPE));
     if (s < 0)
         fail("socket AF_PACKET");
@@ -386,6 +398,19 @@ static void net(void)
     ll.sll_ifindex = ifindex;
     if (bind(s, (struct sockaddr *)&ll, sizeof ll) != 0)
         fail("bind AF_PACKET");
+    return s;
+}
+
+static void net(void)
+{
+    long frames = option("ferry.frames=", 1000);
+    long window = option("ferry.window=", 16);
+    long patience = option("ferry.patience=", 10000);
+    int forever = frames == 0;
+    char ifname[IFNAMSIZ] = {0};
+    uint8_t mac[6];
+    int ifindex = link_up(ifname, mac);
+    int s = packet_socket(ifindex);
 
     uint8_t out[1514], in[2048];
     long sent = 0, replies = 0, bad = 0, reorder = 0, gaps = 0, given_up = 0;
@@ -448,6 +473,194 @@ static void net(void)
     finish();
 }
 
+/* ---- netmq ---- */
+
+/*
+ * The driver's per-queue counters (what ethtool -S prints): every statistic whose name holds
+ * "_queue_" as one FERRY-NETMQ-STAT name=value line.
+ */
+static void queue_stats(const char *ifname)
+{
+    int ctl = socket(AF_INET, SOCK_DGRAM, 0);
+    if (ctl < 0)
+        fail("socket AF_INET");
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strcpy(ifr.ifr_name, ifname);
+    struct {
+        struct ethtool_sset_info info;
+        uint32_t len;
+    } sset = {{ETHTOOL_GSSET_INFO, 0, 1ull << ETH_SS_STATS}, 0};
+    ifr.ifr_data = (void *)&sset;
+    if (ioctl(ctl, SIOCETHTOOL, &ifr) != 0)
+        fail("ETHTOOL_GSSET_INFO");
+    uint32_t n = sset.info.sset_mask ? sset.len : 0;
+    struct ethtool_gstrings *names = calloc(1, sizeof *names + (size_t)n * ETH_GSTRING_LEN);
+    struct ethtool_stats *stats = calloc(1, sizeof *stats + (size_t)n * sizeof(uint64_t));
+    if (!names || !stats)
+        fail("calloc");
+    names->cmd = ETHTOOL_GSTRINGS;
+    names->string_set = ETH_SS_STATS;
+    names->len = n;
+    ifr.ifr_data = (void *)names;
+    if (ioctl(ctl, SIOCETHTOOL, &ifr) != 0)
+        fail("ETHTOOL_GSTRINGS");
+    stats->cmd = ETHTOOL_GSTATS;
+    stats->n_stats = n;
+    ifr.ifr_data = (void *)stats;
+    if (ioctl(ctl, SIOCETHTOOL, &ifr) != 0)
+        fail("ETHTOOL_GSTATS");
+    for (uint32_t i = 0; i < n; i++) {
+        char name[ETH_GSTRING_LEN + 1];
+        memcpy(name, names->data + (size_t)i * ETH_GSTRING_LEN, ETH_GSTRING_LEN);
+        name[ETH_GSTRING_LEN] = 0;
+        if (strstr(name, "_queue_"))
+            printf("FERRY-NETMQ-STAT %s=%llu\n", name, (unsigned long long)stats->data[i]);
+    }
+    free(names);
+    free(stats);
+    close(ctl);
+}
+
+/*
+ * One flow of netmq, in a process pinned to CPU `flow`: DATA frames with flow byte `flow` and
+ * sequence numbers of their own, at most `window` unanswered; flow f sends N * (2 + f) / 2
+ * frames, so that each queue's count names its flow. Its socket sees every reply (each flow's
+ * socket gets a copy); the other flows' replies are skipped (counted as other).
+ */
+static void mq_flow(int flow, int ifindex, const uint8_t *mac, int ready, int go)
+{
+    long frames = option("ferry.frames=", 1000) * (2 + flow) / 2;
+    long window = option("ferry.window=", 16);
+    long patience = option("ferry.patience=", 10000);
+    cpu_set_t cpus;
+    CPU_ZERO(&cpus);
+    CPU_SET(flow, &cpus);
+    if (sched_setaffinity(0, sizeof cpus, &cpus) != 0)
+        fail("sched_setaffinity");
+    int s = packet_socket(ifindex);
+    char c = 0;
+    if (write(ready, &c, 1) != 1 || read(go, &c, 1) != 1)
+        fail("netmq start");
+
+    uint8_t out[1514], in[2048];
+    long sent = 0, replies = 0, bad = 0, reorder = 0, gaps = 0, given_up = 0, other = 0;
+    uint64_t last_reply = 0;
+    int cpu_seen = -1;
+    while (replies + given_up < frames) {
+        while (sent < frames && sent - replies - given_up < window) {
+            uint64_t seq = (uint64_t)++sent;
+            int len = frame_length(seq);
+            memcpy(out, PEER_MAC, 6);
+            memcpy(out + 6, mac, 6);
+            out[12] = ETHERTYPE >> 8;
+            out[13] = ETHERTYPE & 0xff;
+            out[14] = (uint8_t)(MAGIC >> 24);
+            out[15] = (uint8_t)(MAGIC >> 16);
+            out[16] = (uint8_t)(MAGIC >> 8);
+            out[17] = (uint8_t)MAGIC;
+            out[18] = DATA;
+            out[19] = (uint8_t)flow;
+            put_be64(out + 20, seq);
+            put_be64(out + 28, 0);
+            for (int i = 36; i < len; i++)
+                out[i] = pad_byte(seq, i);
+            int cpu = sched_getcpu();
+            if (cpu != flow)
+                cpu_seen = cpu;
+            if (send(s, out, len, 0) != len)
+                fail("send AF_PACKET");
+        }
+        struct pollfd p = {s, POLLIN, 0};
+        int r = poll(&p, 1, (int)patience);
+        if (r < 0 && errno != EINTR)
+            fail("poll");
+        if (r == 0) {
+            given_up += sent - replies - given_up;
+            continue;
+        }
+        ssize_t n = recv(s, in, sizeof in, MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                continue;
+            fail("recv AF_PACKET");
+        }
+        if (n < 36 || memcmp(in + 14, out + 14, 4) != 0 || in[18] != REPLY)
+            continue;
+        if (in[19] != flow) {
+            other++;
+            continue;
+        }
+        uint64_t reply = get_be64(in + 20), echo = get_be64(in + 28);
+        int ok = memcmp(in, mac, 6) == 0 && memcmp(in + 6, PEER_MAC, 6) == 0 && echo >= 1 && echo <= (uint64_t)sent
+                && n == frame_length(echo);
+        for (int i = 36; ok && i < n; i++)
+            ok = in[i] == pad_byte(echo, i);
+        bad += !ok;
+        reorder += reply <= last_reply;
+        gaps += reply > last_reply + 1;
+        if (reply > last_reply)
+            last_reply = reply;
+        replies++;
+    }
+    printf("FERRY-NETMQ flow=%d sent=%ld replies=%ld bad=%ld reorder=%ld gaps=%ld other=%ld unanswered=%ld"
+           " other-cpu=%d\n", flow, sent, replies, bad, reorder, gaps, other, frames - replies, cpu_seen);
+    fflush(stdout);
+    _exit(0);
+}
+
+/*
+ * ferry.mode=netmq: the NIC's queue pairs in use (one per online CPU, at most the device's),
+ * their XPS CPUs, then one flow per pair (mq_flow), then the driver's
+ * per-queue counters.
+ */
+static void netmq(void)
+{
+    char ifname[IFNAMSIZ] = {0}, path[160], line[128];
+    uint8_t mac[6];
+    int ifindex = link_up(ifname, mac);
+    int flows = 0;
+    for (;; flows++) {
+        snprintf(path, sizeof path, "/sys/class/net/%s/queues/tx-%d/xps_cpus", ifname, flows);
+        if (access(path, F_OK) != 0)
+            break;
+        read_line(path, line, sizeof line);
+        printf("FERRY-NETMQ-XPS tx-%d cpus=%s\n", flows, line);
+    }
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    printf("FERRY-NETMQ-QUEUES tx=%d cpus=%ld\n", flows, cpus);
+    if (flows > cpus)
+        flows = (int)cpus;
+    if (flows < 1 || flows > 16) {
+        errno = ERANGE;
+        fail("netmq: 1..16 flows");
+    }
+    int ready[2], go[2];
+    if (pipe(ready) != 0 || pipe(go) != 0)
+        fail("pipe");
+    pid_t kids[16];
+    for (int f = 0; f < flows; f++) {
+        kids[f] = fork();
+        if (kids[f] < 0)
+            fail("fork");
+        if (kids[f] == 0)
+            mq_flow(f, ifindex, mac, ready[1], go[0]);
+        char c;
+        if (read(ready[0], &c, 1) != 1) /* its socket is bound before any flow sends */
+            fail("netmq flow ready");
+    }
+    char start[16] = {0};
+    if (write(go[1], start, flows) != flows)
+        fail("netmq go");
+    for (int f = 0; f < flows; f++) {
+        int status;
+        if (waitpid(kids[f], &status, 0) < 0)
+            fail("waitpid");
+    }
+    queue_stats(ifname);
+    finish();
+}
+
 int main(void)
 {
     mkdir("/dev", 0755);
@@ -467,9 +680,11 @@ int main(void)
     load_modules();
     if (strstr(cmdline, "ferry.mode=blk"))
         blk();
+    if (strstr(cmdline, "ferry.mode=netmq"))
+        netmq();
     if (strstr(cmdline, "ferry.mode=net"))
         net();
     errno = EINVAL;
-    fail("no ferry.mode=blk|net on the command line");
+    fail("no ferry.mode=blk|net|netmq on the command line");
     return 1;
 }
