@@ -346,7 +346,7 @@ class LinuxVirtioGuestTest {
                      new DgramBackend(new InetSocketAddress("127.0.0.1", 0), new InetSocketAddress("127.0.0.1", peer.port())),
                      BackendOptions.server(sock), 2);
              LinuxQemu q = new LinuxQemu(dir, "netmq", kernel.image(), initrd, "ferry.mode=netmq ferry.frames=" + frames
-                     + " ferry.window=16 ferry.patience=3000", List.of(nicMq(sock)), null, 2)) {
+                     + " ferry.window=16", List.of(nicMq(sock)), null, 2)) {
             MultiQueueNet m = (MultiQueueNet) b.model();
             Map<String, Object> d = new HashMap<>();
             try {
