@@ -1,10 +1,6 @@
 package dev.ferry.vmm.vhostuser;
 
 import java.io.IOException;
-import java.net.StandardProtocolFamily;
-import java.net.UnixDomainSocketAddress;
-import java.nio.ByteBuffer;
-import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -26,7 +22,7 @@ final class LinuxQemu implements AutoCloseable {
     final Path log;
     private final Path qmp;
     private final Process process;
-    private SocketChannel qmpChannel;
+    private dev.ferry.vmm.qmp.QmpClient qmpClient;
 
     LinuxQemu(Path dir, String name, Path kernel, Path initrd, String append, List<String> devices) throws IOException {
         this(dir, name, kernel, initrd, append, devices, null);
@@ -110,50 +106,29 @@ final class LinuxQemu implements AutoCloseable {
                 .findFirst().orElseThrow(() -> new AssertionError("no '" + prefix + "' line on COM1:\n" + text));
     }
 
-    /** Sends one QMP command (negotiating capabilities first) and returns the reply line. */
-    String qmp(String json) throws Exception {
-        if (qmpChannel == null) {
+    /**
+     * One QMP command through Ferry's own QMP client (connected and negotiated at the first
+     * command, retrying while QEMU creates its socket); returns the command's {@code return}
+     * value, or throws the {@link dev.ferry.vmm.qmp.QmpError} QEMU answered with.
+     */
+    com.fasterxml.jackson.databind.JsonNode qmp(String command, com.fasterxml.jackson.databind.node.ObjectNode args)
+            throws Exception {
+        if (qmpClient == null) {
             long deadline = System.nanoTime() + 30_000_000_000L;
             while (true) {
-                SocketChannel ch = SocketChannel.open(StandardProtocolFamily.UNIX);
                 try {
-                    ch.connect(UnixDomainSocketAddress.of(qmp));
-                    qmpChannel = ch;
+                    qmpClient = dev.ferry.vmm.qmp.QmpClient.connect(qmp, java.time.Duration.ofSeconds(10));
                     break;
                 } catch (IOException e) {
-                    ch.close();
                     if (System.nanoTime() > deadline || !process.isAlive()) {
-                        throw e;
+                        throw new IOException(e.getMessage() + "; QEMU: " + logText(), e);
                     }
                     Thread.sleep(50);
                 }
             }
-            readLine(); // greeting
-            qmp("{\"execute\":\"qmp_capabilities\"}");
+            qmpClient.negotiate();
         }
-        qmpChannel.write(ByteBuffer.wrap((json + "\n").getBytes(StandardCharsets.UTF_8)));
-        while (true) {
-            String line = readLine();
-            if (line.contains("\"return\"") || line.contains("\"error\"")) {
-                return line;
-            }
-        }
-    }
-
-    private String readLine() throws IOException {
-        StringBuilder sb = new StringBuilder();
-        ByteBuffer one = ByteBuffer.allocate(1);
-        while (true) {
-            one.clear();
-            if (qmpChannel.read(one) < 0) {
-                throw new IOException("QMP closed; QEMU: " + logText());
-            }
-            char c = (char) one.get(0);
-            if (c == '\n') {
-                return sb.toString();
-            }
-            sb.append(c);
-        }
+        return args == null ? qmpClient.execute(command) : qmpClient.execute(command, args);
     }
 
     boolean isAlive() {
@@ -168,8 +143,8 @@ final class LinuxQemu implements AutoCloseable {
     @Override
     public void close() throws IOException {
         try {
-            if (qmpChannel != null) {
-                qmpChannel.close();
+            if (qmpClient != null) {
+                qmpClient.close();
             }
         } finally {
             process.destroy();
