@@ -401,23 +401,27 @@ static int packet_socket(int ifindex)
     return s;
 }
 
-static void net(void)
-{
-    long frames = option("ferry.frames=", 1000);
-    long window = option("ferry.window=", 16);
-    long patience = option("ferry.patience=", 10000);
-    int forever = frames == 0;
-    char ifname[IFNAMSIZ] = {0};
-    uint8_t mac[6];
-    int ifindex = link_up(ifname, mac);
-    int s = packet_socket(ifindex);
+/* What one flow's exchange with the traffic peer came to. */
+struct counts {
+    long sent, replies, bad, reorder, gaps, given_up, other;
+};
 
+/*
+ * One flow's exchange over the AF_PACKET socket `s`: DATA frames with flow byte `flow` and
+ * sequence numbers from 1, at most `window` unanswered, every REPLY of this flow checked (order,
+ * echo, length, padding); replies of other flows are counted as other. What is unanswered after
+ * `patience` ms is given up. `frames` == 0: until the VM is stopped, printing the counts every
+ * 1000 replies. `cpu_seen` (or NULL) gets a CPU other than `flow` that a send ran on.
+ */
+static void exchange(int s, const uint8_t *mac, int flow, long frames, long window, long patience,
+                     struct counts *c, int *cpu_seen)
+{
+    int forever = frames == 0;
     uint8_t out[1514], in[2048];
-    long sent = 0, replies = 0, bad = 0, reorder = 0, gaps = 0, given_up = 0;
     uint64_t last_reply = 0;
-    while (forever || replies + given_up < frames) {
-        while ((forever || sent < frames) && sent - replies - given_up < window) {
-            uint64_t seq = (uint64_t)++sent;
+    while (forever || c->replies + c->given_up < frames) {
+        while ((forever || c->sent < frames) && c->sent - c->replies - c->given_up < window) {
+            uint64_t seq = (uint64_t)++c->sent;
             int len = frame_length(seq);
             memcpy(out, PEER_MAC, 6);
             memcpy(out + 6, mac, 6);
@@ -428,11 +432,16 @@ static void net(void)
             out[16] = (uint8_t)(MAGIC >> 8);
             out[17] = (uint8_t)MAGIC;
             out[18] = DATA;
-            out[19] = 0;
+            out[19] = (uint8_t)flow;
             put_be64(out + 20, seq);
             put_be64(out + 28, 0);
             for (int i = 36; i < len; i++)
                 out[i] = pad_byte(seq, i);
+            if (cpu_seen) {
+                int cpu = sched_getcpu();
+                if (cpu != flow)
+                    *cpu_seen = cpu;
+            }
             if (send(s, out, len, 0) != len)
                 fail("send AF_PACKET");
         }
@@ -442,7 +451,7 @@ static void net(void)
             fail("poll");
         if (r == 0) {
             /* what is unanswered by now will not be: lost on the way out or back */
-            given_up += sent - replies - given_up;
+            c->given_up += c->sent - c->replies - c->given_up;
             continue;
         }
         ssize_t n = recv(s, in, sizeof in, MSG_DONTWAIT);
@@ -453,23 +462,38 @@ static void net(void)
         }
         if (n < 36 || memcmp(in + 14, out + 14, 4) != 0 || in[18] != REPLY)
             continue;
+        if (in[19] != flow) {
+            c->other++;
+            continue;
+        }
         uint64_t reply = get_be64(in + 20), echo = get_be64(in + 28);
-        int ok = memcmp(in, mac, 6) == 0 && memcmp(in + 6, PEER_MAC, 6) == 0 && echo >= 1 && echo <= (uint64_t)sent
-                && n == frame_length(echo);
+        int ok = memcmp(in, mac, 6) == 0 && memcmp(in + 6, PEER_MAC, 6) == 0 && echo >= 1
+                && echo <= (uint64_t)c->sent && n == frame_length(echo);
         for (int i = 36; ok && i < n; i++)
             ok = in[i] == pad_byte(echo, i);
-        bad += !ok;
-        reorder += reply <= last_reply;
-        gaps += reply > last_reply + 1;
+        c->bad += !ok;
+        c->reorder += reply <= last_reply;
+        c->gaps += reply > last_reply + 1;
         if (reply > last_reply)
             last_reply = reply;
-        replies++;
-        if (forever && replies % 1000 == 0)
-            printf("FERRY-NET-PROGRESS sent=%ld replies=%ld bad=%ld reorder=%ld gaps=%ld given-up=%ld\n", sent,
-                   replies, bad, reorder, gaps, given_up);
+        c->replies++;
+        if (forever && c->replies % 1000 == 0)
+            printf("FERRY-NET-PROGRESS sent=%ld replies=%ld bad=%ld reorder=%ld gaps=%ld given-up=%ld\n", c->sent,
+                   c->replies, c->bad, c->reorder, c->gaps, c->given_up);
     }
-    printf("FERRY-NET sent=%ld replies=%ld bad=%ld reorder=%ld gaps=%ld unanswered=%ld\n", sent, replies, bad,
-           reorder, gaps, frames - replies);
+}
+
+static void net(void)
+{
+    long frames = option("ferry.frames=", 1000);
+    char ifname[IFNAMSIZ] = {0};
+    uint8_t mac[6];
+    int ifindex = link_up(ifname, mac);
+    int s = packet_socket(ifindex);
+    struct counts c = {0};
+    exchange(s, mac, 0, frames, option("ferry.window=", 16), option("ferry.patience=", 10000), &c, NULL);
+    printf("FERRY-NET sent=%ld replies=%ld bad=%ld reorder=%ld gaps=%ld unanswered=%ld\n", c.sent, c.replies, c.bad,
+           c.reorder, c.gaps, frames - c.replies);
     finish();
 }
 
@@ -531,80 +555,20 @@ static void queue_stats(const char *ifname)
 static void mq_flow(int flow, int ifindex, const uint8_t *mac, int ready, int go)
 {
     long frames = option("ferry.frames=", 1000) * (2 + flow) / 2;
-    long window = option("ferry.window=", 16);
-    long patience = option("ferry.patience=", 10000);
     cpu_set_t cpus;
     CPU_ZERO(&cpus);
     CPU_SET(flow, &cpus);
     if (sched_setaffinity(0, sizeof cpus, &cpus) != 0)
         fail("sched_setaffinity");
     int s = packet_socket(ifindex);
-    char c = 0;
-    if (write(ready, &c, 1) != 1 || read(go, &c, 1) != 1)
+    char ch = 0;
+    if (write(ready, &ch, 1) != 1 || read(go, &ch, 1) != 1)
         fail("netmq start");
-
-    uint8_t out[1514], in[2048];
-    long sent = 0, replies = 0, bad = 0, reorder = 0, gaps = 0, given_up = 0, other = 0;
-    uint64_t last_reply = 0;
+    struct counts c = {0};
     int cpu_seen = -1;
-    while (replies + given_up < frames) {
-        while (sent < frames && sent - replies - given_up < window) {
-            uint64_t seq = (uint64_t)++sent;
-            int len = frame_length(seq);
-            memcpy(out, PEER_MAC, 6);
-            memcpy(out + 6, mac, 6);
-            out[12] = ETHERTYPE >> 8;
-            out[13] = ETHERTYPE & 0xff;
-            out[14] = (uint8_t)(MAGIC >> 24);
-            out[15] = (uint8_t)(MAGIC >> 16);
-            out[16] = (uint8_t)(MAGIC >> 8);
-            out[17] = (uint8_t)MAGIC;
-            out[18] = DATA;
-            out[19] = (uint8_t)flow;
-            put_be64(out + 20, seq);
-            put_be64(out + 28, 0);
-            for (int i = 36; i < len; i++)
-                out[i] = pad_byte(seq, i);
-            int cpu = sched_getcpu();
-            if (cpu != flow)
-                cpu_seen = cpu;
-            if (send(s, out, len, 0) != len)
-                fail("send AF_PACKET");
-        }
-        struct pollfd p = {s, POLLIN, 0};
-        int r = poll(&p, 1, (int)patience);
-        if (r < 0 && errno != EINTR)
-            fail("poll");
-        if (r == 0) {
-            given_up += sent - replies - given_up;
-            continue;
-        }
-        ssize_t n = recv(s, in, sizeof in, MSG_DONTWAIT);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR)
-                continue;
-            fail("recv AF_PACKET");
-        }
-        if (n < 36 || memcmp(in + 14, out + 14, 4) != 0 || in[18] != REPLY)
-            continue;
-        if (in[19] != flow) {
-            other++;
-            continue;
-        }
-        uint64_t reply = get_be64(in + 20), echo = get_be64(in + 28);
-        int ok = memcmp(in, mac, 6) == 0 && memcmp(in + 6, PEER_MAC, 6) == 0 && echo >= 1 && echo <= (uint64_t)sent
-                && n == frame_length(echo);
-        for (int i = 36; ok && i < n; i++)
-            ok = in[i] == pad_byte(echo, i);
-        bad += !ok;
-        reorder += reply <= last_reply;
-        gaps += reply > last_reply + 1;
-        if (reply > last_reply)
-            last_reply = reply;
-        replies++;
-    }
+    exchange(s, mac, flow, frames, option("ferry.window=", 16), option("ferry.patience=", 10000), &c, &cpu_seen);
     printf("FERRY-NETMQ flow=%d sent=%ld replies=%ld bad=%ld reorder=%ld gaps=%ld other=%ld unanswered=%ld"
-           " other-cpu=%d\n", flow, sent, replies, bad, reorder, gaps, other, frames - replies, cpu_seen);
+           " other-cpu=%d\n", flow, c.sent, c.replies, c.bad, c.reorder, c.gaps, c.other, frames - c.replies, cpu_seen);
     fflush(stdout);
     _exit(0);
 }
