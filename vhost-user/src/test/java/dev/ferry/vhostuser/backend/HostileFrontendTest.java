@@ -126,15 +126,20 @@ class HostileFrontendTest {
         leaks.assertNoLeaks();
     }
 
+    /** Features (all offered but LOG_ALL), every offered protocol feature with REPLY_ACK on, no memory yet. */
+    private static void negotiateWithoutLogging(BlkTestFrontend fe) throws Exception {
+        long offered = fe.conn.getU64(VhostUser.GET_FEATURES);
+        fe.features = offered & ~VhostUser.bit(VhostUser.F_LOG_ALL);
+        fe.protocol = fe.conn.getU64(VhostUser.GET_PROTOCOL_FEATURES);
+        fe.conn.request(VhostUser.SET_PROTOCOL_FEATURES, Payloads.u64(fe.protocol));
+        fe.conn.replyAck(true);
+        fe.conn.request(VhostUser.SET_FEATURES, Payloads.u64(fe.features));
+    }
+
     @Test
     void aRegionRemovedUnderARunningRingNeverLetsTheDeviceWriteThere() throws Exception {
         try (BlkTestFrontend fe = new BlkTestFrontend(socket)) {
-            long offered = fe.conn.getU64(VhostUser.GET_FEATURES);
-            fe.features = offered & ~VhostUser.bit(VhostUser.F_LOG_ALL);
-            fe.protocol = fe.conn.getU64(VhostUser.GET_PROTOCOL_FEATURES);
-            fe.conn.request(VhostUser.SET_PROTOCOL_FEATURES, Payloads.u64(fe.protocol));
-            fe.conn.replyAck(true);
-            fe.conn.request(VhostUser.SET_FEATURES, Payloads.u64(fe.features));
+            negotiateWithoutLogging(fe);
             assertEquals(MemoryTable.MAX_SLOTS, fe.conn.getU64(VhostUser.GET_MAX_MEM_SLOTS));
             for (GuestRegion r : fe.memory.regions()) {
                 fe.conn.request(VhostUser.ADD_MEM_REG, Payloads.singleRegion(new Payloads.MemRegion(r.gpaBase(), r.size(),
@@ -180,12 +185,7 @@ class HostileFrontendTest {
     @Test
     void aRegionAddedOncePerQueuePairIsMappedOnceAndKeptUntilItsLastRemoval() throws Exception {
         try (BlkTestFrontend fe = new BlkTestFrontend(socket)) {
-            long offered = fe.conn.getU64(VhostUser.GET_FEATURES);
-            fe.features = offered & ~VhostUser.bit(VhostUser.F_LOG_ALL);
-            fe.protocol = fe.conn.getU64(VhostUser.GET_PROTOCOL_FEATURES);
-            fe.conn.request(VhostUser.SET_PROTOCOL_FEATURES, Payloads.u64(fe.protocol));
-            fe.conn.replyAck(true);
-            fe.conn.request(VhostUser.SET_FEATURES, Payloads.u64(fe.features));
+            negotiateWithoutLogging(fe);
             for (int pair = 0; pair < 2; pair++) {
                 for (GuestRegion r : fe.memory.regions()) {
                     fe.conn.request(VhostUser.ADD_MEM_REG, Payloads.singleRegion(new Payloads.MemRegion(r.gpaBase(),
