@@ -55,6 +55,7 @@ public final class DestinationMigration implements LoadContext {
     private volatile Long memoryDigestAtLoad;
     private volatile boolean digestAtLoad;
     private volatile long digestNanos;
+    private volatile ReturnPath.DestinationTimings timings = ReturnPath.DestinationTimings.NONE;
     private volatile Runnable beforeStart = () -> { };
     private Thread thread;
     private volatile boolean closing;
@@ -153,6 +154,20 @@ public final class DestinationMigration implements LoadContext {
     /** How long the digest at load took (it lies inside the downtime window). */
     public long digestNanos() {
         return digestNanos;
+    }
+
+    /**
+     * This side's phases after the stream's end (load cleanup, verification, VM start), in
+     * microseconds by their {@code query-migrate} names; all 0 until the migration ended. They
+     * are this side's share of the source's {@code destination-*} phases.
+     */
+    public java.util.Map<String, Long> phasesMicros() {
+        ReturnPath.DestinationTimings t = timings;
+        java.util.Map<String, Long> m = new java.util.LinkedHashMap<>();
+        m.put("destination-load", t.loadNanos() / 1000);
+        m.put("destination-verify", t.verifyNanos() / 1000);
+        m.put("destination-start", t.startNanos() / 1000);
+        return m;
     }
 
     /**
@@ -291,8 +306,8 @@ public final class DestinationMigration implements LoadContext {
             ok = false;
             failure = "the source closed the connection before the destination started; the source keeps the VM";
         }
+        long t1 = System.nanoTime();
         if (ok) {
-            long t1 = System.nanoTime();
             if (digestAtLoad) {
                 java.util.function.LongSupplier d = digest;
                 memoryDigestAtLoad = d != null ? d.getAsLong() : machine.memory().digest();
@@ -307,6 +322,7 @@ public final class DestinationMigration implements LoadContext {
                 ok = false;
             }
         }
+        long t2 = System.nanoTime();
         if (ok) {
             boolean sourceTakesOver = returnPath.isOpen();
             RunState carried = machine.incomingRunState();
@@ -335,7 +351,9 @@ public final class DestinationMigration implements LoadContext {
         }
         LOG.debug("{}: VM started {} µs after EOF, {} µs after the first END section", machine.name(),
                 (System.nanoTime() - t0) / 1000, switchoverSeenNanos == 0 ? -1 : (System.nanoTime() - switchoverSeenNanos) / 1000);
-        returnPath.shut(ok);
+        long t3 = System.nanoTime();
+        timings = new ReturnPath.DestinationTimings(t1 - t0, t2 - t1, t3 - t2);
+        returnPath.shut(ok, timings);
         ch.closeConnection();
         ch.closeListener();
         endNanos = System.nanoTime();

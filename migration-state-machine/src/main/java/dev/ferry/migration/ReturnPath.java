@@ -10,6 +10,15 @@ package dev.ferry.migration;
  * knows the destination or the network is gone within a bounded time, instead of waiting on a dead
  * TCP peer. QEMU's source reads a PONG it did not ask for as a trace line, so the stream stays
  * QEMU's.
+ *
+ * <p>Right before a SHUT(0) it also reports where its own part of the guest's pause went, after it
+ * read the stream's end: three more PONGs, each {@code be32 tag << 24 | microseconds} (capped at
+ * 2^24 − 1, 16.7 s) with the tags {@code 'L'} (the handlers' load cleanup: device states
+ * committed, channels joined), {@code 'V'} (verification before the start: a digest, a hook) and
+ * {@code 'S'} (starting the VM). Like the heartbeat, a QEMU source reads them as trace lines; a
+ * Ferry source splits the destination's share of the pause with them ({@link DowntimeBreakdown}).
+ * The source's own PING value ({@code "FRRY"}) and the heartbeat's ({@code "BEAT"}) have other
+ * first bytes.
  */
 final class ReturnPath {
     static final int MSG_SHUT = 1;
@@ -23,6 +32,38 @@ final class ReturnPath {
     /** The PONG value of a heartbeat ("BEAT"); the source never PINGs with it. */
     static final int HEARTBEAT = 0x42454154;
     static final long HEARTBEAT_INTERVAL_MS = 500;
+    static final int TAG_LOAD = 'L';
+    static final int TAG_VERIFY = 'V';
+    static final int TAG_START = 'S';
+    /** The most microseconds a timing PONG carries. */
+    static final long TIMING_MAX_MICROS = (1 << 24) - 1;
+
+    /**
+     * The destination's phases after the stream's end, in nanoseconds on its own clock.
+     *
+     * @param loadNanos   the handlers' load cleanup
+     * @param verifyNanos the verification before the start (digest, hook)
+     * @param startNanos  starting the VM
+     */
+    record DestinationTimings(long loadNanos, long verifyNanos, long startNanos) {
+        static final DestinationTimings NONE = new DestinationTimings(0, 0, 0);
+
+        long totalNanos() {
+            return loadNanos + verifyNanos + startNanos;
+        }
+    }
+
+    /** The PONG value that carries {@code nanos} under {@code tag}. */
+    static int timing(int tag, long nanos) {
+        long us = Math.min(TIMING_MAX_MICROS, Math.max(0, nanos / 1000));
+        return tag << 24 | (int) us;
+    }
+
+    /** The tag of a timing PONG, or 0 when {@code value} is none. */
+    static int timingTag(int value) {
+        int tag = value >>> 24;
+        return tag == TAG_LOAD || tag == TAG_VERIFY || tag == TAG_START ? tag : 0;
+    }
 
     private ReturnPath() {
     }

@@ -26,6 +26,10 @@ final class ReturnPathReader implements Runnable {
     private volatile long lastHeardNanos = System.nanoTime();
     private volatile boolean heartbeats;
     private volatile String lostReason;
+    // The destination's timing PONGs, in microseconds (-1: not reported).
+    private volatile long loadMicros = -1;
+    private volatile long verifyMicros = -1;
+    private volatile long startMicros = -1;
     private final Thread watchdog;
 
     ReturnPathReader(MigrationConnection connection, long heartbeatTimeoutMs) {
@@ -68,6 +72,21 @@ final class ReturnPathReader implements Runnable {
 
     CompletableFuture<Integer> shut() {
         return shut;
+    }
+
+    /**
+     * What the destination reported about its phases after the stream's end, or
+     * {@link ReturnPath.DestinationTimings#NONE} when it reported nothing (a QEMU or an older Ferry
+     * destination). Meaningful once {@link #shut()} completed.
+     */
+    ReturnPath.DestinationTimings destinationTimings() {
+        long l = loadMicros;
+        long v = verifyMicros;
+        long s = startMicros;
+        if (l < 0 || v < 0 || s < 0) {
+            return ReturnPath.DestinationTimings.NONE;
+        }
+        return new ReturnPath.DestinationTimings(l * 1000, v * 1000, s * 1000);
     }
 
     boolean switchoverAcked() {
@@ -133,8 +152,16 @@ final class ReturnPathReader implements Runnable {
                     case ReturnPath.MSG_PONG -> {
                         if (len == 4) {
                             int v = in.getBe32();
+                            int tag = ReturnPath.timingTag(v);
+                            long us = v & 0xffffff;
                             if (v == ReturnPath.HEARTBEAT) {
                                 heartbeats = true;
+                            } else if (tag == ReturnPath.TAG_LOAD) {
+                                loadMicros = us;
+                            } else if (tag == ReturnPath.TAG_VERIFY) {
+                                verifyMicros = us;
+                            } else if (tag == ReturnPath.TAG_START) {
+                                startMicros = us;
                             } else {
                                 pong(v);
                             }

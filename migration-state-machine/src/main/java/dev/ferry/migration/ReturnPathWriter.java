@@ -89,12 +89,18 @@ final class ReturnPathWriter {
 
     /**
      * Sends SHUT with the verdict (0: loaded and running, 1: failed) and closes the return path;
-     * the heartbeat stops. Nothing when it was never opened.
+     * the heartbeat stops. Nothing when it was never opened. With {@code ok}, {@code timings}
+     * (when not null) go first as timing PONGs ({@link ReturnPath}).
      */
-    void shut(boolean ok) {
+    void shut(boolean ok, ReturnPath.DestinationTimings timings) {
         synchronized (lock) {
             if (out != null) {
                 try {
+                    if (ok && timings != null) {
+                        timing(ReturnPath.TAG_LOAD, timings.loadNanos());
+                        timing(ReturnPath.TAG_VERIFY, timings.verifyNanos());
+                        timing(ReturnPath.TAG_START, timings.startNanos());
+                    }
                     out.putBe16(ReturnPath.MSG_SHUT);
                     out.putBe16(4);
                     out.putBe32(ok ? 0 : 1);
@@ -108,6 +114,13 @@ final class ReturnPathWriter {
                 out = null; // the heartbeat stops
             }
         }
+    }
+
+    /** Under the lock: one timing PONG. */
+    private void timing(int tag, long nanos) throws IOException {
+        out.putBe16(ReturnPath.MSG_PONG);
+        out.putBe16(4);
+        out.putBe32(ReturnPath.timing(tag, nanos));
     }
 
     /** One heartbeat on the return path; false once it is closed (the heartbeat thread then ends). */

@@ -133,8 +133,9 @@ final class StopAndCopy {
         long stopNanos = stopped - progress.downtimeStartNanos();
         long cpusNanos = stoppedVm ? Math.min(stopNanos, machine.lastStopTimings().cpusNanos()) : 0;
         long syncNanos = Math.min(ramNanos, ram.finalSyncNanos());
-        DowntimeBreakdown b = new DowntimeBreakdown(cpusNanos, stopNanos - cpusNanos, syncNanos, ramNanos - syncNanos,
-                sent - stopped - ramNanos, drained - sent, running - drained);
+        DowntimeBreakdown b = DowntimeBreakdown.of(cpusNanos, stopNanos - cpusNanos, syncNanos, ramNanos - syncNanos,
+                sent - stopped - ramNanos, drained - sent, running - drained,
+                rp != null ? rp.destinationTimings() : ReturnPath.DestinationTimings.NONE);
         LOG.debug("{}: switchover phases (µs): {}", machine.name(), b.phasesMicros());
         progress.downtimeEnds(b);
         machine.setRunState(RunState.POSTMIGRATE);

@@ -25,6 +25,7 @@ import org.junit.jupiter.params.provider.ValueSource;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.CopyOnWriteArrayList;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -123,6 +124,18 @@ class SoftGuestMigrationTest {
                             + dst.digestNanos() + " ns");
             assertTrue(b.vcpuStopNanos() > 0 && b.finalSyncNanos() > 0 && b.finalRamPassNanos() > 0 && b.deviceStateNanos() > 0,
                     "every source phase was timed: " + b);
+            // The destination's own phases came back over the return path and split its share.
+            Map<String, Long> reported = dst.phasesMicros();
+            assertTrue(reported.get("destination-verify") >= dst.digestNanos() / 1000,
+                    "the destination's verification holds its digest: " + reported);
+            assertTrue(reported.get("destination-start") > 0, "the destination timed its VM start: " + reported);
+            Map<String, Long> phases = b.phasesMicros();
+            if (b.ackNanos() > 0) { // nothing was cut to fit the share (see DowntimeBreakdown.of)
+                for (String k : reported.keySet()) {
+                    assertEquals(reported.get(k), phases.get(k), 1, k + " as the destination reported it: "
+                            + reported + " vs " + phases);
+                }
+            }
             assertEquals(List.of(MigrationStatus.SETUP, MigrationStatus.ACTIVE, MigrationStatus.DEVICE,
                     MigrationStatus.COMPLETED), statuses);
             assertEquals(info.ram().dirtySyncCount(), passes.size(), "one MIGRATION_PASS per dirty sync");
@@ -136,13 +149,14 @@ class SoftGuestMigrationTest {
     static void assertBreakdownAddsUp(MigrationInfo info) {
         DowntimeBreakdown b = info.breakdown();
         assertNotNull(b, "a completed migration reports its switchover phases");
-        long[] us = b.phasesMicros().values().stream().mapToLong(Long::longValue).toArray();
         long sourceUs = 0;
-        for (int i = 0; i < us.length - 1; i++) {
-            assertTrue(us[i] >= 0, "negative phase in " + b);
-            sourceUs += us[i];
+        long pauseUs = 0;
+        for (Map.Entry<String, Long> p : b.phasesMicros().entrySet()) {
+            assertTrue(p.getValue() >= 0, "negative phase " + p.getKey() + " in " + b);
+            boolean destination = p.getKey().startsWith("destination-") || p.getKey().equals("ack");
+            sourceUs += destination ? 0 : p.getValue();
+            pauseUs += p.getValue();
         }
-        long pauseUs = sourceUs + us[us.length - 1];
         assertEquals(info.downtimeMs(), sourceUs / 1000.0, 1.0, "QEMU's downtime = vcpu-stop .. drain: " + b);
         assertEquals(b.guestPauseNanos() / 1e3, pauseUs, 7.0, "the guest pause = all phases: " + b);
         assertEquals(info.downtimeMs(), b.downtimeNanos() / 1_000_000);

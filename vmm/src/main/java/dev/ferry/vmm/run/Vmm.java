@@ -319,7 +319,14 @@ public final class Vmm implements AutoCloseable {
         DestinationMigration in = incoming;
         if (latestOut == null && in != null) {
             boolean listening = in.status() == MigrationStatus.SETUP;
-            return QapiJson.migrationInfo(in.info(), true, listening ? incomingUri : null);
+            ObjectNode o = QapiJson.migrationInfo(in.info(), true, listening ? incomingUri : null);
+            if (in.status() == MigrationStatus.COMPLETED) {
+                // This side's part of the guest's pause, after the stream's end (the source's
+                // x-ferry-downtime-breakdown carries it too, from the return path).
+                ObjectNode b = o.putObject("x-ferry-destination-phases");
+                in.phasesMicros().forEach((k, v) -> b.put(k + "-us", v));
+            }
+            return o;
         }
         return QapiJson.migrationInfo(latestOut == null ? null : latestOut.info(), false, null);
     }
