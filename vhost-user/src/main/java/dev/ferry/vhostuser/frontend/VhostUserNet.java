@@ -278,16 +278,16 @@ public final class VhostUserNet extends VhostUserDevice {
 
     @Override
     public void start(VirtioContext context) {
+        if (announceTimer == null) {
+            announceTimer = loop.timer(() -> announce.expired());
+            announce = new AnnounceTimer(true, AnnounceTimer.Scheduler.of(announceTimer), this::announceRound);
+        }
         long f = context.features();
         if (Virtio.has(f, VirtioNet.F_CTRL_VQ) && ctrlWatch == null) {
             int q = controlQueue(f);
             // The transport leaves every doorbell to the model (external data plane): this one is
             // served here, back-end or not. Kicks that came while unwatched wait in the eventfd.
             ctrlWatch = loop.add(context.kickFd(q), () -> serveControl(context, q));
-        }
-        if (announceTimer == null) {
-            announceTimer = loop.timer(() -> announce.expired());
-            announce = new AnnounceTimer(true, AnnounceTimer.Scheduler.of(announceTimer), this::announceRound);
         }
         super.start(context);
     }
