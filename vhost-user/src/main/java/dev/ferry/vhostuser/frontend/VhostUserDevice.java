@@ -155,7 +155,8 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
 
     /**
      * Feature bits the front-end serves alone and never tells the back-end in SET_FEATURES (net:
-     * the control queue's CTRL_VQ, CTRL_RX and CTRL_MAC_ADDR, as QEMU keeps them from it).
+     * MAC, STATUS and the control queue's CTRL_VQ, CTRL_RX and CTRL_MAC_ADDR, as QEMU keeps them
+     * from it).
      */
     protected long frontendOnlyFeatures() {
         return 0;

@@ -31,9 +31,9 @@ import java.util.Map;
  * The front-end offers MAC, STATUS, CTRL_VQ, CTRL_RX and CTRL_MAC_ADDR itself; MRG_RXBUF and
  * GUEST_ANNOUNCE when the back-end offers them (QEMU passes both through its vhost-user feature
  * list: DPDK offers GUEST_ANNOUNCE, Ferry's back-end when its {@code NetOptions} say so); MQ with
- * more than one pair. SET_FEATURES never carries the control-queue bits (CTRL_VQ, CTRL_RX,
- * CTRL_MAC_ADDR); GUEST_ANNOUNCE goes to a back-end that offered it, telling it that the guest
- * announces itself.
+ * more than one pair. SET_FEATURES never carries the front-end's own bits (MAC, STATUS, CTRL_VQ,
+ * CTRL_RX, CTRL_MAC_ADDR; QEMU 7.2's SET_FEATURES carries none of them either); GUEST_ANNOUNCE
+ * goes to a back-end that offered it, telling it that the guest announces itself.
  *
  * <h2>The control queue</h2>
  * At 2N with MQ negotiated, else at 2 (virtio 1.2, 5.1.2): a driver without MQ uses pair 0 and
@@ -178,13 +178,15 @@ public final class VhostUserNet extends VhostUserDevice {
 
     @Override
     protected long frontendFeatures() {
-        long f = 1L << VirtioNet.F_MAC | 1L << VirtioNet.F_STATUS | frontendOnlyFeatures();
+        long f = frontendOnlyFeatures();
         return pairs > 1 ? f | 1L << F_MQ : f;
     }
 
+    /** The config space's and the control queue's bits: never told to the back-end, as QEMU tells it none of them. */
     @Override
     protected long frontendOnlyFeatures() {
-        return 1L << VirtioNet.F_CTRL_VQ | 1L << VirtioNet.F_CTRL_RX | 1L << VirtioNet.F_CTRL_MAC_ADDR;
+        return 1L << VirtioNet.F_MAC | 1L << VirtioNet.F_STATUS | 1L << VirtioNet.F_CTRL_VQ | 1L << VirtioNet.F_CTRL_RX
+                | 1L << VirtioNet.F_CTRL_MAC_ADDR;
     }
 
     /** Queue pairs configured (N). */
