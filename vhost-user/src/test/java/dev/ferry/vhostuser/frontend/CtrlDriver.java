@@ -110,6 +110,12 @@ final class CtrlDriver {
         mmio.write(regs + 0x050, 4, ctrlIndex);
     }
 
+    /** A request of {@code length} device-readable bytes at {@code gpa} (outside guest RAM, say) and an ack byte. */
+    void requestAt(long gpa, int length) {
+        ctrl.add(List.of(new DriverQueue.Buffer(gpa, length)), List.of(new DriverQueue.Buffer(ACK, 1)), false);
+        mmio.write(regs + 0x050, 4, ctrlIndex);
+    }
+
     /** A request with class and command but no device-writable ack byte. */
     void noAck() {
         mem.writeU8(REQ, 4);

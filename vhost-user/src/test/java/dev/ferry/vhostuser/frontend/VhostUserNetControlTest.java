@@ -202,6 +202,14 @@ class VhostUserNetControlTest {
             d.noAck();
             MqNetVm v = vm;
             await(() -> needsReset(v), "a request without an ack byte: NEEDS_RESET");
+            vm.machine.mmio().write(vm.nic.transport().base() + 0x070, 4, 0);
+            d = new CtrlDriver(vm, Virtio.bit(Virtio.F_VERSION_1) | CTRL_FEATURES, 2);
+            d.requestAt(1L << 40, 3);
+            await(() -> needsReset(v), "a request outside guest RAM: NEEDS_RESET");
+            vm.machine.mmio().write(vm.nic.transport().base() + 0x070, 4, 0);
+            d = new CtrlDriver(vm, Virtio.bit(Virtio.F_VERSION_1) | CTRL_FEATURES, 2);
+            assertEquals(ok, d.command(NetControl.CLASS_RX, NetControl.RX_PROMISC, 0),
+                    "the control queue serves on after the driver's reset");
             vm.machine.vmStop(RunState.PAUSED);
         }
     }
