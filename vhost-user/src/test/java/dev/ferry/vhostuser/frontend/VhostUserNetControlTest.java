@@ -306,6 +306,37 @@ class VhostUserNetControlTest {
         }
     }
 
+    /**
+     * The round trip through {@code save}: what a driver set on the source (MAC, RX mode, MAC
+     * table) is what a second NIC has after loading the bytes, and its config carries the MAC.
+     */
+    @Test
+    void theControlStateRoundTripsThroughSave() throws Exception {
+        try (TrafficPeer peer = TrafficPeer.udp(new InetSocketAddress("127.0.0.1", 0));
+             VhostUserBackend a = ferryNet(dir.resolve("a.sock"), (InetSocketAddress) peer.address(), true);
+             VhostUserBackend b = ferryNet(dir.resolve("b.sock"), (InetSocketAddress) peer.address(), true);
+             MqNetVm src = new MqNetVm("src", a.socket(), 1, false, false);
+             MqNetVm dst = new MqNetVm("dst", b.socket(), 1, true, false)) {
+            src.machine.vmStart();
+            CtrlDriver d = new CtrlDriver(src, Virtio.bit(Virtio.F_VERSION_1) | CTRL_FEATURES, 2);
+            assertEquals(NetControl.OK, d.command(NetControl.CLASS_MAC, NetControl.MAC_ADDR_SET, NEW_MAC));
+            assertEquals(NetControl.OK, d.command(NetControl.CLASS_RX, NetControl.RX_PROMISC, 0));
+            assertEquals(NetControl.OK, d.command(NetControl.CLASS_MAC, NetControl.MAC_TABLE_SET, table(2, 3)));
+            src.machine.vmStop(RunState.PAUSED);
+            ByteArraySaveStream out = new ByteArraySaveStream();
+            src.model().save(out);
+            VhostUserNet m = dst.model();
+            m.load(out.toLoadStream(), VhostUserNet.STATE_VERSION);
+            m.restoreConfig(src.model().config());
+            m.commitLoad();
+            assertArrayEquals(NEW_MAC, m.mac());
+            assertArrayEquals(NEW_MAC, Arrays.copyOf(m.config(), 6));
+            assertEquals(Boolean.FALSE, dst.vun().get("promisc"), dst.vun().toString());
+            assertEquals(5L, number(dst, "mac-table-entries"), dst.vun().toString());
+            assertEquals(NetConfig.S_LINK_UP, m.status());
+        }
+    }
+
     /** A Ferry guest (SoftNetDriver) on a single-pair NIC, with its area at 48 MiB. */
     static SoftNetDriver driver(MqNetVm vm) {
         SoftNetDriver d = new SoftNetDriver(vm.machine.deviceMemory(), 48L << 20, vm.machine.mmio(),
