@@ -244,6 +244,7 @@ final class BackendSession {
         }
         rings.setFeatures(f, logOn, has(f, VhostUser.F_PROTOCOL_FEATURES));
         featuresSet = true;
+        stats.features = f;
     }
 
     private void setMemTable(VhostUserMessage m) throws VhostUserException {

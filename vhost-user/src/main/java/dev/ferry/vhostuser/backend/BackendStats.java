@@ -26,6 +26,8 @@ public final class BackendStats {
     volatile String lastDisconnect;
     volatile String lastDeviceError;
     volatile int status;
+    /** The features of the last SET_FEATURES (−1: none yet). */
+    volatile long features = -1;
     /** Per queue: the last SET_VRING_BASE and GET_VRING_BASE values (−1: none yet). */
     final int[] baseSet;
     final int[] baseReturned;
@@ -125,6 +127,11 @@ public final class BackendStats {
         return status;
     }
 
+    /** The features the front-end's last SET_FEATURES acked (−1: none yet). */
+    public long features() {
+        return features;
+    }
+
     public Map<String, Object> describe() {
         Map<String, Object> d = new LinkedHashMap<>();
         d.put("connections", connections());
@@ -135,6 +142,7 @@ public final class BackendStats {
         d.put("log-all-seen", logAllSeen);
         d.put("logged-writes", loggedWrites());
         d.put("unloggable-writes", unloggable());
+        d.put("features", String.format("0x%x", features));
         d.put("rarps", rarps());
         d.put("kicks", kicks());
         d.put("calls", calls());

@@ -115,12 +115,16 @@ public final class VhostUserBackend implements AutoCloseable {
 
     /**
      * A virtio-net back-end whose frames go to and come from {@code net} (owned from here on):
-     * SEND_RARP (protocol feature RARP) sends a RARP announcement for the MAC it names there.
+     * SEND_RARP (protocol feature RARP) sends a RARP announcement for the MAC it names there, and
+     * that is the only announce it makes: a state migrated in (DEVICE_STATE) does not make it
+     * announce by itself; the front-end decides (the guest's GUEST_ANNOUNCE, or SEND_RARP).
+     * {@code options.guestAnnounce()} offers GUEST_ANNOUNCE, as DPDK's vhost library does.
      */
     public static VhostUserBackend serveNet(NetOptions options, NetBackend net, BackendOptions backend) {
         VirtioNet model;
         try {
             model = new VirtioNet("vhost-user-net", options, net);
+            model.leaveAnnounceToFrontEnd();
         } catch (RuntimeException e) {
             net.close();
             throw e;

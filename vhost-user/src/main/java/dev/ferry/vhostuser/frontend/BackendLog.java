@@ -52,7 +52,7 @@ final class BackendLog implements DirtyLogSource, MigrationNotifier {
             if (d.rings.running()) {
                 try {
                     fe.setLogBase(l.fd(), l.size());
-                    fe.setFeatures(d.ctx.features() & d.offeredBackendFeatures, true);
+                    fe.setFeatures(d.backendAcked(d.ctx.features()), true);
                     d.rings.setLogFlag(true);
                 } catch (VhostUserException e) {
                     d.backendLost(e.getMessage());
@@ -95,7 +95,7 @@ final class BackendLog implements DirtyLogSource, MigrationNotifier {
             VhostUserFrontend fe = d.link.frontend();
             if (d.rings.running() && fe != null) {
                 try {
-                    fe.setFeatures(d.ctx.features() & d.offeredBackendFeatures, false);
+                    fe.setFeatures(d.backendAcked(d.ctx.features()), false);
                     d.rings.setLogFlag(false);
                 } catch (VhostUserException e) {
                     d.backendLost(e.getMessage());

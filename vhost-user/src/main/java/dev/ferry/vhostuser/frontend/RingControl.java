@@ -122,7 +122,7 @@ final class RingControl {
             d.ringStateUnknown(behind);
             return;
         }
-        f.setFeatures(ctx.features() & d.offeredBackendFeatures, log != null);
+        f.setFeatures(d.backendAcked(ctx.features()), log != null);
         f.setMemTable(d.memory);
         if (log != null) {
             f.setLogBase(log.fd(), log.size());

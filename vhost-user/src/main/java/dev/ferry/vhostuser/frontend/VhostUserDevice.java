@@ -154,6 +154,20 @@ public abstract class VhostUserDevice implements VirtioDeviceModel {
     }
 
     /**
+     * Feature bits the front-end serves alone and never tells the back-end in SET_FEATURES (net:
+     * MAC, STATUS and the control queue's CTRL_VQ, CTRL_RX and CTRL_MAC_ADDR, as QEMU keeps them
+     * from it).
+     */
+    protected long frontendOnlyFeatures() {
+        return 0;
+    }
+
+    /** What SET_FEATURES tells the back-end when the driver negotiated {@code guestFeatures}. */
+    final long backendAcked(long guestFeatures) {
+        return guestFeatures & offeredBackendFeatures & ~frontendOnlyFeatures();
+    }
+
+    /**
      * How many of the first queues the back-end serves when the driver negotiated
      * {@code guestFeatures} (net without MQ: rx0 and tx0 only, the control queue then sits at 2).
      */

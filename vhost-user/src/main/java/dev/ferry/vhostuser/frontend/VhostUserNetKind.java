@@ -17,8 +17,8 @@ import java.util.Set;
  *   "queues": 2 }
  * </pre>
  * {@code queues} counts rx/tx queue pairs, 1..{@value VhostUserNet#MAX_PAIRS} (default 1): above one
- * the NIC offers MQ with a control queue the front-end serves, and the back-end must serve twice
- * as many queues ({@link VhostUserNet}).
+ * the NIC offers MQ and the back-end must serve twice as many queues. The control queue is the
+ * front-end's with any number of pairs ({@link VhostUserNet}).
  * The back-end must be listening when the VM is built (on a destination too): the device
  * negotiates then, as QEMU does. An unreachable or unfit back-end is a config error naming the socket.
  */

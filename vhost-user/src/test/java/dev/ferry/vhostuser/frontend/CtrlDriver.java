@@ -10,9 +10,9 @@ import dev.ferry.virtio.queue.QueueConfig;
 import java.util.List;
 
 /**
- * A test's own driver of a multiqueue NIC's control queue, from the test thread: it readies every
- * pair's rings (no buffers) and the control queue at 2N with MQ negotiated, then sends requests
- * exactly as given — hostile ones included — and reads the ack.
+ * A test's own driver of a NIC's control queue, from the test thread: it readies every pair's
+ * rings (no buffers) and the control queue — at 2N with MQ negotiated, at 2 without — then sends
+ * requests exactly as given, hostile ones included, and reads the ack.
  */
 final class CtrlDriver {
     private static final long AREA = 32L << 20;
@@ -25,12 +25,20 @@ final class CtrlDriver {
     private final int ctrlIndex;
 
     CtrlDriver(MqNetVm vm, int pairs) {
+        this(vm, Virtio.bit(Virtio.F_VERSION_1) | Virtio.bit(VirtioNet.F_CTRL_VQ) | Virtio.bit(VhostUserNet.F_MQ),
+                2 * pairs);
+    }
+
+    /**
+     * Accepts {@code accept} and readies queues 0..{@code ctrlIndex}, the last being the control
+     * queue (2 for one pair or without MQ).
+     */
+    CtrlDriver(MqNetVm vm, long accept, int ctrlIndex) {
         this.mmio = vm.machine.mmio();
         this.regs = vm.nic.transport().base();
         this.mem = vm.machine.deviceMemory();
         mmio.write(regs + 0x070, 4, 0);
         mmio.write(regs + 0x070, 4, Virtio.STATUS_ACKNOWLEDGE | Virtio.STATUS_DRIVER);
-        long accept = Virtio.bit(Virtio.F_VERSION_1) | Virtio.bit(VirtioNet.F_CTRL_VQ) | Virtio.bit(VhostUserNet.F_MQ);
         for (int sel = 0; sel < 2; sel++) {
             mmio.write(regs + 0x024, 4, sel);
             mmio.write(regs + 0x020, 4, accept >>> (32 * sel) & 0xffffffffL);
@@ -41,7 +49,7 @@ final class CtrlDriver {
             throw new IllegalStateException("features refused");
         }
         QueueConfig c = null;
-        for (int q = 0; q <= 2 * pairs; q++) {
+        for (int q = 0; q <= ctrlIndex; q++) {
             c = QueueConfig.contiguous(64, AREA + 0x2000L * q, 0);
             mmio.write(regs + 0x030, 4, q);
             mmio.write(regs + 0x038, 4, 64);
@@ -51,7 +59,7 @@ final class CtrlDriver {
             mmio.write(regs + 0x044, 4, 1);
         }
         this.ctrl = DriverQueue.builder(mem, c).build();
-        this.ctrlIndex = 2 * pairs;
+        this.ctrlIndex = ctrlIndex;
         mmio.write(regs + 0x070, 4, st | Virtio.STATUS_DRIVER_OK);
     }
 
@@ -88,6 +96,24 @@ final class CtrlDriver {
             throw new AssertionError("ack length " + u.length());
         }
         return mem.readU8(ACK);
+    }
+
+    /** The config space's byte at {@code offset}, as the driver reads it. */
+    int config(int offset) {
+        return (int) mmio.read(regs + 0x100 + offset, 1);
+    }
+
+    /** A request of one device-readable byte (no command) and an ack byte. */
+    void shortHeader() {
+        mem.writeU8(REQ, 0);
+        ctrl.add(List.of(new DriverQueue.Buffer(REQ, 1)), List.of(new DriverQueue.Buffer(ACK, 1)), false);
+        mmio.write(regs + 0x050, 4, ctrlIndex);
+    }
+
+    /** A request of {@code length} device-readable bytes at {@code gpa} (outside guest RAM, say) and an ack byte. */
+    void requestAt(long gpa, int length) {
+        ctrl.add(List.of(new DriverQueue.Buffer(gpa, length)), List.of(new DriverQueue.Buffer(ACK, 1)), false);
+        mmio.write(regs + 0x050, 4, ctrlIndex);
     }
 
     /** A request with class and command but no device-writable ack byte. */

@@ -54,6 +54,8 @@ public final class SoftNetDriver implements SoftGuestProgram {
     private int stalled;
     /** S_ANNOUNCE seen while a control request was in flight: announce once it completes. */
     private boolean announceWanted;
+    /** Features this driver does not take even when offered ({@link #without}). */
+    private long declined;
 
     /**
      * @param regs        the device's virtio-mmio register window
@@ -82,6 +84,15 @@ public final class SoftNetDriver implements SoftGuestProgram {
 
     public NetDriverArea area() {
         return area;
+    }
+
+    /**
+     * A driver that does not take {@code features} even when the device offers them (a guest
+     * without GUEST_ANNOUNCE: after a migration the host must announce it). Before the VM runs.
+     */
+    public SoftNetDriver without(long features) {
+        declined |= features;
+        return this;
     }
 
     @Override
@@ -142,7 +153,7 @@ public final class SoftNetDriver implements SoftGuestProgram {
         long want = Virtio.bit(Virtio.F_VERSION_1) | Virtio.bit(VirtioNet.F_MAC) | Virtio.bit(VirtioNet.F_MRG_RXBUF)
                 | Virtio.bit(VirtioNet.F_STATUS) | Virtio.bit(VirtioNet.F_CTRL_VQ) | Virtio.bit(VirtioNet.F_CTRL_RX)
                 | Virtio.bit(VirtioNet.F_GUEST_ANNOUNCE);
-        long accept = offered & want;
+        long accept = offered & want & ~declined;
         int st = port.acceptFeatures(accept);
         mem.fill(area.base(), NetDriverArea.SIZE, (byte) 0);
         for (int q = 0; q < 3; q++) {

@@ -46,6 +46,21 @@ public final class AnnounceTimer {
         void arm(long delayNanos);
 
         void cancel();
+
+        /** A scheduler on a device loop's timer. */
+        static Scheduler of(dev.ferry.core.device.DeviceEventLoop.Timer t) {
+            return new Scheduler() {
+                @Override
+                public void arm(long delayNanos) {
+                    t.arm(delayNanos);
+                }
+
+                @Override
+                public void cancel() {
+                    t.cancel();
+                }
+            };
+        }
     }
 
     private final boolean ackRequired;

@@ -51,8 +51,8 @@ final class NetAnnounce {
         if (selfTimer == null) {
             selfTimer = context.loop().timer(() -> selfAnnounce.expired());
             guestTimer = context.loop().timer(() -> guestAnnounce.expired());
-            selfAnnounce = new AnnounceTimer(false, scheduler(selfTimer), this::sendRarp);
-            guestAnnounce = new AnnounceTimer(true, scheduler(guestTimer), this::announceToGuest);
+            selfAnnounce = new AnnounceTimer(false, AnnounceTimer.Scheduler.of(selfTimer), this::sendRarp);
+            guestAnnounce = new AnnounceTimer(true, AnnounceTimer.Scheduler.of(guestTimer), this::announceToGuest);
         }
         if (pending) {
             pending = false;
@@ -62,20 +62,6 @@ final class NetAnnounce {
                 guestAnnounce.begin();
             }
         }
-    }
-
-    private static AnnounceTimer.Scheduler scheduler(DeviceEventLoop.Timer t) {
-        return new AnnounceTimer.Scheduler() {
-            @Override
-            public void arm(long delayNanos) {
-                t.arm(delayNanos);
-            }
-
-            @Override
-            public void cancel() {
-                t.cancel();
-            }
-        };
     }
 
     /** Stops both schedules (quiesce, close). */

@@ -11,14 +11,16 @@ import java.util.function.IntConsumer;
  * The control queue's commands (net/description.tex 5.1.6.5): a request is
  * {@code u8 class | u8 command | command data} in device-readable buffers and one
  * device-writable {@code u8 ack} (OK 0, ERR 1) after them. Ferry serves the classes its features
- * offer: RX mode (CTRL_RX), the MAC filter table and address (CTRL_RX, CTRL_MAC_ADDR) and the
- * announce ack (GUEST_ANNOUNCE); every other class or command is answered ERR.
+ * offer: RX mode (CTRL_RX), the MAC filter table and address (CTRL_RX, CTRL_MAC_ADDR), the
+ * announce ack (GUEST_ANNOUNCE) and, on a device with MQ (vhost-user-net), the queue pairs; every
+ * other class or command is answered ERR.
  * <pre>
  *   RX 0:        PROMISC 0, ALLMULTI 1, ALLUNI 2, NOMULTI 3, NOUNI 4, NOBCAST 5   data: u8 on/off
  *   MAC 1:       TABLE_SET 0   data: le32 n, n x mac[6] (unicast), le32 m, m x mac[6] (multicast)
  *                ADDR_SET 1    data: mac[6]
- *   VLAN 2, MQ 4, GUEST_OFFLOADS 5: not offered (ERR)
+ *   VLAN 2, GUEST_OFFLOADS 5: not offered (ERR)
  *   ANNOUNCE 3:  ACK 0         no data; clears S_ANNOUNCE
+ *   MQ 4:        VQ_PAIRS_SET 0  data: le16 pairs (MQ negotiated; the device checks 1..N)
  * </pre>
  */
 public final class NetControl {
@@ -41,6 +43,7 @@ public final class NetControl {
     public static final int CLASS_ANNOUNCE = 3;
     public static final int ANNOUNCE_ACK = 0;
     public static final int CLASS_MQ = 4;
+    public static final int MQ_VQ_PAIRS_SET = 0;
     public static final int CLASS_GUEST_OFFLOADS = 5;
 
     /** The most command data Ferry reads (a full MAC table is 8 + 64 x 6 bytes). */

@@ -5,41 +5,60 @@ import dev.ferry.virtio.VirtioContext;
 import dev.ferry.virtio.queue.ChainReader;
 
 import java.util.Arrays;
+import java.util.function.IntConsumer;
 
 /**
  * virtio-net's control queue ({@link NetControl}): reads each request, applies it to the RX
  * filter or the device, writes the ack byte and returns the chain. A request without class and
  * command or without room for the ack is a protocol error (NEEDS_RESET); one the device does not
- * serve is answered ERR. Loop thread only.
+ * serve is answered ERR. Shared by the built-in {@link VirtioNet} and the vhost-user-net
+ * front-end, which keeps the control queue itself. Loop thread only.
  */
-final class NetControlQueue {
+public final class NetControlQueue {
     /** What a command changes outside the filter. */
-    interface Device {
+    public interface Device {
         void setMac(byte[] mac);
 
         /** VIRTIO_NET_CTRL_ANNOUNCE_ACK: true when an announce was awaited (and is now cleared). */
         boolean ackAnnounce();
+
+        /**
+         * VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET with {@code pairs} (MQ negotiated, the data well formed):
+         * {@link NetControl#OK} or {@link NetControl#ERR}; the device checks the range. A device
+         * without MQ answers ERR.
+         */
+        default int setQueuePairs(int pairs) {
+            return NetControl.ERR;
+        }
     }
 
     private final RxFilter filter;
     private final Device device;
-    private final NetStats stats;
+    private final IntConsumer answered;
     private final byte[] data = new byte[NetControl.MAX_DATA];
 
     NetControlQueue(RxFilter filter, Device device, NetStats stats) {
-        this.filter = filter;
-        this.device = device;
-        this.stats = stats;
-    }
-
-    /** Serves every available request on queue {@code index} ({@link NetControl#serve}). */
-    void serve(VirtioContext ctx, int index) {
-        NetControl.serve(ctx, index, this::command, ack -> {
+        this(filter, device, ack -> {
             stats.ctrlCommands.incrementAndGet();
             if (ack != NetControl.OK) {
                 stats.ctrlErrors.incrementAndGet();
             }
         });
+    }
+
+    /** {@code answered} is told every ack written (counters). */
+    public NetControlQueue(RxFilter filter, Device device, IntConsumer answered) {
+        this.filter = filter;
+        this.device = device;
+        this.answered = answered;
+    }
+
+    /**
+     * Serves every available request on queue {@code index} ({@link NetControl#serve}); a
+     * {@link dev.ferry.virtio.queue.VirtqueueError} from the ring goes to the caller.
+     */
+    public void serve(VirtioContext ctx, int index) {
+        NetControl.serve(ctx, index, this::command, answered);
     }
 
     private int command(int cls, int cmd, ChainReader r, long f) {
@@ -54,6 +73,8 @@ final class NetControlQueue {
             case NetControl.CLASS_MAC -> macCommand(cmd, len, f);
             case NetControl.CLASS_ANNOUNCE -> cmd == NetControl.ANNOUNCE_ACK && len == 0
                     && Virtio.has(f, VirtioNet.F_GUEST_ANNOUNCE) && device.ackAnnounce() ? NetControl.OK : NetControl.ERR;
+            case NetControl.CLASS_MQ -> cmd == NetControl.MQ_VQ_PAIRS_SET && len == 2 && Virtio.has(f, VirtioNet.F_MQ)
+                    ? device.setQueuePairs((data[0] & 0xff) | (data[1] & 0xff) << 8) : NetControl.ERR;
             default -> NetControl.ERR;
         };
     }

@@ -16,18 +16,20 @@ import java.io.IOException;
  * </pre>
  * A loaded state is checked whole before anything of it is used: a multicast MAC, tx_waiting set,
  * status bits virtio-net lacks, a table above 64 entries or a multicast part past it, and a
- * header-carrying source on a back-end without the header are refused with the reason.
+ * header-carrying source on a back-end without the header are refused with the reason. The
+ * vhost-user-net front-end carries the same facts for its control queue (its back-end has the
+ * header: {@code has_vnet_hdr} 1, as QEMU's vhost-user peer says).
  */
-record NetState(byte[] mac, int status, boolean promisc, boolean allmulti, boolean alluni, boolean nomulti,
+public record NetState(byte[] mac, int status, boolean promisc, boolean allmulti, boolean alluni, boolean nomulti,
                 boolean nouni, boolean nobcast, boolean uniOverflow, boolean multiOverflow, byte[] table, int inUse,
                 int firstMulti) {
 
-    static NetState of(byte[] mac, int status, RxFilter f) {
+    public static NetState of(byte[] mac, int status, RxFilter f) {
         return new NetState(mac.clone(), status, f.promisc, f.allmulti, f.alluni, f.nomulti, f.nouni, f.nobcast,
                 f.uniOverflow, f.multiOverflow, f.table.clone(), f.inUse, f.firstMulti);
     }
 
-    void save(SaveStream out, boolean vnetHeader) throws IOException {
+    public void save(SaveStream out, boolean vnetHeader) throws IOException {
         for (byte b : mac) {
             out.putU8(b & 0xff);
         }
@@ -52,6 +54,15 @@ record NetState(byte[] mac, int status, boolean promisc, boolean allmulti, boole
 
     /** Reads and checks a state; {@code backend} is this side's (its header support must cover the source's). */
     static NetState load(LoadStream in, String id, NetBackend backend) throws IOException, MigrationException {
+        return load(in, id, backend.vnetHeader(), backend.describe());
+    }
+
+    /**
+     * Reads and checks a state; {@code vnetHeader} says whether this side's back-end ({@code here},
+     * for the message) carries the header a source's may have.
+     */
+    public static NetState load(LoadStream in, String id, boolean vnetHeader, String here)
+            throws IOException, MigrationException {
         byte[] m = new byte[6];
         for (int i = 0; i < 6; i++) {
             m[i] = (byte) in.getU8();
@@ -80,9 +91,9 @@ record NetState(byte[] mac, int status, boolean promisc, boolean allmulti, boole
             table[i] = (byte) in.getU8();
         }
         int vnet = in.getBe32();
-        if (vnet != 0 && !backend.vnetHeader()) {
+        if (vnet != 0 && !vnetHeader) {
             throw new MigrationException(id + ": the source's back-end carried the virtio-net header; "
-                    + backend.describe() + " here does not (QEMU: saved image requires vnet_hdr=on)");
+                    + here + " here does not (QEMU: saved image requires vnet_hdr=on)");
         }
         boolean multiOverflow = in.getU8() != 0;
         boolean uniOverflow = in.getU8() != 0;
@@ -99,7 +110,7 @@ record NetState(byte[] mac, int status, boolean promisc, boolean allmulti, boole
     }
 
     /** Sets {@code f} to this state's filter. */
-    void applyTo(RxFilter f) {
+    public void applyTo(RxFilter f) {
         f.promisc = promisc;
         f.allmulti = allmulti;
         f.alluni = alluni;

@@ -9,9 +9,11 @@ import java.util.Arrays;
  * with NOMULTI), unicast to the device's MAC or, with ALLUNI, an overflowed table or an entry in
  * the unicast part, any (never with NOUNI).
  *
- * <p>Loop thread only (and the migration thread with the VM stopped).
+ * <p>Shared by the built-in {@link VirtioNet}, which filters with it, and the vhost-user-net
+ * front-end, which only records it (its back-end moves the frames and filters nothing).
+ * Loop thread only (and the migration thread with the VM stopped).
  */
-final class RxFilter {
+public final class RxFilter {
     static final int TABLE_ENTRIES = 64;
 
     boolean promisc = true;
@@ -28,13 +30,29 @@ final class RxFilter {
     int firstMulti;
     private final byte[] scratch = new byte[6];
 
-    void reset() {
+    /** The power-on state: promiscuous, an empty table. */
+    public void reset() {
         promisc = true;
         allmulti = alluni = nomulti = nouni = nobcast = false;
         uniOverflow = multiOverflow = false;
         Arrays.fill(table, (byte) 0);
         inUse = 0;
         firstMulti = 0;
+    }
+
+    /** Promiscuous mode (RX_PROMISC; on at power-on). */
+    public boolean promisc() {
+        return promisc;
+    }
+
+    /** All-multicast mode (RX_ALLMULTI). */
+    public boolean allmulti() {
+        return allmulti;
+    }
+
+    /** MACs in the table (unicast and multicast), overflowed parts not counted. */
+    public int tableEntries() {
+        return inUse;
     }
 
     /** Whether a frame whose destination MAC is {@code dst[off..off+6)} passes. */
@@ -46,7 +64,8 @@ final class RxFilter {
         return accepts(mac, scratch);
     }
 
-    boolean accepts(byte[] mac, byte[] d) {
+    /** Whether a frame to {@code d} passes when the device's MAC is {@code mac}. */
+    public boolean accepts(byte[] mac, byte[] d) {
         if (promisc) {
             return true;
         }

@@ -59,6 +59,7 @@ public final class VirtioNet extends NetDeviceModel {
     public static final int F_CTRL_VQ = 17;
     public static final int F_CTRL_RX = 18;
     public static final int F_GUEST_ANNOUNCE = 21;
+    public static final int F_MQ = 22;
     public static final int F_CTRL_MAC_ADDR = 23;
 
     public static final int RX = 0;
@@ -83,6 +84,8 @@ public final class VirtioNet extends NetDeviceModel {
     private final NetRx rx = new NetRx(this);
     private final NetAnnounce announce = new NetAnnounce(this);
     private volatile boolean carriedIn;
+    /** Whether a migrated-in state makes the device announce itself (not as a vhost-user back-end). */
+    private volatile boolean announceAfterLoad = true;
 
     /** The device owns {@code backend} from here on and closes it in {@link #close}. */
     public VirtioNet(String id, NetOptions options, NetBackend backend) {
@@ -146,6 +149,16 @@ public final class VirtioNet extends NetDeviceModel {
             throw new MigrationException(id + ": virtio-net config of " + config.length + " bytes, expected "
                     + NetConfig.SIZE);
         }
+    }
+
+    /**
+     * Served as a vhost-user back-end, the device does not announce itself after its state came
+     * with a migration: the front-end decides — the guest announces itself (GUEST_ANNOUNCE) or the
+     * front-end asks for SEND_RARP — as a back-end behind QEMU's vhost-user-net is asked. Before
+     * the device first starts.
+     */
+    public void leaveAnnounceToFrontEnd() {
+        announceAfterLoad = false;
     }
 
     /** The MAC the device answers to now (the config's, or the one the driver set). */
@@ -252,7 +265,9 @@ public final class VirtioNet extends NetDeviceModel {
         mac = l.mac().clone();
         status = l.status();
         l.applyTo(filter);
-        announce.armAfterLoad();
+        if (announceAfterLoad) {
+            announce.armAfterLoad();
+        }
         carriedIn = true;
     }
 

@@ -78,7 +78,8 @@ final class DemoBackends implements AutoCloseable {
                 if (peerPort != 0) {
                     DgramBackend udp = new DgramBackend(new InetSocketAddress("127.0.0.1", 0),
                             new InetSocketAddress("127.0.0.1", peerPort));
-                    b.ferry.add(VhostUserBackend.serveNet(new NetOptions(mac, 256, false), udp,
+                    // GUEST_ANNOUNCE offered, as DPDK's vhost library does: the guest announces itself
+                    b.ferry.add(VhostUserBackend.serveNet(new NetOptions(mac, 256, true), udp,
                             BackendOptions.server(b.nicSocket(side))));
                 }
             }

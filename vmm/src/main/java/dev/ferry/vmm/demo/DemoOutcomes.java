@@ -133,6 +133,22 @@ final class DemoOutcomes {
         boolean driverOk;
         String problem;
 
+        /**
+         * Who announced the guest on the destination, from the frames the peer saw: the guest
+         * itself (gratuitous ARPs, asked by VIRTIO_NET_S_ANNOUNCE under GUEST_ANNOUNCE), the host
+         * (RARPs: the built-in device's own rounds, or a vhost-user back-end's for SEND_RARP), or both.
+         */
+        String announcedBy() {
+            long rarps = announces.stream().filter(a -> a.startsWith("rarp ")).count();
+            long garps = announces.stream().filter(a -> a.startsWith("arp ")).count();
+            String guest = garps + " gratuitous ARP" + (garps == 1 ? "" : "s") + " from the guest (GUEST_ANNOUNCE)";
+            String host = rarps + " RARP" + (rarps == 1 ? "" : "s") + " from the host";
+            if (garps > 0 && rarps > 0) {
+                return guest + " and " + host;
+            }
+            return garps > 0 ? guest : rarps > 0 ? host : "nobody";
+        }
+
         boolean verified(boolean completed) {
             if (!completed) {
                 return sourceContinued && !moved && announces.isEmpty() && guestDupsOrReorders == 0;

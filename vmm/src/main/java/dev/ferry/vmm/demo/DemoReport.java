@@ -119,6 +119,7 @@ final class DemoReport {
             out.printf("         announce: %s; the peer moved the MAC %s; %d guest acks of VIRTIO_NET_S_ANNOUNCE%n",
                     n.announces.isEmpty() ? "NONE SEEN" : String.join(", ", n.announces),
                     n.moved ? "from " + n.sourcePort + " to " + n.portNow : "NOWHERE", n.announceAcks);
+            out.printf("         announced by: %s%n", n.announcedBy());
             out.printf("         destination driver %s%n", n.driverOk ? "ran on without error" : "FAILED: " + n.problem);
         } else {
             out.printf("         the source %s sending from %s; announces %s; MAC %s%n",
@@ -222,7 +223,8 @@ final class DemoReport {
             nn.put("guest_frames", n.guestFrames).put("guest_lost", n.guestLost)
                     .put("guest_dups_or_reorders", n.guestDupsOrReorders).put("peer_lost", n.peerLost)
                     .put("peer_dups", n.peerDups).put("moved", n.moved).put("source_continued", n.sourceContinued)
-                    .put("announce_acks", n.announceAcks).put("verified", n.verified(o.status.equals("completed")));
+                    .put("announce_acks", n.announceAcks).put("announced_by", n.announcedBy())
+                    .put("verified", n.verified(o.status.equals("completed")));
             n.announces.forEach(nn.putArray("announces")::add);
         }
         j.put("setup_ms", info.path("setup-time").asLong());

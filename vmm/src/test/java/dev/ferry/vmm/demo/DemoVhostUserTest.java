@@ -19,7 +19,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * served by external vhost-user back-ends (qemu-storage-daemon for the disk when installed, else
  * Ferry's back-end library; Ferry's back-end for the NIC) migrate the guest live, and the report
  * verifies RAM, the guest's progress, the image against every acknowledged write and the NIC's
- * frames and announce.
+ * frames and announce (by the guest itself: GUEST_ANNOUNCE, no SEND_RARP).
  */
 @Timeout(value = 4, unit = TimeUnit.MINUTES)
 class DemoVhostUserTest {
@@ -48,6 +48,11 @@ class DemoVhostUserTest {
         assertTrue(sawBlk && sawNet, "the disk and the NIC migrated as vhost-user devices: " + r.path("devices"));
         assertTrue(r.path("disks").path(0).path("image_verified").asBoolean(), r.path("disks").toString());
         assertTrue(r.path("nic").path("verified").asBoolean(), r.path("nic").toString());
+        // Ferry's back-end offers GUEST_ANNOUNCE and Ferry's driver takes it: the guest announces
+        // itself, and the destination asks for no SEND_RARP.
+        String by = r.path("nic").path("announced_by").asText();
+        assertTrue(by.contains("from the guest (GUEST_ANNOUNCE)") && !by.contains("RARP"), r.path("nic").toString());
+        assertEquals(5, r.path("nic").path("announce_acks").asLong(), r.path("nic").toString());
         assertEquals(0, exit, out);
     }
 }
