@@ -16,6 +16,7 @@ import dev.ferry.virtio.net.NetState;
 import dev.ferry.virtio.net.RxFilter;
 import dev.ferry.virtio.net.VirtioNet;
 import dev.ferry.virtio.queue.VirtqueueError;
+import dev.ferry.vhostuser.proto.VhostUser;
 import dev.ferry.vhostuser.proto.VhostUserException;
 
 import java.io.IOException;
@@ -69,7 +70,9 @@ import java.util.Map;
  * negotiated the guest announces itself on QEMU's schedule ({@link AnnounceTimer}: each round sets
  * {@code VIRTIO_NET_S_ANNOUNCE} with a config interrupt, the driver's ANNOUNCE ACK clears it and
  * lets the next round come) and no SEND_RARP is sent; without it, the back-end is asked to
- * announce the guest's MAC with SEND_RARP (when it offers RARP).
+ * announce the guest's MAC with SEND_RARP (when it offers RARP) in each of the same schedule's
+ * five rounds, without acks — QEMU's announce timer, whose RARP its vhost-user net client turns
+ * into SEND_RARP every round. A round whose SEND_RARP fails drops the back-end (reconnect rules).
  */
 public final class VhostUserNet extends VhostUserDevice {
     public static final String NAME = "vhost-user-net";
@@ -98,6 +101,8 @@ public final class VhostUserNet extends VhostUserDevice {
     private DeviceEventLoop.Registration ctrlWatch;
     private DeviceEventLoop.Timer announceTimer;
     private AnnounceTimer announce;
+    private DeviceEventLoop.Timer rarpTimer;
+    private AnnounceTimer rarpAnnounce;
     /** What {@link #load} read, kept aside until {@link #commitLoad}. */
     private int loadedPairs = 1;
     private NetState loadedControl;
@@ -283,6 +288,8 @@ public final class VhostUserNet extends VhostUserDevice {
         if (announceTimer == null) {
             announceTimer = loop.timer(() -> announce.expired());
             announce = new AnnounceTimer(true, AnnounceTimer.Scheduler.of(announceTimer), this::announceRound);
+            rarpTimer = loop.timer(() -> rarpAnnounce.expired());
+            rarpAnnounce = new AnnounceTimer(false, AnnounceTimer.Scheduler.of(rarpTimer), this::rarpRound);
         }
         long f = context.features();
         if (Virtio.has(f, VirtioNet.F_CTRL_VQ) && ctrlWatch == null) {
@@ -331,6 +338,7 @@ public final class VhostUserNet extends VhostUserDevice {
     private void stopAnnounce() {
         if (announce != null) {
             announce.stop();
+            rarpAnnounce.stop();
         }
     }
 
@@ -371,6 +379,22 @@ public final class VhostUserNet extends VhostUserDevice {
         c.configChanged();
     }
 
+    /** One round of the back-end's announce: SEND_RARP for the guest's MAC. */
+    private void rarpRound(int round) {
+        VhostUserFrontend f = frontend();
+        if (f == null) {
+            return; // disconnected: the reconnect does not announce again
+        }
+        try {
+            if (f.sendRarp(mac)) {
+                rarpsSent++;
+            }
+        } catch (VhostUserException e) {
+            rarpAnnounce.stop();
+            backendLost("SEND_RARP (announce round " + (round + 1) + "): " + e.getMessage());
+        }
+    }
+
     /** ANNOUNCE ACK: clears ANNOUNCE (before the ack completes, as the spec asks); false when none was raised. */
     private boolean ackAnnounce() {
         if ((status & NetConfig.S_ANNOUNCE) == 0) {
@@ -385,6 +409,11 @@ public final class VhostUserNet extends VhostUserDevice {
     /** The guest announce schedule's state (tests, reports). */
     public AnnounceTimer.State announceState() {
         return loop.call(() -> announce == null ? AnnounceTimer.State.IDLE : announce.state());
+    }
+
+    /** The SEND_RARP schedule's state (tests, reports). */
+    public AnnounceTimer.State rarpAnnounceState() {
+        return loop.call(() -> rarpAnnounce == null ? AnnounceTimer.State.IDLE : rarpAnnounce.state());
     }
 
     // ---- migration ----
@@ -443,7 +472,8 @@ public final class VhostUserNet extends VhostUserDevice {
 
     /**
      * A migrated guest is announced once the rings run on the destination: by itself when it
-     * negotiated GUEST_ANNOUNCE (with CTRL_VQ), else by the back-end with SEND_RARP.
+     * negotiated GUEST_ANNOUNCE (with CTRL_VQ), else by the back-end with SEND_RARP, five rounds
+     * (the first now) when it offers RARP.
      */
     @Override
     protected void afterStart(VhostUserFrontend f, VirtioContext context) throws VhostUserException {
@@ -454,8 +484,8 @@ public final class VhostUserNet extends VhostUserDevice {
         long g = context.features();
         if (Virtio.has(g, VirtioNet.F_GUEST_ANNOUNCE) && Virtio.has(g, VirtioNet.F_CTRL_VQ)) {
             announce.begin();
-        } else if (f.sendRarp(mac)) {
-            rarpsSent++;
+        } else if (f.hasProtocol(VhostUser.PF_RARP)) {
+            rarpAnnounce.begin();
         }
     }
 
@@ -479,6 +509,8 @@ public final class VhostUserNet extends VhostUserDevice {
         if (announceTimer != null) {
             announceTimer.close();
             announceTimer = null;
+            rarpTimer.close();
+            rarpTimer = null;
         }
     }
 }

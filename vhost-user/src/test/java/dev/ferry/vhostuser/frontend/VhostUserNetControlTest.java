@@ -407,7 +407,8 @@ class VhostUserNetControlTest {
 
     /**
      * The same migration on back-ends without GUEST_ANNOUNCE: the driver cannot announce itself,
-     * so the destination asks its back-end for SEND_RARP once and the peer sees that RARP.
+     * so the destination asks its back-end for SEND_RARP in each of QEMU's five announce rounds and
+     * the peer sees those RARPs.
      */
     @Test
     void onBackEndsWithoutGuestAnnounceTheDestinationSendsSendRarp() throws Exception {
@@ -420,7 +421,17 @@ class VhostUserNetControlTest {
         migrateAndExpectSendRarp(true, Virtio.bit(VirtioNet.F_GUEST_ANNOUNCE));
     }
 
+    /** A VM stopped after the first SEND_RARP: the rounds end with it (a paused guest is announced by nobody). */
+    @Test
+    void aStopMidScheduleEndsTheSendRarpRounds() throws Exception {
+        migrateAndExpectSendRarp(false, 0, true);
+    }
+
     private void migrateAndExpectSendRarp(boolean offered, long declined) throws Exception {
+        migrateAndExpectSendRarp(offered, declined, false);
+    }
+
+    private void migrateAndExpectSendRarp(boolean offered, long declined, boolean stopAfterFirst) throws Exception {
         try (TrafficPeer peer = TrafficPeer.udp(new InetSocketAddress("127.0.0.1", 0));
              VhostUserBackend a = ferryNet(dir.resolve("a.sock"), (InetSocketAddress) peer.address(), offered);
              VhostUserBackend b = ferryNet(dir.resolve("b.sock"), (InetSocketAddress) peer.address(), offered);
@@ -435,15 +446,29 @@ class VhostUserNetControlTest {
                 SoftNetDriver dd = driver(dst).without(declined);
                 InMemoryMigration.Incoming in = InMemoryMigration.load(dst.machine, stream);
                 assertEquals(MigrationStatus.COMPLETED, in.status(), in.toString());
-                await(() -> b.stats().rarps() == 1, "SEND_RARP reached the destination's back-end: " + b.stats());
+                if (stopAfterFirst) {
+                    await(() -> b.stats().rarps() >= 1, "the first SEND_RARP: " + b.stats());
+                    dst.machine.vmStop(RunState.PAUSED);
+                    assertEquals(AnnounceTimer.State.IDLE, dst.model().rarpAnnounceState(), "the stop ended the rounds");
+                    long sent = number(dst, "rarps-sent");
+                    assertTrue(sent < AnnounceTimer.ROUNDS, sent + " sent before the stop");
+                    Thread.sleep(1000); // past the whole schedule (800 ms): proving that nothing follows
+                    assertEquals(sent, number(dst, "rarps-sent"), "no SEND_RARP after the stop");
+                    assertEquals(sent, b.stats().rarps());
+                    return;
+                }
+                // QEMU's schedule: five rounds, each a SEND_RARP, no ack awaited; then the timer is idle.
+                await(() -> b.stats().rarps() == AnnounceTimer.ROUNDS && dst.model().rarpAnnounceState() == AnnounceTimer.State.IDLE,
+                        "five SEND_RARPs reached the destination's back-end: " + b.stats());
                 NetDriverArea.Progress p = awaitProgress(dd, q -> q.rxFrames() >= before.rxFrames() + 64);
                 assertTrue(p.rxFrames() >= before.rxFrames() + 64, p.toString());
                 assertEquals(0, p.announcesSeen(), p.toString());
                 assertEquals(0, p.errors(), p.toString());
-                assertEquals(1L, number(dst, "rarps-sent"));
+                assertEquals((long) AnnounceTimer.ROUNDS, number(dst, "rarps-sent"));
+                assertEquals(AnnounceTimer.ROUNDS, b.stats().rarps(), "no round after the fifth");
                 assertEquals(0L, number(dst, "guest-announces"));
-                assertEquals(1L, peer.announces().stream().filter(x -> x.kind().equals("rarp")).count(),
-                        "one RARP, the back-end's for SEND_RARP: " + peer.report());
+                await(() -> peer.announces().stream().filter(x -> x.kind().equals("rarp")).count() == AnnounceTimer.ROUNDS,
+                        "one RARP per round, the back-end's for SEND_RARP: " + peer.report());
                 dst.machine.vmStop(RunState.PAUSED);
             }
         }
