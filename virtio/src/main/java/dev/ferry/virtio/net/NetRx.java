@@ -218,6 +218,9 @@ final class NetRx {
             off += moved;
             vq.push(c, moved);
         }
+        if (rxChains.size() > 1) {
+            net.stats.rxMultiBuffer.incrementAndGet();
+        }
         rxChains.clear();
         rxPending = 0;
         net.stats.rxFrames.incrementAndGet();

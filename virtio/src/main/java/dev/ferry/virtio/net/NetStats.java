@@ -8,7 +8,11 @@ final class NetStats {
     final AtomicLong txFrames = new AtomicLong();
     final AtomicLong txBytes = new AtomicLong();
     final AtomicLong txDropped = new AtomicLong();
+    /** TX frames the driver handed over in more than one device-readable buffer. */
+    final AtomicLong txMultiBuffer = new AtomicLong();
     final AtomicLong rxFrames = new AtomicLong();
+    /** RX frames written into more than one RX chain (MRG_RXBUF, num_buffers above 1). */
+    final AtomicLong rxMultiBuffer = new AtomicLong();
     final AtomicLong rxBytes = new AtomicLong();
     final AtomicLong rxFiltered = new AtomicLong();
     final AtomicLong rxNoBuffers = new AtomicLong();
@@ -24,7 +28,9 @@ final class NetStats {
         d.put("tx-frames", txFrames.get());
         d.put("tx-bytes", txBytes.get());
         d.put("tx-dropped", txDropped.get());
+        d.put("tx-multi-buffer", txMultiBuffer.get());
         d.put("rx-frames", rxFrames.get());
+        d.put("rx-multi-buffer", rxMultiBuffer.get());
         d.put("rx-bytes", rxBytes.get());
         d.put("rx-filtered", rxFiltered.get());
         d.put("rx-no-buffers", rxNoBuffers.get());

@@ -157,6 +157,21 @@ public final class VirtioNet extends NetDeviceModel {
         return status;
     }
 
+    /** Frames received so far (delivered into the guest's RX queue). */
+    public long rxFrames() {
+        return stats.rxFrames.get();
+    }
+
+    /** Received frames that took more than one RX buffer (MRG_RXBUF, num_buffers above 1). */
+    public long rxMultiBufferFrames() {
+        return stats.rxMultiBuffer.get();
+    }
+
+    /** Frames sent whose TX chain held them in more than one device-readable buffer. */
+    public long txMultiBufferFrames() {
+        return stats.txMultiBuffer.get();
+    }
+
     // ---- lifecycle (loop thread) ----
 
     @Override

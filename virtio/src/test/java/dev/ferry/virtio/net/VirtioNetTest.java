@@ -7,6 +7,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
 import java.util.Arrays;
+import java.util.List;
 
 import static dev.ferry.virtio.net.NetFixture.BASE;
 import static dev.ferry.virtio.net.NetFixture.MAC;
@@ -82,6 +83,7 @@ class VirtioNetTest {
             assertEquals(1, got[10] | got[11] << 8, "num_buffers is 1 without MRG_RXBUF (VERSION_1)");
             assertArrayEquals(new byte[10], Arrays.copyOf(got, 10), "flags, gso and offsets zero");
             assertArrayEquals(f, Arrays.copyOfRange(got, NetHeader.SIZE, got.length));
+            assertEquals(0L, n.stats().get("rx-multi-buffer"), "one buffer held it");
         }
     }
 
@@ -111,6 +113,32 @@ class VirtioNetTest {
             assertEquals(4, got[10] | got[11] << 8, "num_buffers");
             assertArrayEquals(f, Arrays.copyOfRange(got, NetHeader.SIZE, got.length));
             assertEquals(1L, n.stats().get("rx-frames"));
+            assertEquals(1L, n.stats().get("rx-multi-buffer"), "the frame counts as one that spanned buffers");
+            assertEquals(1L, n.net.rxMultiBufferFrames());
+        }
+    }
+
+    /** A TX frame in three device-readable buffers (header alone, then two parts) goes out whole and is counted so. */
+    @Test
+    void txFrameInSeveralBuffersGoesOutWhole() throws Exception {
+        try (NetFixture n = new NetFixture(false)) {
+            n.bringUp(BASE | MRG);
+            byte[] f = frame(PEER, MAC, 3000, 5);
+            n.g.writeBytes(MmioGuest.data(40), new byte[NetHeader.SIZE]);
+            n.g.writeBytes(MmioGuest.data(41), Arrays.copyOfRange(f, 0, 1000));
+            n.g.writeBytes(MmioGuest.data(42), Arrays.copyOfRange(f, 1000, f.length));
+            n.tx.add(List.of(MmioGuest.buf(MmioGuest.data(40), NetHeader.SIZE),
+                    MmioGuest.buf(MmioGuest.data(41), 1000), MmioGuest.buf(MmioGuest.data(42), f.length - 1000)),
+                    List.of(), false);
+            n.g.kick(VirtioNet.TX);
+            assertArrayEquals(f, n.toWire());
+            n.g.awaitUsed(n.tx);
+            n.transmit(frame(PEER, MAC, 100, 6));
+            assertEquals(100, n.toWire().length);
+            n.g.awaitUsed(n.tx);
+            assertEquals(2L, n.stats().get("tx-frames"));
+            assertEquals(1L, n.stats().get("tx-multi-buffer"), "only the first came in several buffers");
+            assertEquals(1L, n.net.txMultiBufferFrames());
         }
     }
 
