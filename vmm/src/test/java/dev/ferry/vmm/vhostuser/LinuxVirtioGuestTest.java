@@ -305,6 +305,83 @@ class LinuxVirtioGuestTest {
         }
     }
 
+    /** The guest init's frame_length with {@code ferry.mtu=mtu}: a DATA frame's (and its REPLY's) length. */
+    private static final int[] JUMBO = {1515, 1524, 1525, 1536, 2048, 3000, 4084, 4085, 4096, 4097, 6000, 8168, 8180,
+        8181, 8192, 9000, 9014};
+
+    private static int frameLength(long seq, int mtu) {
+        if (mtu > 0 && seq % 2 == 0) {
+            return Math.min(JUMBO[(int) ((seq / 2) % JUMBO.length)], mtu + 14);
+        }
+        return 60 + (int) ((seq * 97) % 1455);
+    }
+
+    /**
+     * MRG_RXBUF with a real driver: the guest raises eth0's MTU to 9000 (SIOCSIFMTU; without
+     * VIRTIO_NET_F_MTU Linux's virtio_net allows up to 65535) and every other frame it exchanges
+     * with the peer is one of 1515..9014 bytes, around the sizes of the driver's receive buffers.
+     * Linux's mergeable buffers hold 1536 bytes at least (1518 and the header, 64-byte aligned)
+     * and 4096 at most, or less than 8192 when the rest of a page fragment is added to one — they
+     * follow an average of the frame lengths seen — so a reply of more than 8180 bytes needs two
+     * buffers or more and one of 1524 or less never does; between the two it depends on the
+     * buffers the driver posted then. The back-end's count of replies that spanned buffers must lie
+     * between those two numbers, and every reply must come back intact and in order (the guest
+     * checks length, echo and payload byte by byte), every frame reach the peer in order.
+     */
+    @Test
+    void linuxVirtioNetCarriesJumboFramesAcrossMergeableReceiveBuffers() throws Exception {
+        int frames = 600;
+        int mtu = 9000;
+        byte[] mac = NetOptions.parseMac(MAC);
+        Path sock = dir.resolve("jumbo.sock");
+        try (TrafficPeer peer = TrafficPeer.udp(new InetSocketAddress("127.0.0.1", 0));
+             VhostUserBackend b = netBackEnd(peer, sock, new int[1]);
+             LinuxQemu q = qemu("jumbo", "ferry.mode=net ferry.frames=" + frames + " ferry.window=16 ferry.mtu=" + mtu,
+                     nic(sock))) {
+            dev.ferry.virtio.net.VirtioNet n = (dev.ferry.virtio.net.VirtioNet) b.model();
+            Map<String, Object> d = new HashMap<>();
+            try {
+                q.awaitSerial("FERRY-DONE", 240);
+            } finally {
+                n.describe(d);
+                System.out.printf("jumbo: peer %s; back-end %s %s%n", peer.report(), b.stats(), d);
+            }
+            assertTrue(acked(q.line("FERRY-FEATURES"), NET_F_MRG_RXBUF), "Linux takes mergeable RX buffers");
+            assertEquals(Integer.toString(mtu), q.line("FERRY-NET-MTU"), "eth0 took MTU " + mtu);
+            long surelyMany = 0;
+            long maybeMany = 0;
+            long largest = 0;
+            for (long seq = 1; seq <= frames; seq++) {
+                int len = frameLength(seq, mtu);
+                surelyMany += len > 8180 ? 1 : 0;
+                maybeMany += len > 1524 ? 1 : 0;
+                largest = Math.max(largest, len);
+            }
+            assertEquals(mtu + 14, largest, "the frames go up to the MTU");
+
+            TrafficPeer.FlowStats f = peer.flow(mac);
+            assertEquals(frames, f.received(), "the peer got every frame, the large ones too: " + peer.report());
+            assertEquals(frames, f.lastSeq(), "up to the last: " + peer.report());
+            assertEquals(0, f.lost(), "in order, none missing: " + f.gaps());
+            assertEquals(0, f.dupsOrReorders(), "no duplicate or reordered frame");
+            Map<String, String> got = fields(q.line("FERRY-NET "));
+            assertEquals(Long.toString(frames), got.get("replies"), "the guest got every reply: " + got);
+            assertEquals("0", got.get("bad"), "every reply intact (echo, length, payload byte by byte): " + got);
+            assertEquals("0", got.get("reorder"), "replies in order: " + got);
+            assertEquals("0", got.get("gaps"), "no reply missing: " + got);
+            // Only the peer's replies come to the guest (its own neighbour discovery goes out only).
+            assertEquals(frames, n.rxFrames(), "the back-end delivered the replies alone: " + d);
+            long many = n.rxMultiBufferFrames();
+            System.out.printf("jumbo: %d of %d replies spanned receive buffers (%d must, %d may); %d frames came"
+                    + " in more than one TX buffer%n", many, frames, surelyMany, maybeMany, n.txMultiBufferFrames());
+            assertTrue(surelyMany > 0 && many >= surelyMany && many <= maybeMany, "replies that spanned buffers: " + many
+                    + ", between " + surelyMany + " and " + maybeMany);
+            assertEquals(0, b.stats().refused(), "no request refused: " + b.stats().lastRefusal());
+            assertEquals(null, b.stats().lastDeviceError(), "no device error");
+            assertTrue(q.awaitExit(60), "the guest powered off");
+        }
+    }
+
     /**
      * The NIC with two queue pairs: {@code queues=2} on the netdev, {@code mq=on} on the device
      * (QEMU serves the control queue), still without MSI-X.
