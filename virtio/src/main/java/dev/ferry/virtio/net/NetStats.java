@@ -15,6 +15,8 @@ final class NetStats {
     final AtomicLong rxMultiBuffer = new AtomicLong();
     final AtomicLong rxBytes = new AtomicLong();
     final AtomicLong rxFiltered = new AtomicLong();
+    /** Received frames dropped because the guest's RX buffers cannot hold them (see NetRx). */
+    final AtomicLong rxTooBig = new AtomicLong();
     final AtomicLong rxNoBuffers = new AtomicLong();
     final AtomicLong rxDroppedAtStop = new AtomicLong();
     final AtomicLong backendErrors = new AtomicLong();
@@ -33,6 +35,7 @@ final class NetStats {
         d.put("rx-multi-buffer", rxMultiBuffer.get());
         d.put("rx-bytes", rxBytes.get());
         d.put("rx-filtered", rxFiltered.get());
+        d.put("rx-too-big", rxTooBig.get());
         d.put("rx-no-buffers", rxNoBuffers.get());
         d.put("rx-dropped-at-stop", rxDroppedAtStop.get());
         d.put("backend-errors", backendErrors.get());
