@@ -464,6 +464,100 @@ class LinuxVirtioGuestTest {
         }
     }
 
+    /** A two-pair {@link MultiQueueNet} back-end on {@code sock} (server), its own UDP port to the peer. */
+    private static VhostUserBackend mqBackEnd(TrafficPeer peer, Path sock) {
+        return VhostUserBackend.serveNet(new NetOptions(NetOptions.parseMac(MAC), 256, false),
+                new DgramBackend(new InetSocketAddress("127.0.0.1", 0), new InetSocketAddress("127.0.0.1", peer.port())),
+                BackendOptions.server(sock), 2);
+    }
+
+    /**
+     * Two queue pairs across a back-end restart: QEMU's chardev is a client with
+     * {@code reconnect=1}, Ferry's two-pair back-end the server. The guest runs one flow per pair
+     * (flow bytes 0 and 1); then the test closes that back-end and serves a new
+     * {@link MultiQueueNet} on the same socket path. QEMU takes the link down when the connection
+     * drops (the guest's carrier goes off: STATUS), reconnects within a second or so,
+     * negotiates again, starts every ring at its used index (it cannot ask the dead back-end for
+     * its vring bases) and enables the pairs the driver had, and takes the link up. The guest
+     * waits for the carrier to go off and on again, then runs a second round on both pairs with
+     * flow bytes 2 and 3. The new back-end's per-pair rx counts must be exactly the second round's
+     * replies, each flow reaches the peer in order without duplicates, and each gets every reply
+     * intact and in order.
+     */
+    @Test
+    void linuxVirtioNetUsesBothQueuePairsAgainAfterTheBackEndIsReplaced() throws Exception {
+        int frames = 200;
+        long[] perPair = {frames, frames * 3 / 2};
+        byte[] mac = NetOptions.parseMac(MAC);
+        Path sock = dir.resolve("netmq.sock");
+        String[] nic = {"-chardev", "socket,id=c0,path=" + sock + ",reconnect=1",
+            "-netdev", "vhost-user,id=n0,chardev=c0,queues=2",
+            "-device", "virtio-net-pci,netdev=n0,mac=" + MAC + ",romfile=,vectors=0,mq=on"};
+        try (TrafficPeer peer = TrafficPeer.udp(new InetSocketAddress("127.0.0.1", 0));
+             VhostUserBackend first = mqBackEnd(peer, sock);
+             LinuxQemu q = new LinuxQemu(dir, "netmq-restart", kernel.image(), initrd, "ferry.mode=netmq ferry.frames="
+                     + frames + " ferry.window=16 ferry.rounds=2", List.of(nic), null, 2)) {
+            MultiQueueNet m1 = (MultiQueueNet) first.model();
+            Map<String, Object> d1 = new HashMap<>();
+            try {
+                q.awaitSerial("FERRY-NETMQ-ROUND 1 done", 240);
+            } finally {
+                m1.describe(d1);
+                System.out.printf("netmq restart, round 1: peer %s; back-end %s %s%n", peer.report(), first.stats(), d1);
+            }
+            assertEquals("tx=2 cpus=2", q.line("FERRY-NETMQ-QUEUES"), "Linux uses two queue pairs");
+            for (int p = 0; p < 2; p++) {
+                assertEquals(perPair[p], m1.rxFrames(p), "round 1: flow " + p + "'s replies on rx queue " + p + ": " + d1);
+                assertEquals(perPair[p], peer.flow(mac, p).received(), "round 1: the peer got flow " + p);
+            }
+            long[] usedRx = {m1.rxFrames(0), m1.rxFrames(1)};
+            first.close();
+            try (VhostUserBackend second = mqBackEnd(peer, sock)) {
+                MultiQueueNet m2 = (MultiQueueNet) second.model();
+                Map<String, Object> d2 = new HashMap<>();
+                try {
+                    q.awaitSerial("FERRY-DONE", 240);
+                } finally {
+                    m2.describe(d2);
+                    System.out.printf("netmq restart, round 2: peer %s; back-end %s %s; relink: %s%n", peer.report(),
+                            second.stats(), d2, q.serialText().lines().filter(l -> l.startsWith("FERRY-NETMQ-R"))
+                                    .toList());
+                }
+                assertTrue(q.line("FERRY-NETMQ-RELINK").contains("off-seen=1")
+                        || Long.parseLong(fields(q.line("FERRY-NETMQ-RELINK")).get("carrier-changes"))
+                        >= Long.parseLong(fields(q.line("FERRY-NETMQ-ROUND 1 done")).get("carrier-changes")) + 2,
+                        "the guest saw its carrier go off and on");
+                assertEquals(1, second.stats().connections(), "QEMU reconnected once");
+                for (int p = 0; p < 2; p++) {
+                    assertEquals((int) (usedRx[p] & 0xffff), second.stats().baseSet(2 * p),
+                            "QEMU resumed rx ring " + 2 * p + " at its used index (the first back-end's deliveries)");
+                    int flow = 2 + p;
+                    TrafficPeer.FlowStats f = peer.flow(mac, flow);
+                    assertEquals(perPair[p], f.received(), "the peer got every frame of flow " + flow + ": "
+                            + peer.report());
+                    assertEquals(perPair[p], f.lastSeq(), "up to the last: " + peer.report());
+                    assertEquals(0, f.lost(), "in order, none missing: " + f.gaps());
+                    assertEquals(0, f.dupsOrReorders(), "no duplicate or reordered frame of flow " + flow);
+                    assertEquals(perPair[p], m2.rxFrames(p), "round 2: flow " + flow + "'s replies went to rx queue " + p
+                            + " of the new back-end: " + d2);
+                    assertTrue(m2.txFrames(p) >= perPair[p], "pair " + p + "'s tx queue carried flow " + flow + ": " + d2);
+                    Map<String, String> got = flowLine(q, flow);
+                    assertEquals("2", got.get("round"), "flow " + flow + " ran in round 2: " + got);
+                    assertEquals("-1", got.get("other-cpu"), "flow " + flow + " sent from CPU " + p + " only: " + got);
+                    assertEquals(Long.toString(f.repliesSent()), got.get("replies"), "flow " + flow + " got every reply: "
+                            + got);
+                    assertEquals("0", got.get("bad"), "every reply intact: " + got);
+                    assertEquals("0", got.get("reorder"), "replies in order: " + got);
+                    assertEquals("0", got.get("gaps"), "no reply missing: " + got);
+                }
+                assertEquals(0, m2.rxDropped(), "no received frame dropped: " + d2);
+                assertEquals(0, second.stats().refused(), "no request refused: " + second.stats().lastRefusal());
+                assertEquals(null, second.stats().lastDeviceError(), "no device error");
+                assertTrue(q.awaitExit(60), "the guest powered off");
+            }
+        }
+    }
+
     /** Waits up to {@code seconds} for {@code done}, failing with {@code what} and the state then. */
     private static void await(String what, int seconds, java.util.function.BooleanSupplier done,
                               java.util.function.Supplier<String> state) throws InterruptedException {
