@@ -640,32 +640,36 @@ static void mq_round(int flows, int first_flow, int round, int ifindex, const ui
     close(go[1]);
 }
 
-/*
- * Between two rounds: the host replaces the back-end once this prints FERRY-NETMQ-ROUND; QEMU
- * takes the link down when the old one goes and up when it has started the new one, and the
- * driver (STATUS) turns the carrier off and on. Waits, within ferry.relink=S seconds (default
- * 180), until the carrier changed at least twice since and is on.
- */
-static void await_relink(const char *ifname, int round)
+/* The interface's carrier changes so far (/sys/class/net/IF/carrier_changes). */
+static long carrier_changes(const char *ifname)
 {
     char path[160], line[64];
     snprintf(path, sizeof path, "/sys/class/net/%s/carrier_changes", ifname);
     read_line(path, line, sizeof line);
-    long before = atol(line), now = before;
-    printf("FERRY-NETMQ-ROUND %d done carrier-changes=%ld\n", round, before);
+    return atol(line);
+}
+
+/*
+ * Between two rounds: the host replaces the back-end once this prints FERRY-NETMQ-ROUND (or
+ * while round `round` still runs); QEMU takes the link down when the old one goes and up when it
+ * has started the new one, and the driver (STATUS) turns the carrier off and on. Waits, within
+ * ferry.relink=S seconds (default 180), until the carrier changed at least 2 * round times since
+ * `base` (the count when the link first came up) and is on.
+ */
+static void await_relink(const char *ifname, int round, long base)
+{
+    char path[160], carrier[16] = "";
+    long now = carrier_changes(ifname);
+    printf("FERRY-NETMQ-ROUND %d done carrier-changes=%ld base=%ld\n", round, now, base);
     fflush(stdout);
     double deadline = seconds() + option("ferry.relink=", 180);
-    char carrier[16] = "";
     snprintf(path, sizeof path, "/sys/class/net/%s/carrier", ifname);
     int off_seen = 0;
     for (;;) {
-        char changes_path[160];
-        snprintf(changes_path, sizeof changes_path, "/sys/class/net/%s/carrier_changes", ifname);
-        read_line(changes_path, line, sizeof line);
-        now = atol(line);
+        now = carrier_changes(ifname);
         read_line(path, carrier, sizeof carrier);
         off_seen |= strcmp(carrier, "0") == 0;
-        if (now >= before + 2 && strcmp(carrier, "1") == 0)
+        if (now >= base + 2 * round && strcmp(carrier, "1") == 0)
             break;
         if (seconds() > deadline) {
             errno = ETIMEDOUT;
@@ -705,6 +709,7 @@ static void netmq(void)
         errno = ERANGE;
         fail("netmq: 1..16 flows");
     }
+    long base = carrier_changes(ifname);
     long rounds = option("ferry.rounds=", 1);
     if (rounds < 1 || rounds > 8) {
         errno = ERANGE;
@@ -712,7 +717,7 @@ static void netmq(void)
     }
     for (int r = 0; r < rounds; r++) {
         if (r > 0)
-            await_relink(ifname, r);
+            await_relink(ifname, r, base);
         mq_round(flows, r * flows, r + 1, ifindex, mac);
         queue_stats(ifname);
     }
