@@ -491,11 +491,14 @@ class LinuxVirtioGuestTest {
 
     /**
      * As above, but the back-end goes while the first round runs on both pairs (once the peer has
-     * a quarter of each flow). The frames the guest queued meanwhile stay in its tx rings and the
-     * new back-end sends them from the used index on: the peer gets every frame of the first
-     * round exactly once and in order — none lost, none sent twice. Replies the peer sent to the
-     * old back-end's port are lost (the guest gives each up after 3 s and goes on) and are
-     * counted; the second round is exact, as above.
+     * a quarter of each flow). The new back-end resumes each tx ring at its used index: the peer
+     * gets the first round in order and nothing twice. Frames the guest kicked while the link was
+     * down are not sent at all: QEMU's own virtio-net takes them off the ring and drops them (a
+     * link that is down), so a frame missing at the peer must be one of the chains QEMU took — the
+     * chains between the first back-end's last and the second's SET_VRING_BASE (in four runs the
+     * lost frames were exactly those: 16, 15 or none per flow). The guest gives up the replies of
+     * lost frames after 3 s (as it would a reply the peer sent to the old back-end's port); both
+     * are counted and printed. The second round is exact, as above.
      */
     @Test
     void linuxVirtioNetResumesBothQueuePairsWhenTheBackEndIsReplacedMidTraffic() throws Exception {
@@ -531,6 +534,7 @@ class LinuxVirtioGuestTest {
             assertEquals("tx=2 cpus=2", q.line("FERRY-NETMQ-QUEUES"), "Linux uses two queue pairs");
             first.close();
             long[] usedRx = {m1.rxFrames(0), m1.rxFrames(1)};
+            long[] sentTx = {m1.txFrames(0), m1.txFrames(1)};
             if (midTraffic) {
                 assertTrue(!q.serialText().contains("FERRY-NETMQ-ROUND 1 done"), "the first round still ran");
             } else {
@@ -558,19 +562,28 @@ class LinuxVirtioGuestTest {
                 for (int p = 0; p < 2; p++) {
                     assertEquals((int) (usedRx[p] & 0xffff), second.stats().baseSet(2 * p),
                             "QEMU resumed rx ring " + 2 * p + " at its used index (the first back-end's deliveries)");
+                    // The tx chains between the first back-end's last one and where the second
+                    // started: QEMU's own virtio-net took them while the link was down (a kick then
+                    // reaches QEMU, which drops the frames of a link that is down) — never sent.
+                    long takenByQemu = (second.stats().baseSet(2 * p + 1) - sentTx[p]) & 0xffff;
                     if (midTraffic) {
-                        // Round 1 across the switch: every frame at the peer once and in order.
+                        // Round 1 across the switch: in order, none twice; a frame missing at the
+                        // peer is one QEMU dropped.
                         TrafficPeer.FlowStats f = peer.flow(mac, p);
-                        assertEquals(perPair[p], f.received(), "round 1: the peer got every frame of flow " + p
-                                + " once: " + peer.report());
                         assertEquals(perPair[p], f.lastSeq(), "round 1: up to the last: " + peer.report());
-                        assertEquals(0, f.lost(), "round 1: none lost across the switch: " + f.gaps());
                         assertEquals(0, f.dupsOrReorders(), "round 1: none sent twice across the switch");
+                        assertEquals(perPair[p], f.received() + f.lost(), "round 1: every frame seen or counted lost");
+                        assertTrue(f.lost() <= takenByQemu, "round 1: frames lost (" + f.lost() + ") only among those QEMU"
+                                + " dropped while the link was down (" + takenByQemu + "): " + f.gaps());
                         Map<String, String> got = flowLine(q, p);
                         assertEquals("0", got.get("bad"), "round 1: every reply that came is intact: " + got);
                         assertEquals("0", got.get("reorder"), "round 1: replies in order: " + got);
-                        System.out.printf("%s: flow %d lost %s of %d replies around the switch%n", name, p,
-                                got.get("unanswered"), perPair[p]);
+                        System.out.printf("%s: flow %d: %d of %d frames lost at the switch (QEMU dropped %d tx chains of"
+                                + " pair %d), %s replies unanswered%n", name, p, f.lost(), perPair[p], takenByQemu, p,
+                                got.get("unanswered"));
+                    } else {
+                        System.out.printf("%s: QEMU dropped %d tx chains of pair %d while the link was down%n", name,
+                                takenByQemu, p);
                     }
                     int flow = 2 + p;
                     TrafficPeer.FlowStats f = peer.flow(mac, flow);

@@ -16,13 +16,15 @@
  * net: brings the first interface up and sends N sequence-numbered frames to the traffic peer
  *   over an AF_PACKET socket, at most W unanswered, checking every REPLY (order, echo, length,
  *   padding); prints the counts. With ferry.mtu=M the interface gets MTU M first (SIOCSIFMTU)
- *   and every other frame is a large one (JUMBO, up to M + 14 bytes). What is unanswered after MS milliseconds (default 10000) is given
- *   up. N = 0: sends until the VM is stopped, printing the counts every 1000 replies (a migration
- *   test reads them from the destination's COM1).
+ *   and every other frame is a large one (JUMBO, up to M + 14 bytes). What is unanswered after MS
+ *   milliseconds (default 10000) is given up. N = 0: sends until the VM is stopped, printing the
+ *   counts every 1000 replies (a migration test reads them from the destination's COM1).
  * netmq (ferry.frames=N ferry.window=W per flow): one such flow per queue pair in use, each in a
  *   process pinned to its own CPU (XPS picks that CPU's tx queue) with flow byte = pair index;
  *   flow f sends N * (2 + f) / 2 frames; prints each flow's counts and the driver's per-queue
- *   counters (ethtool's), from which the test reads which queue carried which flow.
+ *   counters (ethtool's), from which the test reads which queue carried which flow. With
+ *   ferry.rounds=R each round after the first waits for the carrier to go off and on (the host
+ *   replaces the back-end) and its flows have flow bytes of their own (round r: r * pairs + pair).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -440,7 +442,7 @@ struct counts {
  * sequence numbers from 1, at most `window` unanswered, every REPLY of this flow checked (order,
  * echo, length, padding); replies of other flows are counted as other. What is unanswered after
  * `patience` ms is given up. `frames` == 0: until the VM is stopped, printing the counts every
- * 1000 replies. `cpu_seen` (or NULL) gets a CPU other than `cpu` that a send ran on.
+ * 1000 replies. `cpu_seen` (or NULL) gets a CPU other than `cpu_wanted` that a send ran on.
  */
 static void exchange(int s, const uint8_t *mac, int flow, int cpu_wanted, long frames, long window, long patience,
                      struct counts *c, int *cpu_seen)
