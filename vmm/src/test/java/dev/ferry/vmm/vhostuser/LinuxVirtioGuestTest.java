@@ -495,10 +495,10 @@ class LinuxVirtioGuestTest {
      * gets the first round in order and nothing twice. Frames the guest kicked while the link was
      * down are not sent at all: QEMU's own virtio-net takes them off the ring and drops them (a
      * link that is down), so a frame missing at the peer must be one of the chains QEMU took — the
-     * chains between the first back-end's last and the second's SET_VRING_BASE (in four runs the
-     * lost frames were exactly those: 16, 15 or none per flow). The guest gives up the replies of
-     * lost frames after 3 s (as it would a reply the peer sent to the old back-end's port); both
-     * are counted and printed. The second round is exact, as above.
+     * chains between the first back-end's last and the second's SET_VRING_BASE (in five runs the
+     * lost frames were exactly those: 16, 15 or none per flow). Replies in flight when the first
+     * back-end closes are lost with its socket. The guest gives an unanswered frame up after 3 s;
+     * both losses are counted and printed. The second round is exact, as above.
      */
     @Test
     void linuxVirtioNetResumesBothQueuePairsWhenTheBackEndIsReplacedMidTraffic() throws Exception {
