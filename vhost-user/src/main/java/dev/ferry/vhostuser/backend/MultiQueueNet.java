@@ -47,8 +47,11 @@ import java.util.concurrent.atomic.AtomicLong;
  * of its pair's rx queue (MRG_RXBUF is not offered: one chain holds a frame); when that queue has
  * no buffer the frame waits and the back-end's fd is unwatched until that queue is kicked. Each rx
  * queue a burst wrote to is published once, with one interrupt, at the burst's end. A TX
- * chain without the header or above {@link NetBackend#MAX_FRAME}, an RX chain too small for the
- * frame: NEEDS_RESET. Every write to guest memory goes through {@link DeviceMemory} (logged).
+ * chain without the header or above {@link NetBackend#MAX_FRAME}: NEEDS_RESET. A received frame
+ * bigger than the next rx chain (Linux posts 1518-byte buffers without MRG_RXBUF; a guest with a
+ * larger MTU gets larger frames) is the network's doing, not the driver's: it is dropped and
+ * counted ({@link #rxTooBig}), the chain kept for the next frame, as QEMU's virtio-net drops it.
+ * Every write to guest memory goes through {@link DeviceMemory} (logged).
  */
 public final class MultiQueueNet extends NetDeviceModel {
     private static final Logger LOG = LoggerFactory.getLogger(MultiQueueNet.class);
@@ -64,6 +67,7 @@ public final class MultiQueueNet extends NetDeviceModel {
     private final AtomicLong[] txFrames;
     private final AtomicLong[] rxFrames;
     private final AtomicLong rxDropped = new AtomicLong();
+    private final AtomicLong rxTooBig = new AtomicLong();
     private final AtomicLong txDropped = new AtomicLong();
 
     // Loop-thread state.
@@ -369,8 +373,8 @@ public final class MultiQueueNet extends NetDeviceModel {
     private void deliverPending() {
         Boolean ok = deliver();
         publishRx();
-        if (ok != null && ok) {
-            watchRx(true);
+        if (ok != null && rxPending == 0) {
+            watchRx(true); // delivered, or dropped as too big: the next frame may come
         }
     }
 
@@ -388,7 +392,11 @@ public final class MultiQueueNet extends NetDeviceModel {
         }
     }
 
-    /** The pending frame into one chain of its pair's rx queue: true delivered, false no buffer, null broken. */
+    /**
+     * The pending frame into one chain of its pair's rx queue: true delivered; false no buffer
+     * (the frame waits) or dropped as too big for the chain ({@code rxPending} 0, the chain
+     * rewound); null broken.
+     */
     private Boolean deliver() {
         int q = 2 * rxPendingPair;
         SplitVirtqueue vq = ctx.queue(q);
@@ -425,9 +433,12 @@ public final class MultiQueueNet extends NetDeviceModel {
         if (c.writableBytes() < len) {
             vq.rewind(1);
             rxPending = 0;
-            ctx.deviceError("virtio-net RX chain head " + c.head() + " on queue " + q + " holds " + c.writableBytes()
-                    + " bytes, the frame with its header " + len + " (MRG_RXBUF is not offered)");
-            return null;
+            if (rxTooBig.getAndIncrement() == 0) {
+                LOG.info("{}: dropped a received frame of {} bytes with its header: RX chain head {} on queue {} holds"
+                        + " {} (MRG_RXBUF is not offered); later ones are only counted (rx-too-big)", id, len, c.head(),
+                        q, c.writableBytes());
+            }
+            return false;
         }
         NetHeader.setNumBuffers(rxBuf, 1);
         DeviceMemory m = ctx.memory();
@@ -467,6 +478,11 @@ public final class MultiQueueNet extends NetDeviceModel {
         return rxDropped.get();
     }
 
+    /** Received frames dropped because the rx chain could not hold them (the chain kept). */
+    public long rxTooBig() {
+        return rxTooBig.get();
+    }
+
     public long txFrames(int pair) {
         return txFrames[pair].get();
     }
@@ -490,6 +506,7 @@ public final class MultiQueueNet extends NetDeviceModel {
         d.put("rx-frames", Arrays.toString(rx));
         d.put("tx-dropped", txDropped.get());
         d.put("rx-dropped", rxDropped.get());
+        d.put("rx-too-big", rxTooBig.get());
         into.put("virtio-net", d);
     }
 

@@ -23,6 +23,14 @@ import java.util.List;
  * into as many RX chains as it needs (one without MRG_RXBUF), with {@code num_buffers} in the
  * header. When the RX queue runs dry the frame waits here and the fd is unwatched until the
  * driver kicks the RX queue. Loop thread only ({@link #backendFailed} is read on any thread).
+ *
+ * <p>A frame the driver's buffers cannot hold — bigger than the next RX chain without
+ * MRG_RXBUF (a Linux driver without it posts 1518-byte buffers), or than every chain of a full
+ * ring with it — is the network's doing, not the driver's: it is dropped and counted
+ * ({@code rx-too-big}, the first one logged), the chains stay available for the next frame, as a
+ * NIC drops an oversized frame and as QEMU's virtio-net does. A protocol violation of the driver
+ * itself (a chain with no writable buffer, a first buffer without room for the header) is
+ * NEEDS_RESET.
  */
 final class NetRx {
     private static final Logger LOG = LoggerFactory.getLogger(VirtioNet.class);
@@ -158,17 +166,23 @@ final class NetRx {
             return;
         }
         Boolean ok = deliver(vq);
-        if (ok != null && ok) {
+        if (ok == null) {
+            return;
+        }
+        if (ok) {
             vq.publish();
             net.ctx.notifyQueue(VirtioNet.RX);
-            watch(true);
+        }
+        if (rxPending == 0) {
+            watch(true); // delivered, or dropped as too big: the next frame may come
         }
     }
 
     /**
      * Writes the frame in the RX buffer ({@link #rxPending} bytes with the header) into RX chains
-     * and pushes them (not published). True when delivered, false when the queue lacks buffers
-     * (nothing popped stays popped), null when the driver broke the protocol.
+     * and pushes them (not published). True when delivered; false when the queue lacks buffers
+     * (the frame waits) or when it was dropped as too big ({@link #rxPending} 0) — nothing popped
+     * stays popped either way; null when the driver broke the protocol.
      */
     private Boolean deliver(SplitVirtqueue vq) {
         VirtioContext ctx = net.ctx;
@@ -195,10 +209,12 @@ final class NetRx {
                             + " device-writable bytes, the header alone is " + NetHeader.SIZE);
                 }
                 if (!mergeable && w < len) {
-                    return broken(vq, "virtio-net truncated non-mergeable packet: " + (len - NetHeader.SIZE)
-                            + "-byte frame, RX chain head " + c.head() + " holds " + (w - NetHeader.SIZE));
+                    return tooBig(vq, "RX chain head " + c.head() + " holds " + w + " bytes (MRG_RXBUF not negotiated)");
                 }
                 room += w;
+                if (room < len && rxChains.size() >= vq.size()) {
+                    return tooBig(vq, "the whole ring (" + vq.size() + " chains) holds " + room + " bytes");
+                }
             }
         } catch (VirtqueueError e) {
             rxChains.clear();
@@ -218,11 +234,26 @@ final class NetRx {
             off += moved;
             vq.push(c, moved);
         }
+        if (rxChains.size() > 1) {
+            net.stats.rxMultiBuffer.incrementAndGet();
+        }
         rxChains.clear();
         rxPending = 0;
         net.stats.rxFrames.incrementAndGet();
         net.stats.rxBytes.addAndGet(len - NetHeader.SIZE);
         return true;
+    }
+
+    /** Drops the frame the guest's buffers cannot hold; the chains popped go back. Returns false. */
+    private Boolean tooBig(SplitVirtqueue vq, String why) {
+        vq.rewind(rxChains.size());
+        rxChains.clear();
+        if (net.stats.rxTooBig.getAndIncrement() == 0) {
+            LOG.info("{}: dropped a received frame of {} bytes with its header: {}; later ones are only counted"
+                    + " (rx-too-big)", net.id, rxPending, why);
+        }
+        rxPending = 0;
+        return false;
     }
 
     private Boolean broken(SplitVirtqueue vq, String reason) {

@@ -85,6 +85,9 @@ final class NetTx {
             if (backend.send(txBuf, len)) {
                 stats.txFrames.incrementAndGet();
                 stats.txBytes.addAndGet(len - NetHeader.SIZE);
+                if (c.readable().size() > 1) {
+                    stats.txMultiBuffer.incrementAndGet();
+                }
             } else {
                 stats.txDropped.incrementAndGet();
             }

@@ -32,13 +32,14 @@ import java.util.Map;
  *
  * <h2>Hostile drivers</h2>
  * A TX chain without the whole header or with a frame above {@link NetBackend#MAX_FRAME}, an RX
- * chain with no room for the header, a frame that does not fit one RX chain without MRG_RXBUF,
- * an RX chain with no device-writable buffer, a control request without its class/command or
- * ack byte: NEEDS_RESET ({@link VirtioContext#deviceError}), as QEMU's {@code virtio_error}. A
- * well-formed control request the device does not serve (an unknown class, a wrong data length,
- * a feature not negotiated) is answered ERR. TX frames the back-end cannot carry (shorter than an
- * Ethernet header, a GSO type no feature allows, NEEDS_CSUM towards a socket) are dropped and
- * counted.
+ * chain with no room for the header, an RX chain with no device-writable buffer, a control
+ * request without its class/command or ack byte: NEEDS_RESET ({@link VirtioContext#deviceError}),
+ * as QEMU's {@code virtio_error}. A well-formed control request the device does not serve (an
+ * unknown class, a wrong data length, a feature not negotiated) is answered ERR. TX frames the
+ * back-end cannot carry (shorter than an Ethernet header, a GSO type no feature allows,
+ * NEEDS_CSUM towards a socket) are dropped and counted. A received frame bigger than the guest's
+ * buffers (one RX chain without MRG_RXBUF, a full ring with it) is the network's doing, not the
+ * driver's: dropped and counted ({@code rx-too-big}), the buffers kept, as QEMU drops it.
  *
  * <h2>Stopping and migration</h2>
  * Nothing is in flight across a loop turn: at {@link #quiesce} every chain popped was pushed, so
@@ -168,6 +169,26 @@ public final class VirtioNet extends NetDeviceModel {
 
     public int status() {
         return status;
+    }
+
+    /** Frames received so far (delivered into the guest's RX queue). */
+    public long rxFrames() {
+        return stats.rxFrames.get();
+    }
+
+    /** Received frames dropped because the guest's RX buffers could not hold them. */
+    public long rxTooBig() {
+        return stats.rxTooBig.get();
+    }
+
+    /** Received frames that took more than one RX buffer (MRG_RXBUF, num_buffers above 1). */
+    public long rxMultiBufferFrames() {
+        return stats.rxMultiBuffer.get();
+    }
+
+    /** Frames sent whose TX chain held them in more than one device-readable buffer. */
+    public long txMultiBufferFrames() {
+        return stats.txMultiBuffer.get();
     }
 
     // ---- lifecycle (loop thread) ----

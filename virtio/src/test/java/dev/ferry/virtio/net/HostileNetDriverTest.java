@@ -18,10 +18,11 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * A hostile driver's virtio-net requests: a TX chain shorter than the header, a frame longer than
- * any, an RX chain with no writable buffer or too small for the header, a frame too big for a
- * non-mergeable buffer, a control request without its ack byte. Each sets NEEDS_RESET with a
+ * any, an RX chain with no writable buffer or too small for the header, a control request without
+ * its ack byte. Each sets NEEDS_RESET with a
  * reason and a config interrupt, sends nothing, returns nothing used, writes no guest RAM; after a
- * reset the device serves again.
+ * reset the device serves again. (A received frame too big for the driver's buffers is the
+ * network's doing, not the driver's: {@code VirtioNetTest} drops it.)
  */
 @Timeout(60)
 class HostileNetDriverTest {
@@ -102,17 +103,6 @@ class HostileNetDriverTest {
             long d = n.g.ramDigest();
             n.fromWire(frame(MAC, PEER, 64, 0));
             assertBroken(n, "the header alone is 12", d);
-        }
-    }
-
-    @Test
-    void rxFrameTooBigForANonMergeableBuffer() throws Exception {
-        try (NetFixture n = new NetFixture(false)) {
-            n.bringUp(BASE);
-            n.postRx(1, 100);
-            long d = n.g.ramDigest();
-            n.fromWire(frame(MAC, PEER, 200, 0));
-            assertBroken(n, "truncated non-mergeable packet", d);
         }
     }
 

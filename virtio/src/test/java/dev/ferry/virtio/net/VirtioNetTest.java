@@ -7,6 +7,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
 import java.util.Arrays;
+import java.util.List;
 
 import static dev.ferry.virtio.net.NetFixture.BASE;
 import static dev.ferry.virtio.net.NetFixture.MAC;
@@ -82,6 +83,7 @@ class VirtioNetTest {
             assertEquals(1, got[10] | got[11] << 8, "num_buffers is 1 without MRG_RXBUF (VERSION_1)");
             assertArrayEquals(new byte[10], Arrays.copyOf(got, 10), "flags, gso and offsets zero");
             assertArrayEquals(f, Arrays.copyOfRange(got, NetHeader.SIZE, got.length));
+            assertEquals(0L, n.stats().get("rx-multi-buffer"), "one buffer held it");
         }
     }
 
@@ -111,6 +113,96 @@ class VirtioNetTest {
             assertEquals(4, got[10] | got[11] << 8, "num_buffers");
             assertArrayEquals(f, Arrays.copyOfRange(got, NetHeader.SIZE, got.length));
             assertEquals(1L, n.stats().get("rx-frames"));
+            assertEquals(1L, n.stats().get("rx-multi-buffer"), "the frame counts as one that spanned buffers");
+            assertEquals(1L, n.net.rxMultiBufferFrames());
+        }
+    }
+
+    /** A TX frame in three device-readable buffers (header alone, then two parts) goes out whole and is counted so. */
+    @Test
+    void txFrameInSeveralBuffersGoesOutWhole() throws Exception {
+        try (NetFixture n = new NetFixture(false)) {
+            n.bringUp(BASE | MRG);
+            byte[] f = frame(PEER, MAC, 3000, 5);
+            n.g.writeBytes(MmioGuest.data(40), new byte[NetHeader.SIZE]);
+            n.g.writeBytes(MmioGuest.data(41), Arrays.copyOfRange(f, 0, 1000));
+            n.g.writeBytes(MmioGuest.data(42), Arrays.copyOfRange(f, 1000, f.length));
+            n.tx.add(List.of(MmioGuest.buf(MmioGuest.data(40), NetHeader.SIZE),
+                    MmioGuest.buf(MmioGuest.data(41), 1000), MmioGuest.buf(MmioGuest.data(42), f.length - 1000)),
+                    List.of(), false);
+            n.g.kick(VirtioNet.TX);
+            assertArrayEquals(f, n.toWire());
+            n.g.awaitUsed(n.tx);
+            n.transmit(frame(PEER, MAC, 100, 6));
+            assertEquals(100, n.toWire().length);
+            n.g.awaitUsed(n.tx);
+            assertEquals(2L, n.stats().get("tx-frames"));
+            assertEquals(1L, n.stats().get("tx-multi-buffer"), "only the first came in several buffers");
+            assertEquals(1L, n.net.txMultiBufferFrames());
+        }
+    }
+
+    /**
+     * A frame from the network bigger than the driver's RX buffer without MRG_RXBUF (Linux posts
+     * 1518-byte buffers then) is dropped and counted, the buffer kept for the next frame, the
+     * device still running — as QEMU's virtio-net drops it. It was NEEDS_RESET: any peer could
+     * break the guest's NIC with one large datagram.
+     */
+    @Test
+    void aFrameTooBigForANonMergeableBufferIsDroppedAndTheBufferKept() throws Exception {
+        try (NetFixture n = new NetFixture(false)) {
+            n.bringUp(BASE);
+            n.postRx(1, 100);
+            long d = n.g.ramDigest();
+            n.fromWire(frame(MAC, PEER, 200, 0));
+            long deadline = System.nanoTime() + 10_000_000_000L;
+            while (n.net.rxTooBig() == 0) {
+                assertTrue(System.nanoTime() < deadline, "the frame is dropped as too big: " + n.stats());
+                Thread.sleep(1);
+            }
+            n.g.settle();
+            assertNull(n.rx.pollUsed(), "nothing used");
+            assertEquals(d, n.g.ramDigest(), "guest RAM unchanged");
+            assertEquals(0, n.g.status() & Virtio.STATUS_NEEDS_RESET, "the device is not broken");
+            byte[] f = frame(MAC, PEER, 80, 4);
+            n.fromWire(f);
+            DriverQueue.Used u = n.g.awaitUsed(n.rx);
+            assertEquals(NetHeader.SIZE + f.length, u.length(), "the next frame lands in the kept buffer");
+            byte[] got = n.g.readBytes(MmioGuest.data(1), (int) u.length());
+            assertArrayEquals(f, Arrays.copyOfRange(got, NetHeader.SIZE, got.length));
+            assertEquals(1L, n.stats().get("rx-too-big"));
+            assertEquals(1L, n.stats().get("rx-frames"));
+        }
+    }
+
+    /**
+     * With MRG_RXBUF a frame bigger than every buffer of a full ring can never be delivered: it is
+     * dropped (it would hold the receive path forever), the buffers kept for the next frame.
+     */
+    @Test
+    void aFrameBiggerThanAFullRingOfMergeableBuffersIsDropped() throws Exception {
+        try (NetFixture n = new NetFixture(false)) {
+            n.bringUp(BASE | MRG);
+            for (int k = 0; k < 16; k++) {
+                n.postRx(k, 64);
+            }
+            n.fromWire(frame(MAC, PEER, 2000, 0)); // 16 buffers of 64 bytes hold 1024
+            long deadline = System.nanoTime() + 10_000_000_000L;
+            while (n.net.rxTooBig() == 0) {
+                assertTrue(System.nanoTime() < deadline, "the frame is dropped as too big: " + n.stats());
+                Thread.sleep(1);
+            }
+            byte[] f = frame(MAC, PEER, 100, 2); // 112 bytes: two buffers
+            n.fromWire(f);
+            DriverQueue.Used a = n.g.awaitUsed(n.rx);
+            DriverQueue.Used b = n.g.awaitUsed(n.rx);
+            assertEquals(0, a.id(), "the ring's first buffer, kept");
+            assertEquals(1, b.id());
+            assertEquals(64 + 48, a.length() + b.length());
+            byte[] got = n.g.readBytes(MmioGuest.data(0), 64);
+            assertEquals(2, got[10] | got[11] << 8, "num_buffers");
+            assertEquals(0, n.g.status() & Virtio.STATUS_NEEDS_RESET, "the device is not broken");
+            assertEquals(1L, n.stats().get("rx-too-big"));
         }
     }
 

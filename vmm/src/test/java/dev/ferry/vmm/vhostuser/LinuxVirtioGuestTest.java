@@ -305,6 +305,83 @@ class LinuxVirtioGuestTest {
         }
     }
 
+    /** The guest init's frame_length with {@code ferry.mtu=mtu}: a DATA frame's (and its REPLY's) length. */
+    private static final int[] JUMBO = {1515, 1524, 1525, 1536, 2048, 3000, 4084, 4085, 4096, 4097, 6000, 8168, 8180,
+        8181, 8192, 9000, 9014};
+
+    private static int frameLength(long seq, int mtu) {
+        if (mtu > 0 && seq % 2 == 0) {
+            return Math.min(JUMBO[(int) ((seq / 2) % JUMBO.length)], mtu + 14);
+        }
+        return 60 + (int) ((seq * 97) % 1455);
+    }
+
+    /**
+     * MRG_RXBUF with a real driver: the guest raises eth0's MTU to 9000 (SIOCSIFMTU; without
+     * VIRTIO_NET_F_MTU Linux's virtio_net allows up to 65535) and every other frame it exchanges
+     * with the peer is one of 1515..9014 bytes, around the sizes of the driver's receive buffers.
+     * Linux's mergeable buffers hold 1536 bytes at least (1518 and the header, 64-byte aligned)
+     * and 4096 at most, or less than 8192 when the rest of a page fragment is added to one — they
+     * follow an average of the frame lengths seen — so a reply of more than 8180 bytes needs two
+     * buffers or more and one of 1524 or less never does; between the two it depends on the
+     * buffers the driver posted then. The back-end's count of replies that spanned buffers must lie
+     * between those two numbers, and every reply must come back intact and in order (the guest
+     * checks length, echo and payload byte by byte), every frame reach the peer in order.
+     */
+    @Test
+    void linuxVirtioNetCarriesJumboFramesAcrossMergeableReceiveBuffers() throws Exception {
+        int frames = 600;
+        int mtu = 9000;
+        byte[] mac = NetOptions.parseMac(MAC);
+        Path sock = dir.resolve("jumbo.sock");
+        try (TrafficPeer peer = TrafficPeer.udp(new InetSocketAddress("127.0.0.1", 0));
+             VhostUserBackend b = netBackEnd(peer, sock, new int[1]);
+             LinuxQemu q = qemu("jumbo", "ferry.mode=net ferry.frames=" + frames + " ferry.window=16 ferry.mtu=" + mtu,
+                     nic(sock))) {
+            dev.ferry.virtio.net.VirtioNet n = (dev.ferry.virtio.net.VirtioNet) b.model();
+            Map<String, Object> d = new HashMap<>();
+            try {
+                q.awaitSerial("FERRY-DONE", 240);
+            } finally {
+                n.describe(d);
+                System.out.printf("jumbo: peer %s; back-end %s %s%n", peer.report(), b.stats(), d);
+            }
+            assertTrue(acked(q.line("FERRY-FEATURES"), NET_F_MRG_RXBUF), "Linux takes mergeable RX buffers");
+            assertEquals(Integer.toString(mtu), q.line("FERRY-NET-MTU"), "eth0 took MTU " + mtu);
+            long surelyMany = 0;
+            long maybeMany = 0;
+            long largest = 0;
+            for (long seq = 1; seq <= frames; seq++) {
+                int len = frameLength(seq, mtu);
+                surelyMany += len > 8180 ? 1 : 0;
+                maybeMany += len > 1524 ? 1 : 0;
+                largest = Math.max(largest, len);
+            }
+            assertEquals(mtu + 14, largest, "the frames go up to the MTU");
+
+            TrafficPeer.FlowStats f = peer.flow(mac);
+            assertEquals(frames, f.received(), "the peer got every frame, the large ones too: " + peer.report());
+            assertEquals(frames, f.lastSeq(), "up to the last: " + peer.report());
+            assertEquals(0, f.lost(), "in order, none missing: " + f.gaps());
+            assertEquals(0, f.dupsOrReorders(), "no duplicate or reordered frame");
+            Map<String, String> got = fields(q.line("FERRY-NET "));
+            assertEquals(Long.toString(frames), got.get("replies"), "the guest got every reply: " + got);
+            assertEquals("0", got.get("bad"), "every reply intact (echo, length, payload byte by byte): " + got);
+            assertEquals("0", got.get("reorder"), "replies in order: " + got);
+            assertEquals("0", got.get("gaps"), "no reply missing: " + got);
+            // Only the peer's replies come to the guest (its own neighbour discovery goes out only).
+            assertEquals(frames, n.rxFrames(), "the back-end delivered the replies alone: " + d);
+            long many = n.rxMultiBufferFrames();
+            System.out.printf("jumbo: %d of %d replies spanned receive buffers (%d must, %d may); %d frames came"
+                    + " in more than one TX buffer%n", many, frames, surelyMany, maybeMany, n.txMultiBufferFrames());
+            assertTrue(surelyMany > 0 && many >= surelyMany && many <= maybeMany, "replies that spanned buffers: " + many
+                    + ", between " + surelyMany + " and " + maybeMany);
+            assertEquals(0, b.stats().refused(), "no request refused: " + b.stats().lastRefusal());
+            assertEquals(null, b.stats().lastDeviceError(), "no device error");
+            assertTrue(q.awaitExit(60), "the guest powered off");
+        }
+    }
+
     /**
      * The NIC with two queue pairs: {@code queues=2} on the netdev, {@code mq=on} on the device
      * (QEMU serves the control queue), still without MSI-X.
@@ -385,6 +462,178 @@ class LinuxVirtioGuestTest {
             assertEquals(0, b.stats().refused(), "no request refused: " + b.stats().lastRefusal());
             assertTrue(q.awaitExit(60), "the guest powered off");
         }
+    }
+
+    /** A two-pair {@link MultiQueueNet} back-end on {@code sock} (server), its own UDP port to the peer. */
+    private static VhostUserBackend mqBackEnd(TrafficPeer peer, Path sock) {
+        return VhostUserBackend.serveNet(new NetOptions(NetOptions.parseMac(MAC), 256, false),
+                new DgramBackend(new InetSocketAddress("127.0.0.1", 0), new InetSocketAddress("127.0.0.1", peer.port())),
+                BackendOptions.server(sock), 2);
+    }
+
+    /**
+     * Two queue pairs across a back-end restart: QEMU's chardev is a client with
+     * {@code reconnect=1}, Ferry's two-pair back-end the server. The guest runs one flow per pair
+     * (flow bytes 0 and 1); then the test closes that back-end and serves a new
+     * {@link MultiQueueNet} on the same socket path. QEMU takes the link down when the connection
+     * drops (the guest's carrier goes off: STATUS), reconnects within a second or so,
+     * negotiates again, enables each pair the driver had before starting it, starts every ring at
+     * its used index (it cannot ask the dead back-end for its vring bases) and takes the link up.
+     * The guest waits for the carrier to go off and on again, then runs a second round on both
+     * pairs with flow bytes 2 and 3. The new back-end's per-pair rx counts must be exactly the
+     * second round's replies, each flow reaches the peer in order without duplicates, and each
+     * gets every reply intact and in order.
+     */
+    @Test
+    void linuxVirtioNetUsesBothQueuePairsAgainAfterTheBackEndIsReplaced() throws Exception {
+        restart("netmq-restart", 200, false);
+    }
+
+    /**
+     * As above, but the back-end goes while the first round runs on both pairs (once the peer has
+     * a quarter of each flow). The new back-end resumes each tx ring at its used index: the peer
+     * gets the first round in order and nothing twice. Frames the guest sends while the link is
+     * down are lost, in one run per flow: those it kicked into the ring QEMU's own virtio-net takes
+     * off and drops (the chains between the first back-end's last and the second's
+     * SET_VRING_BASE, printed); the others never reach the ring (Linux's virtio_net stops its tx
+     * queues when the link goes down, and the qdisc is reset while the carrier is off). Replies in
+     * flight when the first back-end closes are lost with its socket. The guest gives an
+     * unanswered frame up after 3 s. The second round is exact, as above.
+     */
+    @Test
+    void linuxVirtioNetResumesBothQueuePairsWhenTheBackEndIsReplacedMidTraffic() throws Exception {
+        restart("netmq-midway", 400, true);
+    }
+
+    private void restart(String name, int frames, boolean midTraffic) throws Exception {
+        long[] perPair = {frames, frames * 3 / 2};
+        byte[] mac = NetOptions.parseMac(MAC);
+        Path sock = dir.resolve(name + ".sock");
+        String[] nic = {"-chardev", "socket,id=c0,path=" + sock + ",reconnect=1",
+            "-netdev", "vhost-user,id=n0,chardev=c0,queues=2",
+            "-device", "virtio-net-pci,netdev=n0,mac=" + MAC + ",romfile=,vectors=0,mq=on"};
+        try (TrafficPeer peer = TrafficPeer.udp(new InetSocketAddress("127.0.0.1", 0));
+             VhostUserBackend first = mqBackEnd(peer, sock);
+             LinuxQemu q = new LinuxQemu(dir, name, kernel.image(), initrd, "ferry.mode=netmq ferry.frames="
+                     + frames + " ferry.window=16 ferry.rounds=2" + (midTraffic ? " ferry.patience=3000" : ""),
+                     List.of(nic), null, 2)) {
+            MultiQueueNet m1 = (MultiQueueNet) first.model();
+            Map<String, Object> d1 = new HashMap<>();
+            try {
+                if (midTraffic) {
+                    await("a quarter of each flow at the peer", 240, () -> peer.flow(mac, 0).received() >= perPair[0] / 4
+                            && peer.flow(mac, 1).received() >= perPair[1] / 4, () -> peer.report() + "; serial "
+                            + tail(q));
+                } else {
+                    q.awaitSerial("FERRY-NETMQ-ROUND 1 done", 240);
+                }
+            } finally {
+                m1.describe(d1);
+                System.out.printf("%s, round 1: peer %s; back-end %s %s%n", name, peer.report(), first.stats(), d1);
+            }
+            assertEquals("tx=2 cpus=2", q.line("FERRY-NETMQ-QUEUES"), "Linux uses two queue pairs");
+            first.close();
+            long[] usedRx = {m1.rxFrames(0), m1.rxFrames(1)};
+            long[] sentTx = {m1.txFrames(0), m1.txFrames(1)};
+            long[] atClose = {peer.flow(mac, 0).lastSeq(), peer.flow(mac, 1).lastSeq()};
+            m1.describe(d1);
+            System.out.printf("%s: first back-end closed: %s; peer's last frames %d, %d%n", name, d1, atClose[0],
+                    atClose[1]);
+            if (midTraffic) {
+                assertTrue(!q.serialText().contains("FERRY-NETMQ-ROUND 1 done"), "the first round still ran");
+            } else {
+                for (int p = 0; p < 2; p++) {
+                    assertEquals(perPair[p], usedRx[p], "round 1: flow " + p + "'s replies on rx queue " + p + ": " + d1);
+                    assertEquals(perPair[p], peer.flow(mac, p).received(), "round 1: the peer got flow " + p);
+                }
+            }
+            try (VhostUserBackend second = mqBackEnd(peer, sock)) {
+                MultiQueueNet m2 = (MultiQueueNet) second.model();
+                Map<String, Object> d2 = new HashMap<>();
+                try {
+                    q.awaitSerial("FERRY-DONE", 240);
+                } finally {
+                    m2.describe(d2);
+                    System.out.printf("%s, round 2: peer %s; back-end %s %s; guest: %s%n", name, peer.report(),
+                            second.stats(), d2, q.serialText().lines().filter(l -> l.startsWith("FERRY-NETMQ ")
+                                    || l.startsWith("FERRY-NETMQ-R")).toList());
+                }
+                Map<String, String> relink = fields(q.line("FERRY-NETMQ-RELINK"));
+                assertTrue(relink.get("off-seen").equals("1") || Long.parseLong(relink.get("carrier-changes"))
+                        >= Long.parseLong(fields(q.line("FERRY-NETMQ-ROUND 1 done")).get("base")) + 2,
+                        "the guest saw its carrier go off and on: " + relink);
+                assertEquals(1, second.stats().connections(), "QEMU reconnected once");
+                for (int p = 0; p < 2; p++) {
+                    assertEquals((int) (usedRx[p] & 0xffff), second.stats().baseSet(2 * p),
+                            "QEMU resumed rx ring " + 2 * p + " at its used index (the first back-end's deliveries)");
+                    // The tx chains between the first back-end's last one and where the second
+                    // started: QEMU's own virtio-net took them while the link was down (a kick then
+                    // reaches QEMU, which drops the frames of a link that is down) — never sent.
+                    // Frames the guest sends once its driver has stopped its tx queues for the link
+                    // going down do not reach the ring at all.
+                    long takenByQemu = (second.stats().baseSet(2 * p + 1) - sentTx[p]) & 0xffff;
+                    if (midTraffic) {
+                        // Round 1 across the switch: in order, none twice; the frames missing at the
+                        // peer are one run, those sent while the link was down.
+                        TrafficPeer.FlowStats f = peer.flow(mac, p);
+                        System.out.printf("%s: pair %d: first back-end sent %d, QEMU took %d, second started at tx %d;"
+                                + " the peer had frame %d at the close; gaps %s%n", name, p, sentTx[p], takenByQemu,
+                                second.stats().baseSet(2 * p + 1), atClose[p], f.gaps());
+                        assertEquals(perPair[p], f.lastSeq(), "round 1: up to the last: " + peer.report());
+                        assertEquals(0, f.dupsOrReorders(), "round 1: none sent twice across the switch");
+                        assertEquals(perPair[p], f.received() + f.lost(), "round 1: every frame seen or counted lost");
+                        assertTrue(f.gaps().size() <= 1 && f.lost() <= 64, "round 1: frames lost in one run around the"
+                                + " switch, a few windows at most (QEMU dropped " + takenByQemu + "): " + f.gaps());
+                        Map<String, String> got = flowLine(q, p);
+                        assertEquals("0", got.get("bad"), "round 1: every reply that came is intact: " + got);
+                        assertEquals("0", got.get("reorder"), "round 1: replies in order: " + got);
+                        System.out.printf("%s: flow %d: %d of %d frames lost at the switch (QEMU dropped %d tx chains of"
+                                + " pair %d), %s replies unanswered%n", name, p, f.lost(), perPair[p], takenByQemu, p,
+                                got.get("unanswered"));
+                    } else {
+                        System.out.printf("%s: QEMU dropped %d tx chains of pair %d while the link was down%n", name,
+                                takenByQemu, p);
+                    }
+                    int flow = 2 + p;
+                    TrafficPeer.FlowStats f = peer.flow(mac, flow);
+                    assertEquals(perPair[p], f.received(), "the peer got every frame of flow " + flow + ": "
+                            + peer.report());
+                    assertEquals(perPair[p], f.lastSeq(), "up to the last: " + peer.report());
+                    assertEquals(0, f.lost(), "in order, none missing: " + f.gaps());
+                    assertEquals(0, f.dupsOrReorders(), "no duplicate or reordered frame of flow " + flow);
+                    if (midTraffic) {
+                        // The new back-end also delivered the first round's later replies.
+                        assertTrue(m2.rxFrames(p) >= perPair[p], "round 2 on rx queue " + p + ": " + d2);
+                    } else {
+                        assertEquals(perPair[p], m2.rxFrames(p), "round 2: flow " + flow + "'s replies went to rx queue "
+                                + p + " of the new back-end: " + d2);
+                    }
+                    assertEquals(perPair[p], driverRxDelta(q, p), "round 2: the driver took flow " + flow
+                            + "'s replies from rx queue " + p);
+                    assertTrue(m2.txFrames(p) >= perPair[p], "pair " + p + "'s tx queue carried flow " + flow + ": " + d2);
+                    Map<String, String> got = flowLine(q, flow);
+                    assertEquals("2", got.get("round"), "flow " + flow + " ran in round 2: " + got);
+                    assertEquals("-1", got.get("other-cpu"), "flow " + flow + " sent from CPU " + p + " only: " + got);
+                    assertEquals(Long.toString(f.repliesSent()), got.get("replies"), "flow " + flow + " got every reply: "
+                            + got);
+                    assertEquals("0", got.get("bad"), "every reply intact: " + got);
+                    assertEquals("0", got.get("reorder"), "replies in order: " + got);
+                    assertEquals("0", got.get("gaps"), "no reply missing: " + got);
+                }
+                assertEquals(0, m2.rxDropped(), "no received frame dropped: " + d2);
+                assertEquals(0, second.stats().refused(), "no request refused: " + second.stats().lastRefusal());
+                assertEquals(null, second.stats().lastDeviceError(), "no device error");
+                assertTrue(q.awaitExit(60), "the guest powered off");
+            }
+        }
+    }
+
+    /** How many frames the guest's driver took from rx queue {@code p} in the last round (its counter's last step). */
+    private static long driverRxDelta(LinuxQemu q, int p) throws IOException {
+        List<Long> v = q.serialText().lines().filter(l -> l.startsWith("FERRY-NETMQ-STAT rx_queue_" + p + "_packets="))
+                .map(l -> Long.parseLong(l.substring(l.indexOf('=') + 1).trim())).toList();
+        assertEquals(2, v.size(), "the driver's counters after each round");
+        return v.get(1) - v.get(0);
     }
 
     /** Waits up to {@code seconds} for {@code done}, failing with {@code what} and the state then. */

@@ -5,6 +5,7 @@
  * and reports on COM1, one "FERRY-..." line per result, then powers the VM off.
  *
  * Kernel command line: ferry.mode=blk | ferry.mode=net ferry.frames=N ferry.window=W ferry.patience=MS
+ *   [ferry.mtu=M]
  *
  * blk (the disk is 16 MiB; the offsets are LinuxVirtioGuestTest's):
  *   reads 512 KiB at 4 MiB that the host filled with pattern H, checks it, prints its FNV-1a;
@@ -14,13 +15,16 @@
  *   ferry.resize=1 then waits for the host to grow the disk (see grown()).
  * net: brings the first interface up and sends N sequence-numbered frames to the traffic peer
  *   over an AF_PACKET socket, at most W unanswered, checking every REPLY (order, echo, length,
- *   padding); prints the counts. What is unanswered after MS milliseconds (default 10000) is given
- *   up. N = 0: sends until the VM is stopped, printing the counts every 1000 replies (a migration
- *   test reads them from the destination's COM1).
+ *   padding); prints the counts. With ferry.mtu=M the interface gets MTU M first (SIOCSIFMTU)
+ *   and every other frame is a large one (JUMBO, up to M + 14 bytes). What is unanswered after MS
+ *   milliseconds (default 10000) is given up. N = 0: sends until the VM is stopped, printing the
+ *   counts every 1000 replies (a migration test reads them from the destination's COM1).
  * netmq (ferry.frames=N ferry.window=W per flow): one such flow per queue pair in use, each in a
  *   process pinned to its own CPU (XPS picks that CPU's tx queue) with flow byte = pair index;
  *   flow f sends N * (2 + f) / 2 frames; prints each flow's counts and the driver's per-queue
- *   counters (ethtool's), from which the test reads which queue carried which flow.
+ *   counters (ethtool's), from which the test reads which queue carried which flow. With
+ *   ferry.rounds=R each round after the first waits for the carrier to go off and on (the host
+ *   replaces the back-end) and its flows have flow bytes of their own (round r: r * pairs + pair).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -63,6 +67,7 @@
 #define ZERO_LEN (64 * 1024)
 
 #define ETHERTYPE 0x88b5
+#define MAX_FRAME (65535 + 14)
 #define MAGIC 0x46525259u
 #define DATA 1
 #define REPLY 2
@@ -300,8 +305,24 @@ static void grown(int fd, uint8_t *buf)
 
 /* ---- net ---- */
 
+/* ferry.mtu=M (net): eth0's MTU, set before it comes up; 0 leaves the kernel's 1500. */
+static long mtu;
+
+/*
+ * Even sequence numbers' lengths with ferry.mtu: around the receive buffers' sizes of Linux's
+ * virtio_net with MRG_RXBUF (at least 1536 bytes with the 12-byte header, at most 4096, or a
+ * little less than 8192 when a page fragment's rest is added) and up to a 9000 MTU's frame.
+ */
+static const int JUMBO[] = {1515, 1524, 1525, 1536, 2048, 3000, 4084, 4085, 4096, 4097, 6000,
+                            8168, 8180, 8181, 8192, 9000, 9014};
+
+/* The length of DATA frame `seq` (and of its REPLY): 60..1514, or with ferry.mtu every other one from JUMBO. */
 static int frame_length(uint64_t seq)
 {
+    if (mtu > 0 && seq % 2 == 0) {
+        int len = JUMBO[(seq / 2) % (sizeof JUMBO / sizeof JUMBO[0])];
+        return len > mtu + 14 ? (int)mtu + 14 : len;
+    }
     return 60 + (int)((seq * 97) % 1455);
 }
 
@@ -362,6 +383,16 @@ static int link_up(char *ifname, uint8_t *mac)
     strcpy(ifr.ifr_name, ifname);
     if (ioctl(ctl, SIOCGIFFLAGS, &ifr) != 0)
         fail("SIOCGIFFLAGS");
+    if (mtu > 0) {
+        ifr.ifr_mtu = (int)mtu;
+        if (ioctl(ctl, SIOCSIFMTU, &ifr) != 0)
+            fail("SIOCSIFMTU");
+        if (ioctl(ctl, SIOCGIFMTU, &ifr) != 0)
+            fail("SIOCGIFMTU");
+        printf("FERRY-NET-MTU %d\n", ifr.ifr_mtu);
+        if (ioctl(ctl, SIOCGIFFLAGS, &ifr) != 0)
+            fail("SIOCGIFFLAGS");
+    }
     ifr.ifr_flags |= IFF_UP;
     if (ioctl(ctl, SIOCSIFFLAGS, &ifr) != 0)
         fail("SIOCSIFFLAGS");
@@ -411,13 +442,13 @@ struct counts {
  * sequence numbers from 1, at most `window` unanswered, every REPLY of this flow checked (order,
  * echo, length, padding); replies of other flows are counted as other. What is unanswered after
  * `patience` ms is given up. `frames` == 0: until the VM is stopped, printing the counts every
- * 1000 replies. `cpu_seen` (or NULL) gets a CPU other than `flow` that a send ran on.
+ * 1000 replies. `cpu_seen` (or NULL) gets a CPU other than `cpu_wanted` that a send ran on.
  */
-static void exchange(int s, const uint8_t *mac, int flow, long frames, long window, long patience,
+static void exchange(int s, const uint8_t *mac, int flow, int cpu_wanted, long frames, long window, long patience,
                      struct counts *c, int *cpu_seen)
 {
     int forever = frames == 0;
-    uint8_t out[1514], in[2048];
+    static uint8_t out[MAX_FRAME], in[MAX_FRAME];
     uint64_t last_reply = 0;
     while (forever || c->replies + c->given_up < frames) {
         while ((forever || c->sent < frames) && c->sent - c->replies - c->given_up < window) {
@@ -439,7 +470,7 @@ static void exchange(int s, const uint8_t *mac, int flow, long frames, long wind
                 out[i] = pad_byte(seq, i);
             if (cpu_seen) {
                 int cpu = sched_getcpu();
-                if (cpu != flow)
+                if (cpu != cpu_wanted)
                     *cpu_seen = cpu;
             }
             if (send(s, out, len, 0) != len)
@@ -486,12 +517,17 @@ static void exchange(int s, const uint8_t *mac, int flow, long frames, long wind
 static void net(void)
 {
     long frames = option("ferry.frames=", 1000);
+    mtu = option("ferry.mtu=", 0);
+    if (mtu < 0 || mtu > 65535) {
+        errno = ERANGE;
+        fail("ferry.mtu: 0..65535");
+    }
     char ifname[IFNAMSIZ] = {0};
     uint8_t mac[6];
     int ifindex = link_up(ifname, mac);
     int s = packet_socket(ifindex);
     struct counts c = {0};
-    exchange(s, mac, 0, frames, option("ferry.window=", 16), option("ferry.patience=", 10000), &c, NULL);
+    exchange(s, mac, 0, -1, frames, option("ferry.window=", 16), option("ferry.patience=", 10000), &c, NULL);
     printf("FERRY-NET sent=%ld replies=%ld bad=%ld reorder=%ld gaps=%ld unanswered=%ld\n", c.sent, c.replies, c.bad,
            c.reorder, c.gaps, frames - c.replies);
     finish();
@@ -547,17 +583,18 @@ static void queue_stats(const char *ifname)
 }
 
 /*
- * One flow of netmq, in a process pinned to CPU `flow`: DATA frames with flow byte `flow` and
- * sequence numbers of their own, at most `window` unanswered; flow f sends N * (2 + f) / 2
- * frames, so that each queue's count names its flow. Its socket sees every reply (each flow's
- * socket gets a copy); the other flows' replies are skipped (counted as other).
+ * One flow of netmq, in a process pinned to CPU `pair` (XPS: that pair's tx queue): DATA frames
+ * with flow byte `flow` and sequence numbers of their own, at most `window` unanswered; the flow
+ * of pair p sends N * (2 + p) / 2 frames, so that each queue's count names its flow. Its socket
+ * sees every reply (each flow's socket gets a copy); the other flows' replies are skipped
+ * (counted as other).
  */
-static void mq_flow(int flow, int ifindex, const uint8_t *mac, int ready, int go)
+static void mq_flow(int pair, int flow, int round, int ifindex, const uint8_t *mac, int ready, int go)
 {
-    long frames = option("ferry.frames=", 1000) * (2 + flow) / 2;
+    long frames = option("ferry.frames=", 1000) * (2 + pair) / 2;
     cpu_set_t cpus;
     CPU_ZERO(&cpus);
-    CPU_SET(flow, &cpus);
+    CPU_SET(pair, &cpus);
     if (sched_setaffinity(0, sizeof cpus, &cpus) != 0)
         fail("sched_setaffinity");
     int s = packet_socket(ifindex);
@@ -566,17 +603,92 @@ static void mq_flow(int flow, int ifindex, const uint8_t *mac, int ready, int go
         fail("netmq start");
     struct counts c = {0};
     int cpu_seen = -1;
-    exchange(s, mac, flow, frames, option("ferry.window=", 16), option("ferry.patience=", 10000), &c, &cpu_seen);
+    exchange(s, mac, flow, pair, frames, option("ferry.window=", 16), option("ferry.patience=", 10000), &c, &cpu_seen);
     printf("FERRY-NETMQ flow=%d sent=%ld replies=%ld bad=%ld reorder=%ld gaps=%ld other=%ld unanswered=%ld"
-           " other-cpu=%d\n", flow, c.sent, c.replies, c.bad, c.reorder, c.gaps, c.other, frames - c.replies, cpu_seen);
+           " other-cpu=%d round=%d\n", flow, c.sent, c.replies, c.bad, c.reorder, c.gaps, c.other, frames - c.replies,
+           cpu_seen, round);
     fflush(stdout);
     _exit(0);
 }
 
+/* One round of netmq: one flow per pair (mq_flow), flow bytes from `first_flow`, all started at once. */
+static void mq_round(int flows, int first_flow, int round, int ifindex, const uint8_t *mac)
+{
+    int ready[2], go[2];
+    if (pipe(ready) != 0 || pipe(go) != 0)
+        fail("pipe");
+    pid_t kids[16];
+    for (int f = 0; f < flows; f++) {
+        kids[f] = fork();
+        if (kids[f] < 0)
+            fail("fork");
+        if (kids[f] == 0)
+            mq_flow(f, first_flow + f, round, ifindex, mac, ready[1], go[0]);
+        char c;
+        if (read(ready[0], &c, 1) != 1) /* its socket is bound before any flow sends */
+            fail("netmq flow ready");
+    }
+    char start[16] = {0};
+    if (write(go[1], start, flows) != flows)
+        fail("netmq go");
+    for (int f = 0; f < flows; f++) {
+        int status;
+        if (waitpid(kids[f], &status, 0) < 0)
+            fail("waitpid");
+    }
+    close(ready[0]);
+    close(ready[1]);
+    close(go[0]);
+    close(go[1]);
+}
+
+/* The interface's carrier changes so far (/sys/class/net/IF/carrier_changes). */
+static long carrier_changes(const char *ifname)
+{
+    char path[160], line[64];
+    snprintf(path, sizeof path, "/sys/class/net/%s/carrier_changes", ifname);
+    read_line(path, line, sizeof line);
+    return atol(line);
+}
+
+/*
+ * Between two rounds: the host replaces the back-end once this prints FERRY-NETMQ-ROUND (or
+ * while round `round` still runs); QEMU takes the link down when the old one goes and up when it
+ * has started the new one, and the driver (STATUS) turns the carrier off and on. Waits, within
+ * ferry.relink=S seconds (default 180), until the carrier changed at least 2 * round times since
+ * `base` (the count when the link first came up) and is on.
+ */
+static void await_relink(const char *ifname, int round, long base)
+{
+    char path[160], carrier[16] = "";
+    long now = carrier_changes(ifname);
+    printf("FERRY-NETMQ-ROUND %d done carrier-changes=%ld base=%ld\n", round, now, base);
+    fflush(stdout);
+    double deadline = seconds() + option("ferry.relink=", 180);
+    snprintf(path, sizeof path, "/sys/class/net/%s/carrier", ifname);
+    int off_seen = 0;
+    for (;;) {
+        now = carrier_changes(ifname);
+        read_line(path, carrier, sizeof carrier);
+        off_seen |= strcmp(carrier, "0") == 0;
+        if (now >= base + 2 * round && strcmp(carrier, "1") == 0)
+            break;
+        if (seconds() > deadline) {
+            errno = ETIMEDOUT;
+            printf("FERRY-NETMQ-RELINK carrier-changes=%ld carrier=%s\n", now, carrier);
+            fail("the link did not go down and come back up");
+        }
+        nap();
+    }
+    printf("FERRY-NETMQ-RELINK carrier-changes=%ld off-seen=%d\n", now, off_seen);
+    fflush(stdout);
+}
+
 /*
  * ferry.mode=netmq: the NIC's queue pairs in use (one per online CPU, at most the device's),
- * their XPS CPUs, then one flow per pair (mq_flow), then the driver's
- * per-queue counters.
+ * their XPS CPUs, then one flow per pair (mq_round), then the driver's per-queue counters. With
+ * ferry.rounds=R (1..8) the rounds after the first wait for the link to go down and up again
+ * (await_relink) and use flow bytes of their own (round r: r * pairs + pair, from 0).
  */
 static void netmq(void)
 {
@@ -599,29 +711,18 @@ static void netmq(void)
         errno = ERANGE;
         fail("netmq: 1..16 flows");
     }
-    int ready[2], go[2];
-    if (pipe(ready) != 0 || pipe(go) != 0)
-        fail("pipe");
-    pid_t kids[16];
-    for (int f = 0; f < flows; f++) {
-        kids[f] = fork();
-        if (kids[f] < 0)
-            fail("fork");
-        if (kids[f] == 0)
-            mq_flow(f, ifindex, mac, ready[1], go[0]);
-        char c;
-        if (read(ready[0], &c, 1) != 1) /* its socket is bound before any flow sends */
-            fail("netmq flow ready");
+    long base = carrier_changes(ifname);
+    long rounds = option("ferry.rounds=", 1);
+    if (rounds < 1 || rounds > 8) {
+        errno = ERANGE;
+        fail("ferry.rounds: 1..8");
     }
-    char start[16] = {0};
-    if (write(go[1], start, flows) != flows)
-        fail("netmq go");
-    for (int f = 0; f < flows; f++) {
-        int status;
-        if (waitpid(kids[f], &status, 0) < 0)
-            fail("waitpid");
+    for (int r = 0; r < rounds; r++) {
+        if (r > 0)
+            await_relink(ifname, r, base);
+        mq_round(flows, r * flows, r + 1, ifindex, mac);
+        queue_stats(ifname);
     }
-    queue_stats(ifname);
     finish();
 }
 
