@@ -60,6 +60,7 @@ public final class MultiQueueNet extends NetDeviceModel {
     /** The most pairs (the unpublished-rx mask is an int). */
     public static final int MAX_PAIRS = 16;
     private static final int RX_BURST = 64;
+    private final boolean guestAnnounce;
     private final int pairs;
     private final int queueSize;
     private final long[] flowKeys = new long[FLOWS];
@@ -81,7 +82,17 @@ public final class MultiQueueNet extends NetDeviceModel {
 
     /** Owns {@code backend} from here on. */
     public MultiQueueNet(String id, int pairs, int queueSize, NetBackend backend) {
+        this(id, pairs, queueSize, backend, false);
+    }
+
+    /**
+     * @param guestAnnounce offer GUEST_ANNOUNCE (as DPDK's vhost library does): the front-end may
+     *                      then have the guest announce itself after a migration instead of asking
+     *                      for SEND_RARP
+     */
+    public MultiQueueNet(String id, int pairs, int queueSize, NetBackend backend, boolean guestAnnounce) {
         super(id, checkPairs(id, pairs, backend));
+        this.guestAnnounce = guestAnnounce;
         this.pairs = pairs;
         this.queueSize = queueSize;
         this.txFrames = new AtomicLong[pairs];
@@ -113,7 +124,8 @@ public final class MultiQueueNet extends NetDeviceModel {
 
     @Override
     public long features() {
-        return pairs > 1 ? 1L << F_MQ : 0;
+        long f = guestAnnounce ? 1L << dev.ferry.virtio.net.VirtioNet.F_GUEST_ANNOUNCE : 0;
+        return pairs > 1 ? f | 1L << F_MQ : f;
     }
 
     @Override

@@ -141,7 +141,8 @@ public final class VhostUserBackend implements AutoCloseable {
         if (pairs == 1) {
             return serveNet(options, net, backend);
         }
-        return serve("vhost-user-net", new MultiQueueNet("vhost-user-net", pairs, options.queueSize(), net), backend);
+        return serve("vhost-user-net", new MultiQueueNet("vhost-user-net", pairs, options.queueSize(), net,
+                options.guestAnnounce()), backend);
     }
 
     /** The network back-end of a net model (frames for SEND_RARP), or null for any other device. */

@@ -67,6 +67,11 @@ public final class VhostUserServeCommand implements Callable<Integer> {
             description = "the largest ring a front-end may set up, a power of two up to 1024 (default ${DEFAULT-VALUE})")
     int queueSize;
 
+    @Option(names = "--no-guest-announce", description = "--net: do not offer GUEST_ANNOUNCE (offered by default, as"
+            + " DPDK does: a front-end may then have the guest announce itself after a migration; without it the"
+            + " front-end asks this back-end for SEND_RARP)")
+    boolean noGuestAnnounce;
+
     @Option(names = "--fault", paramLabel = "NAME",
             description = "TEST AID for the vendor check: commit a fault — log-omit (data writes left out of the dirty"
                     + " log), wrong-vring-base (GET_VRING_BASE answers a wrong index), write-after-disable (a disabled"
@@ -134,7 +139,7 @@ public final class VhostUserServeCommand implements Callable<Integer> {
                     throw new IllegalArgumentException("--queues " + queues + ": a net back-end serves 1..8 queue pairs");
                 }
                 NetBackend net = netBackend(netdev, local);
-                backend = VhostUserBackend.serveNet(new NetOptions(NetOptions.parseMac(mac), queueSize, false), net, options,
+                backend = VhostUserBackend.serveNet(new NetOptions(NetOptions.parseMac(mac), queueSize, !noGuestAnnounce), net, options,
                         queues);
                 what = String.format("vhost-user-net %s on %s%s%s", mac, net.describe(),
                         queues > 1 ? ", " + queues + " queue pairs" : "", faults.isEmpty() ? "" : " (FAULTS " + faults + ")");

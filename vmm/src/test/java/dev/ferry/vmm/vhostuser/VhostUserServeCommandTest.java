@@ -85,6 +85,8 @@ class VhostUserServeCommandTest {
                 String line = awaitLine(p, "net.log");
                 assertTrue(line.contains("vhost-user-net 52:54:00:aa:bb:cc on dgram 127.0.0.1:"), line);
                 try (BackendConnection c = BackendConnection.connect(sock, "test", 5_000)) {
+                    assertTrue(VhostUser.has(c.getU64(VhostUser.GET_FEATURES), dev.ferry.virtio.net.VirtioNet.F_GUEST_ANNOUNCE),
+                            "GUEST_ANNOUNCE offered by default, as DPDK does");
                     long pf = c.getU64(VhostUser.GET_PROTOCOL_FEATURES);
                     assertTrue(VhostUser.has(pf, VhostUser.PF_RARP));
                     c.request(VhostUser.SET_PROTOCOL_FEATURES, Payloads.u64(pf));
