@@ -43,14 +43,18 @@ import java.util.concurrent.atomic.AtomicLong;
  *
  * <h2>Frames</h2>
  * On the back-end's event loop only. TX: each available chain's header and frame are copied into
- * a native buffer and sent. RX: a frame is read into a native buffer and written into one chain
- * of its pair's rx queue (MRG_RXBUF is not offered: one chain holds a frame); when that queue has
- * no buffer the frame waits and the back-end's fd is unwatched until that queue is kicked. Each rx
+ * a native buffer and sent. RX: a frame is read into a native buffer and written into its pair's
+ * rx queue: into one chain, or with MRG_RXBUF negotiated into as many chains as it needs, their
+ * count in the header's {@code num_buffers} (the built-in device's rule); when that queue has too
+ * few buffers the frame waits (the chains it popped go back) and the back-end's fd is unwatched
+ * until that queue is kicked. Each rx
  * queue a burst wrote to is published once, with one interrupt, at the burst's end. A TX
  * chain without the header or above {@link NetBackend#MAX_FRAME}: NEEDS_RESET. A received frame
- * bigger than the next rx chain (Linux posts 1518-byte buffers without MRG_RXBUF; a guest with a
- * larger MTU gets larger frames) is the network's doing, not the driver's: it is dropped and
- * counted ({@link #rxTooBig}), the chain kept for the next frame, as QEMU's virtio-net drops it.
+ * bigger than the next rx chain without MRG_RXBUF (Linux then posts 1518-byte buffers; a guest
+ * with a larger MTU gets larger frames), or bigger than a whole ring of chains with it, is the
+ * network's doing, not the driver's: it is dropped and counted ({@link #rxTooBig}), the chains
+ * kept for the next frame, as QEMU's virtio-net drops it. A first chain shorter than the header,
+ * or one with no device-writable bytes, is a device error.
  * Every write to guest memory goes through {@link DeviceMemory} (logged).
  */
 public final class MultiQueueNet extends NetDeviceModel {
@@ -69,6 +73,9 @@ public final class MultiQueueNet extends NetDeviceModel {
     private final AtomicLong[] rxFrames;
     private final AtomicLong rxDropped = new AtomicLong();
     private final AtomicLong rxTooBig = new AtomicLong();
+    private final AtomicLong rxMultiBuffer = new AtomicLong();
+    /** The chains one frame takes (reused: no allocation per frame); a frame needs at most a ring's worth. */
+    private final DescriptorChain[] rxChains = new DescriptorChain[1024];
     private final AtomicLong txDropped = new AtomicLong();
 
     // Loop-thread state.
@@ -124,7 +131,8 @@ public final class MultiQueueNet extends NetDeviceModel {
 
     @Override
     public long features() {
-        long f = guestAnnounce ? 1L << dev.ferry.virtio.net.VirtioNet.F_GUEST_ANNOUNCE : 0;
+        long f = 1L << dev.ferry.virtio.net.VirtioNet.F_MRG_RXBUF
+                | (guestAnnounce ? 1L << dev.ferry.virtio.net.VirtioNet.F_GUEST_ANNOUNCE : 0);
         return pairs > 1 ? f | 1L << F_MQ : f;
     }
 
@@ -422,43 +430,63 @@ public final class MultiQueueNet extends NetDeviceModel {
             vq = ctx.queue(q);
         }
         int len = rxPending;
-        DescriptorChain c;
+        boolean mergeable = dev.ferry.virtio.Virtio.has(ctx.features(), dev.ferry.virtio.net.VirtioNet.F_MRG_RXBUF);
+        int n = 0;
+        long room = 0;
+        boolean retried = false;
         try {
-            c = vq.pop();
+            while (room < len) {
+                DescriptorChain c = vq.pop();
+                if (c == null && !retried && vq.setNotificationEnabled(true)) {
+                    retried = true;
+                    c = vq.pop(); // buffers came while the kick was off: take them now, no kick will come
+                }
+                if (c == null) {
+                    vq.rewind(n);
+                    return false; // the driver's next kick of this rx queue delivers it
+                }
+                rxChains[n++] = c;
+                long w = c.writableBytes();
+                if (w == 0 || n == 1 && w < NetHeader.SIZE) {
+                    vq.rewind(n);
+                    rxPending = 0;
+                    ctx.deviceError("queue " + q + ": RX chain head " + c.head() + " has " + w
+                            + " device-writable bytes; the first chain must hold the " + NetHeader.SIZE + "-byte header");
+                    return null;
+                }
+                room += w;
+                if (room < len && (!mergeable || n >= vq.size() || n == rxChains.length)) {
+                    vq.rewind(n);
+                    rxPending = 0;
+                    if (rxTooBig.getAndIncrement() == 0) {
+                        LOG.info("{}: dropped a received frame of {} bytes with its header: {} RX chain(s) on queue {}"
+                                + " hold {}{}; later ones are only counted (rx-too-big)", id, len, n, q, room,
+                                mergeable ? "" : " (MRG_RXBUF not negotiated)");
+                    }
+                    return false;
+                }
+            }
         } catch (VirtqueueError e) {
             rxPending = 0;
             ctx.deviceError("queue " + q + ": " + e.getMessage());
             return null;
         }
-        if (c == null && vq.setNotificationEnabled(true)) {
-            try {
-                c = vq.pop(); // buffers came while the kick was off: take them now, no kick will come
-            } catch (VirtqueueError e) {
-                rxPending = 0;
-                ctx.deviceError("queue " + q + ": " + e.getMessage());
-                return null;
-            }
-        }
-        if (c == null) {
-            return false; // the driver's next kick of this rx queue delivers it
-        }
-        if (c.writableBytes() < len) {
-            vq.rewind(1);
-            rxPending = 0;
-            if (rxTooBig.getAndIncrement() == 0) {
-                LOG.info("{}: dropped a received frame of {} bytes with its header: RX chain head {} on queue {} holds"
-                        + " {} (MRG_RXBUF is not offered); later ones are only counted (rx-too-big)", id, len, c.head(),
-                        q, c.writableBytes());
-            }
-            return false;
-        }
-        NetHeader.setNumBuffers(rxBuf, 1);
+        NetHeader.setNumBuffers(rxBuf, n);
         DeviceMemory m = ctx.memory();
-        long moved = c.writer().transferFrom(len, (gpa, piece, done) -> {
-            m.copyFromNative(rxBuf + done, gpa, piece);
-            return piece;
-        });
-        vq.push(c, moved);
+        long off = 0;
+        for (int i = 0; i < n; i++) {
+            long base = off;
+            long moved = rxChains[i].writer().transferFrom(len - off, (gpa, piece, done) -> {
+                m.copyFromNative(rxBuf + base + done, gpa, piece);
+                return piece;
+            });
+            off += moved;
+            vq.push(rxChains[i], moved);
+            rxChains[i] = null;
+        }
+        if (n > 1) {
+            rxMultiBuffer.incrementAndGet();
+        }
         unpublished |= 1 << rxPendingPair;
         rxFrames[rxPendingPair].incrementAndGet();
         rxPending = 0;
@@ -495,6 +523,11 @@ public final class MultiQueueNet extends NetDeviceModel {
         return rxTooBig.get();
     }
 
+    /** Received frames written into more than one RX chain (MRG_RXBUF, num_buffers above 1). */
+    public long rxMultiBuffer() {
+        return rxMultiBuffer.get();
+    }
+
     public long txFrames(int pair) {
         return txFrames[pair].get();
     }
@@ -519,6 +552,7 @@ public final class MultiQueueNet extends NetDeviceModel {
         d.put("tx-dropped", txDropped.get());
         d.put("rx-dropped", rxDropped.get());
         d.put("rx-too-big", rxTooBig.get());
+        d.put("rx-multi-buffer", rxMultiBuffer.get());
         into.put("virtio-net", d);
     }
 

@@ -81,8 +81,13 @@ final class BlkTestFrontend implements AutoCloseable {
 
     /** GET/SET features and protocol features (everything offered but LOG_ALL), SET_OWNER, the memory table. */
     BlkTestFrontend negotiate() throws VhostUserException {
+        return negotiateWithout(0);
+    }
+
+    /** As {@link #negotiate()}, declining the features in {@code declined} too. */
+    BlkTestFrontend negotiateWithout(long declined) throws VhostUserException {
         long offered = conn.getU64(VhostUser.GET_FEATURES);
-        features = offered & ~VhostUser.bit(VhostUser.F_LOG_ALL);
+        features = offered & ~VhostUser.bit(VhostUser.F_LOG_ALL) & ~declined;
         protocol = conn.getU64(VhostUser.GET_PROTOCOL_FEATURES);
         conn.request(VhostUser.SET_PROTOCOL_FEATURES, Payloads.u64(protocol));
         conn.replyAck(VhostUser.has(protocol, VhostUser.PF_REPLY_ACK));
