@@ -1,16 +1,16 @@
 package dev.ferry.vhostuser.backend;
 
+import dev.ferry.core.testing.QemuProcess;
+
 import java.io.IOException;
 import java.net.StandardProtocolFamily;
 import java.net.UnixDomainSocketAddress;
 import java.nio.ByteBuffer;
 import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.TimeUnit;
 
 /**
  * One QEMU 7.2 process as a vhost-user front-end for the back-end's interop tests: a memfd-backed
@@ -18,10 +18,9 @@ import java.util.concurrent.TimeUnit;
  * back-end's socket as the boot disk, and a QMP socket. Killed at {@link #close}.
  */
 final class QemuGuest implements AutoCloseable {
-    static final String BINARY = "qemu-system-x86_64";
-    final Path serial;
+    static final String BINARY = QemuProcess.BINARY;
     final Path qmp;
-    private final Process process;
+    private final QemuProcess process;
     private SocketChannel qmpChannel;
 
     QemuGuest(Path dir, String name, Path vhostSocket, String... extra) throws IOException {
@@ -35,47 +34,29 @@ final class QemuGuest implements AutoCloseable {
 
     private QemuGuest(Path dir, String name, Path vhostSocket, String chardevOptions, List<String> extra)
             throws IOException {
-        this.serial = dir.resolve(name + ".serial");
         this.qmp = dir.resolve(name + ".qmp");
         List<String> cmd = new ArrayList<>(List.of(BINARY,
                 "-machine", "pc,accel=tcg,memory-backend=mem0", "-m", "128M",
                 "-object", "memory-backend-memfd,id=mem0,size=128M,share=on",
-                "-nodefaults", "-display", "none", "-serial", "file:" + serial,
+                "-nodefaults", "-display", "none", "-serial", "file:" + QemuProcess.serial(dir, name),
                 "-chardev", "socket,id=c0,path=" + vhostSocket + chardevOptions,
                 "-device", "vhost-user-blk-pci,chardev=c0,bootindex=0",
                 "-qmp", "unix:" + qmp + ",server=on,wait=off"));
         cmd.addAll(extra);
-        this.process = new ProcessBuilder(cmd).redirectErrorStream(true)
-                .redirectOutput(dir.resolve(name + ".log").toFile()).start();
+        this.process = QemuProcess.start(dir, name, cmd);
     }
 
     static boolean installed() {
-        try {
-            Process p = new ProcessBuilder(BINARY, "--version").redirectErrorStream(true).start();
-            p.getInputStream().readAllBytes();
-            return p.waitFor(10, TimeUnit.SECONDS) && p.exitValue() == 0;
-        } catch (IOException | InterruptedException e) {
-            return false;
-        }
+        return QemuProcess.installed(BINARY);
     }
 
     String serialText() throws IOException {
-        return Files.exists(serial) ? Files.readString(serial, StandardCharsets.ISO_8859_1) : "";
+        return process.serialText();
     }
 
     /** Waits up to {@code seconds} for {@code marker} on COM1; fails naming what came instead. */
     void awaitSerial(String marker, int seconds) throws Exception {
-        long deadline = System.nanoTime() + seconds * 1_000_000_000L;
-        while (!serialText().contains(marker)) {
-            if (!process.isAlive()) {
-                throw new AssertionError("QEMU exited (" + process.exitValue() + ") before printing " + marker
-                        + "; serial: " + serialText());
-            }
-            if (System.nanoTime() > deadline) {
-                throw new AssertionError("no " + marker + " on COM1 within " + seconds + " s; serial: " + serialText());
-            }
-            Thread.sleep(50);
-        }
+        process.awaitSerial(marker, null, seconds);
     }
 
     /** Sends one QMP command (negotiating capabilities first) and returns the reply line. */
@@ -130,16 +111,12 @@ final class QemuGuest implements AutoCloseable {
 
     @Override
     public void close() throws IOException {
-        if (qmpChannel != null) {
-            qmpChannel.close();
-        }
-        process.destroy();
         try {
-            if (!process.waitFor(5, TimeUnit.SECONDS)) {
-                process.destroyForcibly().waitFor(5, TimeUnit.SECONDS);
+            if (qmpChannel != null) {
+                qmpChannel.close();
             }
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
+        } finally {
+            process.close();
         }
     }
 }

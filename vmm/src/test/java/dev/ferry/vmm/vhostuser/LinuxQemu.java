@@ -1,12 +1,11 @@
 package dev.ferry.vmm.vhostuser;
 
+import dev.ferry.core.testing.QemuProcess;
+
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.TimeUnit;
 
 /**
  * One QEMU process running a Linux guest under TCG for the vhost-user interop tests: a memfd
@@ -16,12 +15,10 @@ import java.util.concurrent.TimeUnit;
  * {@link #close} in any case.
  */
 final class LinuxQemu implements AutoCloseable {
-    static final String BINARY = "qemu-system-x86_64";
+    static final String BINARY = QemuProcess.BINARY;
     static final int RAM_MIB = 256;
-    final Path serial;
-    final Path log;
     private final Path qmp;
-    private final Process process;
+    private final QemuProcess process;
     private dev.ferry.vmm.qmp.QmpClient qmpClient;
 
     LinuxQemu(Path dir, String name, Path kernel, Path initrd, String append, List<String> devices) throws IOException {
@@ -40,37 +37,29 @@ final class LinuxQemu implements AutoCloseable {
      */
     LinuxQemu(Path dir, String name, Path kernel, Path initrd, String append, List<String> devices, Path ramFile,
               int cpus) throws IOException {
-        this.serial = dir.resolve(name + ".serial");
-        this.log = dir.resolve(name + ".log");
         this.qmp = dir.resolve(name + ".qmp");
         List<String> cmd = new ArrayList<>(List.of(BINARY,
                 "-machine", "pc,accel=tcg,memory-backend=mem0", "-m", RAM_MIB + "M", "-smp", Integer.toString(cpus),
                 "-object", ramFile == null ? "memory-backend-memfd,id=mem0,size=" + RAM_MIB + "M,share=on"
                         : "memory-backend-file,id=mem0,size=" + RAM_MIB + "M,share=on,mem-path=" + ramFile,
-                "-nodefaults", "-display", "none", "-no-reboot", "-serial", "file:" + serial,
+                "-nodefaults", "-display", "none", "-no-reboot", "-serial", "file:" + QemuProcess.serial(dir, name),
                 "-kernel", kernel.toString(), "-initrd", initrd.toString(),
                 "-append", "console=ttyS0 panic=-1 loglevel=4 " + append,
                 "-qmp", "unix:" + qmp + ",server=on,wait=off"));
         cmd.addAll(devices);
-        this.process = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
+        this.process = QemuProcess.start(dir, name, cmd);
     }
 
     static boolean installed(String binary) {
-        try {
-            Process p = new ProcessBuilder(binary, "--version").redirectErrorStream(true).start();
-            p.getInputStream().readAllBytes();
-            return p.waitFor(10, TimeUnit.SECONDS) && p.exitValue() == 0;
-        } catch (IOException | InterruptedException e) {
-            return false;
-        }
+        return QemuProcess.installed(binary);
     }
 
     String serialText() throws IOException {
-        return Files.exists(serial) ? Files.readString(serial, StandardCharsets.ISO_8859_1) : "";
+        return process.serialText();
     }
 
     String logText() throws IOException {
-        return Files.exists(log) ? Files.readString(log, StandardCharsets.ISO_8859_1) : "";
+        return process.logText();
     }
 
     /**
@@ -78,25 +67,7 @@ final class LinuxQemu implements AutoCloseable {
      * fails with the serial output and QEMU's own log.
      */
     void awaitSerial(String marker, int seconds) throws Exception {
-        long deadline = System.nanoTime() + seconds * 1_000_000_000L;
-        while (true) {
-            String text = serialText();
-            if (text.contains(marker)) {
-                return;
-            }
-            if (text.contains("FERRY-FAIL")) {
-                throw new AssertionError("the guest failed before " + marker + "; serial:\n" + text);
-            }
-            if (!process.isAlive() && !serialText().contains(marker)) {
-                throw new AssertionError("QEMU exited (" + process.exitValue() + ") before " + marker + "; serial:\n"
-                        + serialText() + "\nQEMU: " + logText());
-            }
-            if (System.nanoTime() > deadline) {
-                throw new AssertionError("no " + marker + " on COM1 within " + seconds + " s; serial:\n" + text
-                        + "\nQEMU: " + logText());
-            }
-            Thread.sleep(50);
-        }
+        process.awaitSerial(marker, "FERRY-FAIL", seconds);
     }
 
     /** The first serial line that starts with {@code prefix} (without it), or fails naming the output. */
@@ -137,7 +108,7 @@ final class LinuxQemu implements AutoCloseable {
 
     /** Waits up to {@code seconds} for QEMU to exit by itself (the guest powered off). */
     boolean awaitExit(int seconds) throws InterruptedException {
-        return process.waitFor(seconds, TimeUnit.SECONDS);
+        return process.awaitExit(seconds);
     }
 
     @Override
@@ -147,15 +118,7 @@ final class LinuxQemu implements AutoCloseable {
                 qmpClient.close();
             }
         } finally {
-            process.destroy();
-            try {
-                if (!process.waitFor(10, TimeUnit.SECONDS)) {
-                    process.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
-                }
-            } catch (InterruptedException e) {
-                process.destroyForcibly();
-                Thread.currentThread().interrupt();
-            }
+            process.close();
         }
     }
 }
