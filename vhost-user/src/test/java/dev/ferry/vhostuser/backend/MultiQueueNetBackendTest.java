@@ -198,7 +198,7 @@ class MultiQueueNetBackendTest {
      * A frame of the guest's that is not Ferry's traffic (here an IPv6 neighbour solicitation,
      * which Linux sends from whichever CPU on that CPU's pair) is a flow of its own, not traffic
      * flow 0: before, it moved flow 0's replies to its pair. Seen with Linux and two pairs under
-     * QEMU (LinuxVirtioGuestTest): 15 of flow 0's 300 replies arrived on rx queue 1.
+     * QEMU (LinuxVirtioNetMqTest): 15 of flow 0's 300 replies arrived on rx queue 1.
      */
     @Test
     void aGuestFrameOfAnotherProtocolDoesNotMoveTrafficFlowZero() throws Exception {

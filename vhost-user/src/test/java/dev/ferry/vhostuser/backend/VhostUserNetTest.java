@@ -126,7 +126,7 @@ class VhostUserNetTest {
      * features — before it starts the back-end, so before SET_FEATURES — and not again once the
      * rings are set up: the back-end keeps the flag and serves the rings when they start. (It
      * refused the early enable, left the rings disabled, and a Linux guest's frames never left:
-     * {@code LinuxVirtioGuestTest} in the vmm module.) The requests go without REPLY_ACK, as
+     * {@code LinuxVirtioNetTest} in the vmm module.) The requests go without REPLY_ACK, as
      * QEMU sends them.
      */
     @Test

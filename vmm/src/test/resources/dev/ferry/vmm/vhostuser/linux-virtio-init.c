@@ -1,5 +1,5 @@
 /*
- * /init of the Linux guest that LinuxVirtioGuestTest runs under QEMU with vhost-user devices
+ * /init of the Linux guest that the LinuxGuestTest classes run under QEMU with vhost-user devices
  * served by Ferry's back-end. Static; it loads the virtio modules listed in /modules/order (in
  * that order, with finit_module), then drives the kernel's own virtio_blk or virtio_net driver
  * and reports on COM1, one "FERRY-..." line per result, then powers the VM off.
@@ -7,7 +7,7 @@
  * Kernel command line: ferry.mode=blk | ferry.mode=net ferry.frames=N ferry.window=W ferry.patience=MS
  *   [ferry.mtu=M]
  *
- * blk (the disk is 16 MiB; the offsets are LinuxVirtioGuestTest's):
+ * blk (the disk is 16 MiB; the offsets are LinuxVirtioBlkTest's):
  *   reads 512 KiB at 4 MiB that the host filled with pattern H, checks it, prints its FNV-1a;
  *   writes pattern G over 256 KiB at 1 MiB in one request and over 8 single sectors from 8 MiB,
  *   fsync (a FLUSH), reads both back; discards 1 MiB at 12 MiB (BLKDISCARD) and zeroes 64 KiB at
