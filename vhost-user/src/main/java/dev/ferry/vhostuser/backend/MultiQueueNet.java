@@ -14,6 +14,7 @@ import dev.ferry.virtio.net.NetBackend;
 import dev.ferry.virtio.net.NetBackendException;
 import dev.ferry.virtio.net.NetDeviceModel;
 import dev.ferry.virtio.net.NetHeader;
+import dev.ferry.virtio.net.RxPlacement;
 import dev.ferry.virtio.queue.DescriptorChain;
 import dev.ferry.virtio.queue.SplitVirtqueue;
 import dev.ferry.virtio.queue.VirtqueueError;
@@ -74,8 +75,7 @@ public final class MultiQueueNet extends NetDeviceModel {
     private final AtomicLong rxDropped = new AtomicLong();
     private final AtomicLong rxTooBig = new AtomicLong();
     private final AtomicLong rxMultiBuffer = new AtomicLong();
-    /** The chains one frame takes (reused: no allocation per frame); a frame needs at most a ring's worth. */
-    private final DescriptorChain[] rxChains = new DescriptorChain[1024];
+    private final RxPlacement placement = new RxPlacement();
     private final AtomicLong txDropped = new AtomicLong();
 
     // Loop-thread state.
@@ -431,65 +431,34 @@ public final class MultiQueueNet extends NetDeviceModel {
         }
         int len = rxPending;
         boolean mergeable = dev.ferry.virtio.Virtio.has(ctx.features(), dev.ferry.virtio.net.VirtioNet.F_MRG_RXBUF);
-        int n = 0;
-        long room = 0;
-        boolean retried = false;
+        RxPlacement.Outcome o;
         try {
-            while (room < len) {
-                DescriptorChain c = vq.pop();
-                if (c == null && !retried && vq.setNotificationEnabled(true)) {
-                    retried = true;
-                    c = vq.pop(); // buffers came while the kick was off: take them now, no kick will come
-                }
-                if (c == null) {
-                    vq.rewind(n);
-                    return false; // the driver's next kick of this rx queue delivers it
-                }
-                rxChains[n++] = c;
-                long w = c.writableBytes();
-                if (w == 0 || n == 1 && w < NetHeader.SIZE) {
-                    vq.rewind(n);
-                    rxPending = 0;
-                    ctx.deviceError("queue " + q + ": RX chain head " + c.head() + " has " + w
-                            + " device-writable bytes; the first chain must hold the " + NetHeader.SIZE + "-byte header");
-                    return null;
-                }
-                room += w;
-                if (room < len && (!mergeable || n >= vq.size() || n == rxChains.length)) {
-                    vq.rewind(n);
-                    rxPending = 0;
-                    if (rxTooBig.getAndIncrement() == 0) {
-                        LOG.info("{}: dropped a received frame of {} bytes with its header: {} RX chain(s) on queue {}"
-                                + " hold {}{}; later ones are only counted (rx-too-big)", id, len, n, q, room,
-                                mergeable ? "" : " (MRG_RXBUF not negotiated)");
-                    }
-                    return false;
-                }
+            o = placement.place(vq, ctx.memory(), rxBuf, len, mergeable);
+            if (o == RxPlacement.Outcome.WAIT && vq.setNotificationEnabled(true)) {
+                // Buffers came while the kick was off: take them now, no kick will come.
+                o = placement.place(vq, ctx.memory(), rxBuf, len, mergeable);
             }
         } catch (VirtqueueError e) {
             rxPending = 0;
             ctx.deviceError("queue " + q + ": " + e.getMessage());
             return null;
         }
-        NetHeader.setNumBuffers(rxBuf, n);
-        DeviceMemory m = ctx.memory();
-        long off = 0;
-        for (int i = 0; i < n; i++) {
-            long base = off;
-            long moved = rxChains[i].writer().transferFrom(len - off, (gpa, piece, done) -> {
-                m.copyFromNative(rxBuf + base + done, gpa, piece);
-                return piece;
-            });
-            off += moved;
-            vq.push(rxChains[i], moved);
-            rxChains[i] = null;
+        if (o == RxPlacement.Outcome.WAIT) {
+            return false; // the driver's next kick of this rx queue delivers it
         }
-        if (n > 1) {
+        rxPending = 0;
+        if (o == RxPlacement.Outcome.TOO_BIG) {
+            if (rxTooBig.getAndIncrement() == 0) {
+                LOG.info("{}: dropped a received frame of {} bytes with its header on queue {}: {}; later ones are only"
+                        + " counted (rx-too-big)", id, len, q, placement.tooBigReason());
+            }
+            return false;
+        }
+        if (placement.chainsUsed() > 1) {
             rxMultiBuffer.incrementAndGet();
         }
         unpublished |= 1 << rxPendingPair;
         rxFrames[rxPendingPair].incrementAndGet();
-        rxPending = 0;
         return true;
     }
 

@@ -1,21 +1,15 @@
 package dev.ferry.virtio.net;
 
 import dev.ferry.core.device.DeviceEventLoop;
-import dev.ferry.core.memory.DeviceMemory;
 import dev.ferry.core.sys.Linux;
 import dev.ferry.core.sys.NativeCallException;
 import dev.ferry.core.sys.NativeMemory;
 import dev.ferry.virtio.Virtio;
 import dev.ferry.virtio.VirtioContext;
-import dev.ferry.virtio.queue.ChainWriter;
-import dev.ferry.virtio.queue.DescriptorChain;
 import dev.ferry.virtio.queue.SplitVirtqueue;
 import dev.ferry.virtio.queue.VirtqueueError;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
-
-import java.util.ArrayList;
-import java.util.List;
 
 /**
  * The RX path of a {@link VirtioNet}: the back-end's fd is watched for readability while the RX
@@ -38,7 +32,7 @@ final class NetRx {
     private static final int RX_BURST = 64;
 
     private final VirtioNet net;
-    private final List<DescriptorChain> rxChains = new ArrayList<>();
+    private final RxPlacement placement = new RxPlacement();
     private DeviceEventLoop.Registration rxWatch;
     /** Length (header included) of the frame in the RX buffer waiting for RX buffers, or 0. */
     private int rxPending;
@@ -180,87 +174,37 @@ final class NetRx {
 
     /**
      * Writes the frame in the RX buffer ({@link #rxPending} bytes with the header) into RX chains
-     * and pushes them (not published). True when delivered; false when the queue lacks buffers
-     * (the frame waits) or when it was dropped as too big ({@link #rxPending} 0) — nothing popped
-     * stays popped either way; null when the driver broke the protocol.
+     * and pushes them (not published; {@link RxPlacement}). True when delivered; false when the
+     * queue lacks buffers (the frame waits) or when it was dropped as too big ({@link #rxPending}
+     * 0) — nothing popped stays popped either way; null when the driver broke the protocol.
      */
     private Boolean deliver(SplitVirtqueue vq) {
         VirtioContext ctx = net.ctx;
-        long rxBuf = net.rxBuf;
         int len = rxPending;
-        boolean mergeable = Virtio.has(ctx.features(), VirtioNet.F_MRG_RXBUF);
-        rxChains.clear();
-        long room = 0;
+        RxPlacement.Outcome o;
         try {
-            while (room < len) {
-                DescriptorChain c = vq.pop();
-                if (c == null) {
-                    vq.rewind(rxChains.size());
-                    rxChains.clear();
-                    return false;
-                }
-                rxChains.add(c);
-                long w = c.writableBytes();
-                if (w == 0) {
-                    return broken(vq, "virtio-net receive queue contains no in buffers (head " + c.head() + ")");
-                }
-                if (rxChains.size() == 1 && w < NetHeader.SIZE) {
-                    return broken(vq, "virtio-net RX chain head " + c.head() + " has " + w
-                            + " device-writable bytes, the header alone is " + NetHeader.SIZE);
-                }
-                if (!mergeable && w < len) {
-                    return tooBig(vq, "RX chain head " + c.head() + " holds " + w + " bytes (MRG_RXBUF not negotiated)");
-                }
-                room += w;
-                if (room < len && rxChains.size() >= vq.size()) {
-                    return tooBig(vq, "the whole ring (" + vq.size() + " chains) holds " + room + " bytes");
-                }
-            }
+            o = placement.place(vq, ctx.memory(), net.rxBuf, len, Virtio.has(ctx.features(), VirtioNet.F_MRG_RXBUF));
         } catch (VirtqueueError e) {
-            rxChains.clear();
+            rxPending = 0;
             ctx.deviceError("queue " + VirtioNet.RX + ": " + e.getMessage());
             return null;
         }
-        NetHeader.setNumBuffers(rxBuf, rxChains.size());
-        DeviceMemory m = ctx.memory();
-        long off = 0;
-        for (DescriptorChain c : rxChains) {
-            ChainWriter w = c.writer();
-            long base = off;
-            long moved = w.transferFrom(len - off, (gpa, piece, done) -> {
-                m.copyFromNative(rxBuf + base + done, gpa, piece);
-                return piece;
-            });
-            off += moved;
-            vq.push(c, moved);
+        if (o == RxPlacement.Outcome.WAIT) {
+            return false;
         }
-        if (rxChains.size() > 1) {
+        rxPending = 0;
+        if (o == RxPlacement.Outcome.TOO_BIG) {
+            if (net.stats.rxTooBig.getAndIncrement() == 0) {
+                LOG.info("{}: dropped a received frame of {} bytes with its header: {}; later ones are only counted"
+                        + " (rx-too-big)", net.id, len, placement.tooBigReason());
+            }
+            return false;
+        }
+        if (placement.chainsUsed() > 1) {
             net.stats.rxMultiBuffer.incrementAndGet();
         }
-        rxChains.clear();
-        rxPending = 0;
         net.stats.rxFrames.incrementAndGet();
         net.stats.rxBytes.addAndGet(len - NetHeader.SIZE);
         return true;
-    }
-
-    /** Drops the frame the guest's buffers cannot hold; the chains popped go back. Returns false. */
-    private Boolean tooBig(SplitVirtqueue vq, String why) {
-        vq.rewind(rxChains.size());
-        rxChains.clear();
-        if (net.stats.rxTooBig.getAndIncrement() == 0) {
-            LOG.info("{}: dropped a received frame of {} bytes with its header: {}; later ones are only counted"
-                    + " (rx-too-big)", net.id, rxPending, why);
-        }
-        rxPending = 0;
-        return false;
-    }
-
-    private Boolean broken(SplitVirtqueue vq, String reason) {
-        vq.rewind(rxChains.size());
-        rxChains.clear();
-        rxPending = 0;
-        net.ctx.deviceError(reason);
-        return null;
     }
 }
