@@ -287,21 +287,11 @@ class MultiQueueNetBackendTest {
             r.kicks[0].signal();
             MultiQueueNet m = (MultiQueueNet) r.backend.model();
             r.peer.send(ByteBuffer.wrap(traffic(MAC, NetTraffic.PEER_MAC, NetTraffic.REPLY, 0)), r.device); // 64 + 12
-            long deadline = System.nanoTime() + 5_000_000_000L;
-            while (m.rxTooBig() == 0) {
-                assertTrue(System.nanoTime() < deadline, "the frame is dropped as too big");
-                Thread.sleep(1);
-            }
+            awaitTooBig(m, "the frame is dropped as too big");
             assertNull(r.queues[0].pollUsed(), "nothing used");
             byte[] small = java.util.Arrays.copyOf(traffic(MAC, NetTraffic.PEER_MAC, NetTraffic.REPLY, 0), 44);
             r.peer.send(ByteBuffer.wrap(small), r.device);
-            DriverQueue.Used u = null;
-            deadline = System.nanoTime() + 5_000_000_000L;
-            while (u == null) {
-                assertTrue(System.nanoTime() < deadline, "the next frame lands in the kept chain within 5 s");
-                u = r.queues[0].pollUsed();
-                Thread.sleep(1);
-            }
+            DriverQueue.Used u = awaitUsed(r.queues[0], "the next frame lands in the kept chain within 5 s");
             assertEquals(new DriverQueue.Used(0, 12 + 44), u, "the kept chain, with the small frame and its header");
             byte[] got = new byte[44];
             r.fe.dm.read(BlkTestFrontend.DATA + 12, got, 0, 44);
@@ -336,12 +326,7 @@ class MultiQueueNetBackendTest {
             assertEquals(0, m.rxTooBig(), "waiting, not dropped");
             r.queues[0].add(List.of(), List.of(new DriverQueue.Buffer(b, 40)), false);
             r.kicks[0].signal();
-            long deadline = System.nanoTime() + 5_000_000_000L;
-            DriverQueue.Used first;
-            while ((first = r.queues[0].pollUsed()) == null) {
-                assertTrue(System.nanoTime() < deadline, "the frame is delivered once a second chain came");
-                Thread.sleep(1);
-            }
+            DriverQueue.Used first = awaitUsed(r.queues[0], "the frame is delivered once a second chain came");
             DriverQueue.Used second = r.queues[0].pollUsed();
             assertEquals(new DriverQueue.Used(0, 40), first);
             assertEquals(new DriverQueue.Used(1, 36), second);
@@ -375,26 +360,36 @@ class MultiQueueNetBackendTest {
             MultiQueueNet m = (MultiQueueNet) r.backend.model();
             byte[] big = java.util.Arrays.copyOf(traffic(MAC, NetTraffic.PEER_MAC, NetTraffic.REPLY, 0), 4000);
             r.peer.send(ByteBuffer.wrap(big), r.device);
-            long deadline = System.nanoTime() + 5_000_000_000L;
-            while (m.rxTooBig() == 0) {
-                assertTrue(System.nanoTime() < deadline, "the frame is dropped as too big for the ring");
-                Thread.sleep(1);
-            }
+            awaitTooBig(m, "the frame is dropped as too big for the ring");
             assertNull(r.queues[0].pollUsed(), "nothing used");
             byte[] small = java.util.Arrays.copyOf(traffic(MAC, NetTraffic.PEER_MAC, NetTraffic.REPLY, 0), 20);
             r.peer.send(ByteBuffer.wrap(small), r.device); // 32 bytes with the header: the first two chains
-            DriverQueue.Used u = null;
-            deadline = System.nanoTime() + 5_000_000_000L;
-            while (u == null) {
-                assertTrue(System.nanoTime() < deadline, "the next frame lands in the kept chains within 5 s");
-                u = r.queues[0].pollUsed();
-                Thread.sleep(1);
-            }
+            DriverQueue.Used u = awaitUsed(r.queues[0], "the next frame lands in the kept chains within 5 s");
             assertEquals(new DriverQueue.Used(0, 16), u, "the first kept chain");
             assertEquals(new DriverQueue.Used(1, 16), r.queues[0].pollUsed(), "and the second");
             assertEquals(1, m.rxFrames(0));
             assertEquals(1, m.rxTooBig());
             assertNull(r.backend.stats().lastDeviceError(), "no device error");
+        }
+    }
+
+    /** The next used entry of {@code q}, waited for up to 5 s. */
+    private static DriverQueue.Used awaitUsed(DriverQueue q, String what) throws InterruptedException {
+        long deadline = System.nanoTime() + 5_000_000_000L;
+        DriverQueue.Used u;
+        while ((u = q.pollUsed()) == null) {
+            assertTrue(System.nanoTime() < deadline, what);
+            Thread.sleep(1);
+        }
+        return u;
+    }
+
+    /** Waits up to 5 s for the model to count a frame dropped as too big. */
+    private static void awaitTooBig(MultiQueueNet m, String what) throws InterruptedException {
+        long deadline = System.nanoTime() + 5_000_000_000L;
+        while (m.rxTooBig() == 0) {
+            assertTrue(System.nanoTime() < deadline, what);
+            Thread.sleep(1);
         }
     }
 
